@@ -1,0 +1,151 @@
+//! Messages between keeper servers. The transport (`crate::shell::peer`) frames them; the core
+//! never assumes delivery: any message may be lost, delayed, duplicated or reordered, and every
+//! handler checks the epoch and the sender's role before acting on one.
+
+use crate::api::{NodeId, Role, SessionId, Zxid};
+use crate::txn::Txn;
+use serde::{Deserialize, Serialize};
+
+/// A vote in leader election. Votes are totally ordered by (epoch, zxid, id): a node with a
+/// newer epoch, then a longer history, then a higher id, is preferred (ZooKeeper's
+/// `totalOrderPredicate`).
+#[derive(Serialize, Deserialize, Clone, Copy, PartialEq, Eq, Debug, Hash)]
+pub struct Vote {
+    /// The candidate's current epoch (the last epoch whose NEWLEADER it acknowledged).
+    pub epoch: u32,
+    /// The candidate's last logged zxid.
+    pub zxid: Zxid,
+    pub id: NodeId,
+}
+
+/// How the leader brings a follower's history into line with its own.
+#[derive(Serialize, Deserialize, Clone, PartialEq, Eq, Debug, Hash)]
+#[serde(tag = "mode", rename_all = "snake_case")]
+pub enum SyncMode {
+    /// The follower's history is a prefix of the leader's: send what follows.
+    Diff,
+    /// The follower has proposals the leader does not: drop everything after `after`, then
+    /// append what follows it.
+    Trunc { after: Zxid },
+    /// The follower is too far behind the leader's log: replace its state with a snapshot.
+    Snap { snapshot: crate::tree::Snapshot },
+}
+
+#[derive(Serialize, Deserialize, Clone, PartialEq, Eq, Debug, Hash)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum PeerMsg {
+    // ---- fast leader election -----------------------------------------------------------
+    /// "I vote for `vote` in election round `round`, and I am `state`." A LEADING or FOLLOWING
+    /// node answers a LOOKING one with the vote it settled on, so latecomers find the leader.
+    Notification {
+        vote: Vote,
+        round: u64,
+        state: Role,
+    },
+
+    // ---- discovery (follower -> leader, leader -> follower) ------------------------------
+    FollowerInfo {
+        accepted_epoch: u32,
+        last_zxid: Zxid,
+    },
+    LeaderInfo {
+        epoch: u32,
+    },
+    AckEpoch {
+        epoch: u32,
+        current_epoch: u32,
+        last_zxid: Zxid,
+    },
+
+    // ---- synchronisation ----------------------------------------------------------------
+    /// The follower's new history: `mode` then `txns`, then it is told NEWLEADER.
+    Sync {
+        epoch: u32,
+        mode: SyncMode,
+        txns: Vec<Txn>,
+    },
+    NewLeader {
+        epoch: u32,
+        last_zxid: Zxid,
+    },
+    AckNewLeader {
+        epoch: u32,
+    },
+    /// The leader is established; commit everything up to `committed` and serve.
+    UpToDate {
+        epoch: u32,
+        committed: Zxid,
+    },
+
+    // ---- broadcast ----------------------------------------------------------------------
+    Proposal {
+        epoch: u32,
+        txn: Txn,
+    },
+    Ack {
+        epoch: u32,
+        zxid: Zxid,
+    },
+    Commit {
+        epoch: u32,
+        zxid: Zxid,
+    },
+
+    // ---- liveness, sessions, requests ---------------------------------------------------
+    /// Leader -> follower every tick. `seq` lets the leader count a quorum of pongs sent after
+    /// a given moment (linearizable reads).
+    Ping {
+        epoch: u32,
+        seq: u64,
+        committed: Zxid,
+    },
+    /// Follower -> leader, answering a ping; carries the sessions its clients touched.
+    Pong {
+        epoch: u32,
+        seq: u64,
+        touched: Vec<SessionId>,
+    },
+    /// Follower -> leader: a client write to propose. The leader fills in the zxid and time.
+    Forward {
+        epoch: u32,
+        request: u64,
+        session: SessionId,
+        body: crate::txn::TxnBody,
+    },
+    /// Follower -> leader: sync, or a read index for a linearizable read.
+    SyncRequest {
+        epoch: u32,
+        request: u64,
+        linearizable: bool,
+    },
+    /// Leader -> follower: every transaction up to `zxid` must be applied before answering.
+    SyncReply {
+        epoch: u32,
+        request: u64,
+        zxid: Zxid,
+    },
+}
+
+impl PeerMsg {
+    /// A short name for logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            PeerMsg::Notification { .. } => "notification",
+            PeerMsg::FollowerInfo { .. } => "followerinfo",
+            PeerMsg::LeaderInfo { .. } => "leaderinfo",
+            PeerMsg::AckEpoch { .. } => "ackepoch",
+            PeerMsg::Sync { .. } => "sync",
+            PeerMsg::NewLeader { .. } => "newleader",
+            PeerMsg::AckNewLeader { .. } => "acknewleader",
+            PeerMsg::UpToDate { .. } => "uptodate",
+            PeerMsg::Proposal { .. } => "proposal",
+            PeerMsg::Ack { .. } => "ack",
+            PeerMsg::Commit { .. } => "commit",
+            PeerMsg::Ping { .. } => "ping",
+            PeerMsg::Pong { .. } => "pong",
+            PeerMsg::Forward { .. } => "forward",
+            PeerMsg::SyncRequest { .. } => "syncrequest",
+            PeerMsg::SyncReply { .. } => "syncreply",
+        }
+    }
+}

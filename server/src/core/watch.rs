@@ -1,0 +1,1 @@
+//! Watch registrations of the sessions connected to this node.

@@ -1,0 +1,15 @@
+//! keeper: a ZooKeeper-style coordination server.
+//!
+//! A replicated tree of znodes with sessions, ephemeral and sequential nodes and one-shot
+//! watches, kept consistent across an ensemble by a ZAB-style protocol. The protocol, the
+//! tree, sessions and watches live in [`core`], a deterministic state machine with no I/O;
+//! [`shell`] runs it on tokio with real sockets, timers and an fsynced log ([`storage`]).
+//! keeper deliberately has no ACLs, quotas, observers or dynamic reconfiguration.
+
+pub mod api;
+pub mod core;
+pub mod path;
+pub mod shell;
+pub mod storage;
+pub mod tree;
+pub mod txn;

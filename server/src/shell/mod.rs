@@ -1,0 +1,1 @@
+//! The tokio shell around the core. (Being written by the shell work.)

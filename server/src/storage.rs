@@ -1,0 +1,1 @@
+//! Durable storage. (Being written by the storage work.)
