@@ -1,1 +1,2 @@
-//! placeholder
+//! schism's checker. (Being written: see issue 7.)
+pub mod history;
