@@ -1,2 +1,23 @@
-//! schism's checker. (Being written: see issue 7.)
+//! schism's checker: reads histories (ours and Jepsen's), checks them for linearizability
+//! against sequential models, and checks the invariants of a coordination service (single
+//! leader, election safety, sequential nodes, sessions and ephemerals, watches, monotonic
+//! reads). It knows nothing about how a history was produced: no sockets, no clocks except the
+//! check's own time budget.
+
+pub mod cli;
+pub mod edn;
+pub mod generate;
 pub mod history;
+pub mod html;
+pub mod invariants;
+pub mod linear;
+pub mod model;
+pub mod reader;
+pub mod run;
+pub mod verdict;
+
+pub use history::{Event, EventType, Op};
+pub use html::counterexample_html;
+pub use model::ModelKind;
+pub use run::{CheckError, CheckOptions, check_history, check_run_dir, check_status, workload_checkers};
+pub use verdict::{CheckerResult, Counterexample, RunVerdict, Verdict};

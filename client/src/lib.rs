@@ -1,1 +1,23 @@
-//! placeholder
+//! keeper-client: the Rust client of keeper, a ZooKeeper-style coordination service.
+//!
+//! - [`NodeClient`]: the HTTP/JSON API of one server, typed, one request per call, no retries.
+//!   For testers that must know exactly which node got which request.
+//! - [`Session`]: a session over an ensemble, as a ZooKeeper client keeps it: heartbeats,
+//!   failover, the largest zxid seen sent with every request, watch events on a channel.
+//! - [`recipes`]: leader election and a lock, the ZooKeeper recipes.
+//!
+//! Errors are split into definite (the operation did not happen) and indeterminate (it may
+//! have); see [`Error::is_indeterminate`]. The wire types come from `keeper::api` and are
+//! re-exported as [`api`]. The client deliberately has no connection-string parsing, chroot,
+//! ACLs or automatic watch re-registration.
+
+pub mod error;
+pub mod node;
+pub mod recipes;
+pub mod session;
+
+pub use error::{Error, Result};
+pub use keeper::api;
+pub use node::{EventStream, NodeClient, StreamEvent};
+pub use recipes::{LeaderElection, Lock};
+pub use session::{ClientConfig, Event, Session, SessionState};

@@ -1,1 +1,471 @@
-//! placeholder
+//! Deploy backends for schism: a set of `keeperd` nodes the harness can start, stop, kill,
+//! pause, wipe and inspect, and "on" which the nemesis can run network commands.
+//!
+//! Three implementations of one trait ([`Backend`]), gathered in the [`Cluster`] enum:
+//! - [`netns::NetnsCluster`]: each node is a network namespace on a bridge this crate creates;
+//!   the harness reaches nodes through the bridge, so faults cut client traffic too.
+//! - [`docker::DockerCluster`]: one container per node, built `FROM scratch` around a static
+//!   `keeperd`, on a Docker network with fixed addresses.
+//! - [`local::LocalCluster`]: plain processes on distinct 127.x.y.z addresses, for users without
+//!   root; it refuses network commands (and thus partitions and shaping).
+//!
+//! Everything a run creates is named from its [`RunTag`] (`schism-<tag>...`, `sch<tag>...`,
+//! label `schism.run=<tag>`) and recorded in a ledger before it is created, so that
+//! [`Backend::teardown`] and [`clean::clean_leftovers`] remove exactly what schism made and
+//! nothing else. This crate does not decide *which* faults to inject: that is `nemesis`.
+
+pub mod clean;
+pub mod docker;
+pub mod host;
+pub mod ledger;
+pub mod local;
+pub mod netns;
+pub mod preflight;
+mod process;
+pub mod status;
+
+use serde::{Deserialize, Serialize};
+use std::future::Future;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+pub use host::CommandRecord;
+pub use status::{NodeStatus, fetch_status};
+
+/// A node's id, as passed to `keeperd --id`. Nodes are numbered 1..=n.
+pub type NodeId = u64;
+
+/// Port every node's client API listens on (each node has its own address, so one port fits).
+pub const CLIENT_PORT: u16 = 8181;
+/// Port every node's peer (replication) listener uses.
+pub const PEER_PORT: u16 = 2888;
+/// Most nodes a cluster may have: addresses are `.1` to `.MAX_NODES` of a /24 whose `.254`
+/// is the host side.
+pub const MAX_NODES: usize = 9;
+/// How long `stop` waits after SIGTERM before it sends SIGKILL.
+pub const STOP_GRACE_MS: u64 = 10_000;
+
+/// Which backend runs the nodes.
+#[derive(Serialize, Deserialize, Clone, Copy, PartialEq, Eq, Debug, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum BackendKind {
+    Local,
+    Netns,
+    Docker,
+}
+
+impl BackendKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            BackendKind::Local => "local",
+            BackendKind::Netns => "netns",
+            BackendKind::Docker => "docker",
+        }
+    }
+
+    /// netns when this process may create namespaces and the tools exist, else local.
+    pub fn default_for_host() -> BackendKind {
+        if preflight::check(BackendKind::Netns).is_ok() {
+            BackendKind::Netns
+        } else {
+            BackendKind::Local
+        }
+    }
+}
+
+impl std::str::FromStr for BackendKind {
+    type Err = ClusterError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "local" => Ok(BackendKind::Local),
+            "netns" => Ok(BackendKind::Netns),
+            "docker" => Ok(BackendKind::Docker),
+            other => Err(ClusterError::Invalid(format!(
+                "unknown backend {other:?}: use local, netns or docker"
+            ))),
+        }
+    }
+}
+
+impl std::fmt::Display for BackendKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What to run: how many nodes, which binary, and where the run keeps its files.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub struct ClusterSpec {
+    pub nodes: usize,
+    /// The `keeperd` binary. For docker it must be statically linked
+    /// (see [`docker::build_static_keeperd`]).
+    pub keeperd: PathBuf,
+    /// The harness's run id; names derive from its [`RunTag`].
+    pub run_id: String,
+    pub tick_ms: Option<u64>,
+    pub bug: Option<String>,
+    /// Appended to every `keeperd` command line.
+    pub extra_args: Vec<String>,
+    /// The run's directory: node data (`nodes/<node>/data`), logs (`nodes/<node>/keeperd.log`),
+    /// pidfiles. Docker keeps data on volumes instead.
+    pub base_dir: PathBuf,
+}
+
+impl ClusterSpec {
+    pub fn new(nodes: usize, keeperd: PathBuf, run_id: &str, base_dir: PathBuf) -> ClusterSpec {
+        ClusterSpec {
+            nodes,
+            keeperd,
+            run_id: run_id.to_string(),
+            tick_ms: None,
+            bug: None,
+            extra_args: Vec::new(),
+            base_dir,
+        }
+    }
+
+    pub fn tag(&self) -> RunTag {
+        RunTag::from_run_id(&self.run_id)
+    }
+
+    pub fn node_ids(&self) -> Vec<NodeId> {
+        (1..=self.nodes as NodeId).collect()
+    }
+
+    pub fn node_dir(&self, node: NodeId) -> PathBuf {
+        self.base_dir.join("nodes").join(node_name(node))
+    }
+
+    fn validate(&self) -> Result<(), ClusterError> {
+        if self.nodes == 0 || self.nodes > MAX_NODES {
+            return Err(ClusterError::Invalid(format!(
+                "a cluster has 1 to {MAX_NODES} nodes, not {}",
+                self.nodes
+            )));
+        }
+        if !self.keeperd.is_file() {
+            return Err(ClusterError::Invalid(format!(
+                "keeperd binary {} does not exist: build it with `cargo build -p keeper`",
+                self.keeperd.display()
+            )));
+        }
+        Ok(())
+    }
+
+    /// `keeperd`'s arguments for `node`, given every node's address.
+    pub fn keeperd_args(&self, node: NodeId, addrs: &[NodeAddr], data_dir: &str) -> Vec<String> {
+        let me = &addrs[(node - 1) as usize];
+        let peers = addrs
+            .iter()
+            .map(|a| format!("{}={}", a.id, a.peer_addr()))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut args = vec![
+            "--id".to_string(),
+            node.to_string(),
+            "--data-dir".to_string(),
+            data_dir.to_string(),
+            "--client-addr".to_string(),
+            me.client_addr().to_string(),
+            "--peer-addr".to_string(),
+            me.peer_addr().to_string(),
+            "--peers".to_string(),
+            peers,
+        ];
+        if let Some(tick) = self.tick_ms {
+            args.push("--tick-ms".to_string());
+            args.push(tick.to_string());
+        }
+        if let Some(bug) = &self.bug {
+            args.push("--bug".to_string());
+            args.push(bug.clone());
+        }
+        args.extend(self.extra_args.iter().cloned());
+        args
+    }
+}
+
+/// `n<id>`: the name of a node in logs and directories.
+pub fn node_name(node: NodeId) -> String {
+    format!("n{node}")
+}
+
+/// The short, name-safe form of a run id (at most [`RunTag::MAX_LEN`] of `[a-z0-9]`) that
+/// every created object carries. Linux interface names have at most 15 bytes, and
+/// `sch<tag>h<n>` must fit.
+#[derive(Serialize, Deserialize, Clone, PartialEq, Eq, Debug, Hash, PartialOrd, Ord)]
+pub struct RunTag(pub String);
+
+impl RunTag {
+    pub const MAX_LEN: usize = 8;
+
+    /// The run id itself when it is short and name-safe, else 8 hex digits of its hash.
+    pub fn from_run_id(run_id: &str) -> RunTag {
+        let safe = !run_id.is_empty()
+            && run_id.len() <= Self::MAX_LEN
+            && run_id
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+        if safe {
+            RunTag(run_id.to_string())
+        } else {
+            RunTag(format!("{:08x}", fnv1a(run_id.as_bytes()) as u32))
+        }
+    }
+
+    /// Parses a tag found in a name; `None` when it cannot be one of ours.
+    pub fn parse(s: &str) -> Option<RunTag> {
+        let ok = !s.is_empty()
+            && s.len() <= Self::MAX_LEN
+            && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+        ok.then(|| RunTag(s.to_string()))
+    }
+
+    /// `schism-<tag>`: the prefix of namespaces, containers, networks and volumes, the alias of
+    /// links, and the comment of host iptables rules.
+    pub fn prefix(&self) -> String {
+        format!("schism-{}", self.0)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for RunTag {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Environment variable every node process carries, so `clean` finds it in `/proc`.
+pub const RUN_ENV: &str = "SCHISM_RUN";
+/// Docker label on every container, network and volume schism creates.
+pub const RUN_LABEL: &str = "schism.run";
+
+pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in bytes {
+        h ^= *b as u64;
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    h
+}
+
+/// Where a node listens.
+#[derive(Serialize, Deserialize, Clone, PartialEq, Eq, Debug)]
+pub struct NodeAddr {
+    pub id: NodeId,
+    pub name: String,
+    pub ip: Ipv4Addr,
+    pub client_port: u16,
+    pub peer_port: u16,
+}
+
+impl NodeAddr {
+    pub fn client_addr(&self) -> SocketAddr {
+        SocketAddr::from((self.ip, self.client_port))
+    }
+    pub fn peer_addr(&self) -> SocketAddr {
+        SocketAddr::from((self.ip, self.peer_port))
+    }
+    /// `http://IP:PORT`, the base URL of the node's client API.
+    pub fn client_url(&self) -> String {
+        format!("http://{}", self.client_addr())
+    }
+}
+
+/// What the backend believes about a node's process.
+#[derive(Serialize, Deserialize, Clone, Copy, PartialEq, Eq, Debug)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeState {
+    Running,
+    Paused,
+    /// Stopped, killed, crashed or never started.
+    Down,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    /// A tool or privilege is missing; the message says what to do.
+    #[error("{0}")]
+    Missing(String),
+    /// The backend cannot do this at all (local backend and network commands).
+    #[error("{0}")]
+    Unsupported(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("node {0} is not running")]
+    NotRunning(NodeId),
+    #[error("no node {0} in this cluster")]
+    NoSuchNode(NodeId),
+    #[error("`{argv}` failed ({status}): {stderr}")]
+    Command {
+        argv: String,
+        status: String,
+        stderr: String,
+    },
+    #[error("docker: {0}")]
+    Docker(String),
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl ClusterError {
+    pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> ClusterError {
+        ClusterError::Io {
+            context: context.into(),
+            source,
+        }
+    }
+}
+
+pub type Result<T, E = ClusterError> = std::result::Result<T, E>;
+
+/// A set of nodes on one backend. Every method takes `&self` so the harness, the nemesis and a
+/// Ctrl-C handler can share one cluster behind an `Arc`; `teardown` is idempotent and may be
+/// called at any point, also while `setup` is half done.
+pub trait Backend: Send + Sync {
+    fn kind(&self) -> BackendKind;
+    fn spec(&self) -> &ClusterSpec;
+    /// Every node's address. Valid after `setup` (empty before).
+    fn addrs(&self) -> Vec<NodeAddr>;
+    /// Creates the network and starts every node.
+    fn setup(&self) -> impl Future<Output = Result<()>> + Send;
+    fn start(&self, node: NodeId) -> impl Future<Output = Result<()>> + Send;
+    /// SIGTERM, then SIGKILL after [`STOP_GRACE_MS`].
+    fn stop(&self, node: NodeId) -> impl Future<Output = Result<()>> + Send;
+    /// SIGKILL.
+    fn kill(&self, node: NodeId) -> impl Future<Output = Result<()>> + Send;
+    /// SIGSTOP (or the engine's freezer).
+    fn pause(&self, node: NodeId) -> impl Future<Output = Result<()>> + Send;
+    /// SIGCONT (or the engine's unfreeze).
+    fn resume(&self, node: NodeId) -> impl Future<Output = Result<()>> + Send;
+    /// Removes the node's data. The node must be down.
+    fn wipe(&self, node: NodeId) -> impl Future<Output = Result<()>> + Send;
+    fn state(&self, node: NodeId) -> impl Future<Output = Result<NodeState>> + Send;
+    /// Writes each node's log to `dir/nodes/<node>/keeperd.log`.
+    fn collect_logs(&self, dir: &Path) -> impl Future<Output = Result<()>> + Send;
+    /// Runs `argv` (for example `iptables -A INPUT ...`) inside the node's network namespace.
+    /// A non-zero exit is not an error here: it is in the returned record.
+    fn run_on_node(
+        &self,
+        node: NodeId,
+        argv: &[String],
+    ) -> impl Future<Output = Result<CommandRecord>> + Send;
+    /// Kills every node and removes everything the run created. Idempotent.
+    fn teardown(&self) -> impl Future<Output = Result<()>> + Send;
+
+    /// Stop then start.
+    fn restart(&self, node: NodeId) -> impl Future<Output = Result<()>> + Send {
+        async move {
+            self.stop(node).await?;
+            self.start(node).await
+        }
+    }
+
+    fn node_ids(&self) -> Vec<NodeId> {
+        self.spec().node_ids()
+    }
+
+    fn addr(&self, node: NodeId) -> Result<NodeAddr> {
+        self.addrs()
+            .into_iter()
+            .find(|a| a.id == node)
+            .ok_or(ClusterError::NoSuchNode(node))
+    }
+
+    fn client_url(&self, node: NodeId) -> Result<String> {
+        Ok(self.addr(node)?.client_url())
+    }
+}
+
+/// The backend the harness picked, dispatching to it.
+pub enum Cluster {
+    Local(local::LocalCluster),
+    Netns(netns::NetnsCluster),
+    Docker(docker::DockerCluster),
+}
+
+impl Cluster {
+    /// Checks the tools and privileges `kind` needs (one clear error when something is missing)
+    /// and builds the cluster. Nothing is created before `setup`.
+    pub async fn new(kind: BackendKind, spec: ClusterSpec) -> Result<Cluster> {
+        spec.validate()?;
+        preflight::check(kind)?;
+        Ok(match kind {
+            BackendKind::Local => Cluster::Local(local::LocalCluster::new(spec)),
+            BackendKind::Netns => Cluster::Netns(netns::NetnsCluster::new(spec)),
+            BackendKind::Docker => Cluster::Docker(docker::DockerCluster::connect(spec).await?),
+        })
+    }
+}
+
+macro_rules! dispatch {
+    ($self:ident, $c:ident => $e:expr) => {
+        match $self {
+            Cluster::Local($c) => $e,
+            Cluster::Netns($c) => $e,
+            Cluster::Docker($c) => $e,
+        }
+    };
+}
+
+impl Backend for Cluster {
+    fn kind(&self) -> BackendKind {
+        dispatch!(self, c => c.kind())
+    }
+    fn spec(&self) -> &ClusterSpec {
+        dispatch!(self, c => c.spec())
+    }
+    fn addrs(&self) -> Vec<NodeAddr> {
+        dispatch!(self, c => c.addrs())
+    }
+    async fn setup(&self) -> Result<()> {
+        dispatch!(self, c => c.setup().await)
+    }
+    async fn start(&self, node: NodeId) -> Result<()> {
+        dispatch!(self, c => c.start(node).await)
+    }
+    async fn stop(&self, node: NodeId) -> Result<()> {
+        dispatch!(self, c => c.stop(node).await)
+    }
+    async fn kill(&self, node: NodeId) -> Result<()> {
+        dispatch!(self, c => c.kill(node).await)
+    }
+    async fn pause(&self, node: NodeId) -> Result<()> {
+        dispatch!(self, c => c.pause(node).await)
+    }
+    async fn resume(&self, node: NodeId) -> Result<()> {
+        dispatch!(self, c => c.resume(node).await)
+    }
+    async fn wipe(&self, node: NodeId) -> Result<()> {
+        dispatch!(self, c => c.wipe(node).await)
+    }
+    async fn state(&self, node: NodeId) -> Result<NodeState> {
+        dispatch!(self, c => c.state(node).await)
+    }
+    async fn collect_logs(&self, dir: &Path) -> Result<()> {
+        dispatch!(self, c => c.collect_logs(dir).await)
+    }
+    async fn run_on_node(&self, node: NodeId, argv: &[String]) -> Result<CommandRecord> {
+        dispatch!(self, c => c.run_on_node(node, argv).await)
+    }
+    async fn teardown(&self) -> Result<()> {
+        dispatch!(self, c => c.teardown().await)
+    }
+    async fn restart(&self, node: NodeId) -> Result<()> {
+        dispatch!(self, c => c.restart(node).await)
+    }
+}
+
+pub(crate) fn check_node(spec: &ClusterSpec, node: NodeId) -> Result<()> {
+    if node == 0 || node as usize > spec.nodes {
+        return Err(ClusterError::NoSuchNode(node));
+    }
+    Ok(())
+}

@@ -466,6 +466,9 @@ pub struct Status {
     pub election_round: u64,
     pub sessions: u64,
     pub znodes: u64,
+    /// Watches set by clients of this node.
+    #[serde(default)]
+    pub watches: u64,
     /// Server-side fault injection in effect (`keeperd --bug`), if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bug: Option<String>,

@@ -10,9 +10,11 @@
 //! batch leaves the process. The core relies on it: a follower's ACK of a proposal, and its ACK
 //! of NEWLEADER, are only ever sent after the proposals they acknowledge are on disk.
 
+mod election;
 mod msg;
 mod node;
 mod watch;
+mod zab;
 
 pub use msg::{PeerMsg, SyncMode, Vote};
 pub use node::Core;
@@ -171,7 +173,7 @@ pub enum ClientRequest {
     },
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Read {
     Exists { path: String },
     GetData { path: String },

@@ -44,15 +44,22 @@ pub enum PeerMsg {
     },
 
     // ---- discovery (follower -> leader, leader -> follower) ------------------------------
+    /// `attempt` identifies one attempt to follow: a resend carries the same one, a
+    /// restarted or re-syncing follower a new one.
     FollowerInfo {
         accepted_epoch: u32,
         last_zxid: Zxid,
+        attempt: u64,
     },
     LeaderInfo {
         epoch: u32,
     },
+    /// `fresh` is false when the follower had already accepted `epoch` before (ZooKeeper
+    /// sends a current epoch of -1 then): such an ack does not count towards the quorum that
+    /// establishes the epoch, so no two leaders can establish the same epoch.
     AckEpoch {
         epoch: u32,
+        fresh: bool,
         current_epoch: u32,
         last_zxid: Zxid,
     },

@@ -1,28 +1,802 @@
-//! The node state machine.
-use super::*;
-use crate::api::{DigestReply, Status};
+//! The node state machine: the `Core` struct, its dispatch, client requests, and the commit →
+//! apply → reply pipeline. Election lives in `election.rs`, the leader's and the follower's
+//! halves of ZAB in `zab.rs`.
 
-pub struct Core {}
+use super::watch::Watches;
+use super::*;
+use crate::api::{
+    DigestReply, ErrorCode, EventKind, Role, Status, make_zxid,
+};
+use crate::tree::{DataTree, Outcome};
+use crate::txn::{Origin, TxnBody};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Most client requests a node holds waiting for a commit or a leader's answer.
+pub const MAX_PENDING_REQUESTS: usize = 10_000;
+/// How many committed transactions the in-memory log keeps before the newest snapshot, so a
+/// follower that is only a little behind is brought up to date by DIFF rather than SNAP.
+pub const LOG_RETAIN_TXNS: usize = 1_000;
+
+/// What a node is doing in the protocol.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(super) enum State {
+    Looking(super::election::Election),
+    Following(super::zab::Following),
+    Leading(super::zab::Leading),
+}
+
+/// A client request this node still owes an answer.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(super) struct Pending {
+    pub kind: PendingKind,
+    pub deadline: Millis,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(super) enum PendingKind {
+    /// A transaction proposed for this request: answered when this node applies it.
+    Txn,
+    /// A sync or read waiting for the leader's read index (`zxid: None`) and then for this
+    /// node to have applied up to it.
+    Wait {
+        zxid: Option<Zxid>,
+        session: SessionId,
+        then: AfterSync,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(super) enum AfterSync {
+    Done,
+    Read { read: Read, watch: bool },
+}
+
+pub struct Core {
+    pub(super) cfg: Config,
+    pub(super) tree: DataTree,
+    /// Logged transactions after `log_start`, in zxid order: committed or not.
+    pub(super) log: Vec<Txn>,
+    /// The zxid the in-memory log follows (the tree's state at some snapshot).
+    pub(super) log_start: Zxid,
+    pub(super) accepted_epoch: u32,
+    pub(super) current_epoch: u32,
+    /// Highest zxid known to be committed. `tree.last_applied() <= committed <= last_zxid()`.
+    pub(super) committed: Zxid,
+    pub(super) state: State,
+    /// Election round (ZooKeeper's logicalclock); kept across states.
+    pub(super) round: u64,
+    /// The vote this node settled on in its last election.
+    pub(super) vote: Vote,
+    pub(super) watches: Watches,
+    pub(super) pending: BTreeMap<RequestId, Pending>,
+    /// Sessions touched by this node's clients since the last PONG (a follower relays them).
+    pub(super) touched: BTreeSet<SessionId>,
+    pub(super) now: Millis,
+    pub(super) out: Vec<Output>,
+    /// Counts watch events, for the `watch-drop` fault.
+    pub(super) events_fired: u64,
+}
 
 impl Core {
-    pub fn new(_config: Config, _recovered: Recovered, _now: Millis) -> Core {
-        todo!()
+    pub fn new(cfg: Config, recovered: Recovered, now: Millis) -> Core {
+        assert!(
+            cfg.voters.contains(&cfg.id),
+            "a node must be one of the voters"
+        );
+        let mut tree = match &recovered.snapshot {
+            Some(s) => DataTree::from_snapshot_with_bug(s, cfg.bug).unwrap_or_else(|e| {
+                // Storage has already verified the snapshot's checksum: a snapshot that does
+                // not load is a bug, not bad input.
+                panic!("snapshot at zxid {:#x} does not load: {e}", s.zxid)
+            }),
+            None => DataTree::new(),
+        };
+        tree.set_bug(cfg.bug);
+        let log_start = tree.last_applied();
+        let log: Vec<Txn> = recovered
+            .log
+            .into_iter()
+            .filter(|t| t.zxid > log_start)
+            .collect();
+        debug_assert!(log.windows(2).all(|w| w[0].zxid < w[1].zxid));
+        let mut core = Core {
+            vote: Vote {
+                epoch: recovered.current_epoch,
+                zxid: 0,
+                id: cfg.id,
+            },
+            cfg,
+            committed: log_start,
+            tree,
+            log,
+            log_start,
+            accepted_epoch: recovered.accepted_epoch,
+            current_epoch: recovered.current_epoch,
+            state: State::Looking(Default::default()),
+            round: 0,
+            watches: Watches::default(),
+            pending: BTreeMap::new(),
+            touched: BTreeSet::new(),
+            now,
+            out: Vec::new(),
+            events_fired: 0,
+        };
+        core.start_looking();
+        core.out.clear();
+        core
     }
-    pub fn step(&mut self, _now: Millis, _input: Input) -> Vec<Output> {
-        todo!()
+
+    /// Feeds one input; returns what to do. See the module docs for the durability rule.
+    pub fn step(&mut self, now: Millis, input: Input) -> Vec<Output> {
+        self.now = self.now.max(now);
+        match input {
+            Input::Tick => self.tick(),
+            Input::Client { request, body } => self.client(request, body),
+            Input::Peer { from, msg } => {
+                if from != self.cfg.id && self.cfg.voters.contains(&from) {
+                    self.peer(from, msg);
+                }
+            }
+        }
+        std::mem::take(&mut self.out)
     }
+
+    fn tick(&mut self) {
+        // Requests past their deadline: the outcome is unknown, say so.
+        let expired: Vec<RequestId> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| p.deadline <= self.now)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in expired {
+            self.reply_err(
+                id,
+                ErrorCode::Timeout,
+                "no outcome within the request timeout",
+            );
+        }
+        match &self.state {
+            State::Looking(_) => self.election_tick(),
+            State::Following(_) => self.follower_tick(),
+            State::Leading(_) => self.leader_tick(),
+        }
+    }
+
+    fn peer(&mut self, from: NodeId, msg: PeerMsg) {
+        match msg {
+            PeerMsg::Notification { vote, round, state } => {
+                self.on_notification(from, vote, round, state)
+            }
+            PeerMsg::FollowerInfo { .. }
+            | PeerMsg::AckEpoch { .. }
+            | PeerMsg::AckNewLeader { .. }
+            | PeerMsg::Ack { .. }
+            | PeerMsg::Pong { .. }
+            | PeerMsg::Forward { .. }
+            | PeerMsg::SyncRequest { .. } => self.leader_receive(from, msg),
+            PeerMsg::LeaderInfo { .. }
+            | PeerMsg::Sync { .. }
+            | PeerMsg::NewLeader { .. }
+            | PeerMsg::UpToDate { .. }
+            | PeerMsg::Proposal { .. }
+            | PeerMsg::Commit { .. }
+            | PeerMsg::Ping { .. }
+            | PeerMsg::SyncReply { .. } => self.follower_receive(from, msg),
+        }
+    }
+
+    // ---- queries for the shell ----------------------------------------------------------
+
     pub fn status(&self) -> Status {
-        todo!()
+        let (role, leader, synced) = match &self.state {
+            State::Looking(_) => (Role::Looking, None, vec![]),
+            State::Following(f) => (Role::Following, Some(f.leader), vec![]),
+            // A leader counts as leading once it has established its epoch with a quorum;
+            // before that it is still finding out whether it can lead.
+            State::Leading(l) if l.is_established() => {
+                (Role::Leading, Some(self.cfg.id), l.synced_followers())
+            }
+            State::Leading(_) => (Role::Looking, None, vec![]),
+        };
+        Status {
+            id: self.cfg.id,
+            role,
+            epoch: self.current_epoch,
+            accepted_epoch: self.accepted_epoch,
+            leader,
+            serving: self.is_serving(),
+            last_zxid: self.last_zxid(),
+            committed_zxid: self.committed,
+            applied_zxid: self.tree.last_applied(),
+            synced_followers: synced,
+            voters: self.cfg.voters.clone(),
+            election_round: self.round,
+            sessions: self.tree.sessions().count() as u64,
+            znodes: self.tree.znode_count(),
+            watches: self.watches.len() as u64,
+            bug: self.cfg.bug.map(|b| b.name().to_string()),
+        }
     }
+
     pub fn digest(&self) -> DigestReply {
-        todo!()
+        DigestReply {
+            zxid: self.tree.last_applied(),
+            digest: self.tree.digest(),
+            znodes: self.tree.znode_count(),
+        }
     }
+
     /// The applied tree, for the shell to save as a snapshot.
     pub fn snapshot(&self) -> crate::tree::Snapshot {
-        todo!()
+        self.tree.to_snapshot()
     }
-    /// The shell saved a snapshot at `zxid`; the in-memory log may forget what precedes it.
-    pub fn compact(&mut self, _zxid: Zxid) {
-        todo!()
+
+    /// The shell saved a snapshot at `zxid`; the in-memory log may forget what precedes it,
+    /// all but the last `LOG_RETAIN_TXNS` transactions (kept so that followers a little behind
+    /// still sync by DIFF).
+    pub fn compact(&mut self, zxid: Zxid) {
+        let upto = zxid.min(self.tree.last_applied());
+        let droppable = self.log.partition_point(|t| t.zxid <= upto);
+        let drop = droppable.saturating_sub(LOG_RETAIN_TXNS);
+        if drop > 0 {
+            self.log_start = self.log[drop - 1].zxid;
+            self.log.drain(..drop);
+        }
     }
+
+    pub fn applied_zxid(&self) -> Zxid {
+        self.tree.last_applied()
+    }
+
+    /// The in-memory log: every transaction after `log_start()`, committed or not. For the
+    /// simulator and the model checker.
+    pub fn log(&self) -> &[Txn] {
+        &self.log
+    }
+
+    pub fn log_start(&self) -> Zxid {
+        self.log_start
+    }
+
+    // ---- shared helpers -----------------------------------------------------------------
+
+    pub(super) fn last_zxid(&self) -> Zxid {
+        self.log.last().map(|t| t.zxid).unwrap_or(self.log_start)
+    }
+
+    pub(super) fn is_quorum(&self, count: usize) -> bool {
+        count * 2 > self.cfg.voters.len()
+    }
+
+    pub(super) fn others(&self) -> Vec<NodeId> {
+        self.cfg
+            .voters
+            .iter()
+            .copied()
+            .filter(|&v| v != self.cfg.id)
+            .collect()
+    }
+
+    pub(super) fn send(&mut self, to: NodeId, msg: PeerMsg) {
+        debug_assert_ne!(to, self.cfg.id);
+        self.out.push(Output::Send { to, msg });
+    }
+
+    pub(super) fn persist(&mut self, p: Persist) {
+        self.out.push(Output::Persist(p));
+    }
+
+    pub(super) fn persist_epochs(&mut self) {
+        self.persist(Persist::Epochs {
+            accepted_epoch: self.accepted_epoch,
+            current_epoch: self.current_epoch,
+        });
+    }
+
+    pub(super) fn is_serving(&self) -> bool {
+        match &self.state {
+            State::Looking(_) => false,
+            State::Following(f) => f.is_up_to_date(),
+            State::Leading(l) => l.is_established(),
+        }
+    }
+
+    /// Appends transactions to the log (in memory and, via the shell, on disk).
+    pub(super) fn append(&mut self, txns: Vec<Txn>) {
+        if txns.is_empty() {
+            return;
+        }
+        for t in &txns {
+            assert!(
+                t.zxid > self.last_zxid(),
+                "log append out of order: {:#x} after {:#x}",
+                t.zxid,
+                self.last_zxid()
+            );
+            self.log.push(t.clone());
+        }
+        self.persist(Persist::Append(txns));
+    }
+
+    /// Drops logged transactions after `zxid` (they were never committed).
+    pub(super) fn truncate_after(&mut self, zxid: Zxid) {
+        assert!(
+            zxid >= self.tree.last_applied(),
+            "truncating applied transactions"
+        );
+        let keep = self.log.partition_point(|t| t.zxid <= zxid);
+        if keep < self.log.len() {
+            self.log.truncate(keep);
+            self.persist(Persist::TruncateAfter(zxid));
+        }
+        self.committed = self.committed.min(self.last_zxid());
+    }
+
+    /// Leaves whatever role the node had and starts an election. Requests waiting on the old
+    /// role learn that their outcome is unknown (writes) or that they were not served (reads).
+    pub(super) fn start_looking(&mut self) {
+        let waiting: Vec<(RequestId, bool)> = self
+            .pending
+            .iter()
+            .map(|(id, p)| (*id, matches!(p.kind, PendingKind::Txn)))
+            .collect();
+        for (id, is_txn) in waiting {
+            if is_txn {
+                self.reply_err(id, ErrorCode::Timeout, "the node lost its leader");
+            } else {
+                self.reply_err(id, ErrorCode::NotReady, "the node lost its leader");
+            }
+        }
+        self.touched.clear();
+        self.begin_election();
+    }
+
+    // ---- commit, apply, reply -----------------------------------------------------------
+
+    /// Applies every committed transaction not applied yet, in zxid order, and answers the
+    /// requests that waited for them.
+    pub(super) fn apply_committed(&mut self) {
+        let limit = self.committed.min(self.last_zxid());
+        while self.tree.last_applied() < limit {
+            let applied = self.tree.last_applied();
+            let idx = self.log.partition_point(|t| t.zxid <= applied);
+            let Some(txn) = self.log.get(idx).cloned() else {
+                break;
+            };
+            self.apply_one(&txn);
+        }
+        self.answer_waiting_reads();
+    }
+
+    fn apply_one(&mut self, txn: &Txn) {
+        let applied = self.tree.apply(txn);
+        let zxid = txn.zxid;
+        for (kind, path) in &applied.events {
+            self.fire_watches(*kind, path, zxid);
+        }
+        if let Ok(outcome) = &applied.result {
+            match outcome {
+                Outcome::SessionCreated {
+                    session,
+                    timeout_ms,
+                } => self.on_session_created(*session, *timeout_ms),
+                Outcome::SessionClosed { session, expired } => {
+                    self.watches.remove_session(*session);
+                    self.touched.remove(session);
+                    self.on_session_closed(*session);
+                    self.out.push(Output::SessionEnded {
+                        session: *session,
+                        expired: *expired,
+                        zxid,
+                    });
+                }
+                _ => {}
+            }
+        }
+        if let Some(origin) = txn.origin
+            && origin.node == self.cfg.id
+            && self.pending.contains_key(&origin.request)
+        {
+            self.pending.remove(&origin.request);
+            let result = applied.result.map(|o| match o {
+                Outcome::SessionCreated {
+                    session,
+                    timeout_ms,
+                } => Response::Session {
+                    session,
+                    timeout_ms,
+                },
+                Outcome::SessionClosed { .. } | Outcome::Deleted => Response::Done,
+                Outcome::Created { path, stat } => Response::Created { path, stat },
+                Outcome::DataSet { stat } => Response::Stat { stat },
+                Outcome::Multi { results } => Response::Multi { results },
+            });
+            self.out.push(Output::Reply {
+                request: origin.request,
+                zxid,
+                result,
+            });
+        }
+    }
+
+    fn fire_watches(&mut self, kind: EventKind, path: &str, zxid: Zxid) {
+        for session in self.watches.fire(kind, path) {
+            self.events_fired += 1;
+            // BUG(watch-drop): every third watch event is silently lost.
+            if self.cfg.has_bug(Bug::WatchDrop) && self.events_fired % 3 == 0 {
+                continue;
+            }
+            self.out.push(Output::Event {
+                session,
+                event: WatchEvent {
+                    kind,
+                    path: path.to_string(),
+                    zxid,
+                },
+            });
+        }
+    }
+
+    pub(super) fn reply_ok(&mut self, request: RequestId, response: Response) {
+        self.pending.remove(&request);
+        self.out.push(Output::Reply {
+            request,
+            zxid: self.tree.last_applied(),
+            result: Ok(response),
+        });
+    }
+
+    pub(super) fn reply_err(&mut self, request: RequestId, code: ErrorCode, message: &str) {
+        self.reply_error(request, KeeperError::new(code, message));
+    }
+
+    fn reply_error(&mut self, request: RequestId, error: KeeperError) {
+        self.pending.remove(&request);
+        self.out.push(Output::Reply {
+            request,
+            zxid: self.tree.last_applied(),
+            result: Err(error),
+        });
+    }
+
+    // ---- client requests ----------------------------------------------------------------
+
+    fn client(&mut self, request: RequestId, body: ClientRequest) {
+        if let Err(e) = self.validate(&body) {
+            return self.reply_error(request, e);
+        }
+        if !self.is_serving() {
+            return self.reply_err(
+                request,
+                ErrorCode::NotReady,
+                "this server is not serving: it has no established leader",
+            );
+        }
+        if self.pending.len() >= MAX_PENDING_REQUESTS {
+            return self.reply_err(request, ErrorCode::NotReady, "too many requests in flight");
+        }
+        let deadline = self.now + self.cfg.request_timeout_ms;
+        match body {
+            ClientRequest::CreateSession { timeout_ms, .. } => {
+                let tick = self.cfg.tick_ms;
+                let timeout_ms = timeout_ms.clamp(
+                    self.cfg.min_session_ticks * tick,
+                    self.cfg.max_session_ticks * tick,
+                );
+                self.submit(request, 0, TxnBody::CreateSession { timeout_ms }, deadline);
+            }
+            ClientRequest::Heartbeat { session, last_zxid } => {
+                if let Some(e) = self.check_session(session, last_zxid) {
+                    return self.reply_error(request, e);
+                }
+                self.touch(session);
+                self.reply_ok(request, Response::Done);
+            }
+            ClientRequest::CloseSession { session, .. } => {
+                self.touch(session);
+                self.submit(
+                    request,
+                    session,
+                    TxnBody::CloseSession { expired: false },
+                    deadline,
+                );
+            }
+            ClientRequest::Write { session, op, .. } => {
+                self.touch(session);
+                self.submit(request, session, TxnBody::Op { op }, deadline);
+            }
+            ClientRequest::Multi { session, ops, .. } => {
+                self.touch(session);
+                self.submit(request, session, TxnBody::Multi { ops }, deadline);
+            }
+            ClientRequest::Read {
+                session,
+                last_zxid,
+                read,
+                watch,
+                consistency,
+            } => {
+                if let Some(e) = self.check_session(session, last_zxid) {
+                    return self.reply_error(request, e);
+                }
+                self.touch(session);
+                let then = AfterSync::Read { read, watch };
+                match consistency {
+                    Consistency::Local => self.finish_wait(request, session, then),
+                    // BUG(stale-read): a linearizable read is answered from local state
+                    // without the leader confirming its leadership with a quorum.
+                    Consistency::Linearizable if self.cfg.has_bug(Bug::StaleRead) => {
+                        self.finish_wait(request, session, then)
+                    }
+                    Consistency::Sync => self.request_sync(request, session, then, false, deadline),
+                    Consistency::Linearizable => {
+                        self.request_sync(request, session, then, true, deadline)
+                    }
+                }
+            }
+            ClientRequest::Sync {
+                session, last_zxid, ..
+            } => {
+                if let Some(e) = self.check_session(session, last_zxid) {
+                    return self.reply_error(request, e);
+                }
+                self.touch(session);
+                self.request_sync(request, session, AfterSync::Done, false, deadline);
+            }
+        }
+    }
+
+    /// Rejects malformed requests before they cost a transaction.
+    fn validate(&self, body: &ClientRequest) -> Result<(), KeeperError> {
+        let ops: &[Op] = match body {
+            ClientRequest::Write { op, .. } => {
+                if matches!(op, Op::Check { .. }) {
+                    return Err(KeeperError::new(
+                        ErrorCode::BadArguments,
+                        "check is only valid inside a multi",
+                    ));
+                }
+                std::slice::from_ref(op)
+            }
+            ClientRequest::Multi { ops, .. } => ops,
+            ClientRequest::Read { read, .. } => {
+                let (Read::Exists { path } | Read::GetData { path } | Read::GetChildren { path }) =
+                    read;
+                return crate::path::validate(path);
+            }
+            ClientRequest::Sync { path, .. } => return crate::path::validate(path),
+            _ => return Ok(()),
+        };
+        for op in ops {
+            match op {
+                Op::Create { path, data, mode } => {
+                    crate::path::validate_create(path, mode.is_sequential())?;
+                    self.check_data(data)?;
+                }
+                Op::SetData { path, data, .. } => {
+                    crate::path::validate(path)?;
+                    self.check_data(data)?;
+                }
+                Op::Delete { path, .. } | Op::Check { path, .. } => crate::path::validate(path)?,
+            }
+        }
+        Ok(())
+    }
+
+    fn check_data(&self, data: &str) -> Result<(), KeeperError> {
+        if data.len() > self.cfg.max_data_bytes {
+            return Err(KeeperError::new(
+                ErrorCode::BadArguments,
+                format!(
+                    "data is {} bytes; the limit is {} bytes",
+                    data.len(),
+                    self.cfg.max_data_bytes
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// A session-bound request is refused when the session is gone, or when this node has
+    /// applied less than the client has already seen (ZooKeeper refuses such a connection, so
+    /// a client never goes back in time by failing over).
+    fn check_session(&self, session: SessionId, last_zxid: Zxid) -> Option<KeeperError> {
+        if self.tree.session(session).is_none() {
+            return Some(KeeperError::new(
+                ErrorCode::SessionExpired,
+                format!("session {session:#x} has expired or was closed"),
+            ));
+        }
+        if last_zxid > self.tree.last_applied() {
+            return Some(KeeperError::new(
+                ErrorCode::NotReady,
+                format!(
+                    "this server has applied up to {:#x}, behind the client's {:#x}",
+                    self.tree.last_applied(),
+                    last_zxid
+                ),
+            ));
+        }
+        None
+    }
+
+    /// A client of this node showed its session is alive.
+    fn touch(&mut self, session: SessionId) {
+        if session == 0 {
+            return;
+        }
+        if matches!(self.state, State::Leading(_)) {
+            self.leader_touch(session);
+        } else {
+            self.touched.insert(session);
+        }
+    }
+
+    /// Sends a write to the leader (or proposes it, on the leader) and waits for it to apply.
+    fn submit(&mut self, request: RequestId, session: SessionId, body: TxnBody, deadline: Millis) {
+        self.pending.insert(
+            request,
+            Pending {
+                kind: PendingKind::Txn,
+                deadline,
+            },
+        );
+        match &self.state {
+            State::Leading(_) => {
+                let origin = Origin {
+                    node: self.cfg.id,
+                    request,
+                };
+                self.propose(session, body, Some(origin));
+            }
+            State::Following(f) => {
+                let (leader, epoch) = (f.leader, f.epoch);
+                self.send(
+                    leader,
+                    PeerMsg::Forward {
+                        epoch,
+                        request,
+                        session,
+                        body,
+                    },
+                );
+            }
+            State::Looking(_) => unreachable!("a looking node does not serve"),
+        }
+    }
+
+    /// Asks the leader how far this node must apply before answering (ZooKeeper's sync), or,
+    /// with `linearizable`, for a read index the leader has confirmed with a quorum.
+    fn request_sync(
+        &mut self,
+        request: RequestId,
+        session: SessionId,
+        then: AfterSync,
+        linearizable: bool,
+        deadline: Millis,
+    ) {
+        self.pending.insert(
+            request,
+            Pending {
+                kind: PendingKind::Wait {
+                    zxid: None,
+                    session,
+                    then,
+                },
+                deadline,
+            },
+        );
+        match &self.state {
+            State::Leading(_) => self.leader_sync_request(self.cfg.id, request, linearizable),
+            State::Following(f) => {
+                let (leader, epoch) = (f.leader, f.epoch);
+                self.send(
+                    leader,
+                    PeerMsg::SyncRequest {
+                        epoch,
+                        request,
+                        linearizable,
+                    },
+                );
+            }
+            State::Looking(_) => unreachable!("a looking node does not serve"),
+        }
+    }
+
+    /// The leader answered a sync: wait until this node has applied `zxid`.
+    pub(super) fn on_sync_reply(&mut self, request: RequestId, zxid: Zxid) {
+        if let Some(Pending {
+            kind: PendingKind::Wait { zxid: z @ None, .. },
+            ..
+        }) = self.pending.get_mut(&request)
+        {
+            *z = Some(zxid);
+        }
+        self.answer_waiting_reads();
+    }
+
+    fn answer_waiting_reads(&mut self) {
+        let applied = self.tree.last_applied();
+        let ready: Vec<RequestId> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| matches!(p.kind, PendingKind::Wait { zxid: Some(z), .. } if z <= applied))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ready {
+            if let Some(Pending {
+                kind: PendingKind::Wait { session, then, .. },
+                ..
+            }) = self.pending.remove(&id)
+            {
+                self.finish_wait(id, session, then);
+            }
+        }
+    }
+
+    /// Answers a read (or sync) from this node's applied tree, registering a watch if asked.
+    fn finish_wait(&mut self, request: RequestId, session: SessionId, then: AfterSync) {
+        let (read, watch) = match then {
+            AfterSync::Done => return self.reply_ok(request, Response::Done),
+            AfterSync::Read { read, watch } => (read, watch),
+        };
+        if self.tree.session(session).is_none() {
+            return self.reply_err(
+                request,
+                ErrorCode::SessionExpired,
+                "the session expired while the read waited",
+            );
+        }
+        let result = match &read {
+            Read::Exists { path } => {
+                let stat = self.tree.get(path).map(|(_, s)| s.clone());
+                if watch {
+                    // exists sets a watch whether or not the node exists (it fires on
+                    // creation then).
+                    self.watches.add_data(path, session);
+                }
+                Ok(Response::Exists { stat })
+            }
+            Read::GetData { path } => match self.tree.get(path) {
+                Some((data, stat)) => {
+                    let r = Response::Data {
+                        data: data.to_string(),
+                        stat: stat.clone(),
+                    };
+                    if watch {
+                        self.watches.add_data(path, session);
+                    }
+                    Ok(r)
+                }
+                None => Err(no_node(path)),
+            },
+            Read::GetChildren { path } => match self.tree.children(path) {
+                Some((children, stat)) => {
+                    let r = Response::Children {
+                        children,
+                        stat: stat.clone(),
+                    };
+                    if watch {
+                        self.watches.add_child(path, session);
+                    }
+                    Ok(r)
+                }
+                None => Err(no_node(path)),
+            },
+        };
+        match result {
+            Ok(r) => self.reply_ok(request, r),
+            Err(e) => self.reply_error(request, e),
+        }
+    }
+
+    /// The zxid of the next proposal in `epoch` after `counter` proposals.
+    pub(super) fn zxid_in(epoch: u32, counter: u32) -> Zxid {
+        make_zxid(epoch, counter)
+    }
+}
+
+fn no_node(path: &str) -> KeeperError {
+    KeeperError::new(ErrorCode::NoNode, format!("no node at {path}"))
 }

@@ -1,1 +1,260 @@
-//! The tokio shell around the core. (Being written by the shell work.)
+//! The tokio shell around the deterministic core: `keeperd` minus its command line.
+//!
+//! The shell turns sockets, timers and the disk into [`crate::core::Input`]s and carries out
+//! the [`crate::core::Output`]s, and holds no protocol state of its own:
+//! - [`driver`]: one dedicated thread owns the `Core` and the `Storage`. It batches inputs,
+//!   steps the core, makes the batch's `Persist` outputs durable with one fsync (group commit)
+//!   and only then lets replies, peer messages and watch events out (the core's durability
+//!   rule).
+//! - [`http`]: the client API (axum), `docs/API.md`.
+//! - [`sse`]: per-session watch event queues and their server-sent-event streams.
+//! - [`peer`]: the TCP transport between servers.
+//!
+//! Deliberately absent: retries, timeouts of requests (the core answers `timeout`), any
+//! interpretation of peer messages. The shell only bounds what the core cannot see: queues,
+//! frame and body sizes, and how long a handler waits for the driver.
+
+mod driver;
+mod http;
+mod peer;
+mod sse;
+
+pub use peer::{MAX_FRAME_BYTES, PEER_FRAME_VERSION};
+
+use crate::api::NodeId;
+use crate::core::Bug;
+use anyhow::Context;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// Default `--tick-ms`.
+pub const DEFAULT_TICK_MS: u64 = 200;
+/// Default `--snapshot-every`: applied transactions between two snapshots.
+pub const DEFAULT_SNAPSHOT_EVERY: u64 = 10_000;
+/// Default `--request-timeout-ms`.
+pub const DEFAULT_REQUEST_TIMEOUT_MS: u64 = 5_000;
+/// How long a graceful shutdown waits for in-flight HTTP requests before it stops the driver
+/// anyway.
+pub const SHUTDOWN_GRACE_MS: u64 = 5_000;
+
+/// Everything `keeperd` needs to run one node.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    pub id: NodeId,
+    pub data_dir: PathBuf,
+    /// Port 0 picks a free port; [`Running::client_addr`] tells which.
+    pub client_addr: SocketAddr,
+    /// Where peers connect. Needed when `peers` names other members.
+    pub peer_addr: Option<SocketAddr>,
+    /// Every member and its peer address, this node included. Empty: a standalone server.
+    pub peers: BTreeMap<NodeId, SocketAddr>,
+    pub tick_ms: u64,
+    pub max_data_bytes: usize,
+    /// Applied transactions between two snapshots.
+    pub snapshot_every: u64,
+    pub request_timeout_ms: u64,
+    pub bug: Option<Bug>,
+}
+
+impl ServerConfig {
+    /// A standalone node with every other setting at its default.
+    pub fn new(id: NodeId, data_dir: PathBuf, client_addr: SocketAddr) -> ServerConfig {
+        ServerConfig {
+            id,
+            data_dir,
+            client_addr,
+            peer_addr: None,
+            peers: BTreeMap::new(),
+            tick_ms: DEFAULT_TICK_MS,
+            max_data_bytes: crate::api::DEFAULT_MAX_DATA_BYTES,
+            snapshot_every: DEFAULT_SNAPSHOT_EVERY,
+            request_timeout_ms: DEFAULT_REQUEST_TIMEOUT_MS,
+            bug: None,
+        }
+    }
+
+    /// The voting members: the ids in `peers`, or just this node.
+    pub fn voters(&self) -> Vec<NodeId> {
+        if self.peers.is_empty() {
+            vec![self.id]
+        } else {
+            self.peers.keys().copied().collect()
+        }
+    }
+
+    /// Checks the settings that do not need the network or the disk.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(self.tick_ms >= 2, "--tick-ms must be at least 2");
+        anyhow::ensure!(self.max_data_bytes > 0, "--max-data-bytes must be positive");
+        anyhow::ensure!(self.snapshot_every > 0, "--snapshot-every must be positive");
+        anyhow::ensure!(
+            self.request_timeout_ms > 0,
+            "--request-timeout-ms must be positive"
+        );
+        if !self.peers.is_empty() {
+            anyhow::ensure!(
+                self.peers.contains_key(&self.id),
+                "--peers must include this node's own id {}",
+                self.id
+            );
+            anyhow::ensure!(
+                self.peer_addr.is_some() || self.peers.len() == 1,
+                "--peer-addr is needed when --peers names other members"
+            );
+        }
+        Ok(())
+    }
+
+    fn core_config(&self) -> crate::core::Config {
+        let mut config = crate::core::Config::new(self.id, self.voters());
+        config.tick_ms = self.tick_ms;
+        config.request_timeout_ms = self.request_timeout_ms;
+        config.max_data_bytes = self.max_data_bytes;
+        config.bug = self.bug;
+        config
+    }
+}
+
+/// A node that has opened its storage and bound its sockets.
+pub struct Running {
+    pub client_addr: SocketAddr,
+    pub peer_addr: Option<SocketAddr>,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+impl Running {
+    /// Waits until the node stops: `Ok` after a graceful shutdown, `Err` when it had to stop
+    /// (a storage error is fatal: a node must never serve after a failed fsync).
+    pub async fn wait(self) -> anyhow::Result<()> {
+        match self.task.await {
+            Ok(result) => result,
+            Err(e) => Err(anyhow::anyhow!("the node's supervisor task failed: {e}")),
+        }
+    }
+}
+
+/// Runs one node until `shutdown` is cancelled (graceful: `Ok`) or a fatal error (`Err`).
+pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let id = config.id;
+    let running = start(config, shutdown).await?;
+    println!("keeperd {id} serving clients on {}", running.client_addr);
+    running.wait().await
+}
+
+/// Opens the storage, recovers the core and binds the client and peer sockets. An error here
+/// means the node never served (bad settings, unusable data directory, port in use).
+pub async fn start(config: ServerConfig, shutdown: CancellationToken) -> anyhow::Result<Running> {
+    config.validate()?;
+    let client_listener = TcpListener::bind(config.client_addr)
+        .await
+        .with_context(|| format!("cannot listen for clients on {}", config.client_addr))?;
+    let client_addr = client_listener.local_addr()?;
+    let others: BTreeMap<NodeId, SocketAddr> = config
+        .peers
+        .iter()
+        .filter(|(id, _)| **id != config.id)
+        .map(|(id, addr)| (*id, *addr))
+        .collect();
+    let peer_listener = match config.peer_addr {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen for peers on {addr}"))?,
+        ),
+        None => None,
+    };
+    let peer_addr = match &peer_listener {
+        Some(l) => Some(l.local_addr()?),
+        None => None,
+    };
+
+    // `stop` ends everything the shell runs; it follows `shutdown` and also fires on a fatal
+    // error, so a node whose storage failed stops serving at once.
+    let stop = shutdown.child_token();
+    let hub = Arc::new(sse::EventHub::default());
+    let transport = peer::Transport::start(config.id, others.clone(), stop.clone());
+    let driver_stop = CancellationToken::new();
+    let (driver, driver_done) = driver::spawn(
+        driver::DriverConfig {
+            core: config.core_config(),
+            data_dir: config.data_dir.clone(),
+            snapshot_every: config.snapshot_every,
+            fsync: config.bug != Some(Bug::NoFsync),
+        },
+        transport,
+        hub.clone(),
+        driver_stop.clone(),
+    )
+    .await?;
+
+    let mut members: Vec<NodeId> = others.keys().copied().collect();
+    members.sort_unstable();
+    if let Some(listener) = peer_listener {
+        tokio::spawn(peer::accept(
+            listener,
+            config.id,
+            members,
+            driver.clone(),
+            stop.clone(),
+        ));
+    }
+
+    let app = http::router(http::AppState {
+        driver: driver.clone(),
+        hub,
+        stop: stop.clone(),
+        body_limit: config.max_data_bytes.saturating_mul(2) + http::BODY_SLACK_BYTES,
+    });
+    let http_stop = stop.clone();
+    let mut http_task = tokio::spawn(async move {
+        axum::serve(client_listener, app)
+            .with_graceful_shutdown(http_stop.cancelled_owned())
+            .await
+    });
+
+    let id = config.id;
+    tracing::info!(id, %client_addr, ?peer_addr, voters = ?config.voters(), "node started");
+    let task = tokio::spawn(async move {
+        let mut driver_done = driver_done;
+        // Wait for a shutdown request or a fatal error of the driver.
+        let fatal = tokio::select! {
+            _ = stop.cancelled() => None,
+            outcome = &mut driver_done => Some(driver::outcome(outcome)),
+            served = &mut http_task => Some(Err(anyhow::anyhow!("the HTTP server stopped: {served:?}"))),
+        };
+        stop.cancel();
+        if let Some(result) = fatal {
+            // Stop serving before anything else: nothing may be answered after a failed fsync.
+            driver_stop.cancel();
+            let result = result.and(Err(anyhow::anyhow!("the driver stopped unexpectedly")));
+            return result;
+        }
+        // Graceful: let in-flight requests finish (their replies need the driver), then stop
+        // the driver, which makes its last batch durable before it returns.
+        let grace = Duration::from_millis(SHUTDOWN_GRACE_MS);
+        if tokio::time::timeout(grace, &mut http_task).await.is_err() {
+            tracing::warn!(id, "in-flight requests did not finish in {SHUTDOWN_GRACE_MS} ms");
+            http_task.abort();
+        }
+        driver_stop.cancel();
+        let result = match tokio::time::timeout(grace, driver_done).await {
+            Ok(outcome) => driver::outcome(outcome),
+            Err(_) => Err(anyhow::anyhow!(
+                "the driver did not stop within {SHUTDOWN_GRACE_MS} ms"
+            )),
+        };
+        tracing::info!(id, "node stopped");
+        result
+    });
+    Ok(Running {
+        client_addr,
+        peer_addr,
+        task,
+    })
+}

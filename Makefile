@@ -1,0 +1,38 @@
+# keeper + schism. `make run` is the main job on its default; `make test` is the test suite.
+SHELL := /bin/bash
+CARGO ?= cargo
+SCHISM := target/debug/schism
+
+.PHONY: all build build-bugs run test lint fmt gate torture clean-leftovers bench docker-binary
+
+all: build
+
+build:
+	$(CARGO) build --workspace --all-targets
+
+# keeperd with fault injection compiled in (issue 6); a separate binary so that the keeperd users
+# deploy never contains it.
+build-bugs:
+	$(CARGO) build -p keeper --features bugs --bin keeperd --target-dir target/bugs
+	install -m 755 target/bugs/debug/keeperd target/debug/keeperd-bugs
+
+# A short real test: a 5-node keeper ensemble, register workload, partitions + kills + pauses,
+# about a minute; ends with the verdict and the path of the report.
+run: build
+	$(SCHISM) test --workload register --nodes 5 --nemesis partition,kill,pause --time-limit 60s
+
+test: build build-bugs
+	$(CARGO) test --workspace -- --test-threads=2
+
+lint:
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+gate: build build-bugs
+	$(SCHISM) gate
+
+clean-leftovers: build
+	$(SCHISM) clean

@@ -1,0 +1,216 @@
+//! `schism check` and `schism bench-checker`: argument types for the harness's clap parser, and
+//! the commands themselves. Each returns the process exit code.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::generate::{self, GenConfig};
+use crate::model::ModelKind;
+use crate::run::{self, CheckOptions, DEFAULT_MEMORY_LIMIT_MIB, DEFAULT_TIME_LIMIT_S};
+use crate::verdict::{RunVerdict, Verdict};
+
+/// Exit code for bad arguments or unreadable input.
+pub const EXIT_BAD_INPUT: i32 = 254;
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct CheckArgs {
+    /// A history file (JSON lines, Jepsen history.edn, history.txt or jepsen.log) or a results directory.
+    pub path: PathBuf,
+    /// Check linearizability against this model instead of the workload's checkers.
+    #[arg(long, value_enum)]
+    pub model: Option<ModelKind>,
+    /// The register's initial value (JSON, or else taken as a string); nil when absent.
+    #[arg(long)]
+    pub initial: Option<String>,
+    /// Print the full result as JSON on stdout instead of the one-line verdicts.
+    #[arg(long)]
+    pub json: bool,
+    /// Write the counterexample page (if there is a violation) to this file.
+    #[arg(long)]
+    pub html: Option<PathBuf>,
+    /// Give up (verdict unknown) after this many seconds.
+    #[arg(long, default_value_t = DEFAULT_TIME_LIMIT_S)]
+    pub time_limit: u64,
+    /// Give up (verdict unknown) when the search's memo cache exceeds this many MiB.
+    #[arg(long, default_value_t = DEFAULT_MEMORY_LIMIT_MIB)]
+    pub memory_limit: u64,
+    /// Search threads (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+impl CheckArgs {
+    pub fn options(&self) -> CheckOptions {
+        CheckOptions {
+            model: self.model,
+            initial: self
+                .initial
+                .as_deref()
+                .map(|s| serde_json::from_str(s).unwrap_or_else(|_| Value::String(s.to_string())))
+                .unwrap_or(Value::Null),
+            time_limit: Some(Duration::from_secs(self.time_limit)),
+            memory_limit_bytes: Some(self.memory_limit << 20),
+            threads: self.threads,
+        }
+    }
+}
+
+/// Prints one line per checker, then the verdict (and the counterexample's timeline).
+pub fn print_verdict(v: &RunVerdict) {
+    for w in &v.warnings {
+        eprintln!("warning: {w}");
+    }
+    for c in &v.checkers {
+        println!("{}", c.line());
+    }
+    if let Some(cx) = v.counterexample() {
+        println!();
+        print!("{}", cx.timeline());
+        println!();
+    }
+    println!("verdict: {}", v.verdict.as_str());
+}
+
+/// Runs `schism check`; returns the exit code: 0 valid, 1 invalid, 2 unknown, 254 bad
+/// arguments or unreadable input.
+pub fn run(args: &CheckArgs) -> i32 {
+    let v = match run::check_path(&args.path, &args.options()) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_BAD_INPUT;
+        }
+    };
+    if args.json {
+        match serde_json::to_string_pretty(&v) {
+            Ok(s) => println!("{s}"),
+            Err(e) => {
+                eprintln!("error: cannot serialise the result: {e}");
+                return EXIT_BAD_INPUT;
+            }
+        }
+    } else {
+        print_verdict(&v);
+    }
+    if let (Some(path), Some(cx)) = (&args.html, v.counterexample())
+        && let Err(e) = std::fs::write(path, crate::html::counterexample_html(cx))
+    {
+        eprintln!("error: cannot write {}: {e}", path.display());
+        return EXIT_BAD_INPUT;
+    }
+    v.verdict.exit_code()
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct BenchArgs {
+    /// Client operations in the generated history.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub ops: usize,
+    #[arg(long, default_value_t = 1_000)]
+    pub keys: usize,
+    #[arg(long, default_value_t = 20)]
+    pub processes: usize,
+    /// Share of operations with an unknown outcome (info), 0..1.
+    #[arg(long, default_value_t = 0.01)]
+    pub info_share: f64,
+    /// Plant one non-linearizable read.
+    #[arg(long)]
+    pub violation: bool,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// `znode` or `cas-register`.
+    #[arg(long, value_enum, default_value_t = ModelKind::Znode)]
+    pub model: ModelKind,
+    #[arg(long, default_value_t = DEFAULT_TIME_LIMIT_S)]
+    pub time_limit: u64,
+    #[arg(long, default_value_t = DEFAULT_MEMORY_LIMIT_MIB)]
+    pub memory_limit: u64,
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Also write the generated history here (JSON lines).
+    #[arg(long)]
+    pub write: Option<PathBuf>,
+}
+
+/// Peak resident memory of this process (VmHWM), in KiB; `None` off Linux.
+pub fn peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// `schism bench-checker`: generates a large history, checks it, reports time and peak memory.
+/// Exit code 0 when the verdict is the expected one (valid, or invalid with `--violation`).
+pub fn bench(args: &BenchArgs) -> i32 {
+    if !(0.0..=1.0).contains(&args.info_share) || args.keys == 0 || args.processes == 0 {
+        eprintln!("error: --info-share must be within 0..1, --keys and --processes at least 1");
+        return EXIT_BAD_INPUT;
+    }
+    if !matches!(args.model, ModelKind::Znode | ModelKind::CasRegister) {
+        eprintln!("error: the generator writes znode or cas-register histories");
+        return EXIT_BAD_INPUT;
+    }
+    let cfg = GenConfig {
+        ops: args.ops,
+        keys: args.keys,
+        processes: args.processes,
+        info_share: args.info_share,
+        violation: args.violation,
+        seed: args.seed,
+        model: args.model,
+    };
+    let t = Instant::now();
+    let events = generate::generate(&cfg);
+    let gen_s = t.elapsed().as_secs_f64();
+    println!(
+        "generated {} events ({} ops, {} keys, {} processes, info share {}, model {}) in {gen_s:.2} s",
+        events.len(),
+        args.ops,
+        args.keys,
+        args.processes,
+        args.info_share,
+        args.model.name()
+    );
+    if let Some(path) = &args.write {
+        let mut text = String::new();
+        for e in &events {
+            text.push_str(&serde_json::to_string(e).unwrap_or_default());
+            text.push('\n');
+        }
+        if let Err(e) = std::fs::write(path, text) {
+            eprintln!("error: cannot write {}: {e}", path.display());
+            return EXIT_BAD_INPUT;
+        }
+    }
+    let opts = CheckOptions {
+        model: Some(args.model),
+        initial: Value::Null,
+        time_limit: Some(Duration::from_secs(args.time_limit)),
+        memory_limit_bytes: Some(args.memory_limit << 20),
+        threads: args.threads,
+    };
+    let t = Instant::now();
+    let v = match run::check_history(&events, None, &opts) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_BAD_INPUT;
+        }
+    };
+    let check_s = t.elapsed().as_secs_f64();
+    for c in &v.checkers {
+        println!("{}", c.line());
+    }
+    let threads = opts
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    println!(
+        "checked in {check_s:.2} s on {threads} threads; peak memory (VmHWM) {} MiB; verdict {}",
+        peak_rss_kib().map_or("?".into(), |k| (k / 1024).to_string()),
+        v.verdict.as_str()
+    );
+    let expected = if args.violation { Verdict::Invalid } else { Verdict::Valid };
+    if v.verdict == expected { 0 } else { 1 }
+}

@@ -1,0 +1,227 @@
+//! Choosing and running the checkers for a history or a results directory.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::history::{self, Event, Op};
+use crate::invariants;
+use crate::linear::{self, Limits, TranslateError};
+use crate::model::{CasRegisterModel, Model, ModelKind, MutexModel, RegisterModel, ZnodeModel};
+use crate::reader::{self, ReadError, StatusSample};
+use crate::verdict::{CheckerResult, RunVerdict, Verdict};
+
+/// Default time budget of a check, in seconds.
+pub const DEFAULT_TIME_LIMIT_S: u64 = 300;
+/// Default memory budget of the linearizability search, in MiB.
+pub const DEFAULT_MEMORY_LIMIT_MIB: u64 = 2048;
+
+/// How to check.
+#[derive(Clone, Debug)]
+pub struct CheckOptions {
+    /// Check linearizability against this model (overrides the workload's checkers and inference).
+    pub model: Option<ModelKind>,
+    /// The register's value before the first operation (`null`: nil / no node).
+    pub initial: Value,
+    pub time_limit: Option<Duration>,
+    pub memory_limit_bytes: Option<u64>,
+    /// Worker threads for the linearizability search; `None`: all cores.
+    pub threads: Option<usize>,
+}
+
+impl Default for CheckOptions {
+    fn default() -> Self {
+        CheckOptions {
+            model: None,
+            initial: Value::Null,
+            time_limit: Some(Duration::from_secs(DEFAULT_TIME_LIMIT_S)),
+            memory_limit_bytes: Some(DEFAULT_MEMORY_LIMIT_MIB << 20),
+            threads: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CheckError {
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    /// The history is readable but not well formed (an event, a value the model cannot read).
+    #[error("{}: {problem}", file.as_deref().map_or("history".into(), |f| f.display().to_string()))]
+    Malformed {
+        file: Option<PathBuf>,
+        problem: String,
+    },
+    #[error(
+        "cannot tell which model to check the history against (from its `f` values); pass --model register|cas-register|znode|mutex"
+    )]
+    NoModel,
+    #[error("{}: {message}", dir.display())]
+    NotARun { dir: PathBuf, message: String },
+}
+
+/// The checkers a workload's history gets (besides single-leader, which reads `status.jsonl`).
+pub fn workload_checkers(workload: &str) -> &'static [&'static str] {
+    match workload {
+        "register" => &["linearizable", "monotonic-reads"],
+        "sequential" => &["sequential", "monotonic-reads"],
+        "election" => &["election-safety", "monotonic-reads"],
+        "session" | "sessions" => &["sessions", "monotonic-reads"],
+        "watch" | "watches" => &["watches", "monotonic-reads"],
+        _ => &["linearizable", "monotonic-reads"],
+    }
+}
+
+fn malformed_at(events: &[Event], lines: Option<&[usize]>, file: Option<&Path>, e: TranslateError) -> CheckError {
+    let at = match lines.and_then(|l| l.get(e.position)) {
+        Some(line) => format!("line {line}"),
+        None => format!(
+            "event index {}",
+            events.get(e.position).map_or(e.position as u64, |ev| ev.index)
+        ),
+    };
+    CheckError::Malformed {
+        file: file.map(Path::to_path_buf),
+        problem: format!("{at}: expected {}", e.expected),
+    }
+}
+
+fn linearizability(ops: &[Op<'_>], kind: ModelKind, opts: &CheckOptions) -> Result<CheckerResult, TranslateError> {
+    let limits = Limits {
+        time_limit: opts.time_limit,
+        memory_limit_bytes: opts.memory_limit_bytes,
+        threads: opts.threads,
+    };
+    fn go<M: Model>(m: &M, ops: &[Op<'_>], l: &Limits) -> Result<CheckerResult, TranslateError> {
+        linear::check(m, ops, l)
+    }
+    let initial = opts.initial.clone();
+    match kind {
+        ModelKind::Register => go(&RegisterModel { initial }, ops, &limits),
+        ModelKind::CasRegister => go(&CasRegisterModel { initial }, ops, &limits),
+        ModelKind::Znode => go(&ZnodeModel { initial }, ops, &limits),
+        ModelKind::Mutex => go(&MutexModel, ops, &limits),
+    }
+}
+
+/// Checks a history. `workload` (from `test.json`) picks the checkers; without one, the
+/// history is checked for linearizability against `opts.model` or the model its `f` values imply.
+pub fn check_history(events: &[Event], workload: Option<&str>, opts: &CheckOptions) -> Result<RunVerdict, CheckError> {
+    check_events(events, None, None, workload, opts)
+}
+
+fn check_events(
+    events: &[Event],
+    lines: Option<&[usize]>,
+    file: Option<&Path>,
+    workload: Option<&str>,
+    opts: &CheckOptions,
+) -> Result<RunVerdict, CheckError> {
+    let ops = history::pair(events).map_err(|e| CheckError::Malformed {
+        file: file.map(Path::to_path_buf),
+        problem: match lines.and_then(|l| l.get(e.position)) {
+            Some(line) => format!("line {line}: {}", e.problem),
+            None => e.to_string(),
+        },
+    })?;
+    let names: Vec<&str> = match (opts.model, workload) {
+        (Some(_), _) => vec!["linearizable", "monotonic-reads"],
+        (None, Some(w)) => workload_checkers(w).to_vec(),
+        (None, None) => workload_checkers("").to_vec(),
+    };
+    let mut results = Vec::new();
+    for name in names {
+        let r = match name {
+            "linearizable" => {
+                let kind = match (opts.model, workload) {
+                    (Some(m), _) => m,
+                    (None, Some("register")) => ModelKind::Znode,
+                    (None, _) => ModelKind::infer(&ops).ok_or(CheckError::NoModel)?,
+                };
+                linearizability(&ops, kind, opts).map_err(|e| malformed_at(events, lines, file, e))?
+            }
+            "monotonic-reads" => {
+                let r = invariants::monotonic_reads(&ops);
+                // A history without sessions or zxids (Jepsen's) has nothing for it to check.
+                if r.verdict == Verdict::Valid && r.details["ops_checked"] == 0 {
+                    continue;
+                }
+                r
+            }
+            "sequential" => invariants::sequential(&ops),
+            "election-safety" => invariants::election(&ops),
+            "sessions" => invariants::sessions(&ops),
+            "watches" => invariants::watches(&ops),
+            _ => continue,
+        };
+        results.push(r);
+    }
+    let invocations = ops.len();
+    Ok(RunVerdict::from_checkers(workload.map(str::to_string), invocations, results))
+}
+
+/// Checks a history file (any supported format).
+pub fn check_file(path: &Path, workload: Option<&str>, opts: &CheckOptions) -> Result<RunVerdict, CheckError> {
+    let h = reader::read_history(path)?;
+    let mut v = check_events(&h.events, Some(&h.lines), Some(path), workload, opts)?;
+    v.warnings.extend(h.warnings);
+    Ok(v)
+}
+
+/// The single-leader checker over `status.jsonl` samples.
+pub fn check_status(samples: &[StatusSample]) -> CheckerResult {
+    invariants::single_leader(samples)
+}
+
+/// The workload named in a run's `test.json`: `"workload": "register"` or
+/// `"workload": {"name": "register", ...}`.
+pub fn workload_of(test: &Value) -> Option<String> {
+    match test.get("workload")? {
+        Value::String(s) => Some(s.clone()),
+        w => w.get("name").and_then(Value::as_str).map(str::to_string),
+    }
+}
+
+/// Checks a results directory (issue 5's layout): `test.json` names the workload, which picks the
+/// checkers for `history.jsonl`; `status.jsonl`, when present, gets the single-leader checker.
+pub fn check_run_dir(dir: &Path, opts: &CheckOptions) -> Result<RunVerdict, CheckError> {
+    let test_path = dir.join("test.json");
+    let workload = if test_path.exists() {
+        let text = std::fs::read_to_string(&test_path).map_err(|e| ReadError::Io {
+            file: test_path.clone(),
+            message: e.to_string(),
+        })?;
+        let test: Value = serde_json::from_str(&text).map_err(|e| ReadError::Malformed {
+            file: test_path.clone(),
+            line: e.line(),
+            expected: format!("a JSON object ({e})"),
+        })?;
+        workload_of(&test)
+    } else {
+        None
+    };
+    let history = dir.join("history.jsonl");
+    if !history.exists() {
+        return Err(CheckError::NotARun {
+            dir: dir.to_path_buf(),
+            message: "no history.jsonl: expected a results directory or a history file".into(),
+        });
+    }
+    let mut v = check_file(&history, workload.as_deref(), opts)?;
+    let status = dir.join("status.jsonl");
+    if status.exists() {
+        let samples = reader::read_status(&status)?;
+        v.checkers.push(check_status(&samples));
+        v.verdict = v.checkers.iter().fold(Verdict::Valid, |a, c| a.combine(c.verdict));
+    }
+    Ok(v)
+}
+
+/// `check_run_dir` for a directory, `check_file` for anything else.
+pub fn check_path(path: &Path, opts: &CheckOptions) -> Result<RunVerdict, CheckError> {
+    if path.is_dir() {
+        check_run_dir(path, opts)
+    } else {
+        check_file(path, None, opts)
+    }
+}

@@ -1,0 +1,250 @@
+//! What a check concludes: a verdict per checker, details, and a counterexample people can read.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::history::{EventType, Op};
+
+/// `unknown` is honest when the search ran out of budget; it is never reported as `valid`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    Valid,
+    Invalid,
+    Unknown,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Valid => "valid",
+            Verdict::Invalid => "invalid",
+            Verdict::Unknown => "unknown",
+        }
+    }
+
+    /// `schism`'s exit code for this verdict.
+    pub fn exit_code(self) -> i32 {
+        match self {
+            Verdict::Valid => 0,
+            Verdict::Invalid => 1,
+            Verdict::Unknown => 2,
+        }
+    }
+
+    /// Invalid beats unknown beats valid.
+    pub fn combine(self, other: Verdict) -> Verdict {
+        use Verdict::*;
+        match (self, other) {
+            (Invalid, _) | (_, Invalid) => Invalid,
+            (Unknown, _) | (_, Unknown) => Unknown,
+            _ => Valid,
+        }
+    }
+}
+
+/// One operation as shown in a counterexample.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OpView {
+    pub process: u64,
+    pub f: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// `ok`, `fail` or `info`.
+    #[serde(rename = "type")]
+    pub kind: EventType,
+    pub value: Value,
+    pub result: Value,
+    /// `index` of the invocation and the completion events in the history.
+    pub invoke_index: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub complete_index: Option<u64>,
+    pub invoke_time: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub complete_time: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zxid: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+}
+
+impl OpView {
+    pub fn of(op: &Op<'_>) -> OpView {
+        OpView {
+            process: op.process(),
+            f: op.f().to_string(),
+            key: op.key().map(str::to_string),
+            kind: op.kind(),
+            value: op.value().clone(),
+            result: op.result().clone(),
+            invoke_index: op.invoke.index,
+            complete_index: op.complete.map(|c| c.index),
+            invoke_time: op.invoke_time(),
+            complete_time: op.complete_time(),
+            session: op.session(),
+            zxid: op.zxid(),
+            node: op.node().map(str::to_string),
+        }
+    }
+
+    /// `p3 write 5 -> ok`.
+    pub fn label(&self) -> String {
+        let mut s = format!("p{} {}", self.process, self.f);
+        if !self.value.is_null() {
+            s.push(' ');
+            s.push_str(&self.value.to_string());
+        }
+        s.push_str(" -> ");
+        s.push_str(self.kind.as_str());
+        if !self.result.is_null() && self.result != self.value {
+            s.push(' ');
+            s.push_str(&self.result.to_string());
+        }
+        s
+    }
+}
+
+/// One step of a partial linearization: the operation (index into `ops`) and the state after it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LinearizedStep {
+    pub op: usize,
+    pub state: String,
+}
+
+/// A small history that shows a violation.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Counterexample {
+    pub checker: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// The operations involved, in invocation order.
+    pub ops: Vec<OpView>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initial_state: Option<String>,
+    /// The longest linearizable prefix found (linearizability only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub linearization: Vec<LinearizedStep>,
+    /// What is wrong, in a sentence or two.
+    pub explanation: String,
+}
+
+impl Counterexample {
+    pub fn new(checker: &str, explanation: String, ops: Vec<OpView>) -> Counterexample {
+        Counterexample {
+            checker: checker.to_string(),
+            key: None,
+            model: None,
+            ops,
+            initial_state: None,
+            linearization: Vec::new(),
+            explanation,
+        }
+    }
+
+    /// A short text timeline: one line per operation, then the partial linearization.
+    pub fn timeline(&self) -> String {
+        let mut out = String::new();
+        if let Some(k) = &self.key {
+            out.push_str(&format!("key {k}"));
+            if let Some(m) = &self.model {
+                out.push_str(&format!(", model {m}"));
+            }
+            out.push('\n');
+        }
+        let t0 = self.ops.iter().map(|o| o.invoke_time).min().unwrap_or(0);
+        let ms = |t: u64| (t.saturating_sub(t0)) as f64 / 1e6;
+        for (i, o) in self.ops.iter().enumerate() {
+            let end = match o.complete_time {
+                Some(t) if o.kind != EventType::Info => format!("{:>10.3}", ms(t)),
+                _ => format!("{:>10}", "never"),
+            };
+            out.push_str(&format!(
+                "  [{i:>2}] {:>10.3} .. {end} ms  {}\n",
+                ms(o.invoke_time),
+                o.label()
+            ));
+        }
+        if self.initial_state.is_some() || !self.linearization.is_empty() {
+            out.push_str(&format!(
+                "longest linearizable prefix ({} of {} ops), from {}:\n",
+                self.linearization.len(),
+                self.ops.len(),
+                self.initial_state.as_deref().unwrap_or("the initial state")
+            ));
+            for s in &self.linearization {
+                out.push_str(&format!("  [{:>2}] => {}\n", s.op, s.state));
+            }
+        }
+        out.push_str(&self.explanation);
+        out.push('\n');
+        out
+    }
+}
+
+/// The result of one checker.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CheckerResult {
+    /// `linearizable`, `single-leader`, `election-safety`, `sequential`, `sessions`, `watches`,
+    /// `monotonic-reads`.
+    pub name: String,
+    pub verdict: Verdict,
+    /// One line for the terminal.
+    pub summary: String,
+    pub details: Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub counterexample: Option<Counterexample>,
+}
+
+impl CheckerResult {
+    pub fn new(name: &str, verdict: Verdict, summary: String, details: Value) -> CheckerResult {
+        CheckerResult {
+            name: name.to_string(),
+            verdict,
+            summary,
+            details,
+            counterexample: None,
+        }
+    }
+
+    /// `linearizable     valid    1000 keys, 1000000 ops`.
+    pub fn line(&self) -> String {
+        format!("{:<18} {:<8} {}", self.name, self.verdict.as_str(), self.summary)
+    }
+}
+
+/// Every checker's result for one history: what `results.json` holds.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunVerdict {
+    pub verdict: Verdict,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workload: Option<String>,
+    /// Operations in the history (invocations).
+    pub ops: usize,
+    pub checkers: Vec<CheckerResult>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+}
+
+impl RunVerdict {
+    pub fn from_checkers(workload: Option<String>, ops: usize, checkers: Vec<CheckerResult>) -> RunVerdict {
+        let verdict = checkers
+            .iter()
+            .fold(Verdict::Valid, |v, c| v.combine(c.verdict));
+        RunVerdict {
+            verdict,
+            workload,
+            ops,
+            checkers,
+            warnings: Vec::new(),
+        }
+    }
+
+    /// The first counterexample, for the report.
+    pub fn counterexample(&self) -> Option<&Counterexample> {
+        self.checkers.iter().find_map(|c| c.counterexample.as_ref())
+    }
+}

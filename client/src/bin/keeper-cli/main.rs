@@ -1,0 +1,235 @@
+//! keeper-cli: a shell for keeper in the spirit of zkCli.sh, and a write benchmark.
+
+mod bench;
+mod shell;
+
+use std::io::{IsTerminal, Write};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use keeper_client::{ClientConfig, Session};
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+const DEFAULT_SERVER: &str = "http://127.0.0.1:2181";
+
+/// Exit codes, as documented in `--help`.
+const EXIT_OK: u8 = 0;
+const EXIT_COMMAND_FAILED: u8 = 1;
+const EXIT_NO_SESSION: u8 = 2;
+
+#[derive(Parser)]
+#[command(
+    name = "keeper-cli",
+    version,
+    about = "A shell for keeper, in the spirit of zkCli.sh",
+    long_about = "A shell for keeper, in the spirit of zkCli.sh. Reads commands from the \
+terminal or from standard input, one per line, and holds one session for its lifetime \
+(`quit` or end of input closes it, which removes its ephemeral nodes). Arguments may be quoted \
+with \"...\" or '...'. Watch events print asynchronously as `WATCHER:: ...` lines.",
+    after_help = "Commands:\n  create [-e] [-s] [-c] PATH [DATA] | get [-s] [-w] PATH | \
+set [-s] [-v V] PATH DATA [V] | delete [-v V] PATH [V] | ls [-s] [-w] PATH | stat [-w] PATH | \
+sync PATH | watch PATH | help | quit\n\n\
+Exit status: 0 on success; 1 if any command failed while standard input was not a terminal \
+(an interactive shell exits 0 after errors); 2 if no session could be established.\n\
+Errors print one line on standard error, e.g. `Node already exists: /a`."
+)]
+struct Cli {
+    /// keeper server URL (http://HOST:PORT or HOST:PORT); repeat for an ensemble.
+    #[arg(long = "server", global = true, default_value = DEFAULT_SERVER)]
+    servers: Vec<String>,
+    /// Requested session timeout.
+    #[arg(long, global = true, default_value_t = 6_000)]
+    session_timeout_ms: u64,
+    /// Budget of one command, failovers included.
+    #[arg(long, global = true, default_value_t = 5_000)]
+    request_timeout_ms: u64,
+    #[command(subcommand)]
+    command: Option<Mode>,
+}
+
+#[derive(Subcommand)]
+enum Mode {
+    /// Closed-loop write load: writes/s and p50/p99/max latency.
+    Bench {
+        /// Concurrent writers, each with its own session.
+        #[arg(long, default_value_t = 10)]
+        concurrency: usize,
+        #[arg(long, default_value_t = 10)]
+        duration_secs: u64,
+        /// Bytes written per operation.
+        #[arg(long, default_value_t = 100)]
+        data_bytes: usize,
+        #[arg(long, value_enum, default_value = "set")]
+        op: bench::BenchOp,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("keeper-cli: cannot start the runtime: {e}");
+            return ExitCode::from(EXIT_NO_SESSION);
+        }
+    };
+    let mut config = ClientConfig::new(cli.servers.clone());
+    config.session_timeout = Duration::from_millis(cli.session_timeout_ms);
+    config.request_timeout = Duration::from_millis(cli.request_timeout_ms);
+    let code = runtime.block_on(async move {
+        match cli.command {
+            Some(Mode::Bench {
+                concurrency,
+                duration_secs,
+                data_bytes,
+                op,
+            }) => {
+                let bench = bench::BenchConfig {
+                    client: config,
+                    concurrency,
+                    duration: Duration::from_secs(duration_secs),
+                    data_bytes,
+                    op,
+                };
+                match bench::run(bench).await {
+                    Ok(()) => EXIT_OK,
+                    Err(e) => {
+                        eprintln!("keeper-cli bench: {e:#}");
+                        EXIT_COMMAND_FAILED
+                    }
+                }
+            }
+            None => run_shell(config).await,
+        }
+    });
+    // Background tasks may still wait on sockets; do not let them hold the exit.
+    runtime.shutdown_timeout(Duration::from_millis(100));
+    ExitCode::from(code)
+}
+
+async fn run_shell(config: ClientConfig) -> u8 {
+    let interactive = std::io::stdin().is_terminal();
+    let session = match Session::connect(config).await {
+        Ok(session) => session,
+        Err(e) => {
+            eprintln!("keeper-cli: cannot establish a session: {e}");
+            return EXIT_NO_SESSION;
+        }
+    };
+    if interactive {
+        eprintln!(
+            "Connected to {} (session {:#x}, timeout {} ms). Type help for commands.",
+            session.current_server(),
+            session.id(),
+            session.timeout().as_millis()
+        );
+    }
+    let mut events = session.events();
+    let printer = tokio::spawn(async move {
+        while let Some(event) = events.recv().await {
+            if let Some(line) = shell::format_event(&event) {
+                println!("{line}");
+            }
+        }
+    });
+
+    let mut failed = false;
+    let mut lines = BufReader::new(tokio::io::stdin());
+    let mut line = Vec::new();
+    let mut count = 0u64;
+    loop {
+        if interactive {
+            print!("[keeper: {}(CONNECTED) {count}] ", session.current_server());
+            let _ = std::io::stdout().flush();
+        }
+        line.clear();
+        let read = read_line(&mut lines, &mut line).await;
+        let text = match read {
+            Ok(0) => break,
+            Ok(_) => String::from_utf8_lossy(&line).into_owned(),
+            Err(message) => {
+                eprintln!("{message}");
+                failed = true;
+                continue;
+            }
+        };
+        count += 1;
+        let command = match shell::parse(&text) {
+            Ok(Some(command)) => command,
+            Ok(None) => continue,
+            Err(message) => {
+                eprintln!("{message}");
+                failed = true;
+                continue;
+            }
+        };
+        if command == shell::Command::Quit {
+            break;
+        }
+        if let Err(message) = shell::run(&session, &command).await {
+            eprintln!("{message}");
+            failed = true;
+        }
+        let _ = std::io::stdout().flush();
+    }
+    if let Err(e) = session.close().await {
+        eprintln!("closing the session: {e}");
+        failed = true;
+    }
+    // The close ends the event channel, so the printer finishes after the last event.
+    let _ = tokio::time::timeout(Duration::from_secs(1), printer).await;
+    if failed && !interactive {
+        EXIT_COMMAND_FAILED
+    } else {
+        EXIT_OK
+    }
+}
+
+/// Reads one line into `line` (without the newline); `Ok(0)` at end of input. Lines longer than
+/// `MAX_LINE_BYTES` are skipped whole and reported.
+async fn read_line<R: tokio::io::AsyncBufRead + Unpin>(
+    reader: &mut R,
+    line: &mut Vec<u8>,
+) -> Result<usize, String> {
+    let mut too_long = false;
+    let mut total = 0usize;
+    loop {
+        let buf = reader
+            .fill_buf()
+            .await
+            .map_err(|e| format!("cannot read input: {e}"))?;
+        if buf.is_empty() {
+            break;
+        }
+        let (chunk, done) = match buf.iter().position(|&b| b == b'\n') {
+            Some(end) => (&buf[..=end], true),
+            None => (buf, false),
+        };
+        let used = chunk.len();
+        total += used;
+        if line.len() + used > shell::MAX_LINE_BYTES {
+            too_long = true;
+            line.clear();
+        } else if !too_long {
+            line.extend_from_slice(chunk);
+        }
+        reader.consume(used);
+        if done {
+            break;
+        }
+    }
+    while matches!(line.last(), Some(b'\n' | b'\r')) {
+        line.pop();
+    }
+    if too_long {
+        return Err(format!(
+            "line longer than {} bytes ignored",
+            shell::MAX_LINE_BYTES
+        ));
+    }
+    Ok(total)
+}

@@ -1,0 +1,157 @@
+//! The local backend: plain processes, each on its own loopback address (127.a.b.<id>, chosen
+//! per run so two runs never share one). It needs no privileges; it cannot cut or shape links.
+
+use crate::ledger::Ledger;
+use crate::process::{Launch, Supervisor, copy_log, wipe_dir};
+use crate::{
+    Backend, BackendKind, CLIENT_PORT, ClusterError, ClusterSpec, CommandRecord, NodeAddr, NodeId,
+    NodeState, PEER_PORT, Result, check_node, fnv1a, node_name,
+};
+use std::net::{Ipv4Addr, TcpListener};
+use std::path::Path;
+use std::sync::Mutex;
+
+/// The one line users see when a fault needs network commands on the local backend.
+pub const NO_NETWORK_FAULTS: &str = "the local backend cannot partition nodes: use --backend netns (needs root or CAP_NET_ADMIN) or docker";
+
+/// Most loopback /24s tried before giving up on finding one with free ports.
+const MAX_LOOPBACK_CANDIDATES: u64 = 64;
+
+pub struct LocalCluster {
+    spec: ClusterSpec,
+    supervisor: Supervisor,
+    ledger: Ledger,
+    addrs: Mutex<Vec<NodeAddr>>,
+}
+
+impl LocalCluster {
+    pub fn new(spec: ClusterSpec) -> LocalCluster {
+        let tag = spec.tag();
+        LocalCluster {
+            supervisor: Supervisor::new(spec.nodes, tag.as_str()),
+            ledger: Ledger::new(&tag, &spec.run_id, BackendKind::Local, spec.base_dir.clone()),
+            addrs: Mutex::new(Vec::new()),
+            spec,
+        }
+    }
+
+    fn launch(&self, node: NodeId) -> Result<Launch> {
+        let addrs = self.addrs();
+        if addrs.is_empty() {
+            return Err(ClusterError::Invalid(
+                "the cluster is not set up yet".to_string(),
+            ));
+        }
+        let dir = self.spec.node_dir(node);
+        let data = dir.join("data");
+        let mut argv = vec![self.spec.keeperd.display().to_string()];
+        argv.extend(
+            self.spec
+                .keeperd_args(node, &addrs, &data.display().to_string()),
+        );
+        Ok(Launch {
+            argv,
+            log: dir.join("keeperd.log"),
+            pidfile: dir.join("keeperd.pid"),
+        })
+    }
+
+    /// Loopback addresses whose client and peer ports are free right now.
+    fn choose_addrs(&self) -> Result<Vec<NodeAddr>> {
+        let seed = fnv1a(self.spec.tag().as_str().as_bytes());
+        for k in 0..MAX_LOOPBACK_CANDIDATES {
+            let x = seed.wrapping_add(k.wrapping_mul(104_729)) % (250 * 256);
+            let (a, b) = (1 + (x / 256) as u8, (x % 256) as u8);
+            let addrs: Vec<NodeAddr> = self
+                .spec
+                .node_ids()
+                .into_iter()
+                .map(|id| NodeAddr {
+                    id,
+                    name: node_name(id),
+                    ip: Ipv4Addr::new(127, a, b, id as u8),
+                    client_port: CLIENT_PORT,
+                    peer_port: PEER_PORT,
+                })
+                .collect();
+            let free = addrs.iter().all(|n| {
+                TcpListener::bind(n.client_addr()).is_ok() && TcpListener::bind(n.peer_addr()).is_ok()
+            });
+            if free {
+                return Ok(addrs);
+            }
+        }
+        Err(ClusterError::Missing(
+            "no free loopback addresses for the nodes' ports: stop stale keeperd processes (schism clean)"
+                .to_string(),
+        ))
+    }
+}
+
+impl Backend for LocalCluster {
+    fn kind(&self) -> BackendKind {
+        BackendKind::Local
+    }
+    fn spec(&self) -> &ClusterSpec {
+        &self.spec
+    }
+    fn addrs(&self) -> Vec<NodeAddr> {
+        self.addrs.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    async fn setup(&self) -> Result<()> {
+        self.ledger.update(|_| {})?;
+        let addrs = self.choose_addrs()?;
+        *self.addrs.lock().unwrap_or_else(|p| p.into_inner()) = addrs;
+        for node in self.spec.node_ids() {
+            self.start(node).await?;
+        }
+        Ok(())
+    }
+
+    async fn start(&self, node: NodeId) -> Result<()> {
+        check_node(&self.spec, node)?;
+        let launch = self.launch(node)?;
+        self.supervisor.start(node, launch).await
+    }
+    async fn stop(&self, node: NodeId) -> Result<()> {
+        self.supervisor.stop(node).await
+    }
+    async fn kill(&self, node: NodeId) -> Result<()> {
+        self.supervisor.kill(node).await
+    }
+    async fn pause(&self, node: NodeId) -> Result<()> {
+        self.supervisor.pause(node).await
+    }
+    async fn resume(&self, node: NodeId) -> Result<()> {
+        self.supervisor.resume(node).await
+    }
+    async fn wipe(&self, node: NodeId) -> Result<()> {
+        check_node(&self.spec, node)?;
+        if self.supervisor.state(node).await? != NodeState::Down {
+            return Err(ClusterError::Invalid(format!(
+                "node {node} must be down to wipe its data"
+            )));
+        }
+        wipe_dir(&self.spec.node_dir(node).join("data"))
+    }
+    async fn state(&self, node: NodeId) -> Result<NodeState> {
+        self.supervisor.state(node).await
+    }
+    async fn collect_logs(&self, dir: &Path) -> Result<()> {
+        for node in self.spec.node_ids() {
+            let from = self.spec.node_dir(node).join("keeperd.log");
+            let to = dir.join("nodes").join(node_name(node)).join("keeperd.log");
+            copy_log(&from, &to)?;
+        }
+        Ok(())
+    }
+    async fn run_on_node(&self, _node: NodeId, _argv: &[String]) -> Result<CommandRecord> {
+        Err(ClusterError::Unsupported(NO_NETWORK_FAULTS.to_string()))
+    }
+    async fn teardown(&self) -> Result<()> {
+        self.supervisor.kill_all().await;
+        self.ledger.remove();
+        Ok(())
+    }
+}

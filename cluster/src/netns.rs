@@ -1,0 +1,317 @@
+//! The netns backend: each node is a host of its own. Per run one bridge `sch<tag>` holding
+//! `10.a.b.254/24` for the harness; per node a namespace `schism-<tag>-n<i>` whose `eth0`
+//! (one end of a veth pair, the other end `sch<tag>h<i>` on the bridge) has `10.a.b.<i>`.
+//!
+//! Clients on the host reach nodes through the bridge, so rules inside a node's namespace cut
+//! client traffic as well as peer traffic. Faults go inside the namespaces
+//! (`ip netns exec NS iptables ...`); the only host rule is one ACCEPT in FORWARD for traffic
+//! between the bridge's ports, because with `br_netfilter` loaded (Docker loads it) bridged
+//! frames traverse the host's FORWARD chain, whose policy Docker sets to DROP. That rule carries
+//! `-m comment --comment schism-<tag>` so `clean` can find it.
+
+use crate::host::{self, argv, run, run_ok};
+use crate::ledger::{self, Ledger};
+use crate::process::{Launch, Supervisor, copy_log, wipe_dir};
+use crate::{
+    Backend, BackendKind, CLIENT_PORT, ClusterError, ClusterSpec, CommandRecord, NodeAddr, NodeId,
+    NodeState, PEER_PORT, Result, RunTag, check_node, fnv1a, node_name,
+};
+use std::net::Ipv4Addr;
+use std::path::Path;
+use std::sync::Mutex;
+
+/// The host's address on a run's bridge.
+pub const HOST_OCTET: u8 = 254;
+
+pub fn bridge_name(tag: &RunTag) -> String {
+    format!("sch{tag}")
+}
+pub fn veth_host_name(tag: &RunTag, node: NodeId) -> String {
+    format!("sch{tag}h{node}")
+}
+fn veth_peer_name(tag: &RunTag, node: NodeId) -> String {
+    format!("sch{tag}p{node}")
+}
+pub fn namespace_name(tag: &RunTag, node: NodeId) -> String {
+    format!("{}-n{node}", tag.prefix())
+}
+
+/// The host FORWARD rule (without the `-I`/`-D`) that lets bridged traffic between nodes pass.
+fn forward_rule(tag: &RunTag) -> Vec<String> {
+    let br = bridge_name(tag);
+    argv(&[
+        "FORWARD",
+        "-i",
+        &br,
+        "-o",
+        &br,
+        "-m",
+        "comment",
+        "--comment",
+        &tag.prefix(),
+        "-j",
+        "ACCEPT",
+    ])
+}
+
+pub struct NetnsCluster {
+    spec: ClusterSpec,
+    tag: RunTag,
+    supervisor: Supervisor,
+    ledger: Ledger,
+    addrs: Mutex<Vec<NodeAddr>>,
+}
+
+impl NetnsCluster {
+    pub fn new(spec: ClusterSpec) -> NetnsCluster {
+        let tag = spec.tag();
+        NetnsCluster {
+            supervisor: Supervisor::new(spec.nodes, tag.as_str()),
+            ledger: Ledger::new(&tag, &spec.run_id, BackendKind::Netns, spec.base_dir.clone()),
+            addrs: Mutex::new(Vec::new()),
+            tag,
+            spec,
+        }
+    }
+
+    /// The harness's address on the run's bridge (valid after `setup`).
+    pub fn host_ip(&self) -> Option<Ipv4Addr> {
+        self.ledger
+            .snapshot()
+            .subnet
+            .map(|s| Ipv4Addr::new(s[0], s[1], s[2], HOST_OCTET))
+    }
+
+    fn in_ns(&self, node: NodeId, cmd: &[&str]) -> Vec<String> {
+        let mut v = argv(&["ip", "netns", "exec", &namespace_name(&self.tag, node)]);
+        v.extend(cmd.iter().map(|s| s.to_string()));
+        v
+    }
+
+    fn launch(&self, node: NodeId) -> Result<Launch> {
+        let addrs = self.addrs();
+        if addrs.is_empty() {
+            return Err(ClusterError::Invalid(
+                "the cluster is not set up yet".to_string(),
+            ));
+        }
+        let dir = self.spec.node_dir(node);
+        let data = dir.join("data");
+        // `ip netns exec` execs the program after setns, so the child's pid is keeperd's own
+        // and signals to its process group reach it directly.
+        let mut argv = self.in_ns(node, &[]);
+        argv.push(self.spec.keeperd.display().to_string());
+        argv.extend(
+            self.spec
+                .keeperd_args(node, &addrs, &data.display().to_string()),
+        );
+        Ok(Launch {
+            argv,
+            log: dir.join("keeperd.log"),
+            pidfile: dir.join("keeperd.pid"),
+        })
+    }
+
+    async fn create_network(&self) -> Result<()> {
+        let taken: Vec<[u8; 3]> = ledger::read_all()
+            .into_iter()
+            .filter(|l| l.tag != self.tag.0)
+            .filter_map(|l| l.subnet)
+            .collect();
+        let used = host::used_networks().await?;
+        let seed = fnv1a(self.tag.as_str().as_bytes());
+        let net = host::choose_subnet(seed, &used, &taken)?;
+        let br = bridge_name(&self.tag);
+        let rule = forward_rule(&self.tag);
+        self.ledger.update(|l| {
+            l.subnet = Some(net);
+            l.links.push(br.clone());
+            l.host_rules.push(rule.clone());
+        })?;
+        let host_ip = format!("{}.{}.{}.{HOST_OCTET}/24", net[0], net[1], net[2]);
+        run_ok(&argv(&["ip", "link", "add", &br, "type", "bridge"])).await?;
+        run_ok(&argv(&["ip", "link", "set", &br, "alias", &self.tag.prefix()])).await?;
+        run_ok(&argv(&["ip", "addr", "add", &host_ip, "dev", &br])).await?;
+        run_ok(&argv(&["ip", "link", "set", &br, "up"])).await?;
+        let mut insert = argv(&["iptables", "-I"]);
+        insert.extend(rule);
+        run_ok(&insert).await?;
+
+        let mut addrs = Vec::new();
+        for node in self.spec.node_ids() {
+            let ns = namespace_name(&self.tag, node);
+            let host_end = veth_host_name(&self.tag, node);
+            let peer_end = veth_peer_name(&self.tag, node);
+            self.ledger.update(|l| {
+                l.namespaces.push(ns.clone());
+                l.links.push(host_end.clone());
+                l.links.push(peer_end.clone());
+            })?;
+            let ip = Ipv4Addr::new(net[0], net[1], net[2], node as u8);
+            let cidr = format!("{ip}/24");
+            run_ok(&argv(&["ip", "netns", "add", &ns])).await?;
+            run_ok(&self.in_ns(node, &["ip", "link", "set", "lo", "up"])).await?;
+            run_ok(&argv(&[
+                "ip", "link", "add", &host_end, "type", "veth", "peer", "name", &peer_end,
+            ]))
+            .await?;
+            run_ok(&argv(&["ip", "link", "set", &host_end, "alias", &self.tag.prefix()])).await?;
+            run_ok(&argv(&["ip", "link", "set", &peer_end, "netns", &ns])).await?;
+            run_ok(&self.in_ns(node, &["ip", "link", "set", &peer_end, "name", "eth0"])).await?;
+            run_ok(&self.in_ns(node, &["ip", "addr", "add", &cidr, "dev", "eth0"])).await?;
+            run_ok(&self.in_ns(node, &["ip", "link", "set", "eth0", "up"])).await?;
+            run_ok(&argv(&["ip", "link", "set", &host_end, "master", &br])).await?;
+            run_ok(&argv(&["ip", "link", "set", &host_end, "up"])).await?;
+            addrs.push(NodeAddr {
+                id: node,
+                name: node_name(node),
+                ip,
+                client_port: CLIENT_PORT,
+                peer_port: PEER_PORT,
+            });
+        }
+        *self.addrs.lock().unwrap_or_else(|p| p.into_inner()) = addrs;
+        Ok(())
+    }
+}
+
+/// Kills whatever runs in a namespace and deletes it; a missing namespace is not an error.
+pub(crate) async fn remove_namespace(ns: &str) -> Result<()> {
+    let listed = run(&argv(&["ip", "netns", "list"])).await?;
+    let exists = listed
+        .stdout
+        .lines()
+        .any(|l| l.split_whitespace().next() == Some(ns));
+    if !exists {
+        return Ok(());
+    }
+    if let Ok(pids) = run(&argv(&["ip", "netns", "pids", ns])).await {
+        for pid in pids.stdout.split_whitespace().filter_map(|p| p.parse().ok()) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+    run_ok(&argv(&["ip", "netns", "del", ns])).await.map(|_| ())
+}
+
+/// Deletes a link; a missing link is not an error (veth ends vanish with their namespace).
+pub(crate) async fn remove_link(name: &str) -> Result<()> {
+    let shown = run(&argv(&["ip", "link", "show", "dev", name])).await?;
+    if !shown.success() {
+        return Ok(());
+    }
+    run_ok(&argv(&["ip", "link", "del", "dev", name])).await.map(|_| ())
+}
+
+/// Deletes every copy of a host iptables rule; a missing rule is not an error.
+pub(crate) async fn remove_host_rule(rule: &[String]) -> Result<()> {
+    // Bounded: a rule inserted more than this many times is not ours to chase.
+    const MAX_COPIES: usize = 16;
+    for _ in 0..MAX_COPIES {
+        let mut check = argv(&["iptables", "-C"]);
+        check.extend(rule.iter().cloned());
+        if !run(&check).await?.success() {
+            return Ok(());
+        }
+        let mut delete = argv(&["iptables", "-D"]);
+        delete.extend(rule.iter().cloned());
+        run_ok(&delete).await?;
+    }
+    Ok(())
+}
+
+impl Backend for NetnsCluster {
+    fn kind(&self) -> BackendKind {
+        BackendKind::Netns
+    }
+    fn spec(&self) -> &ClusterSpec {
+        &self.spec
+    }
+    fn addrs(&self) -> Vec<NodeAddr> {
+        self.addrs.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    async fn setup(&self) -> Result<()> {
+        self.ledger.update(|_| {})?;
+        self.create_network().await?;
+        for node in self.spec.node_ids() {
+            self.start(node).await?;
+        }
+        Ok(())
+    }
+
+    async fn start(&self, node: NodeId) -> Result<()> {
+        check_node(&self.spec, node)?;
+        let launch = self.launch(node)?;
+        self.supervisor.start(node, launch).await
+    }
+    async fn stop(&self, node: NodeId) -> Result<()> {
+        self.supervisor.stop(node).await
+    }
+    async fn kill(&self, node: NodeId) -> Result<()> {
+        self.supervisor.kill(node).await
+    }
+    async fn pause(&self, node: NodeId) -> Result<()> {
+        self.supervisor.pause(node).await
+    }
+    async fn resume(&self, node: NodeId) -> Result<()> {
+        self.supervisor.resume(node).await
+    }
+    async fn wipe(&self, node: NodeId) -> Result<()> {
+        check_node(&self.spec, node)?;
+        if self.supervisor.state(node).await? != NodeState::Down {
+            return Err(ClusterError::Invalid(format!(
+                "node {node} must be down to wipe its data"
+            )));
+        }
+        wipe_dir(&self.spec.node_dir(node).join("data"))
+    }
+    async fn state(&self, node: NodeId) -> Result<NodeState> {
+        self.supervisor.state(node).await
+    }
+    async fn collect_logs(&self, dir: &Path) -> Result<()> {
+        for node in self.spec.node_ids() {
+            let from = self.spec.node_dir(node).join("keeperd.log");
+            let to = dir.join("nodes").join(node_name(node)).join("keeperd.log");
+            copy_log(&from, &to)?;
+        }
+        Ok(())
+    }
+    async fn run_on_node(&self, node: NodeId, cmd: &[String]) -> Result<CommandRecord> {
+        check_node(&self.spec, node)?;
+        let mut full = self.in_ns(node, &[]);
+        full.extend(cmd.iter().cloned());
+        run(&full).await
+    }
+
+    async fn teardown(&self) -> Result<()> {
+        self.supervisor.kill_all().await;
+        let recorded = self.ledger.snapshot();
+        let mut first_error = None;
+        for ns in &recorded.namespaces {
+            if let Err(e) = remove_namespace(ns).await {
+                first_error.get_or_insert(e);
+            }
+        }
+        // The bridge last: its ports are gone with the namespaces' veth ends.
+        for link in recorded.links.iter().rev() {
+            if let Err(e) = remove_link(link).await {
+                first_error.get_or_insert(e);
+            }
+        }
+        for rule in &recorded.host_rules {
+            if let Err(e) = remove_host_rule(rule).await {
+                first_error.get_or_insert(e);
+            }
+        }
+        match first_error {
+            None => {
+                self.ledger.remove();
+                Ok(())
+            }
+            Some(e) => Err(e),
+        }
+    }
+}

@@ -1,0 +1,215 @@
+//! Node processes of the local and netns backends: each in its own process group (so a signal
+//! reaches everything the node started), output appended to `nodes/<node>/keeperd.log`, pid in
+//! `nodes/<node>/keeperd.pid`, and the run tag in its environment for `clean`.
+
+use crate::{ClusterError, NodeId, NodeState, RUN_ENV, Result, STOP_GRACE_MS};
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::process::{Child, Command};
+use tokio::sync::Mutex;
+
+/// How long to wait for a SIGKILLed process to be reaped.
+const KILL_WAIT_MS: u64 = 5_000;
+
+#[derive(Default)]
+struct Slot {
+    child: Option<Child>,
+    paused: bool,
+}
+
+impl Slot {
+    /// Forgets a child that exited on its own (a crash), so its state reads `Down`.
+    fn reap(&mut self) {
+        if let Some(child) = &mut self.child
+            && !matches!(child.try_wait(), Ok(None))
+        {
+            self.child = None;
+            self.paused = false;
+        }
+    }
+
+    fn pgid(&self) -> Option<Pid> {
+        self.child
+            .as_ref()
+            .and_then(|c| c.id())
+            .map(|id| Pid::from_raw(id as i32))
+    }
+}
+
+/// The node processes of one run.
+pub struct Supervisor {
+    slots: Vec<Mutex<Slot>>,
+    tag: String,
+}
+
+/// How to start one node: the full command line and where its files go.
+pub struct Launch {
+    pub argv: Vec<String>,
+    pub log: PathBuf,
+    pub pidfile: PathBuf,
+}
+
+fn signal(pgid: Pid, sig: Signal) {
+    // ESRCH (already gone) is fine: the state check that follows sees it.
+    let _ = killpg(pgid, sig);
+}
+
+impl Supervisor {
+    pub fn new(nodes: usize, tag: &str) -> Supervisor {
+        Supervisor {
+            slots: (0..nodes).map(|_| Mutex::new(Slot::default())).collect(),
+            tag: tag.to_string(),
+        }
+    }
+
+    fn slot(&self, node: NodeId) -> Result<&Mutex<Slot>> {
+        self.slots
+            .get((node as usize).wrapping_sub(1))
+            .ok_or(ClusterError::NoSuchNode(node))
+    }
+
+    /// Starts the node unless it already runs.
+    pub async fn start(&self, node: NodeId, launch: Launch) -> Result<()> {
+        let mut slot = self.slot(node)?.lock().await;
+        slot.reap();
+        if slot.child.is_some() {
+            return Ok(());
+        }
+        if let Some(dir) = launch.log.parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| ClusterError::io(format!("creating {}", dir.display()), e))?;
+        }
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&launch.log)
+            .map_err(|e| ClusterError::io(format!("opening {}", launch.log.display()), e))?;
+        let err = log
+            .try_clone()
+            .map_err(|e| ClusterError::io("duplicating the log file", e))?;
+        let (program, args) = launch
+            .argv
+            .split_first()
+            .ok_or_else(|| ClusterError::Invalid("empty node command".to_string()))?;
+        let mut cmd = Command::new(program);
+        cmd.args(args)
+            .env(RUN_ENV, &self.tag)
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(err)
+            .process_group(0)
+            // A harness that drops the cluster without teardown still takes the node down.
+            .kill_on_drop(true);
+        let child = cmd
+            .spawn()
+            .map_err(|e| ClusterError::io(format!("starting node {node} ({program})"), e))?;
+        if let Some(pid) = child.id() {
+            let _ = std::fs::write(&launch.pidfile, format!("{pid}\n"));
+        }
+        slot.child = Some(child);
+        slot.paused = false;
+        Ok(())
+    }
+
+    /// SIGTERM, and SIGKILL when the node has not exited after [`STOP_GRACE_MS`].
+    pub async fn stop(&self, node: NodeId) -> Result<()> {
+        let mut slot = self.slot(node)?.lock().await;
+        slot.reap();
+        let Some(pgid) = slot.pgid() else {
+            return Ok(());
+        };
+        signal(pgid, Signal::SIGTERM);
+        // A stopped process does not act on SIGTERM until it is continued.
+        signal(pgid, Signal::SIGCONT);
+        let child = slot.child.as_mut().expect("pgid implies a child");
+        let grace = Duration::from_millis(STOP_GRACE_MS);
+        if tokio::time::timeout(grace, child.wait()).await.is_err() {
+            signal(pgid, Signal::SIGKILL);
+            let _ = tokio::time::timeout(Duration::from_millis(KILL_WAIT_MS), child.wait()).await;
+        }
+        slot.child = None;
+        slot.paused = false;
+        Ok(())
+    }
+
+    pub async fn kill(&self, node: NodeId) -> Result<()> {
+        let mut slot = self.slot(node)?.lock().await;
+        slot.reap();
+        let Some(pgid) = slot.pgid() else {
+            return Ok(());
+        };
+        signal(pgid, Signal::SIGKILL);
+        let child = slot.child.as_mut().expect("pgid implies a child");
+        let _ = tokio::time::timeout(Duration::from_millis(KILL_WAIT_MS), child.wait()).await;
+        slot.child = None;
+        slot.paused = false;
+        Ok(())
+    }
+
+    pub async fn pause(&self, node: NodeId) -> Result<()> {
+        let mut slot = self.slot(node)?.lock().await;
+        slot.reap();
+        let pgid = slot.pgid().ok_or(ClusterError::NotRunning(node))?;
+        signal(pgid, Signal::SIGSTOP);
+        slot.paused = true;
+        Ok(())
+    }
+
+    pub async fn resume(&self, node: NodeId) -> Result<()> {
+        let mut slot = self.slot(node)?.lock().await;
+        slot.reap();
+        if let Some(pgid) = slot.pgid() {
+            signal(pgid, Signal::SIGCONT);
+        }
+        slot.paused = false;
+        Ok(())
+    }
+
+    pub async fn state(&self, node: NodeId) -> Result<NodeState> {
+        let mut slot = self.slot(node)?.lock().await;
+        slot.reap();
+        Ok(match (&slot.child, slot.paused) {
+            (None, _) => NodeState::Down,
+            (Some(_), true) => NodeState::Paused,
+            (Some(_), false) => NodeState::Running,
+        })
+    }
+
+    /// SIGKILLs every node (teardown: speed matters more than a graceful exit).
+    pub async fn kill_all(&self) {
+        for node in 1..=self.slots.len() as NodeId {
+            let _ = self.kill(node).await;
+        }
+    }
+}
+
+/// Removes a node's data directory.
+pub fn wipe_dir(dir: &Path) -> Result<()> {
+    match std::fs::remove_dir_all(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(ClusterError::io(format!("removing {}", dir.display()), e)),
+    }
+}
+
+/// Copies `from` to `to` unless they are the same file.
+pub fn copy_log(from: &Path, to: &Path) -> Result<()> {
+    if !from.exists() {
+        return Ok(());
+    }
+    if let (Ok(a), Ok(b)) = (from.canonicalize(), to.canonicalize())
+        && a == b
+    {
+        return Ok(());
+    }
+    if let Some(dir) = to.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| ClusterError::io(format!("creating {}", dir.display()), e))?;
+    }
+    std::fs::copy(from, to)
+        .map(|_| ())
+        .map_err(|e| ClusterError::io(format!("copying {}", from.display()), e))
+}

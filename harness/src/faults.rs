@@ -1,0 +1,95 @@
+//! The nemesis during a test: generates (or, for a replay, loads) the seeded fault schedule,
+//! writes it to `schedule.json` before anything runs, and runs it against the cluster with the
+//! nemesis crate, which logs to `nemesis.jsonl` on the run's clock and heals everything when
+//! the schedule ends, is stopped, or fails.
+
+use crate::config::{TestConfig, UsageError};
+use crate::generator::derive_seed;
+use crate::progress::ActiveFaults;
+use crate::recorder::RunClock;
+use crate::store::{NEMESIS_FILE, RunDir, SCHEDULE_FILE};
+use anyhow::{Context, anyhow};
+use cluster::{Backend, Cluster};
+use nemesis::{FaultKind, FaultLog, LogEntry, Pacing, Phase, Schedule};
+use std::path::Path;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+
+/// A nemesis that is running (or none, for a test without faults).
+pub struct RunningNemesis {
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    stop: CancellationToken,
+}
+
+impl RunningNemesis {
+    /// Stops injecting, heals every fault, and waits for that to finish.
+    pub async fn stop_and_heal(self) -> anyhow::Result<()> {
+        self.stop.cancel();
+        match self.task {
+            Some(task) => task.await.map_err(|e| anyhow!("the nemesis crashed: {e}"))?,
+            None => Ok(()),
+        }
+    }
+}
+
+/// The schedule for this run: the stored one for a replay, else generated from the seed.
+pub fn schedule_for(config: &TestConfig, replay_of: Option<&Path>) -> anyhow::Result<Schedule> {
+    if let Some(dir) = replay_of {
+        let path = dir.join(SCHEDULE_FILE);
+        return Schedule::read(&path).map_err(|e| anyhow!(UsageError(format!("cannot replay: {e}"))));
+    }
+    let kinds = FaultKind::parse_set(&config.nemesis.join(","))
+        .map_err(|e| anyhow!(UsageError(e.to_string())))?;
+    let nodes: Vec<cluster::NodeId> = (1..=config.nodes as cluster::NodeId).collect();
+    Schedule::generate(
+        derive_seed(config.seed, "nemesis", 0),
+        &kinds,
+        &nodes,
+        config.time_limit_ms,
+        Pacing::around_interval(config.nemesis_interval_ms),
+    )
+    .map_err(|e| anyhow!(UsageError(e.to_string())))
+}
+
+/// Starts the nemesis. The schedule's times count from this call, which the runner makes
+/// when its clock starts.
+pub async fn start(
+    config: &TestConfig,
+    run: &RunDir,
+    cluster: Arc<Cluster>,
+    clock: RunClock,
+    faults: ActiveFaults,
+    cancel: CancellationToken,
+    replay_of: Option<&Path>,
+) -> anyhow::Result<RunningNemesis> {
+    let log_file = std::fs::File::create(run.file(NEMESIS_FILE))
+        .with_context(|| format!("cannot create {}", run.file(NEMESIS_FILE).display()))?;
+    let stop = cancel.child_token();
+    if config.nemesis.is_empty() && replay_of.is_none() {
+        return Ok(RunningNemesis { task: None, stop });
+    }
+    let schedule = schedule_for(config, replay_of)?;
+    // Written before the first fault, so even a crashed run can be replayed.
+    schedule.write(&run.file(SCHEDULE_FILE)).map_err(|e| anyhow!(e))?;
+    nemesis::check_support(cluster.kind(), &schedule.kinds())
+        .await
+        .map_err(|e| anyhow!(UsageError(e.to_string())))?;
+    let observer = move |entry: &LogEntry| {
+        let id = entry.step.map(|s| s.to_string()).unwrap_or_default();
+        match (entry.phase, entry.step) {
+            (Phase::Start, _) => faults.start(&id, &entry.description),
+            (Phase::Heal, Some(_)) => faults.heal(&id),
+            (Phase::Heal, None) => faults.heal_all(),
+        }
+    };
+    let mut log = FaultLog::new(Box::new(std::io::BufWriter::new(log_file)), clock.start())
+        .with_observer(Arc::new(observer));
+    let token = stop.clone();
+    let task = tokio::spawn(async move {
+        nemesis::run_schedule(cluster.as_ref(), &schedule, &mut log, &token)
+            .await
+            .map(|_| ())
+            .map_err(|e| anyhow!(e).context("the nemesis failed"))
+    });
+    Ok(RunningNemesis { task: Some(task), stop })
+}

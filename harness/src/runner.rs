@@ -1,0 +1,421 @@
+//! The phases of `schism test`:
+//!
+//! 1. create the run directory and write `test.json`;
+//! 2. set up the cluster and wait until it serves;
+//! 3. prepare the workload; start the clock, the status sampler, the workers and the nemesis
+//!    for the time limit;
+//! 4. heal everything and wait for the cluster to recover;
+//! 5. final reads;
+//! 6. collect logs and tear down — also on error and on Ctrl-C;
+//! 7. check the history and write `results.json` and `report.html`.
+//!
+//! Every phase is bounded (time limit, recovery timeout, per-operation timeouts) and
+//! cancellable, and the teardown runs whatever happened before it.
+
+use crate::config::{Backend, TestConfig, UsageError};
+use crate::generator::Pacer;
+use crate::progress::{ActiveFaults, Progress};
+use crate::recorder::{Recorder, RunClock};
+use crate::status;
+use crate::store::{HISTORY_FILE, RunDir, STATUS_FILE, TestRecord, Versions, iso_timestamp};
+use crate::verdict::{EXIT_BAD_ARGUMENTS, EXIT_HARNESS_FAILURE, Results};
+use crate::worker::{self, WorkerShared};
+use crate::workload::{self, Env, Node, Workload};
+use anyhow::{Context, anyhow, bail};
+use checker::history::EventType;
+use cluster::{Backend as _, BackendKind, Cluster, ClusterSpec};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+use tokio_util::sync::CancellationToken;
+
+/// Longest the fresh cluster may take to elect a leader and serve.
+pub const SETUP_READY_TIMEOUT_MS: u64 = 30_000;
+/// Longest `keeperd --version` may take.
+const VERSION_TIMEOUT_MS: u64 = 5_000;
+/// Longest collecting logs and tearing down may take before we give up (then `schism clean`).
+pub const TEARDOWN_TIMEOUT_MS: u64 = 60_000;
+
+/// What to run.
+#[derive(Clone, Debug)]
+pub struct RunRequest {
+    pub config: TestConfig,
+    pub results_root: PathBuf,
+    pub command_line: Vec<String>,
+    /// For `replay`: the run whose fault schedule is replayed.
+    pub replay_of: Option<PathBuf>,
+}
+
+/// How a run ended.
+pub struct RunOutcome {
+    pub run_dir: Option<RunDir>,
+    pub results: Option<Results>,
+    pub report: Option<PathBuf>,
+    /// The harness's own failure, if any (the results may still exist: a run that failed
+    /// half-way is checked as far as it got).
+    pub error: Option<anyhow::Error>,
+    pub seconds: f64,
+}
+
+impl RunOutcome {
+    pub fn exit_code(&self) -> i32 {
+        match (&self.error, &self.results) {
+            (Some(e), _) if e.downcast_ref::<UsageError>().is_some() => EXIT_BAD_ARGUMENTS,
+            (Some(_), _) => EXIT_HARNESS_FAILURE,
+            (None, Some(r)) => r.verdict.exit_code(),
+            (None, None) => EXIT_HARNESS_FAILURE,
+        }
+    }
+}
+
+/// Runs one test. Never panics on a failing cluster: every failure ends up in the outcome.
+pub async fn run_test(req: RunRequest, cancel: CancellationToken, progress: &Progress) -> RunOutcome {
+    let started = Instant::now();
+    let mut outcome = RunOutcome { run_dir: None, results: None, report: None, error: None, seconds: 0.0 };
+    if let Err(e) = req.config.validate() {
+        outcome.error = Some(e.into());
+        return outcome;
+    }
+    let run = match RunDir::create(&req.results_root, &req.config.workload, req.config.seed, SystemTime::now()) {
+        Ok(run) => run,
+        Err(e) => {
+            outcome.error = Some(e);
+            return outcome;
+        }
+    };
+    outcome.run_dir = Some(run.clone());
+    let record = TestRecord {
+        config: req.config.clone(),
+        versions: versions(&req.config.keeperd).await,
+        command_line: req.command_line.clone(),
+        started_at: iso_timestamp(SystemTime::now()),
+        replay_of: req.replay_of.clone(),
+    };
+    if let Err(e) = run.write_test_record(&record) {
+        outcome.error = Some(e);
+        return outcome;
+    }
+    // Mark it latest now, so a crashed run is what `results/latest` shows.
+    let _ = run.mark_latest(&req.results_root);
+    progress.println(&format!("schism: {} → {}", req.config.workload, run.path.display()));
+
+    let mut notes = Vec::new();
+    let phases = run_cluster_phases(&req, &run, &cancel, progress, &mut notes).await;
+    let ran_workload = match phases {
+        Ok(ran) => ran,
+        Err((ran, e)) => {
+            notes.push(format!("the run failed: {e:#}"));
+            outcome.error = Some(e);
+            ran
+        }
+    };
+    if cancel.is_cancelled() {
+        notes.push("the run was interrupted (Ctrl-C) before its end".into());
+    }
+
+    if ran_workload {
+        progress.phase("checking");
+        let to_check = run.clone();
+        let checked = tokio::task::spawn_blocking(move || crate::check::check_run(&to_check))
+            .await
+            .unwrap_or_else(|e| Err(anyhow!("the checker crashed: {e}")));
+        match checked {
+            Ok(mut results) => {
+                results.notes.extend(notes);
+                if let Err(e) = run.write_results(&results) {
+                    outcome.error.get_or_insert(e);
+                }
+                match crate::report::write_for_run(&run, &results) {
+                    Ok(path) => outcome.report = Some(path),
+                    Err(e) => {
+                        outcome.error.get_or_insert(e.context("writing the report"));
+                    }
+                }
+                outcome.results = Some(results);
+            }
+            Err(e) => {
+                outcome.error.get_or_insert(e.context("checking the history"));
+            }
+        }
+    }
+    outcome.seconds = started.elapsed().as_secs_f64();
+    outcome
+}
+
+type PhaseError = (bool, anyhow::Error);
+
+/// Phases 2–6. Ok(true)/Err((true, _)) when the workload ran, so there is a history to check.
+async fn run_cluster_phases(
+    req: &RunRequest,
+    run: &RunDir,
+    cancel: &CancellationToken,
+    progress: &Progress,
+    notes: &mut Vec<String>,
+) -> Result<bool, PhaseError> {
+    let config = &req.config;
+    progress.phase("setup");
+    let mut spec = ClusterSpec::new(
+        config.nodes,
+        config.keeperd.clone(),
+        &run.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+        run.path.clone(),
+    );
+    spec.bug = config.server_bug.clone();
+    let kind = match config.backend {
+        Backend::Netns => BackendKind::Netns,
+        Backend::Docker => BackendKind::Docker,
+        Backend::Local => BackendKind::Local,
+    };
+    let cluster = Cluster::new(kind, spec)
+        .await
+        .map_err(|e| (false, anyhow!(UsageError(format!("cannot use the {} backend: {e}", kind)))))?;
+    let cluster = Arc::new(cluster);
+
+    let result = tokio::select! {
+        r = cluster.setup() => r.map_err(|e| (false, anyhow!(e).context("setting up the cluster"))),
+        _ = cancel.cancelled() => Err((false, anyhow!("interrupted during setup"))),
+    };
+    let result = match result {
+        Ok(()) => run_workload_phases(req, run, &cluster, cancel, progress, notes).await,
+        Err(e) => Err(e),
+    };
+
+    // Phase 6 runs whatever happened above.
+    progress.phase("teardown");
+    let teardown = async {
+        if let Err(e) = cluster.collect_logs(&run.path).await {
+            notes.push(format!("collecting node logs failed: {e}"));
+        }
+        cluster.teardown().await
+    };
+    match tokio::time::timeout(Duration::from_millis(TEARDOWN_TIMEOUT_MS), teardown).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => notes.push(format!("teardown failed: {e}; run `schism clean`")),
+        Err(_) => notes.push(format!(
+            "teardown did not finish within {TEARDOWN_TIMEOUT_MS} ms; run `schism clean`"
+        )),
+    }
+    result
+}
+
+/// Phases 2 (wait) to 5.
+async fn run_workload_phases(
+    req: &RunRequest,
+    run: &RunDir,
+    cluster: &Arc<Cluster>,
+    cancel: &CancellationToken,
+    progress: &Progress,
+    notes: &mut Vec<String>,
+) -> Result<bool, PhaseError> {
+    let config = &req.config;
+    let nodes: Vec<Node> = cluster
+        .addrs()
+        .into_iter()
+        .map(|a| Node { name: a.name.clone(), url: a.client_url() })
+        .collect();
+    if nodes.len() != config.nodes {
+        return Err((false, anyhow!("the backend reports {} nodes, not {}", nodes.len(), config.nodes)));
+    }
+    let (ready, view) = status::wait_until_serving(&nodes, Duration::from_millis(SETUP_READY_TIMEOUT_MS), cancel)
+        .await
+        .map_err(|e| (false, e))?;
+    if !ready {
+        return Err((
+            false,
+            anyhow!(
+                "the fresh cluster did not serve within {SETUP_READY_TIMEOUT_MS} ms ({} of {} nodes answered, {} serving, leaders: {:?}); see {}/nodes/*/",
+                view.answered,
+                nodes.len(),
+                view.serving,
+                view.leaders,
+                run.path.display()
+            ),
+        ));
+    }
+    let env = Arc::new(Env {
+        nodes: nodes.clone(),
+        op_timeout: config.op_timeout(),
+        read_consistency: config.read_consistency,
+        seed: config.seed,
+        concurrency: config.concurrency,
+    });
+    let workload: Arc<dyn Workload> =
+        Arc::from(workload::by_name(&config.workload).map_err(|e| (false, anyhow!(UsageError(e))))?);
+    tokio::select! {
+        r = workload.setup(&env) => r.map_err(|e| (false, e.context("preparing the workload")))?,
+        _ = cancel.cancelled() => return Err((false, anyhow!("interrupted during setup"))),
+    }
+
+    // From here on there is a history, and everything is checked.
+    let clock = RunClock::start_now();
+    let recorder = Recorder::create(&run.file(HISTORY_FILE), clock).map_err(|e| (false, e))?;
+    let background = CancellationToken::new();
+    let sync_task = recorder.spawn_sync_task(background.clone());
+    let sampler = status::spawn_sampler(nodes.clone(), &run.file(STATUS_FILE), clock, background.clone())
+        .map_err(|e| (true, e))?;
+    let faults = ActiveFaults::default();
+    progress.phase("running");
+    let progress_task = progress.spawn_updates(recorder.counters(), faults.clone(), clock.start(), background.clone());
+
+    let deadline = clock.start() + config.time_limit();
+    let shared = WorkerShared {
+        workload: workload.clone(),
+        env: env.clone(),
+        recorder: recorder.clone(),
+        pacer: Pacer::new(config.rate, config.concurrency),
+        concurrency: config.concurrency,
+        node_choice: config.node_choice,
+        seed: config.seed,
+        deadline,
+        cancel: cancel.clone(),
+    };
+    let nemesis = crate::faults::start(
+        config,
+        run,
+        cluster.clone(),
+        clock,
+        faults.clone(),
+        cancel.clone(),
+        req.replay_of.as_deref(),
+    );
+    let main_phase = async {
+        let nemesis = nemesis.await?;
+        worker::run_workers(shared.clone()).await;
+        progress.phase("healing");
+        nemesis.stop_and_heal().await
+    };
+    let mut failure = main_phase.await.err();
+    faults.heal_all();
+
+    if failure.is_none() && !cancel.is_cancelled() {
+        progress.phase("recovering");
+        match status::wait_until_serving(&nodes, config.recovery_timeout(), cancel).await {
+            Ok((true, _)) => {}
+            Ok((false, v)) => notes.push(format!(
+                "the cluster had not recovered {} ms after healing ({} of {} nodes answered, {} serving, leaders {:?})",
+                config.recovery_timeout_ms,
+                v.answered,
+                nodes.len(),
+                v.serving,
+                v.leaders
+            )),
+            Err(e) => failure = Some(e),
+        }
+    }
+    if failure.is_none() && !cancel.is_cancelled() {
+        progress.phase("final reads");
+        final_reads(&shared, workload.as_ref(), config, notes).await;
+    }
+
+    background.cancel();
+    let _ = progress_task.await;
+    let _ = sync_task.await;
+    match sampler.await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => notes.push(format!("status sampling failed: {e:#}")),
+        Err(e) => notes.push(format!("status sampling failed: {e}")),
+    }
+    if let Err(e) = recorder.finish() {
+        failure.get_or_insert(e);
+    }
+    progress.finish();
+    match failure {
+        Some(e) => Err((true, e)),
+        None => Ok(true),
+    }
+}
+
+/// Most rounds of final reads over all nodes.
+const MAX_FINAL_ROUNDS: usize = 10;
+
+/// Runs the workload's final operations, each on the nodes in turn until it succeeds, within
+/// the recovery timeout.
+async fn final_reads(shared: &WorkerShared, workload: &dyn Workload, config: &TestConfig, notes: &mut Vec<String>) {
+    let ops = workload.final_ops();
+    if ops.is_empty() {
+        return;
+    }
+    let deadline = Instant::now() + config.recovery_timeout();
+    let final_shared = WorkerShared {
+        concurrency: 1,
+        deadline,
+        ..shared.clone()
+    };
+    let mut process = shared.recorder.fresh_process();
+    let mut pending = ops;
+    for round in 0..MAX_FINAL_ROUNDS * shared.env.nodes.len() {
+        if pending.is_empty() || Instant::now() >= deadline || shared.cancel.is_cancelled() {
+            break;
+        }
+        let node = shared.env.nodes[round % shared.env.nodes.len()].clone();
+        let (next_process, completions) = worker::run_ops(&final_shared, process, node, pending.clone()).await;
+        process = next_process + 1;
+        pending = pending
+            .into_iter()
+            .zip(completions)
+            .filter(|(_, c)| c.kind != EventType::Ok)
+            .map(|(op, _)| op)
+            .collect();
+    }
+    if !pending.is_empty() {
+        notes.push(format!("{} final operations never succeeded", pending.len()));
+    }
+}
+
+/// `keeperd --version`, if it answers in time.
+async fn versions(keeperd: &Path) -> Versions {
+    let keeperd_version = async {
+        let out = tokio::process::Command::new(keeperd).arg("--version").kill_on_drop(true).output().await.ok()?;
+        out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    };
+    Versions {
+        schism: env!("CARGO_PKG_VERSION").to_string(),
+        keeperd: tokio::time::timeout(Duration::from_millis(VERSION_TIMEOUT_MS), keeperd_version)
+            .await
+            .ok()
+            .flatten(),
+    }
+}
+
+/// Finds keeperd: next to this binary (the usual `target/<profile>/` layout), else on PATH.
+pub fn default_keeperd() -> PathBuf {
+    if let Ok(exe) = std::env::current_exe()
+        && let Some(dir) = exe.parent()
+    {
+        for candidate in [dir.join("keeperd"), dir.join("../keeperd")] {
+            if candidate.is_file() {
+                return candidate;
+            }
+        }
+    }
+    PathBuf::from("keeperd")
+}
+
+/// Makes a path absolute (relative to the current directory) so later `cd`s do not matter.
+pub fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
+    if path.is_absolute() {
+        return Ok(path.to_path_buf());
+    }
+    Ok(std::env::current_dir().context("cannot read the current directory")?.join(path))
+}
+
+/// Reads the configuration of a stored run, for `replay`.
+pub fn replay_request(dir: &Path, results_root: &Path, command_line: Vec<String>) -> anyhow::Result<RunRequest> {
+    let run = RunDir::open(dir).map_err(|e| anyhow!(UsageError(format!("{e:#}"))))?;
+    let record = run
+        .read_test_record()
+        .map_err(|e| anyhow!(UsageError(format!("cannot replay {}: {e:#}", dir.display()))))?;
+    if !run.file(crate::store::SCHEDULE_FILE).is_file() && !record.config.nemesis.is_empty() {
+        bail!(UsageError(format!(
+            "{} has no {}: its faults cannot be replayed",
+            dir.display(),
+            crate::store::SCHEDULE_FILE
+        )));
+    }
+    Ok(RunRequest {
+        config: record.config,
+        results_root: results_root.to_path_buf(),
+        command_line,
+        replay_of: Some(absolute(dir)?),
+    })
+}

@@ -1,0 +1,161 @@
+//! Samples every node's `GET /status` while the test runs, into `status.jsonl`:
+//! `{"time": ns, "node": "n1", "status": {...}}`, or `"error": "..."` when the node did not
+//! answer. The single-leader checker reads these samples.
+
+use crate::recorder::RunClock;
+use crate::store::{JsonlWriter, SYNC_INTERVAL_MS};
+use crate::workload::Node;
+use keeper::api::{Role, Status};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+/// Time between two samples of one node.
+pub const STATUS_INTERVAL_MS: u64 = 250;
+/// A sample's deadline: a paused node never answers, and must not delay the next sample.
+pub const STATUS_TIMEOUT_MS: u64 = 250;
+/// Pause between two polls while waiting for the cluster to serve.
+const READY_POLL_MS: u64 = 200;
+
+/// One line of `status.jsonl`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct StatusSample {
+    pub time: u64,
+    pub node: String,
+    /// The node's reply, exactly as sent (so fields this harness does not know survive).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// A plain-HTTP client for status requests (no proxies: nodes are on our own networks).
+pub fn status_client() -> anyhow::Result<reqwest::Client> {
+    Ok(reqwest::Client::builder().no_proxy().build()?)
+}
+
+async fn fetch(client: &reqwest::Client, node: &Node, timeout: Duration) -> Result<serde_json::Value, String> {
+    let url = format!("{}/status", node.url);
+    let reply = client
+        .get(&url)
+        .timeout(timeout)
+        .send()
+        .await
+        .map_err(|e| format!("GET {url}: {e}"))?;
+    if !reply.status().is_success() {
+        return Err(format!("GET {url}: HTTP {}", reply.status()));
+    }
+    reply.json().await.map_err(|e| format!("GET {url}: {e}"))
+}
+
+/// Samples every node until `cancel` fires. Each node has its own task, so a node that does
+/// not answer delays only its own samples. Returns the number of samples written.
+pub fn spawn_sampler(
+    nodes: Vec<Node>,
+    path: &Path,
+    clock: RunClock,
+    cancel: CancellationToken,
+) -> anyhow::Result<tokio::task::JoinHandle<anyhow::Result<u64>>> {
+    let writer = Arc::new(Mutex::new(JsonlWriter::create(path)?));
+    let client = status_client()?;
+    Ok(tokio::spawn(async move {
+        let mut tasks = Vec::new();
+        for node in nodes {
+            let (writer, client, cancel) = (writer.clone(), client.clone(), cancel.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_millis(STATUS_INTERVAL_MS));
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                let mut written = 0u64;
+                let mut last_sync = Instant::now();
+                loop {
+                    tokio::select! {
+                        _ = cancel.cancelled() => break,
+                        _ = tick.tick() => {}
+                    }
+                    let time = clock.now_ns();
+                    let reply = fetch(&client, &node, Duration::from_millis(STATUS_TIMEOUT_MS)).await;
+                    let sample = match reply {
+                        Ok(status) => StatusSample { time, node: node.name.clone(), status: Some(status), error: None },
+                        Err(e) => StatusSample { time, node: node.name.clone(), status: None, error: Some(e) },
+                    };
+                    let mut w = writer.lock().unwrap_or_else(|p| p.into_inner());
+                    w.append(&sample)?;
+                    written += 1;
+                    if last_sync.elapsed() >= Duration::from_millis(SYNC_INTERVAL_MS) {
+                        w.flush()?;
+                        last_sync = Instant::now();
+                    }
+                }
+                anyhow::Ok(written)
+            }));
+        }
+        let mut total = 0;
+        for t in tasks {
+            total += t.await??;
+        }
+        writer.lock().unwrap_or_else(|p| p.into_inner()).sync()?;
+        Ok(total)
+    }))
+}
+
+/// What the nodes said, for deciding whether the cluster serves.
+#[derive(Clone, Debug, Default)]
+pub struct ClusterView {
+    pub answered: usize,
+    pub serving: usize,
+    /// (node, epoch) of every node that says it leads.
+    pub leaders: Vec<(String, u32)>,
+}
+
+impl ClusterView {
+    /// One leader, and every node answers and serves.
+    pub fn fully_recovered(&self, nodes: usize) -> bool {
+        self.leaders.len() == 1 && self.answered == nodes && self.serving == nodes
+    }
+}
+
+pub async fn view(client: &reqwest::Client, nodes: &[Node]) -> ClusterView {
+    let asks = nodes.iter().map(|n| async move {
+        (n.name.clone(), fetch(client, n, Duration::from_millis(STATUS_TIMEOUT_MS * 4)).await)
+    });
+    let mut v = ClusterView::default();
+    for (name, reply) in futures::future::join_all(asks).await {
+        let Ok(value) = reply else { continue };
+        v.answered += 1;
+        if let Ok(status) = serde_json::from_value::<Status>(value) {
+            if status.serving {
+                v.serving += 1;
+            }
+            if status.role == Role::Leading {
+                v.leaders.push((name, status.epoch));
+            }
+        }
+    }
+    v
+}
+
+/// Waits until every node serves under one leader, or `timeout` passes. Returns the last
+/// view either way, and whether it recovered.
+pub async fn wait_until_serving(
+    nodes: &[Node],
+    timeout: Duration,
+    cancel: &CancellationToken,
+) -> anyhow::Result<(bool, ClusterView)> {
+    let client = status_client()?;
+    let deadline = Instant::now() + timeout;
+    loop {
+        let v = view(&client, nodes).await;
+        if v.fully_recovered(nodes.len()) {
+            return Ok((true, v));
+        }
+        if Instant::now() >= deadline || cancel.is_cancelled() {
+            return Ok((false, v));
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(READY_POLL_MS)) => {}
+            _ = cancel.cancelled() => {}
+        }
+    }
+}

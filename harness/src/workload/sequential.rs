@@ -1,0 +1,136 @@
+//! sequential: creates of persistent sequential znodes under a few parents. Checked for
+//! unique sequence numbers per parent, and real-time order (a create that finished before
+//! another began got the smaller number).
+
+use super::conn::{Conn, SETUP_BUDGET_MS, completion_of, ensure_paths};
+use super::{Env, OpenContext, Workload};
+use crate::generator::{Context, Generator, Op};
+use crate::worker::{Client, Completion};
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use keeper::api::{CreateMode, CreateRequest};
+use rand::RngExt;
+use rand_chacha::ChaCha8Rng;
+use serde_json::json;
+use std::time::Duration;
+
+pub const ROOT: &str = "/schism/sequential";
+/// Parents the creates spread over.
+pub const PARENTS: usize = 3;
+/// Prefix of every created name; the sequence number follows it.
+const PREFIX: &str = "n-";
+
+pub struct Sequential;
+
+fn parent(i: usize) -> String {
+    format!("{ROOT}/p{i}")
+}
+
+/// The sequence number ZooKeeper appends: the digits at the end of the created name.
+pub fn sequence_of(path: &str) -> Option<u64> {
+    let name = path.rsplit('/').next()?;
+    let digits = name.strip_prefix(PREFIX)?;
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+impl Workload for Sequential {
+    fn name(&self) -> &'static str {
+        "sequential"
+    }
+
+    fn setup<'a>(&'a self, env: &'a Env) -> BoxFuture<'a, anyhow::Result<()>> {
+        async move {
+            let urls: Vec<String> = env.nodes.iter().map(|n| n.url.clone()).collect();
+            let mut paths = vec!["/schism".to_string(), ROOT.to_string()];
+            paths.extend((0..PARENTS).map(parent));
+            ensure_paths(&urls, &paths, env.op_timeout, Duration::from_millis(SETUP_BUDGET_MS)).await
+        }
+        .boxed()
+    }
+
+    fn generator(&self, _worker: usize) -> Box<dyn Generator> {
+        Box::new(|ctx: &Context, rng: &mut ChaCha8Rng| {
+            let p = parent(rng.random_range(0..PARENTS));
+            Some(Op::new("create", Some(&p), json!(format!("p{}", ctx.process))))
+        })
+    }
+
+    fn open<'a>(&'a self, ctx: OpenContext<'a>) -> BoxFuture<'a, Result<Box<dyn Client>, String>> {
+        async move {
+            let conn = Conn::open(&ctx.node.url, ctx.env.op_timeout).await?;
+            Ok(Box::new(SequentialClient { conn }) as Box<dyn Client>)
+        }
+        .boxed()
+    }
+
+    fn final_ops(&self) -> Vec<Op> {
+        Vec::new()
+    }
+
+    fn checkers(&self) -> Vec<&'static str> {
+        vec!["sequential", "monotonic-reads", "single-leader"]
+    }
+}
+
+struct SequentialClient {
+    conn: Conn,
+}
+
+impl SequentialClient {
+    async fn run(&mut self, op: &Op, timeout: Duration) -> Completion {
+        let Some(parent) = &op.key else {
+            return Completion::fail("create needs a parent");
+        };
+        let req = CreateRequest {
+            session: self.conn.session,
+            last_zxid: self.conn.last_zxid(),
+            path: format!("{parent}/{PREFIX}"),
+            data: op.value.as_str().unwrap_or_default().to_string(),
+            mode: CreateMode::PersistentSequential,
+        };
+        match self.conn.node.with_timeout(timeout).create(&req).await {
+            Ok(r) => {
+                self.conn.saw(r.zxid);
+                match sequence_of(&r.path) {
+                    Some(n) => Completion::ok(json!(n)).with_zxid(r.stat.czxid),
+                    // Created, but the reply is not what a sequential create returns: the
+                    // outcome cannot be read, so it is indeterminate.
+                    None => Completion::info(format!("no sequence number in {}", r.path)),
+                }
+            }
+            Err(e) => completion_of(&e),
+        }
+    }
+}
+
+impl Client for SequentialClient {
+    fn invoke<'a>(&'a mut self, op: &'a Op, timeout: Duration) -> BoxFuture<'a, Completion> {
+        self.run(op, timeout).boxed()
+    }
+
+    fn session(&self) -> Option<u64> {
+        Some(self.conn.session)
+    }
+
+    fn close(self: Box<Self>) -> BoxFuture<'static, ()> {
+        async move {
+            let _ = self.conn.close().await;
+        }
+        .boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sequence_numbers_are_the_trailing_digits() {
+        assert_eq!(sequence_of("/schism/sequential/p0/n-0000000042"), Some(42));
+        assert_eq!(sequence_of("/schism/sequential/p0/n-"), None);
+        assert_eq!(sequence_of("/schism/sequential/p0/x-0001"), None);
+    }
+}

@@ -1,0 +1,169 @@
+//! session: clients create ephemeral nodes; some close their session, some stop
+//! heartbeating so it expires; others read. Checked by the sessions checker: once a session's
+//! close or expiry is acknowledged, no read invoked afterwards sees its ephemeral nodes.
+//!
+//! An expiry counts as acknowledged when the session's event stream announces it, with the
+//! zxid of the expiry (so a lagging node's local read is recognised as stale, not wrong).
+
+use super::conn::{Conn, ConnEvent, Observer, SETUP_BUDGET_MS, completion_of, ensure_paths};
+use super::{Env, OpenContext, Workload};
+use crate::generator::{Context, Generator, Op};
+use crate::worker::{Client, Completion};
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use keeper::api::{Consistency, CreateMode, CreateRequest, ErrorCode, ReadRequest};
+use rand::RngExt;
+use rand_chacha::ChaCha8Rng;
+use serde_json::{Value, json};
+use std::time::Duration;
+
+pub const PARENT: &str = "/schism/session";
+/// Ephemeral paths the clients compete for.
+pub const PATHS: usize = 8;
+
+pub struct Sessions;
+
+fn path(i: usize) -> String {
+    format!("{PARENT}/e{i}")
+}
+
+impl Workload for Sessions {
+    fn name(&self) -> &'static str {
+        "session"
+    }
+
+    fn setup<'a>(&'a self, env: &'a Env) -> BoxFuture<'a, anyhow::Result<()>> {
+        async move {
+            let urls: Vec<String> = env.nodes.iter().map(|n| n.url.clone()).collect();
+            let paths = ["/schism".to_string(), PARENT.to_string()];
+            ensure_paths(&urls, &paths, env.op_timeout, Duration::from_millis(SETUP_BUDGET_MS)).await
+        }
+        .boxed()
+    }
+
+    fn generator(&self, _worker: usize) -> Box<dyn Generator> {
+        Box::new(|ctx: &Context, rng: &mut ChaCha8Rng| {
+            let p = path(rng.random_range(0..PATHS));
+            Some(match rng.random_range(0..100) {
+                0..30 => Op::new("create_ephemeral", Some(&p), json!(format!("p{}", ctx.process))),
+                30..90 => Op::new("read", Some(&p), Value::Null),
+                90..96 => Op::new("close_session", None, Value::Null),
+                _ => Op::new("stop_heartbeats", None, Value::Null),
+            })
+        })
+    }
+
+    fn open<'a>(&'a self, ctx: OpenContext<'a>) -> BoxFuture<'a, Result<Box<dyn Client>, String>> {
+        async move {
+            let conn = Conn::open(&ctx.node.url, ctx.env.op_timeout).await?;
+            let observer = Observer::new(ctx.recorder, ctx.process, conn.session, &ctx.node.name);
+            let sink = observer.clone();
+            conn.spawn_events(move |event| {
+                if let ConnEvent::Ended(end) = event
+                    && end.state == "expired"
+                {
+                    sink.observe("expired", None, json!({"state": end.state}), Some(end.zxid));
+                }
+            });
+            Ok(Box::new(SessionClient { conn, observer, consistency: ctx.env.read_consistency })
+                as Box<dyn Client>)
+        }
+        .boxed()
+    }
+
+    fn final_ops(&self) -> Vec<Op> {
+        (0..PATHS).map(|i| Op::new("read", Some(&path(i)), Value::Null)).collect()
+    }
+
+    fn checkers(&self) -> Vec<&'static str> {
+        vec!["sessions", "monotonic-reads", "single-leader"]
+    }
+}
+
+struct SessionClient {
+    conn: Conn,
+    observer: Observer,
+    consistency: Consistency,
+}
+
+impl SessionClient {
+    async fn run(&mut self, op: &Op, timeout: Duration) -> Completion {
+        let node = self.conn.node.with_timeout(timeout);
+        let (session, last_zxid) = (self.conn.session, self.conn.last_zxid());
+        let path = op.key.clone().unwrap_or_default();
+        match op.f.as_str() {
+            "create_ephemeral" => {
+                let req = CreateRequest {
+                    session,
+                    last_zxid,
+                    path,
+                    data: op.value.as_str().unwrap_or_default().to_string(),
+                    mode: CreateMode::Ephemeral,
+                };
+                match node.create(&req).await {
+                    Ok(r) => {
+                        self.conn.saw(r.zxid);
+                        Completion::ok(op.value.clone()).with_zxid(r.stat.czxid)
+                    }
+                    Err(e) => completion_of(&e),
+                }
+            }
+            "read" => {
+                let req = ReadRequest { session, last_zxid, path, watch: false, consistency: self.consistency };
+                match node.exists(&req).await {
+                    Ok(r) => {
+                        self.conn.saw(r.zxid);
+                        let value = match r.stat {
+                            Some(stat) => json!({"owner": stat.ephemeral_owner}),
+                            None => Value::Null,
+                        };
+                        Completion::ok(value).with_zxid(r.zxid)
+                    }
+                    Err(e) => completion_of(&e),
+                }
+            }
+            "close_session" => match self.conn.close().await {
+                Ok(zxid) => Completion::ok(Value::Null).with_zxid(zxid).reopening(),
+                Err(e) if e.code() == ErrorCode::SessionExpired => completion_of(&e),
+                Err(e) => {
+                    let mut c = completion_of(&e);
+                    c.reopen = true;
+                    c
+                }
+            },
+            "stop_heartbeats" => {
+                // Client-side only: the session will expire on its own.
+                self.conn.set_heartbeats(false);
+                Completion::ok(Value::Null)
+            }
+            other => Completion::fail(format!("session has no operation `{other}`")),
+        }
+    }
+}
+
+impl Client for SessionClient {
+    fn prepare(&mut self, op: Op) -> Op {
+        self.observer.begin_op();
+        op
+    }
+
+    fn invoke<'a>(&'a mut self, op: &'a Op, timeout: Duration) -> BoxFuture<'a, Completion> {
+        self.run(op, timeout).boxed()
+    }
+
+    fn completed(&mut self, completion: &Completion) {
+        self.observer.end_op(completion);
+    }
+
+    fn session(&self) -> Option<u64> {
+        Some(self.conn.session)
+    }
+
+    fn close(self: Box<Self>) -> BoxFuture<'static, ()> {
+        async move {
+            self.observer.finish();
+            let _ = self.conn.close().await;
+        }
+        .boxed()
+    }
+}

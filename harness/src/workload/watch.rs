@@ -1,0 +1,213 @@
+//! watch: clients set watches (`exists` on a few znodes, `get_children` on their parent)
+//! while others create, change and delete those znodes. Every event a session receives is
+//! recorded; the watches checker verifies each watch fires at most once, only after a change
+//! that happened, and that a session's events come in zxid order.
+//!
+//! A session whose event stream broke may have lost watches (they live on the node that took
+//! them, as in ZooKeeper). Such a client closes its session before doing anything else, which
+//! tells the checker not to expect those watches to fire.
+
+use super::conn::{Conn, ConnEvent, Observer, SETUP_BUDGET_MS, completion_of, ensure_paths};
+use super::{Env, OpenContext, Workload};
+use crate::generator::{Context, Generator, Op};
+use crate::worker::{Client, Completion};
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use keeper::api::{
+    ANY_VERSION, Consistency, CreateMode, CreateRequest, DeleteRequest, ErrorCode, ReadRequest,
+    SetDataRequest,
+};
+use rand::RngExt;
+use rand_chacha::ChaCha8Rng;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+pub const PARENT: &str = "/schism/watch";
+/// Watched znodes.
+pub const PATHS: usize = 4;
+const VALUES: i64 = 100;
+
+pub struct Watches;
+
+fn path(i: usize) -> String {
+    format!("{PARENT}/w{i}")
+}
+
+impl Workload for Watches {
+    fn name(&self) -> &'static str {
+        "watch"
+    }
+
+    fn setup<'a>(&'a self, env: &'a Env) -> BoxFuture<'a, anyhow::Result<()>> {
+        async move {
+            let urls: Vec<String> = env.nodes.iter().map(|n| n.url.clone()).collect();
+            let paths = ["/schism".to_string(), PARENT.to_string()];
+            ensure_paths(&urls, &paths, env.op_timeout, Duration::from_millis(SETUP_BUDGET_MS)).await
+        }
+        .boxed()
+    }
+
+    fn generator(&self, _worker: usize) -> Box<dyn Generator> {
+        Box::new(|_: &Context, rng: &mut ChaCha8Rng| {
+            let p = path(rng.random_range(0..PATHS));
+            Some(match rng.random_range(0..100) {
+                0..35 => Op::new("watch", Some(&p), json!({"kind": "exists"})),
+                35..45 => Op::new("watch", Some(PARENT), json!({"kind": "children"})),
+                45..75 => Op::new("write", Some(&p), json!(rng.random_range(0..VALUES))),
+                75..90 => Op::new("create", Some(&p), json!(rng.random_range(0..VALUES))),
+                _ => Op::new("delete", Some(&p), Value::Null),
+            })
+        })
+    }
+
+    fn open<'a>(&'a self, ctx: OpenContext<'a>) -> BoxFuture<'a, Result<Box<dyn Client>, String>> {
+        async move {
+            let conn = Conn::open(&ctx.node.url, ctx.env.op_timeout).await?;
+            let observer = Observer::new(ctx.recorder, ctx.process, conn.session, &ctx.node.name);
+            let troubled = Arc::new(AtomicBool::new(false));
+            let (sink, flag) = (observer.clone(), troubled.clone());
+            conn.spawn_events(move |event| match event {
+                ConnEvent::Watch(w) => sink.observe(
+                    "event",
+                    Some(&w.path),
+                    json!({"path": w.path, "zxid": w.zxid, "type": w.kind}),
+                    Some(w.zxid),
+                ),
+                ConnEvent::Ended(end) => {
+                    if end.state == "expired" {
+                        sink.observe("expired", None, json!({"state": end.state}), Some(end.zxid));
+                    }
+                    flag.store(true, Ordering::Relaxed);
+                }
+                ConnEvent::Disconnected => flag.store(true, Ordering::Relaxed),
+            });
+            Ok(Box::new(WatchClient {
+                conn,
+                observer,
+                troubled,
+                consistency: ctx.env.read_consistency,
+            }) as Box<dyn Client>)
+        }
+        .boxed()
+    }
+
+    fn final_ops(&self) -> Vec<Op> {
+        Vec::new()
+    }
+
+    fn checkers(&self) -> Vec<&'static str> {
+        vec!["watches", "monotonic-reads", "single-leader"]
+    }
+}
+
+struct WatchClient {
+    conn: Conn,
+    observer: Observer,
+    /// The event stream broke or the session ended: watches may be lost.
+    troubled: Arc<AtomicBool>,
+    consistency: Consistency,
+}
+
+impl WatchClient {
+    async fn run(&mut self, op: &Op, timeout: Duration) -> Completion {
+        let node = self.conn.node.with_timeout(timeout);
+        let (session, last_zxid) = (self.conn.session, self.conn.last_zxid());
+        let path = op.key.clone().unwrap_or_default();
+        match op.f.as_str() {
+            "watch" => {
+                let req = ReadRequest { session, last_zxid, path, watch: true, consistency: self.consistency };
+                let children = op.value.get("kind").and_then(Value::as_str) == Some("children");
+                let reply = if children {
+                    node.get_children(&req).await.map(|r| (json!({"children": r.children}), r.zxid))
+                } else {
+                    node.exists(&req).await.map(|r| (json!({"exists": r.stat.is_some()}), r.zxid))
+                };
+                match reply {
+                    Ok((result, zxid)) => {
+                        self.conn.saw(zxid);
+                        // The invocation's value says what kind of watch it is; keep it.
+                        let mut value = op.value.clone();
+                        value["result"] = result;
+                        Completion::ok(value).with_zxid(zxid)
+                    }
+                    Err(e) => completion_of(&e),
+                }
+            }
+            "write" => {
+                let req = SetDataRequest { session, last_zxid, path, data: op.value.to_string(), version: ANY_VERSION };
+                match node.set_data(&req).await {
+                    Ok(r) => {
+                        self.conn.saw(r.zxid);
+                        Completion::ok(op.value.clone()).with_zxid(r.stat.mzxid)
+                    }
+                    Err(e) => completion_of(&e),
+                }
+            }
+            "create" => {
+                let req = CreateRequest { session, last_zxid, path, data: op.value.to_string(), mode: CreateMode::Persistent };
+                match node.create(&req).await {
+                    Ok(r) => {
+                        self.conn.saw(r.zxid);
+                        Completion::ok(op.value.clone()).with_zxid(r.stat.czxid)
+                    }
+                    Err(e) => completion_of(&e),
+                }
+            }
+            "delete" => {
+                let req = DeleteRequest { session, last_zxid, path, version: ANY_VERSION };
+                match node.delete(&req).await {
+                    // The reply's zxid is the node's view, not necessarily the delete's own:
+                    // recording it could make a genuine event look like one for a change that
+                    // never happened, so the delete is recorded without a zxid.
+                    Ok(r) => {
+                        self.conn.saw(r.zxid);
+                        Completion::ok(Value::Null)
+                    }
+                    Err(e) => completion_of(&e),
+                }
+            }
+            "close_session" => match self.conn.close().await {
+                Ok(zxid) => Completion::ok(Value::Null).with_zxid(zxid).reopening(),
+                Err(e) if e.code() == ErrorCode::SessionExpired => completion_of(&e),
+                Err(e) => {
+                    let mut c = completion_of(&e);
+                    c.reopen = true;
+                    c
+                }
+            },
+            other => Completion::fail(format!("watch has no operation `{other}`")),
+        }
+    }
+}
+
+impl Client for WatchClient {
+    fn prepare(&mut self, op: Op) -> Op {
+        self.observer.begin_op();
+        if self.troubled.load(Ordering::Relaxed) {
+            return Op::new("close_session", None, Value::Null);
+        }
+        op
+    }
+
+    fn invoke<'a>(&'a mut self, op: &'a Op, timeout: Duration) -> BoxFuture<'a, Completion> {
+        self.run(op, timeout).boxed()
+    }
+
+    fn completed(&mut self, completion: &Completion) {
+        self.observer.end_op(completion);
+    }
+
+    fn session(&self) -> Option<u64> {
+        Some(self.conn.session)
+    }
+
+    fn close(self: Box<Self>) -> BoxFuture<'static, ()> {
+        async move {
+            self.observer.finish();
+            let _ = self.conn.close().await;
+        }
+        .boxed()
+    }
+}

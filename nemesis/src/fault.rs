@@ -1,0 +1,282 @@
+//! Faults as values: what a step of a schedule does, and the exact commands that start and heal
+//! the network ones.
+
+use crate::grudge::Grudge;
+use cluster::NodeId;
+use serde::{Deserialize, Serialize};
+use std::net::Ipv4Addr;
+
+/// The fault families a user names (`--nemesis partition,kill,pause`).
+#[derive(Serialize, Deserialize, Clone, Copy, PartialEq, Eq, Debug, Hash, PartialOrd, Ord)]
+#[serde(rename_all = "kebab-case")]
+pub enum FaultKind {
+    /// iptables DROP between groups of nodes, in Jepsen's shapes.
+    Partition,
+    /// SIGKILL, then restart at heal.
+    Kill,
+    /// SIGSTOP, then SIGCONT at heal.
+    Pause,
+    /// Rate-limited links (tc tbf).
+    Slow,
+    /// Random packet loss (iptables `statistic`), which needs no kernel module.
+    Flaky,
+    /// Delay, jitter and reordering (tc netem), where the kernel has netem.
+    Delay,
+}
+
+/// Every fault name, for usage messages.
+pub const FAULT_KINDS: &[&str] = &["partition", "kill", "pause", "slow", "flaky", "delay"];
+/// The faults that run commands in nodes' network namespaces (refused by the local backend).
+pub const NETWORK_FAULTS: &[&str] = &["partition", "slow", "flaky", "delay"];
+
+impl FaultKind {
+    pub const ALL: [FaultKind; 6] = [
+        FaultKind::Partition,
+        FaultKind::Kill,
+        FaultKind::Pause,
+        FaultKind::Slow,
+        FaultKind::Flaky,
+        FaultKind::Delay,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            FaultKind::Partition => "partition",
+            FaultKind::Kill => "kill",
+            FaultKind::Pause => "pause",
+            FaultKind::Slow => "slow",
+            FaultKind::Flaky => "flaky",
+            FaultKind::Delay => "delay",
+        }
+    }
+
+    pub fn is_network(self) -> bool {
+        NETWORK_FAULTS.contains(&self.name())
+    }
+
+    /// Parses `partition,kill,...` (`none` and empty entries are ignored; duplicates merged).
+    pub fn parse_set(text: &str) -> Result<Vec<FaultKind>, crate::NemesisError> {
+        let mut set = Vec::new();
+        for word in text.split(',').map(str::trim) {
+            if word.is_empty() || word == "none" {
+                continue;
+            }
+            let kind: FaultKind = word.parse()?;
+            if !set.contains(&kind) {
+                set.push(kind);
+            }
+        }
+        Ok(set)
+    }
+}
+
+impl std::str::FromStr for FaultKind {
+    type Err = crate::NemesisError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        FaultKind::ALL
+            .into_iter()
+            .find(|k| k.name() == s)
+            .ok_or_else(|| {
+                crate::NemesisError::Invalid(format!(
+                    "unknown fault {s:?}: use any of {}",
+                    FAULT_KINDS.join(", ")
+                ))
+            })
+    }
+}
+
+/// The shape of a partition (Jepsen's names).
+#[derive(Serialize, Deserialize, Clone, Copy, PartialEq, Eq, Debug, Hash)]
+#[serde(rename_all = "kebab-case")]
+pub enum PartitionShape {
+    IsolateOne,
+    /// Resolved when the step starts: the node that leads in the highest epoch.
+    IsolateLeader,
+    RandomHalves,
+    MajoritiesRing,
+    Bridge,
+    MinorityCut,
+}
+
+/// Which nodes a process fault hits.
+#[derive(Serialize, Deserialize, Clone, PartialEq, Eq, Debug)]
+#[serde(rename_all = "snake_case")]
+pub enum Targets {
+    /// Chosen when the schedule was generated (one node, a minority).
+    Nodes(Vec<NodeId>),
+    /// Resolved when the step starts; the resolution is logged.
+    Leader,
+    All,
+}
+
+/// One fault, fully determined by the schedule except for leader-dependent targets.
+#[derive(Serialize, Deserialize, Clone, PartialEq, Debug)]
+#[serde(tag = "fault", rename_all = "kebab-case")]
+pub enum Fault {
+    Partition {
+        shape: PartitionShape,
+        /// Absent for `isolate-leader`, which is computed at run time.
+        grudge: Option<Grudge>,
+    },
+    Kill {
+        targets: Targets,
+    },
+    Pause {
+        targets: Targets,
+    },
+    Slow {
+        nodes: Vec<NodeId>,
+        rate_kbit: u32,
+    },
+    Flaky {
+        nodes: Vec<NodeId>,
+        /// Probability that an incoming packet is dropped, in (0, 1).
+        loss: f64,
+    },
+    Delay {
+        nodes: Vec<NodeId>,
+        delay_ms: u32,
+        jitter_ms: u32,
+        reorder_percent: u32,
+    },
+}
+
+impl Fault {
+    pub fn kind(&self) -> FaultKind {
+        match self {
+            Fault::Partition { .. } => FaultKind::Partition,
+            Fault::Kill { .. } => FaultKind::Kill,
+            Fault::Pause { .. } => FaultKind::Pause,
+            Fault::Slow { .. } => FaultKind::Slow,
+            Fault::Flaky { .. } => FaultKind::Flaky,
+            Fault::Delay { .. } => FaultKind::Delay,
+        }
+    }
+
+    /// A short human description for progress bars and logs.
+    pub fn describe(&self) -> String {
+        match self {
+            Fault::Partition { shape, .. } => format!("partition {}", shape_name(*shape)),
+            Fault::Kill { targets } => format!("kill {}", targets_name(targets)),
+            Fault::Pause { targets } => format!("pause {}", targets_name(targets)),
+            Fault::Slow { nodes, rate_kbit } => format!("slow {} to {rate_kbit} kbit/s", list(nodes)),
+            Fault::Flaky { nodes, loss } => format!("flaky {} ({:.0}% loss)", list(nodes), loss * 100.0),
+            Fault::Delay { nodes, delay_ms, .. } => format!("delay {} by {delay_ms} ms", list(nodes)),
+        }
+    }
+}
+
+fn list(nodes: &[NodeId]) -> String {
+    nodes.iter().map(|n| format!("n{n}")).collect::<Vec<_>>().join(",")
+}
+
+fn targets_name(t: &Targets) -> String {
+    match t {
+        Targets::Nodes(n) => list(n),
+        Targets::Leader => "leader".to_string(),
+        Targets::All => "all".to_string(),
+    }
+}
+
+pub fn shape_name(shape: PartitionShape) -> &'static str {
+    match shape {
+        PartitionShape::IsolateOne => "isolate-one",
+        PartitionShape::IsolateLeader => "isolate-leader",
+        PartitionShape::RandomHalves => "random-halves",
+        PartitionShape::MajoritiesRing => "majorities-ring",
+        PartitionShape::Bridge => "bridge",
+        PartitionShape::MinorityCut => "minority-cut",
+    }
+}
+
+/// The interface a node's traffic leaves by, in both the netns and docker backends.
+pub const NODE_DEVICE: &str = "eth0";
+/// How long iptables waits for the xtables lock (another iptables running on the host).
+const XTABLES_WAIT_S: &str = "5";
+
+fn words(parts: &[&str]) -> Vec<String> {
+    parts.iter().map(|s| s.to_string()).collect()
+}
+
+/// The iptables commands that make one node drop traffic from and to `peers`.
+pub fn drop_commands(peers: &[Ipv4Addr]) -> Vec<Vec<String>> {
+    let mut cmds = Vec::new();
+    for ip in peers {
+        let ip = ip.to_string();
+        cmds.push(words(&[
+            "iptables", "-w", XTABLES_WAIT_S, "-A", "INPUT", "-s", &ip, "-j", "DROP",
+        ]));
+        cmds.push(words(&[
+            "iptables", "-w", XTABLES_WAIT_S, "-A", "OUTPUT", "-d", &ip, "-j", "DROP",
+        ]));
+    }
+    cmds
+}
+
+/// Drops a random fraction of the packets a node receives.
+pub fn loss_commands(loss: f64) -> Vec<Vec<String>> {
+    vec![words(&[
+        "iptables",
+        "-w",
+        XTABLES_WAIT_S,
+        "-A",
+        "INPUT",
+        "-m",
+        "statistic",
+        "--mode",
+        "random",
+        "--probability",
+        &format!("{loss:.4}"),
+        "-j",
+        "DROP",
+    ])]
+}
+
+/// Removes every filter rule in a node's namespace: all of them are ours.
+pub fn flush_commands() -> Vec<Vec<String>> {
+    vec![
+        words(&["iptables", "-w", XTABLES_WAIT_S, "-F", "INPUT"]),
+        words(&["iptables", "-w", XTABLES_WAIT_S, "-F", "OUTPUT"]),
+    ]
+}
+
+/// Rate-limits a node's outgoing traffic with a token bucket.
+pub fn slow_commands(rate_kbit: u32) -> Vec<Vec<String>> {
+    vec![words(&[
+        "tc",
+        "qdisc",
+        "replace",
+        "dev",
+        NODE_DEVICE,
+        "root",
+        "tbf",
+        "rate",
+        &format!("{rate_kbit}kbit"),
+        "burst",
+        "32kbit",
+        "latency",
+        "400ms",
+    ])]
+}
+
+pub fn delay_commands(delay_ms: u32, jitter_ms: u32, reorder_percent: u32) -> Vec<Vec<String>> {
+    vec![words(&[
+        "tc",
+        "qdisc",
+        "replace",
+        "dev",
+        NODE_DEVICE,
+        "root",
+        "netem",
+        "delay",
+        &format!("{delay_ms}ms"),
+        &format!("{jitter_ms}ms"),
+        "reorder",
+        &format!("{reorder_percent}%"),
+    ])]
+}
+
+/// Puts the default qdisc back. Fails harmlessly ("no qdisc") when none of ours is there.
+pub fn qdisc_reset_commands() -> Vec<Vec<String>> {
+    vec![words(&["tc", "qdisc", "del", "dev", NODE_DEVICE, "root"])]
+}

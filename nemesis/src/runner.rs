@@ -1,0 +1,500 @@
+//! Runs a schedule against a cluster: start each fault at its time, heal it after its duration,
+//! log every start and heal with the exact commands, and heal everything at the end, on
+//! cancellation and on error.
+
+use crate::fault::{
+    Fault, FaultKind, PartitionShape, Targets, delay_commands, drop_commands, flush_commands,
+    loss_commands, qdisc_reset_commands, slow_commands,
+};
+use crate::grudge::{self, Grudge};
+use crate::schedule::Schedule;
+use crate::{NemesisError, netem_available};
+use cluster::status::{current_leader, fetch_all, status_client};
+use cluster::{Backend, BackendKind, NodeId, NodeState};
+use serde::Serialize;
+use std::io::Write;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+/// One command run in a node's namespace, as logged.
+#[derive(Serialize, Clone, Debug)]
+pub struct CommandLog {
+    pub node: NodeId,
+    pub argv: Vec<String>,
+    pub status: Option<i32>,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub stderr: String,
+}
+
+/// One process action (kill, start, pause, resume), as logged.
+#[derive(Serialize, Clone, Debug)]
+pub struct ActionLog {
+    pub node: NodeId,
+    pub action: &'static str,
+    pub ok: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[derive(Serialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    Start,
+    Heal,
+}
+
+/// One line of `nemesis.jsonl`.
+#[derive(Serialize, Clone, Debug)]
+pub struct LogEntry {
+    /// Nanoseconds since the log's origin (the harness's run clock).
+    pub time_ns: u64,
+    /// Index in the schedule's steps; absent for heal-all.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub step: Option<usize>,
+    /// `partition`, `kill`, ..., or `heal-all`.
+    pub fault: String,
+    pub description: String,
+    pub phase: Phase,
+    /// The nodes the fault acted on.
+    pub nodes: Vec<NodeId>,
+    /// How a leader-dependent target was resolved.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resolution: Option<String>,
+    /// For partitions: node -> nodes it drops.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grudge: Option<Grudge>,
+    pub commands: Vec<CommandLog>,
+    pub actions: Vec<ActionLog>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+type Observer = Arc<dyn Fn(&LogEntry) + Send + Sync>;
+
+/// Where the nemesis writes its JSON lines, timed against the harness's clock.
+pub struct FaultLog {
+    out: Box<dyn Write + Send>,
+    origin: Instant,
+    observer: Option<Observer>,
+    entries: Vec<LogEntry>,
+}
+
+impl FaultLog {
+    pub fn new(out: Box<dyn Write + Send>, origin: Instant) -> FaultLog {
+        FaultLog {
+            out,
+            origin,
+            observer: None,
+            entries: Vec::new(),
+        }
+    }
+
+    /// Calls `observer` with every entry as it is written (for a progress display).
+    pub fn with_observer(mut self, observer: Observer) -> FaultLog {
+        self.observer = Some(observer);
+        self
+    }
+
+    /// Every entry written so far.
+    pub fn entries(&self) -> &[LogEntry] {
+        &self.entries
+    }
+
+    fn now_ns(&self) -> u64 {
+        self.origin.elapsed().as_nanos() as u64
+    }
+
+    fn write(&mut self, entry: LogEntry) -> Result<(), NemesisError> {
+        let line = serde_json::to_string(&entry).expect("a log entry serializes");
+        if let Some(observer) = &self.observer {
+            observer(&entry);
+        }
+        self.entries.push(entry);
+        writeln!(self.out, "{line}")
+            .and_then(|_| self.out.flush())
+            .map_err(|e| NemesisError::Log(e.to_string()))
+    }
+}
+
+/// Fails with one clear line when `kinds` cannot run on this backend or kernel.
+pub async fn check_support(backend: BackendKind, kinds: &[FaultKind]) -> Result<(), NemesisError> {
+    if backend == BackendKind::Local && kinds.iter().any(|k| k.is_network()) {
+        return Err(NemesisError::Unsupported(
+            cluster::local::NO_NETWORK_FAULTS.to_string(),
+        ));
+    }
+    if kinds.contains(&FaultKind::Delay) && !netem_available().await {
+        return Err(NemesisError::Unsupported(crate::NO_NETEM.to_string()));
+    }
+    Ok(())
+}
+
+/// What a started fault needs to be healed.
+struct Active {
+    step: usize,
+    kind: FaultKind,
+    description: String,
+    nodes: Vec<NodeId>,
+}
+
+struct Outcome {
+    nodes: Vec<NodeId>,
+    resolution: Option<String>,
+    grudge: Option<Grudge>,
+    commands: Vec<CommandLog>,
+    actions: Vec<ActionLog>,
+    error: Option<NemesisError>,
+}
+
+impl Outcome {
+    fn new(nodes: Vec<NodeId>) -> Outcome {
+        Outcome {
+            nodes,
+            resolution: None,
+            grudge: None,
+            commands: Vec::new(),
+            actions: Vec::new(),
+            error: None,
+        }
+    }
+
+    async fn command<C: Backend>(&mut self, cluster: &C, node: NodeId, argv: Vec<String>) {
+        match cluster.run_on_node(node, &argv).await {
+            Ok(record) => {
+                if !record.success() && self.error.is_none() {
+                    self.error = Some(NemesisError::Cluster(record.clone().check().unwrap_err()));
+                }
+                self.commands.push(CommandLog {
+                    node,
+                    argv: record.argv,
+                    status: record.status,
+                    stderr: record.stderr.trim().to_string(),
+                });
+            }
+            Err(e) => {
+                self.commands.push(CommandLog {
+                    node,
+                    argv,
+                    status: None,
+                    stderr: e.to_string(),
+                });
+                self.error.get_or_insert(NemesisError::Cluster(e));
+            }
+        }
+    }
+
+    fn action(&mut self, node: NodeId, action: &'static str, result: cluster::Result<()>) {
+        let error = result.err();
+        self.actions.push(ActionLog {
+            node,
+            action,
+            ok: error.is_none(),
+            error: error.as_ref().map(|e| e.to_string()),
+        });
+        if let Some(e) = error {
+            self.error.get_or_insert(NemesisError::Cluster(e));
+        }
+    }
+}
+
+/// The node leading in the highest epoch; when none answers as leader, the lowest node id, so
+/// the step still does something reproducible. The resolution is returned for the log.
+async fn resolve_leader<C: Backend>(cluster: &C) -> (NodeId, String) {
+    let statuses = fetch_all(&status_client(), &cluster.addrs()).await;
+    match current_leader(&statuses) {
+        Some(leader) => (leader, format!("leader is n{leader}")),
+        None => {
+            let fallback = cluster.node_ids().into_iter().min().unwrap_or(1);
+            (
+                fallback,
+                format!("no node answered as leader; chose n{fallback}"),
+            )
+        }
+    }
+}
+
+async fn resolve_targets<C: Backend>(
+    cluster: &C,
+    targets: &Targets,
+) -> (Vec<NodeId>, Option<String>) {
+    match targets {
+        Targets::Nodes(nodes) => (nodes.clone(), None),
+        Targets::All => (cluster.node_ids(), None),
+        Targets::Leader => {
+            let (leader, resolution) = resolve_leader(cluster).await;
+            (vec![leader], Some(resolution))
+        }
+    }
+}
+
+async fn start_fault<C: Backend>(cluster: &C, fault: &Fault) -> Outcome {
+    match fault {
+        Fault::Partition { shape, grudge } => {
+            let mut resolution = None;
+            let grudge = match (shape, grudge) {
+                (_, Some(g)) => g.clone(),
+                (PartitionShape::IsolateLeader, None) => {
+                    let (leader, r) = resolve_leader(cluster).await;
+                    resolution = Some(r);
+                    grudge::isolate(leader, &cluster.node_ids())
+                }
+                (_, None) => Grudge::new(),
+            };
+            let nodes: Vec<NodeId> = grudge
+                .iter()
+                .filter(|(_, d)| !d.is_empty())
+                .map(|(n, _)| *n)
+                .collect();
+            let mut out = Outcome::new(nodes);
+            out.resolution = resolution;
+            let addrs = cluster.addrs();
+            for (node, dropped) in &grudge {
+                let ips: Vec<_> = addrs
+                    .iter()
+                    .filter(|a| dropped.contains(&a.id))
+                    .map(|a| a.ip)
+                    .collect();
+                for cmd in drop_commands(&ips) {
+                    out.command(cluster, *node, cmd).await;
+                }
+            }
+            out.grudge = Some(grudge);
+            out
+        }
+        Fault::Kill { targets } => {
+            let (nodes, resolution) = resolve_targets(cluster, targets).await;
+            let mut out = Outcome::new(nodes.clone());
+            out.resolution = resolution;
+            for node in nodes {
+                let r = cluster.kill(node).await;
+                out.action(node, "kill", r);
+            }
+            out
+        }
+        Fault::Pause { targets } => {
+            let (nodes, resolution) = resolve_targets(cluster, targets).await;
+            let mut out = Outcome::new(nodes.clone());
+            out.resolution = resolution;
+            for node in nodes {
+                let r = cluster.pause(node).await;
+                out.action(node, "pause", r);
+            }
+            out
+        }
+        Fault::Slow { nodes, rate_kbit } => {
+            let mut out = Outcome::new(nodes.clone());
+            for node in nodes {
+                for cmd in slow_commands(*rate_kbit) {
+                    out.command(cluster, *node, cmd).await;
+                }
+            }
+            out
+        }
+        Fault::Flaky { nodes, loss } => {
+            let mut out = Outcome::new(nodes.clone());
+            for node in nodes {
+                for cmd in loss_commands(*loss) {
+                    out.command(cluster, *node, cmd).await;
+                }
+            }
+            out
+        }
+        Fault::Delay {
+            nodes,
+            delay_ms,
+            jitter_ms,
+            reorder_percent,
+        } => {
+            let mut out = Outcome::new(nodes.clone());
+            for node in nodes {
+                for cmd in delay_commands(*delay_ms, *jitter_ms, *reorder_percent) {
+                    out.command(cluster, *node, cmd).await;
+                }
+            }
+            out
+        }
+    }
+}
+
+async fn heal_fault<C: Backend>(cluster: &C, active: &Active) -> Outcome {
+    let mut out = Outcome::new(active.nodes.clone());
+    for &node in &active.nodes {
+        match active.kind {
+            FaultKind::Partition | FaultKind::Flaky => {
+                for cmd in flush_commands() {
+                    out.command(cluster, node, cmd).await;
+                }
+            }
+            FaultKind::Slow | FaultKind::Delay => {
+                for cmd in qdisc_reset_commands() {
+                    out.command(cluster, node, cmd).await;
+                }
+            }
+            FaultKind::Kill => {
+                let r = cluster.start(node).await;
+                out.action(node, "start", r);
+            }
+            FaultKind::Pause => {
+                let r = cluster.resume(node).await;
+                out.action(node, "resume", r);
+            }
+        }
+    }
+    out
+}
+
+fn entry(
+    log: &FaultLog,
+    step: Option<usize>,
+    fault: &str,
+    description: &str,
+    phase: Phase,
+    out: &Outcome,
+) -> LogEntry {
+    LogEntry {
+        time_ns: log.now_ns(),
+        step,
+        fault: fault.to_string(),
+        description: description.to_string(),
+        phase,
+        nodes: out.nodes.clone(),
+        resolution: out.resolution.clone(),
+        grudge: out.grudge.clone(),
+        commands: out.commands.clone(),
+        actions: out.actions.clone(),
+        error: out.error.as_ref().map(|e| e.to_string()),
+    }
+}
+
+/// Removes every fault from every node: flushes our rules, removes our qdiscs, resumes paused
+/// nodes and starts stopped ones. Runs every part even when one fails; returns the first error.
+pub async fn heal_all<C: Backend>(cluster: &C, log: &mut FaultLog) -> Result<(), NemesisError> {
+    let nodes = cluster.node_ids();
+    let mut out = Outcome::new(nodes.clone());
+    for &node in &nodes {
+        match cluster.state(node).await {
+            Ok(NodeState::Paused) => {
+                let r = cluster.resume(node).await;
+                out.action(node, "resume", r);
+            }
+            Ok(NodeState::Down) => {
+                let r = cluster.start(node).await;
+                out.action(node, "start", r);
+            }
+            Ok(NodeState::Running) => {}
+            Err(e) => out.action(node, "state", Err(e)),
+        }
+    }
+    if cluster.kind() != BackendKind::Local {
+        for &node in &nodes {
+            for cmd in flush_commands() {
+                out.command(cluster, node, cmd).await;
+            }
+            // Deleting the root qdisc fails when only the default is there; that is healed too.
+            let before = out.error.is_some();
+            for cmd in qdisc_reset_commands() {
+                out.command(cluster, node, cmd).await;
+            }
+            if !before {
+                out.error = None;
+            }
+        }
+    }
+    let line = entry(log, None, "heal-all", "heal all", Phase::Heal, &out);
+    log.write(line)?;
+    match out.error {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// How a schedule run ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunSummary {
+    pub steps_started: usize,
+    pub steps_healed: usize,
+    pub cancelled: bool,
+}
+
+/// Runs `schedule` against `cluster` until it ends or `cancel` fires, then heals everything.
+/// Step times are measured from the call. A fault that cannot be started or healed ends the
+/// run with an error (after heal-all): a schedule that silently skipped faults would make the
+/// test's verdict mean less than it claims.
+pub async fn run_schedule<C: Backend>(
+    cluster: &C,
+    schedule: &Schedule,
+    log: &mut FaultLog,
+    cancel: &CancellationToken,
+) -> Result<RunSummary, NemesisError> {
+    check_support(cluster.kind(), &schedule.kinds()).await?;
+    let start = tokio::time::Instant::now();
+    let mut summary = RunSummary {
+        steps_started: 0,
+        steps_healed: 0,
+        cancelled: false,
+    };
+    let result = run_steps(cluster, schedule, log, cancel, start, &mut summary).await;
+    let healed = heal_all(cluster, log).await;
+    result?;
+    healed?;
+    Ok(summary)
+}
+
+async fn run_steps<C: Backend>(
+    cluster: &C,
+    schedule: &Schedule,
+    log: &mut FaultLog,
+    cancel: &CancellationToken,
+    start: tokio::time::Instant,
+    summary: &mut RunSummary,
+) -> Result<(), NemesisError> {
+    for (i, step) in schedule.steps.iter().enumerate() {
+        let at = start + Duration::from_millis(step.at_ms);
+        tokio::select! {
+            _ = tokio::time::sleep_until(at) => {}
+            _ = cancel.cancelled() => {
+                summary.cancelled = true;
+                return Ok(());
+            }
+        }
+        let description = step.fault.describe();
+        let kind = step.fault.kind();
+        let started = start_fault(cluster, &step.fault).await;
+        let line = entry(log, Some(i), kind.name(), &description, Phase::Start, &started);
+        log.write(line)?;
+        summary.steps_started += 1;
+        let active = Active {
+            step: i,
+            kind,
+            description,
+            nodes: started.nodes.clone(),
+        };
+        let failed = started.error;
+        if failed.is_none() {
+            let until = at + Duration::from_millis(step.duration_ms);
+            tokio::select! {
+                _ = tokio::time::sleep_until(until) => {}
+                _ = cancel.cancelled() => summary.cancelled = true,
+            }
+        }
+        let healed = heal_fault(cluster, &active).await;
+        let line = entry(
+            log,
+            Some(active.step),
+            kind.name(),
+            &active.description,
+            Phase::Heal,
+            &healed,
+        );
+        log.write(line)?;
+        summary.steps_healed += 1;
+        if let Some(e) = failed.or(healed.error) {
+            return Err(e);
+        }
+        if summary.cancelled {
+            return Ok(());
+        }
+    }
+    Ok(())
+}

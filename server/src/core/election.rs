@@ -1,0 +1,215 @@
+//! Fast leader election, after ZooKeeper's `FastLeaderElection.lookForLeader`.
+//!
+//! A LOOKING node votes for itself and tells every voter. Votes are totally ordered by
+//! (epoch, zxid, id), so every node adopts the best vote it hears in the current round and
+//! the round converges without randomness: there are no split votes to break. A node decides
+//! once a quorum agrees with its vote and no better vote arrives within `FINALIZE_WAIT_MS`.
+//! A node that rejoins while a leader already rules learns of it from the LEADING and
+//! FOLLOWING nodes' answers and joins it once a quorum of them names the same leader.
+
+use super::node::State;
+use super::*;
+use crate::api::Role;
+use std::collections::BTreeMap;
+
+/// How long a node waits, once a quorum agrees with its vote, for a better vote to arrive
+/// (ZooKeeper's finalizeWait).
+pub const FINALIZE_WAIT_MS: u64 = 200;
+/// First and largest interval between re-sent notifications while no decision is reached.
+pub const NOTIFICATION_MIN_MS: u64 = 100;
+pub const NOTIFICATION_MAX_MS: u64 = 1_600;
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub(crate) struct Election {
+    /// Votes of LOOKING nodes in this round (ZooKeeper's recvset), this node's included.
+    votes: BTreeMap<NodeId, Vote>,
+    /// What LEADING and FOLLOWING nodes said (ZooKeeper's outofelection).
+    settled: BTreeMap<NodeId, (Vote, u64, Role)>,
+    /// When a quorum agrees with our vote: decide at this time unless a better vote comes.
+    finalize_at: Option<Millis>,
+    next_notify_at: Millis,
+    notify_interval_ms: u64,
+}
+
+impl Core {
+    /// `a` beats `b` (ZooKeeper's `totalOrderPredicate`).
+    pub(super) fn vote_beats(&self, a: &Vote, b: &Vote) -> bool {
+        // BUG(vote-ignores-epoch): the election forgets that a newer epoch outranks a longer
+        // history from an older one.
+        if self.cfg.has_bug(Bug::VoteIgnoresEpoch) {
+            return (a.zxid, a.id) > (b.zxid, b.id);
+        }
+        (a.epoch, a.zxid, a.id) > (b.epoch, b.zxid, b.id)
+    }
+
+    fn own_vote(&self) -> Vote {
+        Vote {
+            epoch: self.current_epoch,
+            zxid: self.last_zxid(),
+            id: self.cfg.id,
+        }
+    }
+
+    pub(super) fn begin_election(&mut self) {
+        self.round += 1;
+        self.vote = self.own_vote();
+        let mut election = Election {
+            notify_interval_ms: NOTIFICATION_MIN_MS,
+            next_notify_at: self.now + NOTIFICATION_MIN_MS,
+            ..Default::default()
+        };
+        election.votes.insert(self.cfg.id, self.vote);
+        self.state = State::Looking(election);
+        self.broadcast_notification();
+        self.check_election();
+    }
+
+    fn broadcast_notification(&mut self) {
+        let msg = PeerMsg::Notification {
+            vote: self.vote,
+            round: self.round,
+            state: Role::Looking,
+        };
+        for peer in self.others() {
+            self.send(peer, msg.clone());
+        }
+    }
+
+    fn election_mut(&mut self) -> &mut Election {
+        match &mut self.state {
+            State::Looking(e) => e,
+            _ => unreachable!("election state outside LOOKING"),
+        }
+    }
+
+    pub(super) fn election_tick(&mut self) {
+        let now = self.now;
+        let e = self.election_mut();
+        if let Some(at) = e.finalize_at
+            && now >= at
+        {
+            return self.decide(self.vote, self.round);
+        }
+        if now >= e.next_notify_at {
+            // Nothing decided yet: tell everyone again, backing off (ZooKeeper doubles its
+            // notification timeout up to a bound).
+            e.notify_interval_ms = (e.notify_interval_ms * 2).min(NOTIFICATION_MAX_MS);
+            e.next_notify_at = now + e.notify_interval_ms;
+            self.broadcast_notification();
+        }
+    }
+
+    pub(super) fn on_notification(&mut self, from: NodeId, vote: Vote, round: u64, state: Role) {
+        if !matches!(self.state, State::Looking(_)) {
+            // A settled node answers a LOOKING one with the leader it follows, so that a node
+            // that restarts or heals finds the ruling leader instead of starting a new reign.
+            if state == Role::Looking {
+                let my_state = match &self.state {
+                    State::Leading(_) => Role::Leading,
+                    _ => Role::Following,
+                };
+                self.send(
+                    from,
+                    PeerMsg::Notification {
+                        vote: self.vote,
+                        round: self.round,
+                        state: my_state,
+                    },
+                );
+            }
+            return;
+        }
+        match state {
+            Role::Looking => {
+                if round > self.round {
+                    // A newer round: join it, forget the old round's votes, and vote for the
+                    // better of the sender's vote and our own.
+                    self.round = round;
+                    let own = self.own_vote();
+                    self.vote = if self.vote_beats(&vote, &own) { vote } else { own };
+                    let me = self.cfg.id;
+                    let my_vote = self.vote;
+                    let e = self.election_mut();
+                    e.votes.clear();
+                    e.votes.insert(me, my_vote);
+                    e.finalize_at = None;
+                    self.broadcast_notification();
+                } else if round < self.round {
+                    // The sender is behind: tell it our round so it catches up.
+                    let msg = PeerMsg::Notification {
+                        vote: self.vote,
+                        round: self.round,
+                        state: Role::Looking,
+                    };
+                    self.send(from, msg);
+                    return;
+                } else if self.vote_beats(&vote, &self.vote) {
+                    self.vote = vote;
+                    let me = self.cfg.id;
+                    let e = self.election_mut();
+                    e.votes.insert(me, vote);
+                    e.finalize_at = None;
+                    self.broadcast_notification();
+                }
+                self.election_mut().votes.insert(from, vote);
+                self.check_election();
+            }
+            Role::Following | Role::Leading => {
+                let my_round = self.round;
+                let e = self.election_mut();
+                if round == my_round {
+                    e.votes.insert(from, vote);
+                }
+                e.settled.insert(from, (vote, round, state));
+                self.check_settled(vote, round);
+            }
+        }
+    }
+
+    /// Starts the finalize wait when a quorum of this round agrees with our vote.
+    fn check_election(&mut self) {
+        let vote = self.vote;
+        let now = self.now;
+        let agree = match &self.state {
+            State::Looking(e) => e.votes.values().filter(|v| **v == vote).count(),
+            _ => return,
+        };
+        if !self.is_quorum(agree) {
+            return;
+        }
+        if self.cfg.voters.len() == 1 {
+            // A standalone server: nobody can send a better vote.
+            return self.decide(vote, self.round);
+        }
+        let e = self.election_mut();
+        if e.finalize_at.is_none() {
+            e.finalize_at = Some(now + FINALIZE_WAIT_MS);
+        }
+    }
+
+    /// Joins a ruling leader once a quorum of settled nodes names it and it says it leads
+    /// (ZooKeeper's `checkLeader` over outofelection).
+    fn check_settled(&mut self, vote: Vote, round: u64) {
+        let State::Looking(e) = &self.state else {
+            return;
+        };
+        let agree = e.settled.values().filter(|(v, _, _)| *v == vote).count();
+        let leader_says_so = vote.id != self.cfg.id
+            && e.settled
+                .get(&vote.id)
+                .is_some_and(|(v, _, role)| *v == vote && *role == Role::Leading);
+        if self.is_quorum(agree) && leader_says_so {
+            self.decide(vote, round);
+        }
+    }
+
+    fn decide(&mut self, vote: Vote, round: u64) {
+        self.round = round;
+        self.vote = vote;
+        if vote.id == self.cfg.id {
+            self.become_leader();
+        } else {
+            self.become_follower(vote.id);
+        }
+    }
+}

@@ -1,0 +1,1013 @@
+//! ZAB's discovery, synchronisation and broadcast phases, after ZooKeeper's `Leader`,
+//! `LearnerHandler` and `Follower`.
+//!
+//! Discovery: each follower sends FOLLOWERINFO (its accepted epoch). With a quorum, the leader
+//! proposes an epoch above every accepted epoch it heard (LEADERINFO); followers accept it
+//! (persisting `accepted_epoch`) and answer ACKEPOCH with their current epoch and last zxid.
+//! Synchronisation: once a quorum acked the epoch, the leader brings each follower's history
+//! into line with its own (DIFF, TRUNC or SNAP) and sends NEWLEADER. A follower persists the
+//! history and `current_epoch` before it acks NEWLEADER. With a quorum of acks the leader
+//! commits its whole history and tells followers UPTODATE: the epoch is established.
+//! Broadcast: the leader proposes each write with the next zxid, commits it in zxid order
+//! once a quorum has it on disk, and every node applies commits in order.
+
+use super::node::State;
+use super::*;
+use crate::api::{counter_of, epoch_of};
+use crate::txn::{Origin, TxnBody};
+use std::collections::{BTreeMap, BTreeSet};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) enum FollowerStage {
+    /// FOLLOWERINFO sent, waiting for LEADERINFO.
+    Connecting,
+    /// ACKEPOCH sent, waiting for the leader's sync.
+    AckedEpoch,
+    /// History received, waiting for NEWLEADER.
+    Synced,
+    /// NEWLEADER acked, waiting for UPTODATE.
+    AckedNewLeader,
+    /// Serving clients.
+    UpToDate,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct Following {
+    pub leader: NodeId,
+    /// The leader's epoch, once LEADERINFO told it.
+    pub epoch: u32,
+    pub stage: FollowerStage,
+    /// Identifies this attempt to follow, so the leader can tell a resent FOLLOWERINFO from a
+    /// follower that restarted.
+    attempt: u64,
+    started_at: Millis,
+    last_heard: Millis,
+    next_info_at: Millis,
+}
+
+impl Following {
+    pub fn is_up_to_date(&self) -> bool {
+        self.stage == FollowerStage::UpToDate
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) enum LeaderPhase {
+    /// Collecting FOLLOWERINFO from a quorum to choose the new epoch.
+    Discovery,
+    /// LEADERINFO sent; collecting fresh ACKEPOCHs from a quorum.
+    EpochAck,
+    /// Followers synced; collecting NEWLEADER acks from a quorum.
+    Sync,
+    /// Established: proposing and committing.
+    Broadcast,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum LearnerStage {
+    Info,
+    AckedEpoch { last_zxid: Zxid },
+    Synced,
+    AckedNewLeader,
+    UpToDate,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct Learner {
+    stage: LearnerStage,
+    attempt: u64,
+    accepted_epoch: u32,
+    last_heard: Millis,
+    pong_seq: u64,
+}
+
+/// A linearizable read waiting for a quorum to answer a ping sent after it arrived.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct ReadWaiter {
+    from: NodeId,
+    request: u64,
+    zxid: Zxid,
+    seq: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct Leading {
+    phase: LeaderPhase,
+    /// The epoch this leader establishes (0 until discovery chose it).
+    epoch: u32,
+    /// (current epoch, last zxid) when this node became leader: a follower more recent than
+    /// this means the election went wrong, and the leader must not lead.
+    summary: (u32, Zxid),
+    learners: BTreeMap<NodeId, Learner>,
+    epoch_acks: BTreeSet<NodeId>,
+    newleader_acks: BTreeSet<NodeId>,
+    /// Proposals of this epoch so far.
+    counter: u32,
+    /// Outstanding proposals and who has them on disk.
+    acks: BTreeMap<Zxid, BTreeSet<NodeId>>,
+    ping_seq: u64,
+    readers: Vec<ReadWaiter>,
+    /// Session deadlines: the leader alone decides expiry.
+    deadlines: BTreeMap<SessionId, Millis>,
+    /// Sessions whose expiry is proposed but not applied yet.
+    closing: BTreeSet<SessionId>,
+    started_at: Millis,
+    next_ping_at: Millis,
+    /// With the `split-brain` fault: the leader has lost its quorum but carries on.
+    lost_quorum: bool,
+}
+
+impl Leading {
+    pub fn is_established(&self) -> bool {
+        self.phase == LeaderPhase::Broadcast
+    }
+
+    pub fn synced_followers(&self) -> Vec<NodeId> {
+        self.learners
+            .iter()
+            .filter(|(_, l)| l.stage == LearnerStage::UpToDate)
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    /// Learners that receive proposals and commits: everyone whose sync has been sent.
+    fn receivers(&self) -> Vec<NodeId> {
+        self.learners
+            .iter()
+            .filter(|(_, l)| l.stage >= LearnerStage::Synced)
+            .map(|(id, _)| *id)
+            .collect()
+    }
+}
+
+impl Core {
+    fn leading(&mut self) -> &mut Leading {
+        match &mut self.state {
+            State::Leading(l) => l,
+            _ => unreachable!("leader state outside LEADING"),
+        }
+    }
+
+    fn following(&mut self) -> &mut Following {
+        match &mut self.state {
+            State::Following(f) => f,
+            _ => unreachable!("follower state outside FOLLOWING"),
+        }
+    }
+
+    fn ticks_ms(&self, ticks: u64) -> u64 {
+        ticks * self.cfg.tick_ms
+    }
+
+    // =========================================================================================
+    // Leader
+    // =========================================================================================
+
+    pub(super) fn become_leader(&mut self) {
+        let mut l = Leading {
+            phase: LeaderPhase::Discovery,
+            epoch: 0,
+            summary: (self.current_epoch, self.last_zxid()),
+            learners: BTreeMap::new(),
+            epoch_acks: BTreeSet::new(),
+            newleader_acks: BTreeSet::new(),
+            counter: 0,
+            acks: BTreeMap::new(),
+            ping_seq: 0,
+            readers: Vec::new(),
+            deadlines: BTreeMap::new(),
+            closing: BTreeSet::new(),
+            started_at: self.now,
+            next_ping_at: self.now,
+            lost_quorum: false,
+        };
+        l.epoch_acks.clear();
+        self.state = State::Leading(l);
+        self.check_discovery();
+    }
+
+    /// Chooses the new epoch once a quorum (this node included) has sent FOLLOWERINFO: one
+    /// above every accepted epoch heard, so it is new to all of them (ZooKeeper's
+    /// `getEpochToPropose`).
+    fn check_discovery(&mut self) {
+        let me = self.cfg.id;
+        let own_accepted = self.accepted_epoch;
+        let l = self.leading();
+        if l.phase != LeaderPhase::Discovery {
+            return;
+        }
+        let connected = 1 + l.learners.len();
+        let max_accepted = l
+            .learners
+            .values()
+            .map(|x| x.accepted_epoch)
+            .max()
+            .unwrap_or(0)
+            .max(own_accepted);
+        if !self.is_quorum(connected) {
+            return;
+        }
+        let epoch = max_accepted + 1;
+        let l = self.leading();
+        l.epoch = epoch;
+        l.phase = LeaderPhase::EpochAck;
+        l.epoch_acks.insert(me);
+        let learners: Vec<NodeId> = l.learners.keys().copied().collect();
+        self.accepted_epoch = epoch;
+        self.persist_epochs();
+        for n in learners {
+            self.send(n, PeerMsg::LeaderInfo { epoch });
+        }
+        self.check_epoch_acks();
+    }
+
+    /// Once a quorum has acked the new epoch with fresh acks, this node takes the epoch as
+    /// its current one and syncs every follower that acked.
+    fn check_epoch_acks(&mut self) {
+        let me = self.cfg.id;
+        let l = self.leading();
+        if l.phase != LeaderPhase::EpochAck {
+            return;
+        }
+        let acks = l.epoch_acks.len();
+        if !self.is_quorum(acks) {
+            return;
+        }
+        let l = self.leading();
+        l.phase = LeaderPhase::Sync;
+        l.newleader_acks.insert(me);
+        let epoch = l.epoch;
+        let ready: Vec<(NodeId, Zxid)> = l
+            .learners
+            .iter()
+            .filter_map(|(id, x)| match x.stage {
+                LearnerStage::AckedEpoch { last_zxid } => Some((*id, last_zxid)),
+                _ => None,
+            })
+            .collect();
+        self.current_epoch = epoch;
+        self.persist_epochs();
+        for (n, last) in ready {
+            self.sync_learner(n, last);
+        }
+        self.check_newleader();
+    }
+
+    /// Brings a follower whose last zxid is `peer_last` into line with this leader's history
+    /// (ZooKeeper's `LearnerHandler.syncFollower`), then sends NEWLEADER.
+    fn sync_learner(&mut self, n: NodeId, peer_last: Zxid) {
+        let (mode, txns) = self.sync_plan(peer_last);
+        let epoch = self.leading().epoch;
+        let last_zxid = self.last_zxid();
+        self.send(n, PeerMsg::Sync { epoch, mode, txns });
+        self.send(n, PeerMsg::NewLeader { epoch, last_zxid });
+        if let Some(x) = self.leading().learners.get_mut(&n) {
+            x.stage = LearnerStage::Synced;
+        }
+    }
+
+    fn sync_plan(&self, peer_last: Zxid) -> (SyncMode, Vec<Txn>) {
+        let after = |z: Zxid| -> Vec<Txn> {
+            let i = self.log.partition_point(|t| t.zxid <= z);
+            self.log[i..].to_vec()
+        };
+        if peer_last < self.log_start {
+            // Older than anything the log still holds: send the tree and what follows it.
+            let snapshot = self.tree.to_snapshot();
+            let txns = after(snapshot.zxid);
+            return (SyncMode::Snap { snapshot }, txns);
+        }
+        let known = peer_last == self.log_start
+            || self
+                .log
+                .binary_search_by_key(&peer_last, |t| t.zxid)
+                .is_ok();
+        if known {
+            // The follower's history is a prefix of ours (a zxid names one transaction:
+            // each epoch has one leader).
+            return (SyncMode::Diff, after(peer_last));
+        }
+        // The follower has proposals we do not (an older epoch's, never committed): it must
+        // drop everything after the last zxid we share.
+        let i = self.log.partition_point(|t| t.zxid <= peer_last);
+        let common = if i == 0 {
+            self.log_start
+        } else {
+            self.log[i - 1].zxid
+        };
+        (SyncMode::Trunc { after: common }, after(common))
+    }
+
+    fn check_newleader(&mut self) {
+        let l = self.leading();
+        if l.phase != LeaderPhase::Sync {
+            return;
+        }
+        let acks = l.newleader_acks.len();
+        if !self.is_quorum(acks) {
+            return;
+        }
+        // A quorum has our whole history on disk and has taken our epoch: all of it is
+        // committed, and the epoch is established.
+        let now = self.now;
+        let last = self.last_zxid();
+        self.committed = last;
+        let l = self.leading();
+        l.phase = LeaderPhase::Broadcast;
+        l.next_ping_at = now;
+        let epoch = l.epoch;
+        let mut up: Vec<NodeId> = Vec::new();
+        for (id, x) in l.learners.iter_mut() {
+            if x.stage == LearnerStage::AckedNewLeader {
+                x.stage = LearnerStage::UpToDate;
+                x.last_heard = now;
+                up.push(*id);
+            }
+        }
+        for n in up {
+            self.send(
+                n,
+                PeerMsg::UpToDate {
+                    epoch,
+                    committed: last,
+                },
+            );
+        }
+        self.apply_committed();
+        // Every session gets a full timeout from the new leader (ZooKeeper does the same:
+        // the old leader's view of when clients last spoke is lost).
+        let sessions: Vec<(SessionId, u64)> = self
+            .tree
+            .sessions()
+            .map(|(id, s)| (id, s.timeout_ms))
+            .collect();
+        let l = self.leading();
+        for (id, timeout) in sessions {
+            l.deadlines.insert(id, now + timeout);
+        }
+    }
+
+    pub(super) fn leader_receive(&mut self, from: NodeId, msg: PeerMsg) {
+        let now = self.now;
+        let State::Leading(l) = &mut self.state else {
+            return;
+        };
+        let epoch = l.epoch;
+        match msg {
+            PeerMsg::FollowerInfo {
+                accepted_epoch,
+                last_zxid: _,
+                attempt,
+            } => {
+                if l.learners.get(&from).is_some_and(|x| x.attempt == attempt) {
+                    // A resent FOLLOWERINFO of an attempt already under way.
+                    if let Some(x) = l.learners.get_mut(&from) {
+                        x.last_heard = now;
+                    }
+                    if l.phase >= LeaderPhase::EpochAck
+                        && l.learners[&from].stage == LearnerStage::Info
+                    {
+                        self.send(from, PeerMsg::LeaderInfo { epoch });
+                    }
+                    return;
+                }
+                // A new attempt: whatever this follower had with us is void.
+                l.learners.insert(
+                    from,
+                    Learner {
+                        stage: LearnerStage::Info,
+                        attempt,
+                        accepted_epoch,
+                        last_heard: now,
+                        pong_seq: 0,
+                    },
+                );
+                l.newleader_acks.remove(&from);
+                if l.phase == LeaderPhase::Discovery {
+                    self.check_discovery();
+                } else {
+                    self.send(from, PeerMsg::LeaderInfo { epoch });
+                }
+            }
+            PeerMsg::AckEpoch {
+                epoch: e,
+                fresh,
+                current_epoch,
+                last_zxid,
+            } => {
+                let Some(x) = l.learners.get_mut(&from) else {
+                    return;
+                };
+                if e != epoch || x.stage != LearnerStage::Info {
+                    return;
+                }
+                x.last_heard = now;
+                // Only while the epoch is being established (ZooKeeper's `waitForEpochAck`
+                // returns at once afterwards: a late joiner is synced, not compared).
+                // BUG(vote-ignores-epoch): the leader also skips the check that would catch
+                // the election's mistake.
+                if l.phase == LeaderPhase::EpochAck
+                    && (current_epoch, last_zxid) > l.summary
+                    && !self.cfg.has_bug(Bug::VoteIgnoresEpoch)
+                {
+                    // ZooKeeper: "Follower is ahead of the leader". This node must not lead.
+                    tracing::warn!(
+                        follower = from,
+                        "follower is ahead of the leader (epoch {current_epoch}, zxid {last_zxid:#x}); leaving leadership"
+                    );
+                    return self.start_looking();
+                }
+                x.stage = LearnerStage::AckedEpoch { last_zxid };
+                if fresh {
+                    l.epoch_acks.insert(from);
+                }
+                if l.phase >= LeaderPhase::Sync {
+                    self.sync_learner(from, last_zxid);
+                } else {
+                    self.check_epoch_acks();
+                }
+            }
+            PeerMsg::AckNewLeader { epoch: e } => {
+                let Some(x) = l.learners.get_mut(&from) else {
+                    return;
+                };
+                if e != epoch || x.stage != LearnerStage::Synced {
+                    return;
+                }
+                x.last_heard = now;
+                x.stage = LearnerStage::AckedNewLeader;
+                l.newleader_acks.insert(from);
+                if l.phase == LeaderPhase::Broadcast {
+                    x.stage = LearnerStage::UpToDate;
+                    let committed = self.committed;
+                    self.send(from, PeerMsg::UpToDate { epoch, committed });
+                } else {
+                    self.check_newleader();
+                }
+            }
+            PeerMsg::Ack { epoch: e, zxid } => {
+                let Some(x) = l.learners.get_mut(&from) else {
+                    return;
+                };
+                // Only a follower that has taken this epoch as its own (acked NEWLEADER) may
+                // count towards a commit.
+                if e != epoch || x.stage < LearnerStage::AckedNewLeader {
+                    return;
+                }
+                x.last_heard = now;
+                if let Some(have) = l.acks.get_mut(&zxid) {
+                    have.insert(from);
+                }
+                self.try_commit();
+            }
+            PeerMsg::Pong {
+                epoch: e,
+                seq,
+                touched,
+            } => {
+                let Some(x) = l.learners.get_mut(&from) else {
+                    return;
+                };
+                if e != epoch {
+                    return;
+                }
+                x.last_heard = now;
+                x.pong_seq = x.pong_seq.max(seq);
+                for s in touched {
+                    self.leader_touch(s);
+                }
+                self.check_readers();
+            }
+            PeerMsg::Forward {
+                epoch: e,
+                request,
+                session,
+                body,
+            } => {
+                let serving = l
+                    .learners
+                    .get(&from)
+                    .is_some_and(|x| x.stage == LearnerStage::UpToDate);
+                if e != epoch || l.phase != LeaderPhase::Broadcast || !serving {
+                    // The follower times the request out: its outcome is unknown to it.
+                    return;
+                }
+                if let Some(x) = l.learners.get_mut(&from) {
+                    x.last_heard = now;
+                }
+                let origin = Origin {
+                    node: from,
+                    request,
+                };
+                self.propose(session, body, Some(origin));
+            }
+            PeerMsg::SyncRequest {
+                epoch: e,
+                request,
+                linearizable,
+            } => {
+                if e == epoch {
+                    if let Some(x) = l.learners.get_mut(&from) {
+                        x.last_heard = now;
+                    }
+                    self.leader_sync_request(from, request, linearizable);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Proposes a transaction with the next zxid of this epoch.
+    pub(super) fn propose(&mut self, session: SessionId, body: TxnBody, origin: Option<Origin>) {
+        let me = self.cfg.id;
+        let now = self.now;
+        let l = self.leading();
+        debug_assert_eq!(l.phase, LeaderPhase::Broadcast);
+        if l.counter == u32::MAX {
+            // The counter half of the zxid is exhausted: a new epoch is needed (ZooKeeper
+            // forces an election too).
+            tracing::warn!("zxid counter exhausted; starting an election for a new epoch");
+            return self.start_looking();
+        }
+        l.counter += 1;
+        let zxid = Core::zxid_in(l.epoch, l.counter);
+        let epoch = l.epoch;
+        l.acks.insert(zxid, BTreeSet::from([me]));
+        let receivers = l.receivers();
+        let txn = Txn {
+            zxid,
+            time_ms: now,
+            session,
+            origin,
+            body,
+        };
+        // The leader's own ack counts at once: the shell makes the append durable before
+        // anything of this batch (a commit, a reply) leaves the process.
+        self.append(vec![txn.clone()]);
+        for n in receivers {
+            self.send(
+                n,
+                PeerMsg::Proposal {
+                    epoch,
+                    txn: txn.clone(),
+                },
+            );
+        }
+        self.try_commit();
+    }
+
+    /// Commits outstanding proposals in zxid order while the oldest has a quorum of acks.
+    fn try_commit(&mut self) {
+        loop {
+            let State::Leading(l) = &self.state else {
+                return;
+            };
+            let Some((&zxid, have)) = l.acks.first_key_value() else {
+                return;
+            };
+            // BUG(early-ack): the leader commits (and answers the client) on its own ack.
+            let early = self.cfg.has_bug(Bug::EarlyAck);
+            // BUG(split-brain): a leader that lost its quorum commits on its own.
+            let alone = l.lost_quorum && self.cfg.has_bug(Bug::SplitBrain);
+            if !(self.is_quorum(have.len()) || early || alone) {
+                return;
+            }
+            let l = self.leading();
+            l.acks.remove(&zxid);
+            let epoch = l.epoch;
+            let receivers = l.receivers();
+            self.committed = zxid;
+            for n in receivers {
+                self.send(n, PeerMsg::Commit { epoch, zxid });
+            }
+            self.apply_committed();
+        }
+    }
+
+    /// A sync asks for the leader's committed zxid; a linearizable read also needs a quorum
+    /// to answer a ping sent after the request arrived, proving no newer leader existed then.
+    pub(super) fn leader_sync_request(&mut self, from: NodeId, request: u64, linearizable: bool) {
+        let committed = self.committed;
+        let l = self.leading();
+        if l.phase != LeaderPhase::Broadcast {
+            return;
+        }
+        if !linearizable {
+            return self.answer_sync(from, request, committed);
+        }
+        l.ping_seq += 1;
+        let seq = l.ping_seq;
+        let epoch = l.epoch;
+        l.readers.push(ReadWaiter {
+            from,
+            request,
+            zxid: committed,
+            seq,
+        });
+        for n in l.receivers() {
+            self.send(
+                n,
+                PeerMsg::Ping {
+                    epoch,
+                    seq,
+                    committed,
+                },
+            );
+        }
+        self.check_readers();
+    }
+
+    fn check_readers(&mut self) {
+        let voters = self.cfg.voters.len();
+        let l = self.leading();
+        if l.readers.is_empty() {
+            return;
+        }
+        let readers = std::mem::take(&mut l.readers);
+        let mut waiting = Vec::new();
+        let mut ready = Vec::new();
+        for w in readers {
+            let confirmed = 1 + l
+                .learners
+                .values()
+                .filter(|x| x.stage == LearnerStage::UpToDate && x.pong_seq >= w.seq)
+                .count();
+            if confirmed * 2 > voters {
+                ready.push(w);
+            } else {
+                waiting.push(w);
+            }
+        }
+        self.leading().readers = waiting;
+        for w in ready {
+            self.answer_sync(w.from, w.request, w.zxid);
+        }
+    }
+
+    fn answer_sync(&mut self, from: NodeId, request: u64, zxid: Zxid) {
+        if from == self.cfg.id {
+            self.on_sync_reply(request, zxid);
+        } else {
+            let epoch = self.leading().epoch;
+            self.send(
+                from,
+                PeerMsg::SyncReply {
+                    epoch,
+                    request,
+                    zxid,
+                },
+            );
+        }
+    }
+
+    pub(super) fn leader_touch(&mut self, session: SessionId) {
+        let now = self.now;
+        let Some(timeout) = self.tree.session(session).map(|s| s.timeout_ms) else {
+            return;
+        };
+        if let State::Leading(l) = &mut self.state
+            && l.phase == LeaderPhase::Broadcast
+        {
+            l.deadlines.insert(session, now + timeout);
+        }
+    }
+
+    pub(super) fn on_session_created(&mut self, session: SessionId, timeout_ms: u64) {
+        let now = self.now;
+        if let State::Leading(l) = &mut self.state {
+            l.deadlines.insert(session, now + timeout_ms);
+        }
+    }
+
+    pub(super) fn on_session_closed(&mut self, session: SessionId) {
+        if let State::Leading(l) = &mut self.state {
+            l.deadlines.remove(&session);
+            l.closing.remove(&session);
+        }
+    }
+
+    pub(super) fn leader_tick(&mut self) {
+        let now = self.now;
+        let init_ms = self.ticks_ms(self.cfg.init_limit_ticks);
+        let sync_ms = self.ticks_ms(self.cfg.sync_limit_ticks);
+        let tick_ms = self.cfg.tick_ms;
+        let l = self.leading();
+        if l.phase != LeaderPhase::Broadcast {
+            if now.saturating_sub(l.started_at) > init_ms {
+                tracing::info!("no quorum established the new epoch within the init limit");
+                self.start_looking();
+            }
+            return;
+        }
+        // Step down when a quorum has not been heard from within the sync limit (ZooKeeper:
+        // "Not sufficient followers synced, only synced with sids").
+        let heard = 1 + l
+            .learners
+            .values()
+            .filter(|x| {
+                x.stage == LearnerStage::UpToDate && now.saturating_sub(x.last_heard) <= sync_ms
+            })
+            .count();
+        if heard * 2 <= self.cfg.voters.len() {
+            if self.cfg.has_bug(Bug::SplitBrain) {
+                // BUG(split-brain): instead of stepping down, carry on alone.
+                self.leading().lost_quorum = true;
+                self.try_commit();
+            } else {
+                tracing::info!("lost contact with a quorum; stepping down");
+                return self.start_looking();
+            }
+        }
+        let l = self.leading();
+        if now >= l.next_ping_at {
+            l.next_ping_at = now + tick_ms;
+            l.ping_seq += 1;
+            let (epoch, seq, committed) = (l.epoch, l.ping_seq, self.committed);
+            for n in self.leading().receivers() {
+                self.send(
+                    n,
+                    PeerMsg::Ping {
+                        epoch,
+                        seq,
+                        committed,
+                    },
+                );
+            }
+        }
+        // Expire sessions whose clients went quiet.
+        let l = self.leading();
+        let expired: Vec<SessionId> = l
+            .deadlines
+            .iter()
+            .filter(|(s, d)| **d <= now && !l.closing.contains(s))
+            .map(|(s, _)| *s)
+            .collect();
+        for s in expired {
+            self.leading().closing.insert(s);
+            self.propose(s, TxnBody::CloseSession { expired: true }, None);
+            if !matches!(self.state, State::Leading(_)) {
+                return;
+            }
+        }
+    }
+
+    // =========================================================================================
+    // Follower
+    // =========================================================================================
+
+    pub(super) fn become_follower(&mut self, leader: NodeId) {
+        let now = self.now;
+        self.state = State::Following(Following {
+            leader,
+            epoch: 0,
+            stage: FollowerStage::Connecting,
+            attempt: now.wrapping_mul(1_000).wrapping_add(self.round % 1_000),
+            started_at: now,
+            last_heard: now,
+            next_info_at: now,
+        });
+        self.send_follower_info();
+    }
+
+    fn send_follower_info(&mut self) {
+        let (accepted_epoch, last_zxid) = (self.accepted_epoch, self.last_zxid());
+        let tick = self.cfg.tick_ms;
+        let now = self.now;
+        let f = self.following();
+        f.next_info_at = now + tick;
+        let (leader, attempt) = (f.leader, f.attempt);
+        self.send(
+            leader,
+            PeerMsg::FollowerInfo {
+                accepted_epoch,
+                last_zxid,
+                attempt,
+            },
+        );
+    }
+
+    /// Starts over with the same leader: a message was lost, so our history may have a gap.
+    fn resync(&mut self, why: &str) {
+        let leader = self.following().leader;
+        tracing::info!(leader, "re-syncing with the leader: {why}");
+        // Requests waiting on the old attempt keep waiting; their deadlines bound them.
+        self.become_follower(leader);
+    }
+
+    pub(super) fn follower_tick(&mut self) {
+        let now = self.now;
+        let init_ms = self.ticks_ms(self.cfg.init_limit_ticks);
+        let sync_ms = self.ticks_ms(self.cfg.sync_limit_ticks);
+        let f = self.following();
+        if f.stage == FollowerStage::Connecting && now >= f.next_info_at {
+            self.send_follower_info();
+        }
+        let f = self.following();
+        if f.stage != FollowerStage::UpToDate && now.saturating_sub(f.started_at) > init_ms {
+            tracing::info!(leader = f.leader, "could not sync with the leader in time");
+            return self.start_looking();
+        }
+        if now.saturating_sub(f.last_heard) > sync_ms.max(if f.stage == FollowerStage::UpToDate {
+            0
+        } else {
+            init_ms
+        }) {
+            tracing::info!(leader = f.leader, "the leader went quiet");
+            self.start_looking();
+        }
+    }
+
+    pub(super) fn follower_receive(&mut self, from: NodeId, msg: PeerMsg) {
+        let now = self.now;
+        let State::Following(f) = &mut self.state else {
+            return;
+        };
+        if from != f.leader {
+            return;
+        }
+        match msg {
+            PeerMsg::LeaderInfo { epoch } => {
+                if f.stage != FollowerStage::Connecting {
+                    return;
+                }
+                f.last_heard = now;
+                if epoch < self.accepted_epoch {
+                    // ZooKeeper: "Leaders epoch is less than accepted epoch". This leader is
+                    // stale; look again.
+                    return self.start_looking();
+                }
+                let fresh = epoch > self.accepted_epoch;
+                f.epoch = epoch;
+                f.stage = FollowerStage::AckedEpoch;
+                if fresh {
+                    self.accepted_epoch = epoch;
+                    self.persist_epochs();
+                }
+                let (current_epoch, last_zxid) = (self.current_epoch, self.last_zxid());
+                self.send(
+                    from,
+                    PeerMsg::AckEpoch {
+                        epoch,
+                        fresh,
+                        current_epoch,
+                        last_zxid,
+                    },
+                );
+            }
+            PeerMsg::Sync { epoch, mode, txns } => {
+                if epoch != f.epoch || f.stage != FollowerStage::AckedEpoch {
+                    return;
+                }
+                f.last_heard = now;
+                f.stage = FollowerStage::Synced;
+                self.install_sync(mode, txns);
+            }
+            PeerMsg::NewLeader { epoch, .. } => {
+                if epoch != f.epoch || f.stage != FollowerStage::Synced {
+                    return;
+                }
+                f.last_heard = now;
+                f.stage = FollowerStage::AckedNewLeader;
+                // The history this epoch starts from was appended above, in an earlier batch
+                // or this one: the shell makes it durable before this ack leaves, as ZAB
+                // requires ("a follower acks NEWLEADER only after the proposals are on disk").
+                self.current_epoch = epoch;
+                self.persist_epochs();
+                self.send(from, PeerMsg::AckNewLeader { epoch });
+            }
+            PeerMsg::UpToDate { epoch, committed } => {
+                if epoch != f.epoch || f.stage != FollowerStage::AckedNewLeader {
+                    return;
+                }
+                f.last_heard = now;
+                f.stage = FollowerStage::UpToDate;
+                self.commit_to(committed);
+            }
+            PeerMsg::Proposal { epoch, txn } => {
+                if epoch != f.epoch || f.stage < FollowerStage::Synced {
+                    return;
+                }
+                f.last_heard = now;
+                if f.stage == FollowerStage::Synced {
+                    // NEWLEADER comes before any proposal of the epoch, so it was lost. We must
+                    // not ack: an ack counts towards a commit, and a node whose current epoch
+                    // is still the old one would then vote as if it lacked this epoch's
+                    // history, letting a node that does lack it win the next election.
+                    return self.resync("NEWLEADER was lost");
+                }
+                let last = self.last_zxid();
+                if txn.zxid <= last {
+                    return; // a duplicate
+                }
+                let next_in_epoch = epoch_of(txn.zxid) == epoch_of(last)
+                    && counter_of(txn.zxid) == counter_of(last) + 1;
+                let first_of_epoch = epoch_of(txn.zxid) == epoch
+                    && epoch_of(last) < epoch
+                    && counter_of(txn.zxid) == 1;
+                if epoch_of(txn.zxid) != epoch || !(next_in_epoch || first_of_epoch) {
+                    tracing::debug!("proposal {:#x} does not follow {last:#x}", txn.zxid);
+                    return self.resync("a proposal is missing");
+                }
+                let zxid = txn.zxid;
+                self.append(vec![txn]);
+                // Sent after the append is durable (the shell's batch rule).
+                self.send(from, PeerMsg::Ack { epoch, zxid });
+            }
+            PeerMsg::Commit { epoch, zxid } => {
+                if epoch != f.epoch || f.stage < FollowerStage::AckedNewLeader {
+                    return;
+                }
+                f.last_heard = now;
+                if zxid > self.last_zxid() {
+                    return self.resync("a commit for a proposal we never got");
+                }
+                self.commit_to(zxid);
+            }
+            PeerMsg::Ping {
+                epoch,
+                seq,
+                committed,
+            } => {
+                if epoch != f.epoch || f.stage < FollowerStage::AckedNewLeader {
+                    return;
+                }
+                f.last_heard = now;
+                // Our log is a gap-free copy of the leader's, so its commit point covers
+                // whatever prefix of it we hold: this recovers lost COMMITs.
+                self.commit_to(committed.min(self.last_zxid()));
+                let touched: Vec<SessionId> = std::mem::take(&mut self.touched).into_iter().collect();
+                self.send(
+                    from,
+                    PeerMsg::Pong {
+                        epoch,
+                        seq,
+                        touched,
+                    },
+                );
+            }
+            PeerMsg::SyncReply {
+                epoch,
+                request,
+                zxid,
+            } => {
+                if epoch != f.epoch {
+                    return;
+                }
+                f.last_heard = now;
+                self.on_sync_reply(request, zxid);
+            }
+            _ => {}
+        }
+    }
+
+    /// Makes the leader's history ours: `mode`, then `txns` appended.
+    fn install_sync(&mut self, mode: SyncMode, txns: Vec<Txn>) {
+        match mode {
+            SyncMode::Diff => {}
+            SyncMode::Trunc { after } => {
+                if self.cfg.has_bug(Bug::SyncNoTrunc) {
+                    // BUG(sync-no-trunc): the follower keeps the uncommitted proposals of an
+                    // older epoch that the leader told it to drop.
+                } else if after < self.tree.last_applied() {
+                    tracing::error!(
+                        "the leader asked to truncate applied transactions (after {after:#x}, applied {:#x})",
+                        self.tree.last_applied()
+                    );
+                    return self.start_looking();
+                } else {
+                    self.truncate_after(after);
+                }
+            }
+            SyncMode::Snap { snapshot } => {
+                let mut tree = match crate::tree::DataTree::from_snapshot_with_bug(
+                    &snapshot,
+                    self.cfg.bug,
+                ) {
+                    Ok(t) => t,
+                    Err(e) => {
+                        tracing::error!("the leader's snapshot does not load: {e}");
+                        return self.start_looking();
+                    }
+                };
+                tree.set_bug(self.cfg.bug);
+                self.tree = tree;
+                self.log.clear();
+                self.log_start = snapshot.zxid;
+                self.committed = snapshot.zxid;
+                self.persist(Persist::Snapshot(snapshot));
+            }
+        }
+        let last = self.last_zxid();
+        let txns: Vec<Txn> = txns.into_iter().filter(|t| t.zxid > last).collect();
+        self.append(txns);
+    }
+
+    fn commit_to(&mut self, zxid: Zxid) {
+        if zxid > self.committed {
+            self.committed = zxid.min(self.last_zxid());
+        }
+        if self.is_serving() {
+            self.apply_committed();
+        }
+    }
+}

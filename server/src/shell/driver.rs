@@ -1,0 +1,472 @@
+//! The driver: the only owner of the `Core` and the `Storage`.
+//!
+//! It runs on a dedicated thread because its work is synchronous: stepping the core is plain
+//! computation and `Storage::sync` blocks in fsync. Async code talks to it through one bounded
+//! channel ([`DriverHandle`]); what comes out goes to oneshots, peer outboxes and session event
+//! queues, all of which accept a value without waiting, so a slow client or peer never stalls
+//! the driver.
+
+use super::peer::Transport;
+use super::sse::EventHub;
+use crate::api::{
+    DigestReply, ErrorCode, KeeperError, NodeId, Status, Zxid, counter_of, epoch_of,
+};
+use crate::core::{ClientRequest, Config, Core, Input, Millis, Output, PeerMsg, RequestId, Response};
+use crate::storage::Storage;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+/// Inputs taken into one batch (one group commit) at most.
+pub const MAX_BATCH: usize = 1024;
+/// Inputs waiting for the driver at most; senders wait for room (backpressure).
+pub const MAX_DRIVER_QUEUE: usize = 8192;
+/// Client requests the core is working on at most; more are refused with `not_ready`.
+pub const MAX_PENDING_REQUESTS: usize = 16_384;
+/// How much longer than the core's request timeout an HTTP handler waits for the driver
+/// before it answers `timeout` itself (the core should always answer first).
+pub const REPLY_MARGIN_MS: u64 = 2_000;
+
+/// A reply as the core gives it: the node's applied zxid and the outcome.
+pub type ClientReply = (Zxid, Result<Response, KeeperError>);
+
+pub enum DriverInput {
+    Client {
+        body: ClientRequest,
+        reply: oneshot::Sender<ClientReply>,
+    },
+    Peer {
+        from: NodeId,
+        msg: PeerMsg,
+    },
+    Status(oneshot::Sender<Status>),
+    Digest(oneshot::Sender<DigestReply>),
+}
+
+/// What async code holds to talk to the driver.
+#[derive(Clone)]
+pub struct DriverHandle {
+    tx: mpsc::Sender<DriverInput>,
+    /// The outer bound on any wait for the driver.
+    reply_bound: Duration,
+}
+
+impl DriverHandle {
+    /// Hands a client request to the core and waits for its reply.
+    pub async fn call(&self, body: ClientRequest) -> Result<(Zxid, Response), KeeperError> {
+        let (reply, rx) = oneshot::channel();
+        let bound = self.reply_bound;
+        let wait = async {
+            if self
+                .tx
+                .send(DriverInput::Client { body, reply })
+                .await
+                .is_err()
+            {
+                return Err(stopping());
+            }
+            // The driver dropped the request: it stopped (shutdown or a fatal error) after it
+            // took the request, so the outcome is unknown.
+            rx.await.map_err(|_| {
+                KeeperError::new(
+                    ErrorCode::Timeout,
+                    "the server stopped before it answered; the outcome is unknown",
+                )
+            })
+        };
+        match tokio::time::timeout(bound, wait).await {
+            Ok(Ok((_, Err(e)))) | Ok(Err(e)) => Err(e),
+            Ok(Ok((zxid, Ok(response)))) => Ok((zxid, response)),
+            Err(_) => Err(KeeperError::new(
+                ErrorCode::Timeout,
+                format!(
+                    "no reply within {} ms; the outcome is unknown",
+                    bound.as_millis()
+                ),
+            )),
+        }
+    }
+
+    pub async fn status(&self) -> Result<Status, KeeperError> {
+        self.query(DriverInput::Status).await
+    }
+
+    pub async fn digest(&self) -> Result<DigestReply, KeeperError> {
+        self.query(DriverInput::Digest).await
+    }
+
+    async fn query<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> DriverInput,
+    ) -> Result<T, KeeperError> {
+        let (tx, rx) = oneshot::channel();
+        let wait = async {
+            self.tx.send(make(tx)).await.map_err(|_| stopping())?;
+            rx.await.map_err(|_| stopping())
+        };
+        tokio::time::timeout(self.reply_bound, wait)
+            .await
+            .unwrap_or_else(|_| {
+                Err(KeeperError::new(
+                    ErrorCode::Timeout,
+                    "the server did not answer in time",
+                ))
+            })
+    }
+
+    /// Hands a peer message to the core, waiting for room: a reader that waits stops reading
+    /// its socket, which pushes back on the sending peer.
+    pub async fn peer(&self, from: NodeId, msg: PeerMsg) -> bool {
+        self.tx.send(DriverInput::Peer { from, msg }).await.is_ok()
+    }
+}
+
+fn stopping() -> KeeperError {
+    KeeperError::new(ErrorCode::NotReady, "the server is shutting down")
+}
+
+pub struct DriverConfig {
+    pub core: Config,
+    pub data_dir: PathBuf,
+    pub snapshot_every: u64,
+    pub fsync: bool,
+}
+
+/// The driver thread's result: `Ok` after a requested stop, `Err` after a fatal error.
+pub type DriverDone = oneshot::Receiver<anyhow::Result<()>>;
+
+/// Turns what the driver thread reported (or its silence, if it panicked) into a result.
+pub fn outcome(received: Result<anyhow::Result<()>, oneshot::error::RecvError>) -> anyhow::Result<()> {
+    received.unwrap_or_else(|_| Err(anyhow::anyhow!("the driver thread panicked")))
+}
+
+/// Opens the storage and recovers the core on a new thread, then runs the driver there until
+/// `stop`. Returns once the storage is open, or the error that prevented it.
+pub async fn spawn(
+    config: DriverConfig,
+    transport: Transport,
+    hub: std::sync::Arc<EventHub>,
+    stop: CancellationToken,
+) -> anyhow::Result<(DriverHandle, DriverDone)> {
+    let (tx, rx) = mpsc::channel(MAX_DRIVER_QUEUE);
+    let (opened_tx, opened_rx) = oneshot::channel::<anyhow::Result<()>>();
+    let (done_tx, done_rx) = oneshot::channel();
+    let reply_bound = Duration::from_millis(config.core.request_timeout_ms + REPLY_MARGIN_MS);
+    let id = config.core.id;
+    std::thread::Builder::new()
+        .name(format!("keeper-driver-{id}"))
+        .spawn(move || {
+            let driver = match Driver::open(config, transport, hub) {
+                Ok(driver) => {
+                    let _ = opened_tx.send(Ok(()));
+                    driver
+                }
+                Err(e) => {
+                    let _ = opened_tx.send(Err(e));
+                    return;
+                }
+            };
+            let result = driver.run(rx, stop);
+            if let Err(e) = &result {
+                tracing::error!(id, "stopping: {e:#}");
+            }
+            let _ = done_tx.send(result);
+        })?;
+    match opened_rx.await {
+        Ok(Ok(())) => Ok((DriverHandle { tx, reply_bound }, done_rx)),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(anyhow::anyhow!("the driver thread panicked while starting")),
+    }
+}
+
+/// Wall-clock time that never goes backwards: the wall clock at startup plus monotonic time.
+struct Clock {
+    start_wall_ms: Millis,
+    start: Instant,
+}
+
+impl Clock {
+    fn new() -> Clock {
+        let start_wall_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        Clock {
+            start_wall_ms,
+            start: Instant::now(),
+        }
+    }
+
+    fn now(&self) -> Millis {
+        self.start_wall_ms + self.start.elapsed().as_millis() as u64
+    }
+}
+
+/// Something to answer once the batch is durable.
+enum Deferred {
+    Reply(oneshot::Sender<ClientReply>, ClientReply),
+    Status(oneshot::Sender<Status>),
+    Digest(oneshot::Sender<DigestReply>),
+}
+
+struct Driver {
+    id: NodeId,
+    core: Core,
+    storage: Storage,
+    transport: Transport,
+    hub: std::sync::Arc<EventHub>,
+    clock: Clock,
+    tick_every_ms: u64,
+    next_tick: Millis,
+    next_request: RequestId,
+    pending: HashMap<RequestId, oneshot::Sender<ClientReply>>,
+    /// Messages the core addressed to this node itself, stepped in the next batch.
+    loopback: Vec<PeerMsg>,
+    snapshot_every: u64,
+    applied_since_snapshot: u64,
+    last_applied: Zxid,
+}
+
+enum Wake {
+    Input(DriverInput),
+    Tick,
+    Stop,
+}
+
+impl Driver {
+    fn open(
+        config: DriverConfig,
+        transport: Transport,
+        hub: std::sync::Arc<EventHub>,
+    ) -> anyhow::Result<Driver> {
+        let (mut storage, recovered) = Storage::open(&config.data_dir).map_err(|e| {
+            anyhow::anyhow!(
+                "cannot use data directory {}: {e}",
+                config.data_dir.display()
+            )
+        })?;
+        storage.set_fsync(config.fsync);
+        let clock = Clock::new();
+        let now = clock.now();
+        let id = config.core.id;
+        // The core ticks at least every tick_ms; ticking twice as often keeps its timers within
+        // half a tick of the truth.
+        let tick_every_ms = (config.core.tick_ms / 2).max(1);
+        let core = Core::new(config.core, recovered, now);
+        let last_applied = core.applied_zxid();
+        Ok(Driver {
+            id,
+            core,
+            storage,
+            transport,
+            hub,
+            // Request ids must not repeat across restarts: a transaction forwarded before a
+            // crash can still commit after it and carry its old request id back here. Starting
+            // from the startup time scaled by 2^20 stays ahead of every earlier run unless
+            // that run issued over a million requests per millisecond.
+            next_request: clock.start_wall_ms << 20,
+            clock,
+            tick_every_ms,
+            next_tick: now,
+            pending: HashMap::new(),
+            loopback: Vec::new(),
+            snapshot_every: config.snapshot_every,
+            applied_since_snapshot: 0,
+            last_applied,
+        })
+    }
+
+    fn run(
+        mut self,
+        mut rx: mpsc::Receiver<DriverInput>,
+        stop: CancellationToken,
+    ) -> anyhow::Result<()> {
+        // Only for waiting: a timer and the channel. All the work happens on this thread.
+        let waiter = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()?;
+        loop {
+            let mut inputs = Vec::new();
+            let now = self.clock.now();
+            if now < self.next_tick && self.loopback.is_empty() {
+                let wait = Duration::from_millis(self.next_tick - now);
+                let wake = waiter.block_on(async {
+                    tokio::select! {
+                        biased;
+                        _ = stop.cancelled() => Wake::Stop,
+                        input = rx.recv() => input.map_or(Wake::Stop, Wake::Input),
+                        _ = tokio::time::sleep(wait) => Wake::Tick,
+                    }
+                });
+                match wake {
+                    Wake::Stop => return self.finish(),
+                    Wake::Input(input) => inputs.push(input),
+                    Wake::Tick => {}
+                }
+            } else if stop.is_cancelled() {
+                return self.finish();
+            }
+            while inputs.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(input) => inputs.push(input),
+                    Err(_) => break,
+                }
+            }
+            self.batch(inputs)?;
+        }
+    }
+
+    /// The final sync of a graceful stop. Requests still pending are dropped: their handlers
+    /// answer `timeout` (the outcome is unknown to them).
+    fn finish(mut self) -> anyhow::Result<()> {
+        self.storage
+            .sync()
+            .map_err(|e| anyhow::anyhow!("storage failed: {e}"))?;
+        tracing::info!(
+            id = self.id,
+            applied_zxid = format_args!("{:#x}", self.last_applied),
+            log_records = self.storage.log_records(),
+            "driver stopped"
+        );
+        Ok(())
+    }
+
+    /// Steps the core with every input, makes the batch durable, then lets its effects out.
+    fn batch(&mut self, inputs: Vec<DriverInput>) -> anyhow::Result<()> {
+        let now = self.clock.now();
+        let mut outputs = Vec::new();
+        let mut deferred = Vec::new();
+        for msg in std::mem::take(&mut self.loopback) {
+            let from = self.id;
+            outputs.extend(self.core.step(now, Input::Peer { from, msg }));
+        }
+        for input in inputs {
+            match input {
+                DriverInput::Client { body, reply } => {
+                    if self.pending.len() >= MAX_PENDING_REQUESTS {
+                        let busy = KeeperError::new(
+                            ErrorCode::NotReady,
+                            format!("{MAX_PENDING_REQUESTS} requests are already in progress"),
+                        );
+                        deferred.push(Deferred::Reply(reply, (self.last_applied, Err(busy))));
+                        continue;
+                    }
+                    let request = self.next_request;
+                    self.next_request += 1;
+                    self.pending.insert(request, reply);
+                    outputs.extend(self.core.step(now, Input::Client { request, body }));
+                }
+                DriverInput::Peer { from, msg } => {
+                    outputs.extend(self.core.step(now, Input::Peer { from, msg }));
+                }
+                DriverInput::Status(tx) => deferred.push(Deferred::Status(tx)),
+                DriverInput::Digest(tx) => deferred.push(Deferred::Digest(tx)),
+            }
+        }
+        if now >= self.next_tick {
+            outputs.extend(self.core.step(now, Input::Tick));
+            self.next_tick = now + self.tick_every_ms;
+            // Handlers that gave up (client gone, outer bound hit) leave closed oneshots.
+            self.pending.retain(|_, tx| !tx.is_closed());
+        }
+
+        // The durability rule: every Persist of the batch is on disk before any of its effects
+        // leaves the process. One fsync for the whole batch is the group commit.
+        let mut persisted = false;
+        for output in &outputs {
+            if let Output::Persist(p) = output {
+                self.storage
+                    .persist(p)
+                    .map_err(|e| anyhow::anyhow!("storage failed: {e}"))?;
+                persisted = true;
+            }
+        }
+        if persisted {
+            self.storage
+                .sync()
+                .map_err(|e| anyhow::anyhow!("storage failed (fsync): {e}"))?;
+        }
+
+        // In the core's order: a watch event reaches the session's queue before the reply
+        // that follows it.
+        for output in outputs {
+            match output {
+                Output::Persist(_) => {}
+                Output::Send { to, msg } => {
+                    if to == self.id {
+                        self.loopback.push(msg);
+                    } else {
+                        self.transport.send(to, msg);
+                    }
+                }
+                Output::Reply {
+                    request,
+                    zxid,
+                    result,
+                } => match self.pending.remove(&request) {
+                    Some(tx) => {
+                        let _ = tx.send((zxid, result));
+                    }
+                    None => tracing::debug!(request, "reply for a request nobody waits for"),
+                },
+                Output::Event { session, event } => self.hub.push_watch(session, event),
+                Output::SessionEnded {
+                    session,
+                    expired,
+                    zxid,
+                } => self.hub.end_session(session, expired, zxid),
+            }
+        }
+        for d in deferred {
+            match d {
+                Deferred::Reply(tx, reply) => {
+                    let _ = tx.send(reply);
+                }
+                Deferred::Status(tx) => {
+                    let _ = tx.send(self.core.status());
+                }
+                Deferred::Digest(tx) => {
+                    let _ = tx.send(self.core.digest());
+                }
+            }
+        }
+        self.maybe_snapshot()
+    }
+
+    /// Snapshot policy: after every `snapshot_every` applied transactions, save the applied
+    /// tree and let the core forget the log it covers.
+    fn maybe_snapshot(&mut self) -> anyhow::Result<()> {
+        let applied = self.core.applied_zxid();
+        if applied == self.last_applied {
+            return Ok(());
+        }
+        // Counters restart with each epoch, so a new epoch counts from its own start.
+        let delta = if epoch_of(applied) == epoch_of(self.last_applied) {
+            counter_of(applied).saturating_sub(counter_of(self.last_applied))
+        } else {
+            counter_of(applied)
+        };
+        self.applied_since_snapshot += delta as u64;
+        self.last_applied = applied;
+        if self.applied_since_snapshot < self.snapshot_every {
+            return Ok(());
+        }
+        let snapshot = self.core.snapshot();
+        let zxid = snapshot.zxid;
+        self.storage
+            .save_snapshot(&snapshot)
+            .map_err(|e| anyhow::anyhow!("storage failed (snapshot): {e}"))?;
+        self.core.compact(zxid);
+        self.applied_since_snapshot = 0;
+        tracing::info!(
+            id = self.id,
+            zxid = format_args!("{zxid:#x}"),
+            znodes = snapshot.nodes.len(),
+            log_records = self.storage.log_records(),
+            "snapshot saved"
+        );
+        Ok(())
+    }
+}

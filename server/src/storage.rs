@@ -1,1 +1,0 @@
-//! Durable storage. (Being written by the storage work.)

@@ -1,0 +1,573 @@
+//! Durable storage: the write-ahead log, snapshots and the epochs, in one data directory.
+//!
+//! Files in the directory:
+//! - `log.<generation>`: the live log. Its header names the snapshot it continues from (or
+//!   none); then crc-framed transactions in strictly increasing zxid order (see `log`).
+//! - `snapshot.<generation>`: the snapshot the live log's header names.
+//! - `epochs`: ZAB's accepted and current epoch (missing: both 0).
+//!
+//! Every file but the live log's tail is written whole to `NAME.tmp`, fsynced, renamed into
+//! place and the directory fsynced, so it is either absent or complete. Replacing the state
+//! (a snapshot and the log after it) writes a new snapshot and then a new log generation: the
+//! rename of the new log is the single commit point. A crash before it leaves the old log and
+//! snapshot in charge; after it, the new ones. `open` picks the newest log generation and
+//! deletes whatever it does not refer to (temp files, older generations, uncommitted
+//! snapshots), and only after it has found the whole directory sound: a failed open changes
+//! nothing on disk.
+//!
+//! Appends are buffered; `sync` is the group commit that makes them durable. After an I/O
+//! error the storage refuses all further work: after a failed fsync the kernel may have
+//! dropped the dirty pages, and a retry that "succeeds" would be a lie (fsyncgate).
+
+mod epochs;
+mod log;
+mod snapshot;
+
+pub use snapshot::MAX_SNAPSHOT_BYTES;
+
+use crate::api::Zxid;
+use crate::core::{Persist, Recovered};
+use crate::tree::Snapshot;
+use crate::txn::Txn;
+use nix::fcntl::{Flock, FlockArg};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+/// Largest payload of one log record. A longer length field is damage (or a torn tail).
+pub const MAX_RECORD_BYTES: usize = 64 << 20;
+/// Appends are gathered in memory up to this much before they reach the file without a `sync`.
+const LOG_BUFFER_BYTES: usize = 1 << 20;
+const EPOCHS_FILE: &str = "epochs";
+const TEMP_SUFFIX: &str = ".tmp";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("{}: {source}", .path.display())]
+    Io { path: PathBuf, source: io::Error },
+    #[error("{}: corrupt at byte offset {offset}: {reason}", .path.display())]
+    Corrupt {
+        path: PathBuf,
+        offset: u64,
+        reason: String,
+    },
+    /// The caller asked for something that would break the log's invariants (a bug in it).
+    #[error("{}: refused: {reason}", .path.display())]
+    Refused { path: PathBuf, reason: String },
+    #[error("{}: another process holds this data directory", .path.display())]
+    Locked { path: PathBuf },
+    #[error("{}: storage stopped after an earlier I/O error; restart the node", .path.display())]
+    Failed { path: PathBuf },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StorageError + '_ {
+    move |source| StorageError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// The snapshot a log generation continues from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Base {
+    /// The generation that wrote it: its file is `snapshot.<generation>`.
+    generation: u64,
+    zxid: Zxid,
+}
+
+pub struct Storage {
+    dir: PathBuf,
+    /// Held for the storage's lifetime: two nodes writing one directory would interleave logs.
+    _lock: Flock<File>,
+    generation: u64,
+    log_path: PathBuf,
+    log: BufWriter<File>,
+    /// Length of the live log, counting bytes still in the buffer.
+    end: u64,
+    /// (zxid, byte offset of its record) of every record in the live log.
+    index: Vec<(Zxid, u64)>,
+    base: Option<Base>,
+    unsynced: bool,
+    fsync: bool,
+    failed: bool,
+}
+
+fn log_name(generation: u64) -> String {
+    format!("log.{generation:016x}")
+}
+
+fn snapshot_name(generation: u64) -> String {
+    format!("snapshot.{generation:016x}")
+}
+
+fn parse_generation(name: &str, prefix: &str) -> Option<u64> {
+    let hex = name.strip_prefix(prefix)?;
+    if hex.len() != 16 {
+        return None;
+    }
+    u64::from_str_radix(hex, 16).ok()
+}
+
+#[derive(Default)]
+struct Listing {
+    logs: Vec<u64>,
+    snapshots: Vec<u64>,
+    temps: Vec<PathBuf>,
+}
+
+fn list(dir: &Path) -> Result<Listing, StorageError> {
+    let mut listing = Listing::default();
+    for entry in fs::read_dir(dir).map_err(io_err(dir))? {
+        let entry = entry.map_err(io_err(dir))?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if name.ends_with(TEMP_SUFFIX) {
+            listing.temps.push(entry.path());
+        } else if let Some(g) = parse_generation(name, "log.") {
+            listing.logs.push(g);
+        } else if let Some(g) = parse_generation(name, "snapshot.") {
+            listing.snapshots.push(g);
+        }
+    }
+    Ok(listing)
+}
+
+fn fsync_dir(dir: &Path) -> Result<(), StorageError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err(dir))
+}
+
+fn remove(path: &Path) -> Result<(), StorageError> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_err(path)(e)),
+        _ => Ok(()),
+    }
+}
+
+/// Writes `dir/name` whole: to a temp file, fsynced, renamed, directory fsynced (the fsyncs
+/// only when `fsync`). Returns the file, open for reading and writing at its end.
+fn write_whole(
+    dir: &Path,
+    name: &str,
+    fsync: bool,
+    fill: impl FnOnce(&mut BufWriter<&File>) -> io::Result<()>,
+) -> Result<File, StorageError> {
+    let temp = dir.join(format!("{name}{TEMP_SUFFIX}"));
+    let path = dir.join(name);
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&temp)
+        .map_err(io_err(&temp))?;
+    let mut out = BufWriter::new(&file);
+    fill(&mut out)
+        .and_then(|()| out.flush())
+        .map_err(io_err(&temp))?;
+    drop(out);
+    // BUG(no-fsync): with fsync disabled, files are renamed into place unsynced.
+    if fsync {
+        file.sync_all().map_err(io_err(&temp))?;
+    }
+    fs::rename(&temp, &path).map_err(io_err(&path))?;
+    if fsync {
+        fsync_dir(dir)?;
+    }
+    Ok(file)
+}
+
+impl Storage {
+    /// Opens (creating if needed) the data directory and recovers the newest snapshot, the log
+    /// records after it and the epochs. A torn tail of the log (bad bytes with no intact
+    /// record after them) is cut off; a bad record followed by an intact one is corruption and
+    /// fails the open, changing nothing on disk.
+    pub fn open(dir: &Path) -> Result<(Storage, Recovered), StorageError> {
+        fs::create_dir_all(dir).map_err(io_err(dir))?;
+        let dir_handle = File::open(dir).map_err(io_err(dir))?;
+        let lock =
+            Flock::lock(dir_handle, FlockArg::LockExclusiveNonblock).map_err(|(_, errno)| {
+                match errno {
+                    nix::errno::Errno::EWOULDBLOCK => StorageError::Locked {
+                        path: dir.to_path_buf(),
+                    },
+                    e => io_err(dir)(io::Error::from(e)),
+                }
+            })?;
+        let listing = list(dir)?;
+
+        // Find the state and check all of it before touching anything.
+        let mut recovered = Recovered::default();
+        let epochs_path = dir.join(EPOCHS_FILE);
+        match fs::read(&epochs_path) {
+            Ok(bytes) => {
+                (recovered.accepted_epoch, recovered.current_epoch) =
+                    epochs::decode(&epochs_path, &bytes)?
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err(&epochs_path)(e)),
+        }
+        let generation = listing.logs.iter().copied().max();
+        let mut scan = None;
+        if let Some(generation) = generation {
+            let path = dir.join(log_name(generation));
+            let bytes = fs::read(&path).map_err(io_err(&path))?;
+            let found = log::scan(&path, &bytes)?;
+            if let Some(base) = found.base {
+                let snap_path = dir.join(snapshot_name(base.generation));
+                let snap_bytes = match fs::read(&snap_path) {
+                    Ok(bytes) => bytes,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                        return Err(StorageError::Corrupt {
+                            path,
+                            offset: 0,
+                            reason: format!(
+                                "the log continues {}, which is missing",
+                                snapshot_name(base.generation)
+                            ),
+                        });
+                    }
+                    Err(e) => return Err(io_err(&snap_path)(e)),
+                };
+                let snap = snapshot::decode(&snap_path, &snap_bytes)?;
+                if snap.zxid != base.zxid {
+                    return Err(StorageError::Corrupt {
+                        path: snap_path,
+                        offset: 0,
+                        reason: format!(
+                            "snapshot is at zxid {:#x}, {} expects {:#x}",
+                            snap.zxid,
+                            log_name(generation),
+                            base.zxid
+                        ),
+                    });
+                }
+                recovered.snapshot = Some(snap);
+            }
+            scan = Some((path, found));
+        } else if let Some(&g) = listing.snapshots.iter().max() {
+            // Every snapshot is written while a log exists, and a log is deleted only once a
+            // newer one is in place: a snapshot alone means files were lost.
+            return Err(StorageError::Corrupt {
+                path: dir.join(snapshot_name(g)),
+                offset: 0,
+                reason: "a snapshot without any log file; refusing to guess the state".into(),
+            });
+        }
+
+        // Sound: now clean up what the committed state does not refer to.
+        let mut removed = false;
+        for temp in &listing.temps {
+            remove(temp)?;
+            removed = true;
+        }
+        let (generation, log_path, log_file, end, index, base) = match scan {
+            Some((path, found)) => {
+                let generation = generation.expect("a log was scanned");
+                let base_generation = found.base.map(|b| b.generation);
+                for &g in listing.logs.iter().filter(|&&g| g != generation) {
+                    remove(&dir.join(log_name(g)))?;
+                    removed = true;
+                }
+                for &g in listing
+                    .snapshots
+                    .iter()
+                    .filter(|&&g| Some(g) != base_generation)
+                {
+                    remove(&dir.join(snapshot_name(g)))?;
+                    removed = true;
+                }
+                let file = OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .open(&path)
+                    .map_err(io_err(&path))?;
+                if let Some((offset, reason)) = &found.torn {
+                    tracing::warn!(
+                        file = %path.display(),
+                        offset,
+                        reason = %reason,
+                        "cutting a torn tail off the log"
+                    );
+                    file.set_len(found.end).map_err(io_err(&path))?;
+                    file.sync_all().map_err(io_err(&path))?;
+                }
+                recovered.log = found.txns;
+                (generation, path, file, found.end, found.index, found.base)
+            }
+            None => {
+                let generation = 1;
+                let name = log_name(generation);
+                let file = write_whole(dir, &name, true, |out| {
+                    out.write_all(&log::encode_header(None))
+                })?;
+                (
+                    generation,
+                    dir.join(name),
+                    file,
+                    log::HEADER_BYTES as u64,
+                    Vec::new(),
+                    None,
+                )
+            }
+        };
+        if removed {
+            fsync_dir(dir)?;
+        }
+        let mut storage = Storage {
+            dir: dir.to_path_buf(),
+            _lock: lock,
+            generation,
+            log_path,
+            log: BufWriter::with_capacity(LOG_BUFFER_BYTES, log_file),
+            end,
+            index,
+            base,
+            unsynced: false,
+            fsync: true,
+            failed: false,
+        };
+        let path = storage.log_path.clone();
+        storage
+            .log
+            .get_mut()
+            .seek(SeekFrom::Start(end))
+            .map_err(io_err(&path))?;
+        Ok((storage, recovered))
+    }
+
+    /// Carries out one `Persist` output. `Append` is buffered and made durable by `sync`; the
+    /// others are durable when this returns.
+    pub fn persist(&mut self, p: &Persist) -> Result<(), StorageError> {
+        self.guard(|s| match p {
+            Persist::Append(txns) => s.append(txns),
+            Persist::TruncateAfter(zxid) => s.truncate_after(*zxid),
+            Persist::Snapshot(snapshot) => s.replace(snapshot, false),
+            Persist::Epochs {
+                accepted_epoch,
+                current_epoch,
+            } => s.write_epochs(*accepted_epoch, *current_epoch),
+        })
+    }
+
+    /// Group commit: makes every append so far durable. The shell calls it once per batch,
+    /// before anything that depends on durability leaves the process.
+    pub fn sync(&mut self) -> Result<(), StorageError> {
+        self.guard(|s| {
+            if !s.unsynced {
+                return Ok(());
+            }
+            // BUG(no-fsync): the appends stay in this process's buffer, so even a kill -9
+            // loses writes that were acknowledged.
+            if !s.fsync {
+                return Ok(());
+            }
+            s.log.flush().map_err(io_err(&s.log_path))?;
+            s.log.get_ref().sync_data().map_err(io_err(&s.log_path))?;
+            s.unsynced = false;
+            Ok(())
+        })
+    }
+
+    /// Saves a snapshot of the applied tree and drops the log records it covers (zxid <=
+    /// snapshot.zxid), keeping the later ones. Crash-safe: see the module comment.
+    pub fn save_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), StorageError> {
+        self.guard(|s| {
+            if let Some(base) = s.base {
+                if snapshot.zxid < base.zxid {
+                    return Err(s.refused(format!(
+                        "snapshot at zxid {:#x} is older than the current one at {:#x}",
+                        snapshot.zxid, base.zxid
+                    )));
+                }
+                if snapshot.zxid == base.zxid {
+                    return Ok(());
+                }
+            }
+            s.replace(snapshot, true)
+        })
+    }
+
+    /// Fault injection `no-fsync` (issue 6): when false, no fsync is done at all.
+    pub fn set_fsync(&mut self, enabled: bool) {
+        self.fsync = enabled;
+    }
+
+    /// Records in the live log.
+    pub fn log_records(&self) -> u64 {
+        self.index.len() as u64
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Runs `op` unless an earlier I/O error stopped the storage, and stops it on an I/O error.
+    fn guard(
+        &mut self,
+        op: impl FnOnce(&mut Storage) -> Result<(), StorageError>,
+    ) -> Result<(), StorageError> {
+        if self.failed {
+            return Err(StorageError::Failed {
+                path: self.dir.clone(),
+            });
+        }
+        let result = op(self);
+        if matches!(result, Err(StorageError::Io { .. })) {
+            self.failed = true;
+        }
+        result
+    }
+
+    fn refused(&self, reason: String) -> StorageError {
+        StorageError::Refused {
+            path: self.log_path.clone(),
+            reason,
+        }
+    }
+
+    /// The zxid every new record must exceed.
+    fn last_zxid(&self) -> Option<Zxid> {
+        self.index
+            .last()
+            .map(|&(z, _)| z)
+            .or(self.base.map(|b| b.zxid))
+    }
+
+    fn append(&mut self, txns: &[Txn]) -> Result<(), StorageError> {
+        // Check and encode the whole batch first: a refused batch writes nothing.
+        let mut last = self.last_zxid();
+        let mut records = Vec::with_capacity(txns.len());
+        for txn in txns {
+            if let Some(prev) = last
+                && txn.zxid <= prev
+            {
+                return Err(self.refused(format!(
+                    "append of zxid {:#x} after zxid {prev:#x}: zxids must increase",
+                    txn.zxid
+                )));
+            }
+            last = Some(txn.zxid);
+            records.push((
+                txn.zxid,
+                log::encode_record(txn).map_err(|r| self.refused(r))?,
+            ));
+        }
+        for (zxid, record) in records {
+            self.log
+                .write_all(&record)
+                .map_err(io_err(&self.log_path))?;
+            self.index.push((zxid, self.end));
+            self.end += record.len() as u64;
+            self.unsynced = true;
+        }
+        Ok(())
+    }
+
+    fn truncate_after(&mut self, zxid: Zxid) -> Result<(), StorageError> {
+        if let Some(base) = self.base
+            && zxid < base.zxid
+        {
+            return Err(self.refused(format!(
+                "truncate after zxid {zxid:#x}, below the snapshot at {:#x}",
+                base.zxid
+            )));
+        }
+        self.log.flush().map_err(io_err(&self.log_path))?;
+        let keep = self.index.partition_point(|&(z, _)| z <= zxid);
+        if let Some(&(_, offset)) = self.index.get(keep) {
+            let file = self.log.get_mut();
+            file.set_len(offset).map_err(io_err(&self.log_path))?;
+            file.seek(SeekFrom::Start(offset))
+                .map_err(io_err(&self.log_path))?;
+            self.index.truncate(keep);
+            self.end = offset;
+        }
+        // BUG(no-fsync)
+        if self.fsync {
+            self.log
+                .get_ref()
+                .sync_all()
+                .map_err(io_err(&self.log_path))?;
+        }
+        self.unsynced = false;
+        Ok(())
+    }
+
+    /// Makes `snapshot` the base of a new log generation. With `keep_tail`, the records after
+    /// the snapshot move to the new log (compaction); without, the new log is empty (ZAB's SNAP
+    /// replaces the whole state).
+    fn replace(&mut self, snapshot: &Snapshot, keep_tail: bool) -> Result<(), StorageError> {
+        self.log.flush().map_err(io_err(&self.log_path))?;
+        let generation = self.generation + 1;
+        let snap_bytes = snapshot::encode(snapshot).map_err(|r| self.refused(r))?;
+        // 1. The snapshot, complete and durable, but not yet referred to by any log.
+        write_whole(&self.dir, &snapshot_name(generation), self.fsync, |out| {
+            out.write_all(&snap_bytes)
+        })?;
+        // 2. The new log: the commit point is its rename.
+        let keep = if keep_tail {
+            self.index.partition_point(|&(z, _)| z <= snapshot.zxid)
+        } else {
+            self.index.len()
+        };
+        let tail_start = self.index.get(keep).map_or(self.end, |&(_, off)| off);
+        let base = Base {
+            generation,
+            zxid: snapshot.zxid,
+        };
+        let old_log = self.log_path.clone();
+        let end_before = self.end;
+        let file = write_whole(&self.dir, &log_name(generation), self.fsync, |out| {
+            out.write_all(&log::encode_header(Some(base)))?;
+            let mut from = File::open(&old_log)?;
+            from.seek(SeekFrom::Start(tail_start))?;
+            let copied = io::copy(&mut (&mut from).take(end_before - tail_start), out)?;
+            if copied != end_before - tail_start {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!("{} ended while its tail was copied", old_log.display()),
+                ));
+            }
+            Ok(())
+        })?;
+        // 3. Committed: switch over, then delete what the new log does not refer to.
+        let shift = tail_start - log::HEADER_BYTES as u64;
+        self.index.drain(..keep);
+        for entry in &mut self.index {
+            entry.1 -= shift;
+        }
+        self.end -= shift;
+        let old_base = self.base.replace(base);
+        self.generation = generation;
+        self.log_path = self.dir.join(log_name(generation));
+        self.log = BufWriter::with_capacity(LOG_BUFFER_BYTES, file);
+        self.unsynced = false;
+        let end = self.end;
+        self.log
+            .get_mut()
+            .seek(SeekFrom::Start(end))
+            .map_err(io_err(&self.log_path))?;
+        remove(&old_log)?;
+        if let Some(old) = old_base {
+            remove(&self.dir.join(snapshot_name(old.generation)))?;
+        }
+        if self.fsync {
+            fsync_dir(&self.dir)?;
+        }
+        Ok(())
+    }
+
+    fn write_epochs(
+        &mut self,
+        accepted_epoch: u32,
+        current_epoch: u32,
+    ) -> Result<(), StorageError> {
+        let bytes = epochs::encode(accepted_epoch, current_epoch);
+        write_whole(&self.dir, EPOCHS_FILE, self.fsync, |out| {
+            out.write_all(&bytes)
+        })?;
+        Ok(())
+    }
+}
