@@ -644,7 +644,15 @@ fn invalid<S: SequentialSpec + Clone + Eq + Hash>(p: &Prepared<S>, subset: &[usi
 
 /// Drops operations while the history stays non-linearizable: first the shortest invalid prefix
 /// (in call order), then chunks of halving size, down to single operations.
-pub fn shrink<S: SequentialSpec + Clone + Eq + Hash>(p: &Prepared<S>) -> Vec<usize> {
+///
+/// A violation of real-time order (a stale read: the value was written, but too early) must not
+/// shrink into a different, cheaper one (a read of a value nobody wrote, once its write is
+/// dropped). So when the operations could all be ordered if real time did not matter, every
+/// smaller candidate must keep that property too.
+pub fn shrink<S>(p: &Prepared<S>) -> Vec<usize>
+where
+    S: SequentialSpec<Op: Clone, Ret: Clone> + Clone + Eq + Hash,
+{
     let budget = Budget::new(Some(Duration::from_millis(SHRINK_TIME_LIMIT_MS)), None);
     let mut by_call: Vec<usize> = (0..p.ops.len()).collect();
     by_call.sort_by_key(|&i| p.ops[i].call);
@@ -658,13 +666,32 @@ pub fn shrink<S: SequentialSpec + Clone + Eq + Hash>(p: &Prepared<S>) -> Vec<usi
         }
     }
     let mut cur: Vec<usize> = by_call[..hi].to_vec();
+    // The same operations, all concurrent: calls first (in history order), then the returns.
+    let timeless: Vec<SearchOp<S>> = p
+        .ops
+        .iter()
+        .map(|o| SearchOp {
+            op: o.op.clone(),
+            ret: o.ret.clone(),
+            call: o.call,
+            ret_at: o.ret_at.map(|_| usize::MAX),
+        })
+        .collect();
+    let orderable = |subset: &[usize]| {
+        decide(&p.init, &timeless, subset, &budget, Some(SHRINK_STEP_LIMIT), false)
+            == Outcome::Linearizable
+    };
+    let about_time = orderable(&cur);
     let mut chunk = (cur.len() / 2).max(1);
     loop {
         let mut i = 0;
         while i < cur.len() && budget.exceeded().is_none() {
             let end = (i + chunk).min(cur.len());
             let candidate: Vec<usize> = cur[..i].iter().chain(&cur[end..]).copied().collect();
-            if !candidate.is_empty() && invalid(p, &candidate, &budget) {
+            if !candidate.is_empty()
+                && invalid(p, &candidate, &budget)
+                && (!about_time || orderable(&candidate))
+            {
                 cur = candidate;
             } else {
                 i = end;

@@ -197,9 +197,11 @@ proptest! {
 /// Both verdicts occur: the comparison above is not vacuous.
 #[test]
 fn random_histories_cover_both_verdicts() {
-    let (mut valid, mut invalid) = (0, 0);
+    let (mut valid, mut invalid, mut ops, mut info) = (0, 0, 0, 0);
     for seed in 0..300 {
         let sims = simulate(seed, 3, 7, 0.3, &CasRegister(Val(0)), cas_op);
+        ops += sims.len();
+        info += sims.iter().filter(|s| s.ret.is_none()).count();
         if ours(&CasRegister(Val(0)), &sims) {
             valid += 1;
         } else {
@@ -207,4 +209,5 @@ fn random_histories_cover_both_verdicts() {
         }
     }
     assert!(valid > 30 && invalid > 30, "valid {valid}, invalid {invalid}");
+    assert!(ops >= 300 * 4 && info >= 100, "{ops} ops, {info} info");
 }

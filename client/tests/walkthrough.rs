@@ -194,6 +194,7 @@ async fn errors_print_one_line_and_fail_a_piped_shell() {
     // The shell keeps going after errors.
     assert_eq!(shell.run("get /a"), "one");
     shell.line_matching(|l| l == "dataVersion = 0");
+    shell.line_matching(|l| l.starts_with("numChildren = "));
     assert_eq!(
         shell.run("stat /a"),
         "cZxid = 0x".to_string() + &shell_stat_czxid(&server).await

@@ -216,12 +216,18 @@ async fn docker_if_present(skip: bool) -> Option<bollard::Docker> {
 /// Lists every schism object on this machine (for tests and `schism clean --dry-run`).
 pub async fn list_leftovers() -> Leftovers {
     let mut found = Leftovers::default();
-    found.namespaces.extend(namespaces().await.into_iter().map(|(_, n)| n));
-    found.links.extend(links().await.into_iter().map(|(_, n)| n));
+    found
+        .namespaces
+        .extend(namespaces().await.into_iter().map(|(_, n)| n));
+    found
+        .links
+        .extend(links().await.into_iter().map(|(_, n)| n));
     found
         .host_rules
         .extend(host_rules().await.into_iter().map(|(_, r)| r.join(" ")));
-    found.processes.extend(processes().into_iter().map(|(_, p)| p));
+    found
+        .processes
+        .extend(processes().into_iter().map(|(_, p)| p));
     if let Some(docker) = docker_if_present(false).await
         && let Ok(objects) = docker_objects(&docker).await
     {

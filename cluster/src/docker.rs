@@ -77,7 +77,14 @@ pub async fn build_static_keeperd(workspace: &Path) -> Result<PathBuf> {
     const TARGET: &str = "x86_64-unknown-linux-gnu";
     let status = tokio::process::Command::new("cargo")
         .args([
-            "build", "--release", "--target", TARGET, "-p", "keeper", "--bin", "keeperd",
+            "build",
+            "--release",
+            "--target",
+            TARGET,
+            "-p",
+            "keeper",
+            "--bin",
+            "keeperd",
         ])
         .current_dir(workspace)
         .env("RUSTFLAGS", "-C target-feature=+crt-static")
@@ -176,7 +183,12 @@ impl DockerCluster {
         let docker = connect().await?;
         let tag = spec.tag();
         Ok(DockerCluster {
-            ledger: Ledger::new(&tag, &spec.run_id, BackendKind::Docker, spec.base_dir.clone()),
+            ledger: Ledger::new(
+                &tag,
+                &spec.run_id,
+                BackendKind::Docker,
+                spec.base_dir.clone(),
+            ),
             docker,
             addrs: Mutex::new(Vec::new()),
             image: Mutex::new(None),
@@ -334,7 +346,9 @@ impl DockerCluster {
 
     async fn signal(&self, node: NodeId, signal: &str) -> Result<()> {
         let name = container_name(&self.tag, node);
-        let options = KillContainerOptionsBuilder::default().signal(signal).build();
+        let options = KillContainerOptionsBuilder::default()
+            .signal(signal)
+            .build();
         self.docker
             .kill_container(&name, Some(options))
             .await

@@ -53,9 +53,7 @@ pub fn find_tool(name: &str) -> Option<PathBuf> {
     for extra in ["/usr/sbin", "/sbin", "/usr/bin", "/bin", "/usr/local/sbin"] {
         dirs.push(PathBuf::from(extra));
     }
-    dirs.into_iter()
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
+    dirs.into_iter().map(|d| d.join(name)).find(|p| p.is_file())
 }
 
 fn truncate(bytes: &[u8]) -> String {

@@ -217,7 +217,8 @@ impl RunTag {
     pub fn parse(s: &str) -> Option<RunTag> {
         let ok = !s.is_empty()
             && s.len() <= Self::MAX_LEN
-            && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
         ok.then(|| RunTag(s.to_string()))
     }
 

@@ -29,7 +29,12 @@ impl LocalCluster {
         let tag = spec.tag();
         LocalCluster {
             supervisor: Supervisor::new(spec.nodes, tag.as_str()),
-            ledger: Ledger::new(&tag, &spec.run_id, BackendKind::Local, spec.base_dir.clone()),
+            ledger: Ledger::new(
+                &tag,
+                &spec.run_id,
+                BackendKind::Local,
+                spec.base_dir.clone(),
+            ),
             addrs: Mutex::new(Vec::new()),
             spec,
         }
@@ -75,7 +80,8 @@ impl LocalCluster {
                 })
                 .collect();
             let free = addrs.iter().all(|n| {
-                TcpListener::bind(n.client_addr()).is_ok() && TcpListener::bind(n.peer_addr()).is_ok()
+                TcpListener::bind(n.client_addr()).is_ok()
+                    && TcpListener::bind(n.peer_addr()).is_ok()
             });
             if free {
                 return Ok(addrs);

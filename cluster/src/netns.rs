@@ -67,7 +67,12 @@ impl NetnsCluster {
         let tag = spec.tag();
         NetnsCluster {
             supervisor: Supervisor::new(spec.nodes, tag.as_str()),
-            ledger: Ledger::new(&tag, &spec.run_id, BackendKind::Netns, spec.base_dir.clone()),
+            ledger: Ledger::new(
+                &tag,
+                &spec.run_id,
+                BackendKind::Netns,
+                spec.base_dir.clone(),
+            ),
             addrs: Mutex::new(Vec::new()),
             tag,
             spec,
@@ -130,7 +135,15 @@ impl NetnsCluster {
         })?;
         let host_ip = format!("{}.{}.{}.{HOST_OCTET}/24", net[0], net[1], net[2]);
         run_ok(&argv(&["ip", "link", "add", &br, "type", "bridge"])).await?;
-        run_ok(&argv(&["ip", "link", "set", &br, "alias", &self.tag.prefix()])).await?;
+        run_ok(&argv(&[
+            "ip",
+            "link",
+            "set",
+            &br,
+            "alias",
+            &self.tag.prefix(),
+        ]))
+        .await?;
         run_ok(&argv(&["ip", "addr", "add", &host_ip, "dev", &br])).await?;
         run_ok(&argv(&["ip", "link", "set", &br, "up"])).await?;
         let mut insert = argv(&["iptables", "-I"]);
@@ -155,7 +168,15 @@ impl NetnsCluster {
                 "ip", "link", "add", &host_end, "type", "veth", "peer", "name", &peer_end,
             ]))
             .await?;
-            run_ok(&argv(&["ip", "link", "set", &host_end, "alias", &self.tag.prefix()])).await?;
+            run_ok(&argv(&[
+                "ip",
+                "link",
+                "set",
+                &host_end,
+                "alias",
+                &self.tag.prefix(),
+            ]))
+            .await?;
             run_ok(&argv(&["ip", "link", "set", &peer_end, "netns", &ns])).await?;
             run_ok(&self.in_ns(node, &["ip", "link", "set", &peer_end, "name", "eth0"])).await?;
             run_ok(&self.in_ns(node, &["ip", "addr", "add", &cidr, "dev", "eth0"])).await?;
@@ -186,7 +207,11 @@ pub(crate) async fn remove_namespace(ns: &str) -> Result<()> {
         return Ok(());
     }
     if let Ok(pids) = run(&argv(&["ip", "netns", "pids", ns])).await {
-        for pid in pids.stdout.split_whitespace().filter_map(|p| p.parse().ok()) {
+        for pid in pids
+            .stdout
+            .split_whitespace()
+            .filter_map(|p| p.parse().ok())
+        {
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(pid),
                 nix::sys::signal::Signal::SIGKILL,
@@ -202,7 +227,9 @@ pub(crate) async fn remove_link(name: &str) -> Result<()> {
     if !shown.success() {
         return Ok(());
     }
-    run_ok(&argv(&["ip", "link", "del", "dev", name])).await.map(|_| ())
+    run_ok(&argv(&["ip", "link", "del", "dev", name]))
+        .await
+        .map(|_| ())
 }
 
 /// Deletes every copy of a host iptables rule; a missing rule is not an error.

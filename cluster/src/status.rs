@@ -59,9 +59,9 @@ pub async fn fetch_all(
     client: &reqwest::Client,
     nodes: &[NodeAddr],
 ) -> Vec<(NodeId, Option<NodeStatus>)> {
-    let asks = nodes.iter().map(|n| async move {
-        (n.id, fetch_status(client, n).await.ok())
-    });
+    let asks = nodes
+        .iter()
+        .map(|n| async move { (n.id, fetch_status(client, n).await.ok()) });
     futures::future::join_all(asks).await
 }
 

@@ -141,9 +141,5 @@ async fn clean_leaves_live_runs_alone() {
         "{:?}",
         report.skipped_live
     );
-    assert_eq!(
-        still.processes.len(),
-        3,
-        "clean killed a live run's nodes"
-    );
+    assert_eq!(still.processes.len(), 3, "clean killed a live run's nodes");
 }

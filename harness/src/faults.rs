@@ -65,7 +65,7 @@ pub async fn start(
     let log_file = std::fs::File::create(run.file(NEMESIS_FILE))
         .with_context(|| format!("cannot create {}", run.file(NEMESIS_FILE).display()))?;
     let stop = cancel.child_token();
-    if config.nemesis.is_empty() && replay_of.is_none() {
+    if config.nemesis.is_empty() {
         return Ok(RunningNemesis { task: None, stop });
     }
     let schedule = schedule_for(config, replay_of)?;

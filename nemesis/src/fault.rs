@@ -159,15 +159,25 @@ impl Fault {
             Fault::Partition { shape, .. } => format!("partition {}", shape_name(*shape)),
             Fault::Kill { targets } => format!("kill {}", targets_name(targets)),
             Fault::Pause { targets } => format!("pause {}", targets_name(targets)),
-            Fault::Slow { nodes, rate_kbit } => format!("slow {} to {rate_kbit} kbit/s", list(nodes)),
-            Fault::Flaky { nodes, loss } => format!("flaky {} ({:.0}% loss)", list(nodes), loss * 100.0),
-            Fault::Delay { nodes, delay_ms, .. } => format!("delay {} by {delay_ms} ms", list(nodes)),
+            Fault::Slow { nodes, rate_kbit } => {
+                format!("slow {} to {rate_kbit} kbit/s", list(nodes))
+            }
+            Fault::Flaky { nodes, loss } => {
+                format!("flaky {} ({:.0}% loss)", list(nodes), loss * 100.0)
+            }
+            Fault::Delay {
+                nodes, delay_ms, ..
+            } => format!("delay {} by {delay_ms} ms", list(nodes)),
         }
     }
 }
 
 fn list(nodes: &[NodeId]) -> String {
-    nodes.iter().map(|n| format!("n{n}")).collect::<Vec<_>>().join(",")
+    nodes
+        .iter()
+        .map(|n| format!("n{n}"))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 fn targets_name(t: &Targets) -> String {
@@ -204,10 +214,26 @@ pub fn drop_commands(peers: &[Ipv4Addr]) -> Vec<Vec<String>> {
     for ip in peers {
         let ip = ip.to_string();
         cmds.push(words(&[
-            "iptables", "-w", XTABLES_WAIT_S, "-A", "INPUT", "-s", &ip, "-j", "DROP",
+            "iptables",
+            "-w",
+            XTABLES_WAIT_S,
+            "-A",
+            "INPUT",
+            "-s",
+            &ip,
+            "-j",
+            "DROP",
         ]));
         cmds.push(words(&[
-            "iptables", "-w", XTABLES_WAIT_S, "-A", "OUTPUT", "-d", &ip, "-j", "DROP",
+            "iptables",
+            "-w",
+            XTABLES_WAIT_S,
+            "-A",
+            "OUTPUT",
+            "-d",
+            &ip,
+            "-j",
+            "DROP",
         ]));
     }
     cmds

@@ -166,7 +166,10 @@ mod tests {
         }
         let cut = cut_pairs(&g);
         assert!(!cut.is_empty());
-        assert!(cut.iter().all(|(a, b)| *a != bridge_node && *b != bridge_node));
+        assert!(
+            cut.iter()
+                .all(|(a, b)| *a != bridge_node && *b != bridge_node)
+        );
     }
 
     #[test]

@@ -461,7 +461,14 @@ async fn run_steps<C: Backend>(
         let description = step.fault.describe();
         let kind = step.fault.kind();
         let started = start_fault(cluster, &step.fault).await;
-        let line = entry(log, Some(i), kind.name(), &description, Phase::Start, &started);
+        let line = entry(
+            log,
+            Some(i),
+            kind.name(),
+            &description,
+            Phase::Start,
+            &started,
+        );
         log.write(line)?;
         summary.steps_started += 1;
         let active = Active {

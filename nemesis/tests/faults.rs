@@ -45,8 +45,9 @@ async fn write_through(url: &str) -> bool {
 fn shared_log() -> (FaultLog, Arc<Mutex<Vec<LogEntry>>>) {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let sink = seen.clone();
-    let log = FaultLog::new(Box::new(std::io::sink()), Instant::now())
-        .with_observer(Arc::new(move |e: &LogEntry| sink.lock().unwrap().push(e.clone())));
+    let log = FaultLog::new(Box::new(std::io::sink()), Instant::now()).with_observer(Arc::new(
+        move |e: &LogEntry| sink.lock().unwrap().push(e.clone()),
+    ));
     (log, seen)
 }
 
@@ -110,9 +111,9 @@ async fn isolate_and_heal(cluster: &Arc<Cluster>) -> Result<(), String> {
     let runner = {
         let cluster = cluster.clone();
         let cancel = cancel.clone();
-        tokio::spawn(async move {
-            nemesis::run_schedule(&*cluster, &schedule, &mut log, &cancel).await
-        })
+        tokio::spawn(
+            async move { nemesis::run_schedule(&*cluster, &schedule, &mut log, &cancel).await },
+        )
     };
 
     let checks = async {
@@ -159,7 +160,10 @@ async fn isolate_and_heal(cluster: &Arc<Cluster>) -> Result<(), String> {
         .find(|e| e.phase == Phase::Start)
         .ok_or("no start logged")?;
     if start.resolution.as_deref() != Some(&format!("leader is n{old}")) {
-        return Err(format!("leader resolution logged as {:?}", start.resolution));
+        return Err(format!(
+            "leader resolution logged as {:?}",
+            start.resolution
+        ));
     }
     if start.commands.is_empty() || start.commands.iter().any(|c| c.status != Some(0)) {
         return Err(format!("partition commands failed: {:?}", start.commands));
@@ -174,7 +178,9 @@ async fn isolate_and_heal(cluster: &Arc<Cluster>) -> Result<(), String> {
         let answers: Vec<_> = s.iter().filter_map(|(_, s)| s.clone()).collect();
         answers.len() == all.len()
             && agreed_leader(&s, &all, all.len()).is_some()
-            && answers.iter().all(|a| a.leader == answers[0].leader && a.serving)
+            && answers
+                .iter()
+                .all(|a| a.leader == answers[0].leader && a.serving)
             && answers
                 .iter()
                 .all(|a| a.committed_zxid == answers[0].committed_zxid)
@@ -256,8 +262,12 @@ async fn netns_network_faults_start_and_heal_cleanly() {
         steps,
     };
     let path = dir.path().join("nemesis.jsonl");
-    let mut log = FaultLog::new(Box::new(std::fs::File::create(&path).unwrap()), Instant::now());
-    let outcome = nemesis::run_schedule(&cluster, &schedule, &mut log, &CancellationToken::new()).await;
+    let mut log = FaultLog::new(
+        Box::new(std::fs::File::create(&path).unwrap()),
+        Instant::now(),
+    );
+    let outcome =
+        nemesis::run_schedule(&cluster, &schedule, &mut log, &CancellationToken::new()).await;
     let entries = log.entries().to_vec();
     let mut residue = Vec::new();
     for node in &all {
@@ -266,10 +276,22 @@ async fn netns_network_faults_start_and_heal_cleanly() {
             .await
             .unwrap();
         let qdisc = cluster
-            .run_on_node(*node, &["tc".into(), "qdisc".into(), "show".into(), "dev".into(), "eth0".into()])
+            .run_on_node(
+                *node,
+                &[
+                    "tc".into(),
+                    "qdisc".into(),
+                    "show".into(),
+                    "dev".into(),
+                    "eth0".into(),
+                ],
+            )
             .await
             .unwrap();
-        if rules.stdout.contains("DROP") || qdisc.stdout.contains("tbf") || qdisc.stdout.contains("netem") {
+        if rules.stdout.contains("DROP")
+            || qdisc.stdout.contains("tbf")
+            || qdisc.stdout.contains("netem")
+        {
             residue.push(format!("n{node}: {} {}", rules.stdout, qdisc.stdout));
         }
     }
@@ -319,7 +341,10 @@ async fn local_process_faults_run_and_heal() {
     cluster.teardown().await.unwrap();
     let summary = outcome.expect("the schedule ran");
     assert_eq!(summary.steps_started, schedule.steps.len());
-    assert!(states.iter().all(|s| *s == NodeState::Running), "{states:?}");
+    assert!(
+        states.iter().all(|s| *s == NodeState::Running),
+        "{states:?}"
+    );
     let entries = seen.lock().unwrap().clone();
     assert!(
         entries

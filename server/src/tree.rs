@@ -62,7 +62,7 @@ pub struct Applied {
     pub events: Vec<(EventKind, String)>,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct Znode {
     data: String,
     stat: Stat,
@@ -111,7 +111,7 @@ struct Stamp {
     session: SessionId,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct DataTree {
     nodes: BTreeMap<String, Znode>,
     sessions: BTreeMap<SessionId, SessionEntry>,

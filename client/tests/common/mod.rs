@@ -43,25 +43,42 @@ pub struct Keeperd {
 impl Keeperd {
     /// Starts a single-node keeperd and waits until it serves.
     pub async fn start() -> Keeperd {
+        let server = Keeperd::spawn(1, &[]);
+        server.wait_serving().await;
+        server
+    }
+
+    /// Starts node `id` of an ensemble (`peers`: `1=HOST:PORT,...`, empty for standalone)
+    /// without waiting.
+    fn spawn(id: u64, peers: &[String]) -> Keeperd {
         let dir = tempfile::tempdir().expect("temp dir");
         let addr = format!("127.0.0.1:{}", free_port());
         let log = std::fs::File::create(dir.path().join("keeperd.log")).expect("log file");
-        let child = Command::new(keeperd_binary())
-            .args(["--id", "1", "--data-dir"])
+        let mut command = Command::new(keeperd_binary());
+        command
+            .args(["--id", &id.to_string(), "--data-dir"])
             .arg(dir.path().join("data"))
-            .args(["--client-addr", &addr])
+            .args(["--client-addr", &addr]);
+        if !peers.is_empty() {
+            command.args(["--peers", &peers.join(",")]);
+        }
+        let child = command
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log file"))
             .stderr(log)
             .spawn()
             .expect("start keeperd");
-        let server = Keeperd {
+        Keeperd {
             child,
             url: format!("http://{addr}"),
             _dir: dir,
-        };
-        server.wait_serving().await;
-        server
+        }
+    }
+
+    /// SIGKILL, as a crash.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     async fn wait_serving(&self) {
@@ -92,5 +109,41 @@ impl Drop for Keeperd {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A loopback ensemble of keeperd processes.
+pub struct Ensemble {
+    pub nodes: Vec<Keeperd>,
+}
+
+impl Ensemble {
+    /// Starts `size` nodes and waits until each serves.
+    pub async fn start(size: u64) -> Ensemble {
+        let peers: Vec<String> = (1..=size)
+            .map(|id| format!("{id}=127.0.0.1:{}", free_port()))
+            .collect();
+        let nodes: Vec<Keeperd> = (1..=size).map(|id| Keeperd::spawn(id, &peers)).collect();
+        for node in &nodes {
+            node.wait_serving().await;
+        }
+        Ensemble { nodes }
+    }
+
+    pub fn urls(&self) -> Vec<String> {
+        self.nodes.iter().map(|n| n.url.clone()).collect()
+    }
+
+    /// Index of the node that reports itself leading, if one does.
+    pub async fn leader(&self) -> Option<usize> {
+        for (i, node) in self.nodes.iter().enumerate() {
+            let client = NodeClient::new(&node.url, Duration::from_millis(500)).ok()?;
+            if let Ok(status) = client.status().await
+                && status.role == keeper_client::api::Role::Leading
+            {
+                return Some(i);
+            }
+        }
+        None
     }
 }

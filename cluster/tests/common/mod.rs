@@ -159,7 +159,8 @@ where
 /// Everything schism-made that carries `tag`.
 pub async fn leftovers_of(tag: &str) -> Leftovers {
     let all = list_leftovers().await;
-    let ours = |s: &String| s.contains(&format!("schism-{tag}")) || s.contains(&format!("sch{tag}"));
+    let ours =
+        |s: &String| s.contains(&format!("schism-{tag}")) || s.contains(&format!("sch{tag}"));
     let mut found = Leftovers {
         namespaces: all.namespaces.into_iter().filter(ours).collect(),
         links: all.links.into_iter().filter(ours).collect(),

@@ -79,7 +79,7 @@ impl Bug {
 }
 
 /// A node's configuration. Every duration is in ticks or ms, as its name says.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Config {
     pub id: NodeId,
     /// Every voting member, this node included. One member: a standalone server.
@@ -134,7 +134,7 @@ pub struct Recovered {
 }
 
 /// What a client asks of the node it is connected to.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum ClientRequest {
     CreateSession {
         timeout_ms: u64,
@@ -181,7 +181,7 @@ pub enum Read {
 }
 
 /// A successful reply. Each carries, beside it in `Output::Reply`, the node's applied zxid.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Response {
     Session {
         session: SessionId,
@@ -212,7 +212,7 @@ pub enum Response {
     },
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Input {
     /// Time passes. The shell sends one at least every `tick_ms`.
     Tick,
@@ -227,7 +227,7 @@ pub enum Input {
 }
 
 /// What to write to disk. Applied in order; see the durability rule above.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Persist {
     /// Append these transactions to the log.
     Append(Vec<Txn>),
@@ -242,7 +242,7 @@ pub enum Persist {
     },
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Output {
     Send {
         to: NodeId,

@@ -51,6 +51,9 @@ pub(super) enum AfterSync {
     Read { read: Read, watch: bool },
 }
 
+/// One keeper node's whole state. `Clone + Hash + Eq` so that the model checker can treat it
+/// as an actor's state.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Core {
     pub(super) cfg: Config,
     pub(super) tree: DataTree,

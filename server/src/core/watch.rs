@@ -77,12 +77,8 @@ impl Watches {
         }
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.count
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.count == 0
     }
 }
 
@@ -98,7 +94,7 @@ mod tests {
         w.add_child("/a", 2);
         assert_eq!(w.fire(EventKind::Deleted, "/a"), BTreeSet::from([1, 2]));
         assert!(w.fire(EventKind::Deleted, "/a").is_empty());
-        assert!(w.is_empty());
+        assert_eq!(w.len(), 0);
     }
 
     #[test]

@@ -257,6 +257,16 @@ impl Core {
     /// (ZooKeeper's `LearnerHandler.syncFollower`), then sends NEWLEADER.
     fn sync_learner(&mut self, n: NodeId, peer_last: Zxid) {
         let (mode, txns) = self.sync_plan(peer_last);
+        let how = match &mode {
+            SyncMode::Diff => "DIFF",
+            SyncMode::Trunc { .. } => "TRUNC",
+            SyncMode::Snap { .. } => "SNAP",
+        };
+        tracing::info!(
+            follower = n,
+            txns = txns.len(),
+            "syncing follower {n} by {how} from {peer_last:#x}"
+        );
         let epoch = self.leading().epoch;
         let last_zxid = self.last_zxid();
         self.send(n, PeerMsg::Sync { epoch, mode, txns });

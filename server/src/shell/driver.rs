@@ -9,11 +9,12 @@
 use super::peer::Transport;
 use super::sse::EventHub;
 use crate::api::{
-    DigestReply, ErrorCode, KeeperError, NodeId, Status, Zxid, counter_of, epoch_of,
+    DigestReply, ErrorCode, KeeperError, NodeId, SessionId, Status, Zxid, counter_of, epoch_of,
 };
 use crate::core::{ClientRequest, Config, Core, Input, Millis, Output, PeerMsg, RequestId, Response};
 use crate::storage::Storage;
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::{mpsc, oneshot};
@@ -32,10 +33,17 @@ pub const REPLY_MARGIN_MS: u64 = 2_000;
 /// A reply as the core gives it: the node's applied zxid and the outcome.
 pub type ClientReply = (Zxid, Result<Response, KeeperError>);
 
+/// A reply on its way to a handler, with how many of the session's events its stream must
+/// take first (see `EventHub::flush_mark`).
+pub struct Answer {
+    reply: ClientReply,
+    flush: Option<u64>,
+}
+
 pub enum DriverInput {
     Client {
         body: ClientRequest,
-        reply: oneshot::Sender<ClientReply>,
+        reply: oneshot::Sender<Answer>,
     },
     Peer {
         from: NodeId,
@@ -51,11 +59,13 @@ pub struct DriverHandle {
     tx: mpsc::Sender<DriverInput>,
     /// The outer bound on any wait for the driver.
     reply_bound: Duration,
+    hub: Arc<EventHub>,
 }
 
 impl DriverHandle {
     /// Hands a client request to the core and waits for its reply.
     pub async fn call(&self, body: ClientRequest) -> Result<(Zxid, Response), KeeperError> {
+        let session = session_of(&body);
         let (reply, rx) = oneshot::channel();
         let bound = self.reply_bound;
         let wait = async {
@@ -76,9 +86,13 @@ impl DriverHandle {
                 )
             })
         };
-        match tokio::time::timeout(bound, wait).await {
-            Ok(Ok((_, Err(e)))) | Ok(Err(e)) => Err(e),
-            Ok(Ok((zxid, Ok(response)))) => Ok((zxid, response)),
+        let answer = tokio::time::timeout(bound, wait).await;
+        if let (Ok(Ok(Answer { flush: Some(mark), .. })), Some(session)) = (&answer, session) {
+            self.hub.wait_flushed(session, *mark).await;
+        }
+        match answer {
+            Ok(Ok(Answer { reply: (_, Err(e)), .. })) | Ok(Err(e)) => Err(e),
+            Ok(Ok(Answer { reply: (zxid, Ok(response)), .. })) => Ok((zxid, response)),
             Err(_) => Err(KeeperError::new(
                 ErrorCode::Timeout,
                 format!(
@@ -123,6 +137,19 @@ impl DriverHandle {
     }
 }
 
+/// The session a request acts for, if any.
+fn session_of(body: &ClientRequest) -> Option<SessionId> {
+    match body {
+        ClientRequest::CreateSession { .. } => None,
+        ClientRequest::Heartbeat { session, .. }
+        | ClientRequest::CloseSession { session, .. }
+        | ClientRequest::Write { session, .. }
+        | ClientRequest::Multi { session, .. }
+        | ClientRequest::Read { session, .. }
+        | ClientRequest::Sync { session, .. } => Some(*session),
+    }
+}
+
 fn stopping() -> KeeperError {
     KeeperError::new(ErrorCode::NotReady, "the server is shutting down")
 }
@@ -147,7 +174,7 @@ pub fn outcome(received: Result<anyhow::Result<()>, oneshot::error::RecvError>) 
 pub async fn spawn(
     config: DriverConfig,
     transport: Transport,
-    hub: std::sync::Arc<EventHub>,
+    hub: Arc<EventHub>,
     stop: CancellationToken,
 ) -> anyhow::Result<(DriverHandle, DriverDone)> {
     let (tx, rx) = mpsc::channel(MAX_DRIVER_QUEUE);
@@ -155,6 +182,11 @@ pub async fn spawn(
     let (done_tx, done_rx) = oneshot::channel();
     let reply_bound = Duration::from_millis(config.core.request_timeout_ms + REPLY_MARGIN_MS);
     let id = config.core.id;
+    let handle = DriverHandle {
+        tx,
+        reply_bound,
+        hub: hub.clone(),
+    };
     std::thread::Builder::new()
         .name(format!("keeper-driver-{id}"))
         .spawn(move || {
@@ -175,7 +207,7 @@ pub async fn spawn(
             let _ = done_tx.send(result);
         })?;
     match opened_rx.await {
-        Ok(Ok(())) => Ok((DriverHandle { tx, reply_bound }, done_rx)),
+        Ok(Ok(())) => Ok((handle, done_rx)),
         Ok(Err(e)) => Err(e),
         Err(_) => Err(anyhow::anyhow!("the driver thread panicked while starting")),
     }
@@ -206,7 +238,7 @@ impl Clock {
 
 /// Something to answer once the batch is durable.
 enum Deferred {
-    Reply(oneshot::Sender<ClientReply>, ClientReply),
+    Reply(oneshot::Sender<Answer>, ClientReply),
     Status(oneshot::Sender<Status>),
     Digest(oneshot::Sender<DigestReply>),
 }
@@ -216,12 +248,13 @@ struct Driver {
     core: Core,
     storage: Storage,
     transport: Transport,
-    hub: std::sync::Arc<EventHub>,
+    hub: Arc<EventHub>,
     clock: Clock,
     tick_every_ms: u64,
     next_tick: Millis,
     next_request: RequestId,
-    pending: HashMap<RequestId, oneshot::Sender<ClientReply>>,
+    /// Requests the core owes a reply: the session they act for and the waiting handler.
+    pending: HashMap<RequestId, (Option<SessionId>, oneshot::Sender<Answer>)>,
     /// Messages the core addressed to this node itself, stepped in the next batch.
     loopback: Vec<PeerMsg>,
     snapshot_every: u64,
@@ -239,7 +272,7 @@ impl Driver {
     fn open(
         config: DriverConfig,
         transport: Transport,
-        hub: std::sync::Arc<EventHub>,
+        hub: Arc<EventHub>,
     ) -> anyhow::Result<Driver> {
         let (mut storage, recovered) = Storage::open(&config.data_dir).map_err(|e| {
             anyhow::anyhow!(
@@ -355,7 +388,7 @@ impl Driver {
                     }
                     let request = self.next_request;
                     self.next_request += 1;
-                    self.pending.insert(request, reply);
+                    self.pending.insert(request, (session_of(&body), reply));
                     outputs.extend(self.core.step(now, Input::Client { request, body }));
                 }
                 DriverInput::Peer { from, msg } => {
@@ -369,7 +402,7 @@ impl Driver {
             outputs.extend(self.core.step(now, Input::Tick));
             self.next_tick = now + self.tick_every_ms;
             // Handlers that gave up (client gone, outer bound hit) leave closed oneshots.
-            self.pending.retain(|_, tx| !tx.is_closed());
+            self.pending.retain(|_, (_, tx)| !tx.is_closed());
         }
 
         // The durability rule: every Persist of the batch is on disk before any of its effects
@@ -406,8 +439,12 @@ impl Driver {
                     zxid,
                     result,
                 } => match self.pending.remove(&request) {
-                    Some(tx) => {
-                        let _ = tx.send((zxid, result));
+                    Some((session, tx)) => {
+                        let flush = session.and_then(|s| self.hub.flush_mark(s));
+                        let _ = tx.send(Answer {
+                            reply: (zxid, result),
+                            flush,
+                        });
                     }
                     None => tracing::debug!(request, "reply for a request nobody waits for"),
                 },
@@ -422,7 +459,7 @@ impl Driver {
         for d in deferred {
             match d {
                 Deferred::Reply(tx, reply) => {
-                    let _ = tx.send(reply);
+                    let _ = tx.send(Answer { reply, flush: None });
                 }
                 Deferred::Status(tx) => {
                     let _ = tx.send(self.core.status());

@@ -5,6 +5,11 @@
 //! stream late still gets what fired in between. A new stream for a session replaces the old
 //! one, which ends. The queue of an ended session is kept a little while so a late stream can
 //! still read the final `session` event.
+//!
+//! A reply to a session's request waits (briefly, see [`EVENT_FLUSH_WAIT_MS`]) until the
+//! session's stream has taken every event queued before the reply was released, so a client
+//! is sent a watch event before it can read the data that fired it (ZooKeeper gets this from
+//! its single connection; here events and replies travel on different ones).
 
 use crate::api::{SessionEvent, SessionId, WatchEvent, Zxid};
 use axum::response::sse::Event;
@@ -15,11 +20,14 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-/// Events queued for one session at most. A client that does not drain its stream loses the
-/// oldest ones and is told so with an `overflow` event (its watches must be set again).
+/// Events queued for one session at most. A client that does not drain its stream loses what
+/// was queued and is told so with an `overflow` event (its watches must be set again).
 pub const MAX_SESSION_EVENTS: usize = 10_000;
 /// How long the queue of an ended session waits for a stream to read its end.
 pub const ENDED_SESSION_RETENTION_MS: u64 = 60_000;
+/// Longest a reply waits for the session's attached stream to take the events queued before
+/// it. A stream that cannot keep up only delays its own session's replies, and only this long.
+pub const EVENT_FLUSH_WAIT_MS: u64 = 1_000;
 /// Interval of SSE keep-alive comments: a client notices a dead node after a few of them.
 pub const KEEP_ALIVE_MS: u64 = 1_000;
 
@@ -41,6 +49,12 @@ struct Queue {
     ended_at: Option<Instant>,
     /// The attached stream: its generation and how to wake it.
     stream: Option<(u64, Arc<Notify>)>,
+    /// Items ever queued, and items taken by a stream (or dropped): `pushed - taken` are
+    /// still waiting.
+    pushed: u64,
+    taken: u64,
+    /// Woken whenever `taken` advances or the stream goes: replies waiting for a flush.
+    flushed: Arc<Notify>,
 }
 
 #[derive(Default)]
@@ -77,13 +91,16 @@ impl EventHub {
                 })
                 .sum();
             tracing::warn!(session, dropped, "event stream not drained; dropping its events");
+            queue.taken += queue.items.len() as u64;
             queue.items.clear();
             queue.items.push_back(Item::Overflow { dropped });
+            queue.pushed += 1;
         }
         if matches!(item, Item::Ended(_)) {
             queue.ended_at = Some(Instant::now());
         }
         queue.items.push_back(item);
+        queue.pushed += 1;
         if let Some((_, notify)) = &queue.stream {
             notify.notify_one();
         }
@@ -111,6 +128,45 @@ impl EventHub {
         });
     }
 
+    /// The driver, releasing a reply for `session`: how many of its events the attached stream
+    /// must take before the reply may leave (`None`: nothing to wait for).
+    pub fn flush_mark(&self, session: SessionId) -> Option<u64> {
+        let queues = self.lock();
+        let q = queues.get(&session)?;
+        (q.stream.is_some() && q.taken < q.pushed).then_some(q.pushed)
+    }
+
+    /// Waits until `session`'s stream has taken `mark` events, it went away, or
+    /// `EVENT_FLUSH_WAIT_MS` passed.
+    pub async fn wait_flushed(&self, session: SessionId, mark: u64) {
+        let deadline =
+            tokio::time::Instant::now() + Duration::from_millis(EVENT_FLUSH_WAIT_MS);
+        loop {
+            let flushed = {
+                let queues = self.lock();
+                match queues.get(&session) {
+                    Some(q) if q.stream.is_some() && q.taken < mark => q.flushed.clone(),
+                    _ => return,
+                }
+            };
+            let notified = flushed.notified();
+            tokio::pin!(notified);
+            // Registered before the check below, so a wake-up in between is not missed.
+            notified.as_mut().enable();
+            {
+                let queues = self.lock();
+                match queues.get(&session) {
+                    Some(q) if q.stream.is_some() && q.taken < mark => {}
+                    _ => return,
+                }
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                tracing::debug!(session, "event stream slow to flush; replying anyway");
+                return;
+            }
+        }
+    }
+
     /// True when this node saw `session` end and still holds its final event.
     pub fn has_ended(&self, session: SessionId) -> bool {
         self.lock()
@@ -132,8 +188,11 @@ impl EventHub {
             let mut queues = self.lock();
             let queue = queues.entry(session).or_default();
             if let Some((_, old)) = queue.stream.replace((generation, notify.clone())) {
-                // Wakes the old stream, which finds itself detached and ends.
+                // Wakes the old stream, which finds itself detached and ends; what it had
+                // taken but not handed over is lost with it.
                 old.notify_one();
+                queue.taken = queue.pushed - queue.items.len() as u64;
+                queue.flushed.notify_waiters();
             }
         }
         let state = StreamState {
@@ -155,9 +214,24 @@ impl EventHub {
         let mut queues = self.lock();
         match queues.get_mut(&session) {
             Some(q) if q.stream.as_ref().is_some_and(|(g, _)| *g == generation) => {
+                // Counted as taken once the stream hands them to the connection (`yielded`).
                 Take::Items(q.items.drain(..).collect())
             }
             _ => Take::Detached,
+        }
+    }
+
+    /// The stream of `generation` is about to hand one event to its connection. False if it
+    /// was replaced meanwhile: then it must end without sending it.
+    fn yielded(&self, session: SessionId, generation: u64) -> bool {
+        let mut queues = self.lock();
+        match queues.get_mut(&session) {
+            Some(q) if q.stream.as_ref().is_some_and(|(g, _)| *g == generation) => {
+                q.taken += 1;
+                q.flushed.notify_waiters();
+                true
+            }
+            _ => false,
         }
     }
 
@@ -168,7 +242,9 @@ impl EventHub {
             .get(&session)
             .is_some_and(|q| q.stream.as_ref().is_some_and(|(g, _)| *g == generation))
         {
-            queues.remove(&session);
+            if let Some(q) = queues.remove(&session) {
+                q.flushed.notify_waiters();
+            }
         }
     }
 
@@ -178,6 +254,9 @@ impl EventHub {
             && q.stream.as_ref().is_some_and(|(g, _)| *g == generation)
         {
             q.stream = None;
+            // Items the stream took but never handed over are lost with its connection.
+            q.taken = q.pushed - q.items.len() as u64;
+            q.flushed.notify_waiters();
         }
     }
 }
@@ -199,6 +278,9 @@ impl StreamState {
                 return None;
             }
             if let Some(item) = self.buf.pop_front() {
+                if !self.hub.yielded(self.session, self.generation) {
+                    return None;
+                }
                 if matches!(item, Item::Ended(_)) {
                     self.finished = true;
                     self.hub.forget(self.session, self.generation);
@@ -277,6 +359,30 @@ mod tests {
         assert!(second.next().await.is_some());
         assert!(second.next().await.is_none(), "the stream ends after the session event");
         assert!(!hub.has_ended(7), "the queue is forgotten once its end was delivered");
+    }
+
+    #[tokio::test]
+    async fn a_reply_waits_until_the_stream_took_the_events_before_it() {
+        let hub = Arc::new(EventHub::default());
+        let stop = CancellationToken::new();
+        assert_eq!(hub.flush_mark(3), None, "no queue, nothing to wait for");
+        let mut stream = Box::pin(hub.attach(3, stop.clone()));
+        assert_eq!(hub.flush_mark(3), None, "an empty queue, nothing to wait for");
+        hub.push_watch(3, watch(1));
+        hub.push_watch(3, watch(2));
+        let mark = hub.flush_mark(3).expect("two events not yet taken");
+        let waiter = {
+            let hub = hub.clone();
+            tokio::spawn(async move { hub.wait_flushed(3, mark).await })
+        };
+        assert!(stream.next().await.is_some());
+        assert!(!waiter.is_finished() || hub.flush_mark(3).is_none());
+        assert!(stream.next().await.is_some());
+        waiter.await.unwrap();
+        assert_eq!(hub.flush_mark(3), None);
+        drop(stream);
+        hub.push_watch(3, watch(4));
+        assert_eq!(hub.flush_mark(3), None, "no stream attached: the reply goes at once");
     }
 
     #[tokio::test]

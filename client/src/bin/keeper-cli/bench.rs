@@ -87,9 +87,13 @@ pub async fn run(config: BenchConfig) -> anyhow::Result<()> {
         let rank = ((total.samples_us.len() as f64 * q).ceil() as usize).max(1) - 1;
         total.samples_us[rank.min(total.samples_us.len() - 1)] as f64 / 1000.0
     };
+    let op = match config.op {
+        BenchOp::Set => "set",
+        BenchOp::Create => "create",
+    };
     println!(
-        "bench: op={:?} concurrency={} duration={:.1}s data={}B servers={}",
-        config.op, config.concurrency, elapsed, config.data_bytes, servers
+        "bench: op={op} concurrency={} duration={:.1}s data={}B servers={}",
+        config.concurrency, elapsed, config.data_bytes, servers
     );
     println!(
         "writes: {} ok ({:.1}/s), {} failed, {} indeterminate",
