@@ -13,8 +13,9 @@ build:
 # keeperd with fault injection compiled in (issue 6); a separate binary so that the keeperd users
 # deploy never contains it.
 build-bugs:
-	$(CARGO) build -p keeper --features bugs --bin keeperd --target-dir target/bugs
-	install -m 755 target/bugs/debug/keeperd target/debug/keeperd-bugs
+	$(CARGO) build -p keeper --features bugs --bin keeperd
+	install -m 755 target/debug/keeperd target/debug/keeperd-bugs
+	$(CARGO) build -p keeper --bin keeperd
 
 # A short real test: a 5-node keeper ensemble, register workload, partitions + kills + pauses,
 # about a minute; ends with the verdict and the path of the report.
@@ -23,6 +24,7 @@ run: build
 
 test: build build-bugs
 	$(CARGO) test --workspace -- --test-threads=2
+	$(CARGO) test -p keeper --features bugs --test sim
 
 lint:
 	$(CARGO) fmt --all --check

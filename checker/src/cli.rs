@@ -211,6 +211,10 @@ pub fn bench(args: &BenchArgs) -> i32 {
         peak_rss_kib().map_or("?".into(), |k| (k / 1024).to_string()),
         v.verdict.as_str()
     );
-    let expected = if args.violation { Verdict::Invalid } else { Verdict::Valid };
+    let expected = if args.violation {
+        Verdict::Invalid
+    } else {
+        Verdict::Valid
+    };
     if v.verdict == expected { 0 } else { 1 }
 }

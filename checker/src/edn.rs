@@ -210,9 +210,8 @@ impl<'a> Parser<'a> {
                         b'u' => {
                             let hex = self.src.get(self.pos..self.pos + 4).unwrap_or(&[]);
                             let hex = std::str::from_utf8(hex).unwrap_or("");
-                            let Some(ch) = u32::from_str_radix(hex, 16)
-                                .ok()
-                                .and_then(char::from_u32)
+                            let Some(ch) =
+                                u32::from_str_radix(hex, 16).ok().and_then(char::from_u32)
                             else {
                                 return Err(self.err("four hex digits after `\\u`"));
                             };

@@ -74,7 +74,14 @@ pub fn generate(cfg: &GenConfig) -> Vec<Event> {
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
     let keys = cfg.keys.max(1);
     let mut events: Vec<Event> = Vec::with_capacity(2 * (cfg.ops + keys));
-    let emit = |events: &mut Vec<Event>, time: u64, process: u64, kind: EventType, f: &str, key: &str, value: Value, error: Option<&str>| {
+    let emit = |events: &mut Vec<Event>,
+                time: u64,
+                process: u64,
+                kind: EventType,
+                f: &str,
+                key: &str,
+                value: Value,
+                error: Option<&str>| {
         let mut e = Event::new(events.len() as u64, time, process, kind, f, value);
         e.key = Some(key.to_string());
         e.error = error.map(str::to_string);
@@ -88,8 +95,26 @@ pub fn generate(cfg: &GenConfig) -> Vec<Event> {
     if cfg.model == ModelKind::Znode {
         for (k, name) in names.iter().enumerate() {
             let t = k as u64;
-            emit(&mut events, t, setup, EventType::Invoke, "create", name, json!(0), None);
-            emit(&mut events, t, setup, EventType::Ok, "create", name, json!(0), None);
+            emit(
+                &mut events,
+                t,
+                setup,
+                EventType::Invoke,
+                "create",
+                name,
+                json!(0),
+                None,
+            );
+            emit(
+                &mut events,
+                t,
+                setup,
+                EventType::Ok,
+                "create",
+                name,
+                json!(0),
+                None,
+            );
         }
     }
     let t0 = keys as u64 + 1;
@@ -99,7 +124,11 @@ pub fn generate(cfg: &GenConfig) -> Vec<Event> {
     let mut slots: Vec<Option<Pending>> = (0..workers).map(|_| None).collect();
     let mut process_of: Vec<u64> = (0..workers as u64).collect();
     for w in 0..workers {
-        heap.push(Reverse((t0 + rng.random_range(0..MAX_THINK_NS), w, Phase::Invoke as u8)));
+        heap.push(Reverse((
+            t0 + rng.random_range(0..MAX_THINK_NS),
+            w,
+            Phase::Invoke as u8,
+        )));
     }
     let mut invoked = 0usize;
     while let Some(Reverse((t, w, phase))) = heap.pop() {
@@ -130,7 +159,11 @@ pub fn generate(cfg: &GenConfig) -> Vec<Event> {
                     }
                     (_, _) => {
                         next_value += 1;
-                        let old = if rng.random_bool(0.7) { state[key].0 } else { next_value - 2 };
+                        let old = if rng.random_bool(0.7) {
+                            state[key].0
+                        } else {
+                            next_value - 2
+                        };
                         ("cas", json!([register_value(old), next_value]))
                     }
                 };
@@ -140,7 +173,16 @@ pub fn generate(cfg: &GenConfig) -> Vec<Event> {
                     EventType::Ok
                 };
                 let applies = kind == EventType::Ok || rng.random_bool(0.5);
-                emit(&mut events, t, process_of[w], EventType::Invoke, f, &names[key], value.clone(), None);
+                emit(
+                    &mut events,
+                    t,
+                    process_of[w],
+                    EventType::Invoke,
+                    f,
+                    &names[key],
+                    value.clone(),
+                    None,
+                );
                 slots[w] = Some(Pending {
                     process: process_of[w],
                     key,
@@ -150,7 +192,11 @@ pub fn generate(cfg: &GenConfig) -> Vec<Event> {
                     kind,
                     applies,
                 });
-                heap.push(Reverse((t + 1 + rng.random_range(0..MAX_PHASE_NS), w, Phase::TakeEffect as u8)));
+                heap.push(Reverse((
+                    t + 1 + rng.random_range(0..MAX_PHASE_NS),
+                    w,
+                    Phase::TakeEffect as u8,
+                )));
             }
             Phase::TakeEffect => {
                 let Some(p) = slots[w].as_mut() else { continue };
@@ -161,7 +207,11 @@ pub fn generate(cfg: &GenConfig) -> Vec<Event> {
                     ("write", m) if p.applies => {
                         s.0 = p.value.as_i64().unwrap_or(0);
                         s.1 += 1;
-                        p.result = if m == ModelKind::Znode { json!({"version": s.1}) } else { p.value.clone() };
+                        p.result = if m == ModelKind::Znode {
+                            json!({"version": s.1})
+                        } else {
+                            p.value.clone()
+                        };
                     }
                     ("cas", ModelKind::Znode) => {
                         let from = p.value["from_version"].as_u64().unwrap_or(0) as u32;
@@ -188,7 +238,11 @@ pub fn generate(cfg: &GenConfig) -> Vec<Event> {
                     }
                     _ => {}
                 }
-                heap.push(Reverse((t + 1 + rng.random_range(0..MAX_PHASE_NS), w, Phase::Complete as u8)));
+                heap.push(Reverse((
+                    t + 1 + rng.random_range(0..MAX_PHASE_NS),
+                    w,
+                    Phase::Complete as u8,
+                )));
             }
             Phase::Complete => {
                 let Some(p) = slots[w].take() else { continue };
@@ -197,13 +251,26 @@ pub fn generate(cfg: &GenConfig) -> Vec<Event> {
                     EventType::Fail => (p.value, Some("bad_version")),
                     _ => (p.value, Some("timeout")),
                 };
-                emit(&mut events, t, p.process, p.kind, p.f, &names[p.key], value, error);
+                emit(
+                    &mut events,
+                    t,
+                    p.process,
+                    p.kind,
+                    p.f,
+                    &names[p.key],
+                    value,
+                    error,
+                );
                 if p.kind == EventType::Info {
                     // A process that got `info` never invokes again: the worker continues as a new one.
                     process_of[w] = next_process;
                     next_process += 1;
                 }
-                heap.push(Reverse((t + 1 + rng.random_range(0..MAX_THINK_NS), w, Phase::Invoke as u8)));
+                heap.push(Reverse((
+                    t + 1 + rng.random_range(0..MAX_THINK_NS),
+                    w,
+                    Phase::Invoke as u8,
+                )));
             }
         }
     }

@@ -184,6 +184,10 @@ pre {{ background: #f6f6f6; padding: 8px; }}
         }
         h.push_str("</table>");
     }
-    let _ = write!(h, "<h2>As text</h2><pre>{}</pre></body></html>\n", escape(&cx.timeline()));
+    let _ = writeln!(
+        h,
+        "<h2>As text</h2><pre>{}</pre></body></html>",
+        escape(&cx.timeline())
+    );
     h
 }

@@ -306,7 +306,8 @@ pub fn election(ops: &[Op<'_>]) -> CheckerResult {
             let ns = a.3.min(b.3) - b.2;
             overlap_total_ns += ns;
             if overlaps.len() < MAX_LISTED {
-                overlaps.push(json!({"tokens": [a.0, b.0], "processes": [a.1, b.1], "overlap_ns": ns}));
+                overlaps
+                    .push(json!({"tokens": [a.0, b.0], "processes": [a.1, b.1], "overlap_ns": ns}));
             }
         }
     }
@@ -322,7 +323,12 @@ pub fn election(ops: &[Op<'_>]) -> CheckerResult {
             token_of(older).unwrap_or(0),
             token_of(newer).unwrap_or(0)
         );
-        return invalid(NAME, text.clone(), details, Counterexample::new(NAME, text, views(&[newer, older])));
+        return invalid(
+            NAME,
+            text.clone(),
+            details,
+            Counterexample::new(NAME, text, views(&[newer, older])),
+        );
     }
     CheckerResult::new(
         NAME,
@@ -374,7 +380,10 @@ pub fn sessions(ops: &[Op<'_>]) -> CheckerResult {
     let mut reads = 0usize;
     let mut stale = 0usize;
     for op in ops {
-        if !matches!(op.f(), "read" | "exists") || op.kind() != EventType::Ok || !shows_node(op.result()) {
+        if !matches!(op.f(), "read" | "exists")
+            || op.kind() != EventType::Ok
+            || !shows_node(op.result())
+        {
             continue;
         }
         reads += 1;
@@ -436,7 +445,11 @@ pub fn sessions(ops: &[Op<'_>]) -> CheckerResult {
 
 /// Watch event types, normalised: `created`, `deleted`, `changed`, `children`.
 fn event_type(t: &str) -> &'static str {
-    match t.to_ascii_lowercase().trim_start_matches("node").trim_start_matches('_') {
+    match t
+        .to_ascii_lowercase()
+        .trim_start_matches("node")
+        .trim_start_matches('_')
+    {
         "created" => "created",
         "deleted" => "deleted",
         "changed" | "datachanged" | "data_changed" => "changed",
@@ -462,6 +475,11 @@ fn watch_fires(kind: &str, ty: &str) -> bool {
     }
 }
 
+/// A write that triggers watches: its zxid when known, and the operation.
+type Change<'o, 'e> = (Option<u64>, &'o Op<'e>);
+/// A watch not yet fired: the zxid it was set at, its kind, the operation that set it.
+type PendingWatch<'o, 'e> = (u64, &'o str, &'o Op<'e>);
+
 /// Watches: each fires at most once, for a change that happened (a write with the event's zxid),
 /// after the watch was set; a session's events come in zxid order; and a watch whose triggering
 /// change completed well before the end of the run did fire.
@@ -473,13 +491,17 @@ pub fn watches(ops: &[Op<'_>]) -> CheckerResult {
         .max()
         .unwrap_or(0);
     // (path, type) -> writes that would trigger it: (zxid if known, op)
-    let mut changes: HashMap<(&str, &'static str), Vec<(Option<u64>, &Op<'_>)>> = HashMap::new();
+    let mut changes: HashMap<(&str, &'static str), Vec<Change<'_, '_>>> = HashMap::new();
     for op in ops {
         if op.kind() == EventType::Fail || op.invoke.is_observation() {
             continue;
         }
         let Some(path) = op.key() else { continue };
-        let zxid = if op.kind() == EventType::Ok { op.zxid() } else { None };
+        let zxid = if op.kind() == EventType::Ok {
+            op.zxid()
+        } else {
+            None
+        };
         let kinds: &[(&str, &'static str)] = match op.f() {
             "write" | "cas" | "set" => &[(path, "changed")],
             "create" | "create_ephemeral" => &[(path, "created"), (parent(path), "children")],
@@ -502,7 +524,7 @@ pub fn watches(ops: &[Op<'_>]) -> CheckerResult {
         }
     }
     // (session, path) -> pending watches: (zxid set at, kind, op)
-    let mut pending: HashMap<(u64, &str), Vec<(u64, &str, &Op<'_>)>> = HashMap::new();
+    let mut pending: HashMap<(u64, &str), Vec<PendingWatch<'_, '_>>> = HashMap::new();
     let mut last_event_zxid: HashMap<u64, (u64, &Op<'_>)> = HashMap::new();
     let (mut set, mut fired) = (0usize, 0usize);
     let mut by_pos: Vec<&Op<'_>> = ops.iter().collect();
@@ -512,7 +534,11 @@ pub fn watches(ops: &[Op<'_>]) -> CheckerResult {
             let (Some(s), Some(path), Some(z)) = (op.session(), op.key(), op.zxid()) else {
                 continue;
             };
-            let kind = op.value().get("kind").and_then(Value::as_str).unwrap_or("any");
+            let kind = op
+                .value()
+                .get("kind")
+                .and_then(Value::as_str)
+                .unwrap_or("any");
             pending.entry((s, path)).or_default().push((z, kind, op));
             set += 1;
             continue;
@@ -534,26 +560,47 @@ pub fn watches(ops: &[Op<'_>]) -> CheckerResult {
         if let Some(&(prev, prev_op)) = last_event_zxid.get(&s)
             && z < prev
         {
-            let text = format!("session {s} received the event of zxid {z} after that of zxid {prev}");
-            return invalid(NAME, text.clone(), json!({"session": s}), Counterexample::new(NAME, text, views(&[prev_op, op])));
+            let text =
+                format!("session {s} received the event of zxid {z} after that of zxid {prev}");
+            return invalid(
+                NAME,
+                text.clone(),
+                json!({"session": s}),
+                Counterexample::new(NAME, text, views(&[prev_op, op])),
+            );
         }
         last_event_zxid.insert(s, (z, op));
         // The change must have happened: a write of that type on that path with that zxid, or
         // one whose zxid is unknown (indeterminate), invoked before the event arrived.
         let candidates = changes.get(&(path, ty));
         let cause = candidates.and_then(|c| {
-            c.iter()
-                .find(|(cz, _)| *cz == Some(z))
-                .or_else(|| c.iter().find(|(cz, w)| cz.is_none() && w.invoke_pos < op.invoke_pos))
+            c.iter().find(|(cz, _)| *cz == Some(z)).or_else(|| {
+                c.iter()
+                    .find(|(cz, w)| cz.is_none() && w.invoke_pos < op.invoke_pos)
+            })
         });
         match cause {
             None => {
-                let text = format!("session {s} got a {ty} event for {path} at zxid {z}, a change that did not happen");
-                return invalid(NAME, text.clone(), json!({"session": s, "path": path, "zxid": z}), Counterexample::new(NAME, text, views(&[op])));
+                let text = format!(
+                    "session {s} got a {ty} event for {path} at zxid {z}, a change that did not happen"
+                );
+                return invalid(
+                    NAME,
+                    text.clone(),
+                    json!({"session": s, "path": path, "zxid": z}),
+                    Counterexample::new(NAME, text, views(&[op])),
+                );
             }
             Some((_, w)) if w.invoke_pos > op.invoke_pos => {
-                let text = format!("session {s} got the {ty} event for {path} before the change was even requested");
-                return invalid(NAME, text.clone(), json!({"session": s, "path": path, "zxid": z}), Counterexample::new(NAME, text, views(&[op, w])));
+                let text = format!(
+                    "session {s} got the {ty} event for {path} before the change was even requested"
+                );
+                return invalid(
+                    NAME,
+                    text.clone(),
+                    json!({"session": s, "path": path, "zxid": z}),
+                    Counterexample::new(NAME, text, views(&[op, w])),
+                );
             }
             Some(_) => {}
         }
@@ -562,8 +609,15 @@ pub fn watches(ops: &[Op<'_>]) -> CheckerResult {
         let before = list.len();
         list.retain(|(wz, kind, _)| !(*wz < z && watch_fires(kind, ty)));
         if list.len() == before {
-            let text = format!("session {s} got a {ty} event for {path} at zxid {z} with no watch pending: fired twice, or never set");
-            return invalid(NAME, text.clone(), json!({"session": s, "path": path, "zxid": z}), Counterexample::new(NAME, text, views(&[op])));
+            let text = format!(
+                "session {s} got a {ty} event for {path} at zxid {z} with no watch pending: fired twice, or never set"
+            );
+            return invalid(
+                NAME,
+                text.clone(),
+                json!({"session": s, "path": path, "zxid": z}),
+                Counterexample::new(NAME, text, views(&[op])),
+            );
         }
     }
     // Watches that should have fired and did not.
@@ -573,15 +627,18 @@ pub fn watches(ops: &[Op<'_>]) -> CheckerResult {
             if troubled.get(s).is_some_and(|&p| p >= w.invoke_pos) {
                 continue;
             }
-            let trigger = ["created", "deleted", "changed", "children"].iter().find_map(|ty| {
-                if !watch_fires(kind, ty) {
-                    return None;
-                }
-                changes.get(&(*path, *ty))?.iter().find(|(cz, c)| {
-                    cz.is_some_and(|cz| cz > wz)
-                        && c.complete_time().is_some_and(|t| t + WATCH_DELIVERY_GRACE_NS <= end_time)
-                })
-            });
+            let trigger = ["created", "deleted", "changed", "children"]
+                .iter()
+                .find_map(|ty| {
+                    if !watch_fires(kind, ty) {
+                        return None;
+                    }
+                    changes.get(&(*path, *ty))?.iter().find(|(cz, c)| {
+                        cz.is_some_and(|cz| cz > wz)
+                            && c.complete_time()
+                                .is_some_and(|t| t + WATCH_DELIVERY_GRACE_NS <= end_time)
+                    })
+                });
             if let Some((_, c)) = trigger {
                 missed.push((w, *c));
             }
@@ -594,7 +651,12 @@ pub fn watches(ops: &[Op<'_>]) -> CheckerResult {
             w.session().unwrap_or(0),
             w.key().unwrap_or("?")
         );
-        return invalid(NAME, text.clone(), json!({"missed": missed.len()}), Counterexample::new(NAME, text, views(&[w, c])));
+        return invalid(
+            NAME,
+            text.clone(),
+            json!({"missed": missed.len()}),
+            Counterexample::new(NAME, text, views(&[w, c])),
+        );
     }
     CheckerResult::new(
         NAME,
@@ -629,7 +691,12 @@ pub fn single_leader(samples: &[StatusSample]) -> CheckerResult {
                 at as f64 / 1e9,
                 s.time as f64 / 1e9
             );
-            return invalid(NAME, text.clone(), json!({"node": s.node}), Counterexample::new(NAME, text, Vec::new()));
+            return invalid(
+                NAME,
+                text.clone(),
+                json!({"node": s.node}),
+                Counterexample::new(NAME, text, Vec::new()),
+            );
         }
         last_epoch.insert(&s.node, (epoch, s.time));
         if st.get("role").and_then(Value::as_str) == Some("leading") {
@@ -651,14 +718,24 @@ pub fn single_leader(samples: &[StatusSample]) -> CheckerResult {
                     .collect::<Vec<_>>()
                     .join(", ")
             );
-            return invalid(NAME, text.clone(), json!({"epoch": epoch, "leaders": nodes}), Counterexample::new(NAME, text, Vec::new()));
+            return invalid(
+                NAME,
+                text.clone(),
+                json!({"epoch": epoch, "leaders": nodes}),
+                Counterexample::new(NAME, text, Vec::new()),
+            );
         }
     }
     let nodes: HashSet<&str> = samples.iter().map(|s| s.node.as_str()).collect();
     CheckerResult::new(
         NAME,
         Verdict::Valid,
-        format!("{} samples from {} nodes, {} epochs with a leader", answered, nodes.len(), leaders.len()),
+        format!(
+            "{} samples from {} nodes, {} epochs with a leader",
+            answered,
+            nodes.len(),
+            leaders.len()
+        ),
         json!({"samples": samples.len(), "answered": answered, "epochs": leaders.len()}),
     )
 }

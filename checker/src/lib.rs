@@ -19,5 +19,7 @@ pub mod verdict;
 pub use history::{Event, EventType, Op};
 pub use html::counterexample_html;
 pub use model::ModelKind;
-pub use run::{CheckError, CheckOptions, check_history, check_run_dir, check_status, workload_checkers};
+pub use run::{
+    CheckError, CheckOptions, check_history, check_run_dir, check_status, workload_checkers,
+};
 pub use verdict::{CheckerResult, Counterexample, RunVerdict, Verdict};

@@ -399,7 +399,10 @@ where
                     prev[next[r]] = prev[r];
                 }
                 if explain && calls.len() > longest.len() {
-                    longest = calls.iter().map(|&(e, _, _)| entry_of[e] as usize).collect();
+                    longest = calls
+                        .iter()
+                        .map(|&(e, _, _)| entry_of[e] as usize)
+                        .collect();
                 }
                 entry = next[0];
                 continue;
@@ -622,7 +625,12 @@ pub fn check<M: Model>(
             checked_ops,
             model.name()
         );
-        return Ok(CheckerResult::new("linearizable", Verdict::Unknown, summary, details));
+        return Ok(CheckerResult::new(
+            "linearizable",
+            Verdict::Unknown,
+            summary,
+            details,
+        ));
     }
     let summary = format!(
         "{} keys, {} ops, model {}, {} ms",
@@ -631,13 +639,29 @@ pub fn check<M: Model>(
         model.name(),
         elapsed_ms
     );
-    Ok(CheckerResult::new("linearizable", Verdict::Valid, summary, details))
+    Ok(CheckerResult::new(
+        "linearizable",
+        Verdict::Valid,
+        summary,
+        details,
+    ))
 }
 
 /// Is `subset` shown non-linearizable within the shrink step limit?
-fn invalid<S: SequentialSpec + Clone + Eq + Hash>(p: &Prepared<S>, subset: &[usize], budget: &Budget) -> bool {
+fn invalid<S: SequentialSpec + Clone + Eq + Hash>(
+    p: &Prepared<S>,
+    subset: &[usize],
+    budget: &Budget,
+) -> bool {
     matches!(
-        decide(&p.init, &p.ops, subset, budget, Some(SHRINK_STEP_LIMIT), false),
+        decide(
+            &p.init,
+            &p.ops,
+            subset,
+            budget,
+            Some(SHRINK_STEP_LIMIT),
+            false
+        ),
         Outcome::NotLinearizable { .. }
     )
 }
@@ -678,8 +702,14 @@ where
         })
         .collect();
     let orderable = |subset: &[usize]| {
-        decide(&p.init, &timeless, subset, &budget, Some(SHRINK_STEP_LIMIT), false)
-            == Outcome::Linearizable
+        decide(
+            &p.init,
+            &timeless,
+            subset,
+            &budget,
+            Some(SHRINK_STEP_LIMIT),
+            false,
+        ) == Outcome::Linearizable
     };
     let about_time = orderable(&cur);
     let mut chunk = (cur.len() / 2).max(1);
@@ -713,12 +743,23 @@ pub fn counterexample<M: Model>(
     key: &str,
 ) -> Counterexample {
     let subset = shrink(p);
-    let outcome = search(&p.init, &p.ops, &subset, &Budget::new(Some(Duration::from_millis(SHRINK_TIME_LIMIT_MS)), None), None, None, true);
+    let outcome = search(
+        &p.init,
+        &p.ops,
+        &subset,
+        &Budget::new(Some(Duration::from_millis(SHRINK_TIME_LIMIT_MS)), None),
+        None,
+        None,
+        true,
+    );
     let longest = match outcome {
         Outcome::NotLinearizable { longest } => longest,
         _ => Vec::new(),
     };
-    let views: Vec<OpView> = subset.iter().map(|&i| OpView::of(&ops[p.source[i]])).collect();
+    let views: Vec<OpView> = subset
+        .iter()
+        .map(|&i| OpView::of(&ops[p.source[i]]))
+        .collect();
     let mut state = p.init.clone();
     let mut steps = Vec::with_capacity(longest.len());
     for &id in &longest {

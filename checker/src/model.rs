@@ -90,8 +90,11 @@ pub trait Model: Sync {
 
     /// Turns an `ok` or `info` operation into the spec's terms. `Ok(None)`: the operation cannot
     /// change the state and says nothing (an `info` read), so the search can leave it out.
-    fn translate(&self, op: &Op<'_>, vals: &mut Interner)
-    -> Result<Option<Step<Self::Spec>>, String>;
+    fn translate(
+        &self,
+        op: &Op<'_>,
+        vals: &mut Interner,
+    ) -> Result<Option<Step<Self::Spec>>, String>;
 
     fn describe(&self, state: &Self::Spec, vals: &Interner) -> String;
 }
@@ -196,7 +199,11 @@ impl Model for RegisterModel {
     fn init(&self, vals: &mut Interner) -> Register {
         Register(vals.intern(&self.initial))
     }
-    fn translate(&self, op: &Op<'_>, vals: &mut Interner) -> Result<Option<Step<Register>>, String> {
+    fn translate(
+        &self,
+        op: &Op<'_>,
+        vals: &mut Interner,
+    ) -> Result<Option<Step<Register>>, String> {
         if info_read(op) {
             return Ok(None);
         }
@@ -210,7 +217,11 @@ impl Model for RegisterModel {
                 op: RegisterOp::Write(vals.intern(op.value())),
                 ret: ok.then_some(RegisterRet::Write),
             },
-            f => return Err(format!("`read` or `write` for the register model, not `{f}`")),
+            f => {
+                return Err(format!(
+                    "`read` or `write` for the register model, not `{f}`"
+                ));
+            }
         }))
     }
     fn describe(&self, s: &Register, vals: &Interner) -> String {
@@ -293,7 +304,11 @@ impl Model for CasRegisterModel {
                 ret: ok.then_some(CasRet::Write),
             },
             "cas" => {
-                let Some([old, new]) = op.value().as_array().and_then(|a| <&[Value; 2]>::try_from(a.as_slice()).ok()) else {
+                let Some([old, new]) = op
+                    .value()
+                    .as_array()
+                    .and_then(|a| <&[Value; 2]>::try_from(a.as_slice()).ok())
+                else {
                     return Err(format!("a cas value `[old new]`, not {}", op.value()));
                 };
                 Step {
@@ -365,7 +380,9 @@ impl SequentialSpec for Znode {
     }
     fn is_valid_step(&mut self, op: &ZnodeOp, ret: &ZnodeRet) -> bool {
         match (self.invoke(op), ret) {
-            (ZnodeRet::Set(Some(made)), ZnodeRet::Set(claimed)) => claimed.is_none_or(|c| c == made),
+            (ZnodeRet::Set(Some(made)), ZnodeRet::Set(claimed)) => {
+                claimed.is_none_or(|c| c == made)
+            }
             (actual, expected) => actual == *expected,
         }
     }
@@ -541,7 +558,11 @@ impl Model for MutexModel {
         let op = match op.f() {
             "acquire" => MutexOp::Acquire,
             "release" => MutexOp::Release,
-            f => return Err(format!("`acquire` or `release` for the mutex model, not `{f}`")),
+            f => {
+                return Err(format!(
+                    "`acquire` or `release` for the mutex model, not `{f}`"
+                ));
+            }
         };
         Ok(Some(Step {
             op,
@@ -567,7 +588,10 @@ mod tests {
             }),
             ZnodeRet::Refused
         );
-        assert_eq!(z.invoke(&ZnodeOp::Create { data: Val(1) }), ZnodeRet::Created);
+        assert_eq!(
+            z.invoke(&ZnodeOp::Create { data: Val(1) }),
+            ZnodeRet::Created
+        );
         assert_eq!(z.invoke(&ZnodeOp::Read), ZnodeRet::Read(Some((Val(1), 0))));
         assert!(z.is_valid_step(
             &ZnodeOp::Set {
@@ -590,8 +614,14 @@ mod tests {
             },
             &ZnodeRet::Set(Some(7))
         ));
-        assert_eq!(z.invoke(&ZnodeOp::Delete { expected: Some(0) }), ZnodeRet::Refused);
-        assert_eq!(z.invoke(&ZnodeOp::Delete { expected: Some(1) }), ZnodeRet::Deleted);
+        assert_eq!(
+            z.invoke(&ZnodeOp::Delete { expected: Some(0) }),
+            ZnodeRet::Refused
+        );
+        assert_eq!(
+            z.invoke(&ZnodeOp::Delete { expected: Some(1) }),
+            ZnodeRet::Deleted
+        );
         assert_eq!(z.invoke(&ZnodeOp::Read), ZnodeRet::Read(None));
     }
 

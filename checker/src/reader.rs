@@ -74,7 +74,8 @@ pub fn parse_history(text: &str, file: &Path) -> Result<History, ReadError> {
     }
     if trimmed.starts_with('[')
         || trimmed.starts_with('#')
-        || (trimmed.starts_with('{') && (after_brace.starts_with(':') || after_brace.starts_with('}')))
+        || (trimmed.starts_with('{')
+            && (after_brace.starts_with(':') || after_brace.starts_with('}')))
     {
         return parse_edn(text, file);
     }
@@ -82,7 +83,11 @@ pub fn parse_history(text: &str, file: &Path) -> Result<History, ReadError> {
     if lines.iter().any(|l| l.contains(JEPSEN_UTIL)) {
         return parse_text(text, file, true);
     }
-    let first = lines.iter().find(|l| !l.trim().is_empty()).copied().unwrap_or("");
+    let first = lines
+        .iter()
+        .find(|l| !l.trim().is_empty())
+        .copied()
+        .unwrap_or("");
     if text_op(first).is_some() {
         return parse_text(text, file, false);
     }
@@ -186,13 +191,13 @@ fn parse_edn(text: &str, file: &Path) -> Result<History, ReadError> {
     let mut events = Vec::with_capacity(ops.len());
     let mut lines = Vec::with_capacity(ops.len());
     for (line, v) in ops {
-        if let Some(e) = edn_event(&v, events.len() as u64).map_err(|expected| {
-            ReadError::Malformed {
+        if let Some(e) =
+            edn_event(&v, events.len() as u64).map_err(|expected| ReadError::Malformed {
                 file: file.to_path_buf(),
                 line,
                 expected,
-            }
-        })? {
+            })?
+        {
             events.push(e);
             lines.push(line);
         }
@@ -237,10 +242,7 @@ fn edn_event(v: &Value, position: u64) -> Result<Option<Event>, String> {
         .and_then(Value::as_str)
         .and_then(kind_of)
         .ok_or("`:type` one of :invoke :ok :fail :info")?;
-    let f = m
-        .get("f")
-        .map(as_text)
-        .ok_or("`:f` naming the operation")?;
+    let f = m.get("f").map(as_text).ok_or("`:f` naming the operation")?;
     let mut e = Event::new(
         m.get("index").and_then(Value::as_u64).unwrap_or(position),
         m.get("time").and_then(Value::as_u64).unwrap_or(position),
@@ -267,7 +269,10 @@ fn text_op(line: &str) -> Option<Option<(u64, EventType, String, String, Option<
     let f = parts.next()?.trim();
     let f = f.strip_prefix(':').unwrap_or(f).to_string();
     let value = parts.next().unwrap_or("nil").to_string();
-    let error = parts.next().map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
+    let error = parts
+        .next()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty());
     if process == ":nemesis" {
         return Some(None);
     }
@@ -418,11 +423,14 @@ mod tests {
         let bad = "{\"index\":0,\"time\":1,\"process\":0,\"type\":\"invoke\",\"f\":\"read\",\"value\":null}\n{\"index\":1}\n{\"index\":2,\"time\":2,\"process\":0,\"type\":\"ok\",\"f\":\"read\",\"value\":3}\n";
         let err = parse(bad).unwrap_err().to_string();
         assert!(err.starts_with("h:2: expected"), "{err}");
-        let err = parse("0\t:invoke\t:read\tnil\nxyz\n").unwrap_err().to_string();
-        assert!(err.starts_with("h:2: expected"), "{err}");
-        let err = parse("{:type :invoke :f :read :process 0}\n{:type :bogus :f :read :process 0}\n")
+        let err = parse("0\t:invoke\t:read\tnil\nxyz\n")
             .unwrap_err()
             .to_string();
+        assert!(err.starts_with("h:2: expected"), "{err}");
+        let err =
+            parse("{:type :invoke :f :read :process 0}\n{:type :bogus :f :read :process 0}\n")
+                .unwrap_err()
+                .to_string();
         assert!(err.starts_with("h:2: expected"), "{err}");
         assert!(parse("hello world\n").is_err());
     }

@@ -72,12 +72,19 @@ pub fn workload_checkers(workload: &str) -> &'static [&'static str] {
     }
 }
 
-fn malformed_at(events: &[Event], lines: Option<&[usize]>, file: Option<&Path>, e: TranslateError) -> CheckError {
+fn malformed_at(
+    events: &[Event],
+    lines: Option<&[usize]>,
+    file: Option<&Path>,
+    e: TranslateError,
+) -> CheckError {
     let at = match lines.and_then(|l| l.get(e.position)) {
         Some(line) => format!("line {line}"),
         None => format!(
             "event index {}",
-            events.get(e.position).map_or(e.position as u64, |ev| ev.index)
+            events
+                .get(e.position)
+                .map_or(e.position as u64, |ev| ev.index)
         ),
     };
     CheckError::Malformed {
@@ -86,7 +93,11 @@ fn malformed_at(events: &[Event], lines: Option<&[usize]>, file: Option<&Path>, 
     }
 }
 
-fn linearizability(ops: &[Op<'_>], kind: ModelKind, opts: &CheckOptions) -> Result<CheckerResult, TranslateError> {
+fn linearizability(
+    ops: &[Op<'_>],
+    kind: ModelKind,
+    opts: &CheckOptions,
+) -> Result<CheckerResult, TranslateError> {
     let limits = Limits {
         time_limit: opts.time_limit,
         memory_limit_bytes: opts.memory_limit_bytes,
@@ -106,7 +117,11 @@ fn linearizability(ops: &[Op<'_>], kind: ModelKind, opts: &CheckOptions) -> Resu
 
 /// Checks a history. `workload` (from `test.json`) picks the checkers; without one, the
 /// history is checked for linearizability against `opts.model` or the model its `f` values imply.
-pub fn check_history(events: &[Event], workload: Option<&str>, opts: &CheckOptions) -> Result<RunVerdict, CheckError> {
+pub fn check_history(
+    events: &[Event],
+    workload: Option<&str>,
+    opts: &CheckOptions,
+) -> Result<RunVerdict, CheckError> {
     check_events(events, None, None, workload, opts)
 }
 
@@ -138,7 +153,8 @@ fn check_events(
                     (None, Some("register")) => ModelKind::Znode,
                     (None, _) => ModelKind::infer(&ops).ok_or(CheckError::NoModel)?,
                 };
-                linearizability(&ops, kind, opts).map_err(|e| malformed_at(events, lines, file, e))?
+                linearizability(&ops, kind, opts)
+                    .map_err(|e| malformed_at(events, lines, file, e))?
             }
             "monotonic-reads" => {
                 let r = invariants::monotonic_reads(&ops);
@@ -157,11 +173,19 @@ fn check_events(
         results.push(r);
     }
     let invocations = ops.len();
-    Ok(RunVerdict::from_checkers(workload.map(str::to_string), invocations, results))
+    Ok(RunVerdict::from_checkers(
+        workload.map(str::to_string),
+        invocations,
+        results,
+    ))
 }
 
 /// Checks a history file (any supported format).
-pub fn check_file(path: &Path, workload: Option<&str>, opts: &CheckOptions) -> Result<RunVerdict, CheckError> {
+pub fn check_file(
+    path: &Path,
+    workload: Option<&str>,
+    opts: &CheckOptions,
+) -> Result<RunVerdict, CheckError> {
     let h = reader::read_history(path)?;
     let mut v = check_events(&h.events, Some(&h.lines), Some(path), workload, opts)?;
     v.warnings.extend(h.warnings);
@@ -212,7 +236,10 @@ pub fn check_run_dir(dir: &Path, opts: &CheckOptions) -> Result<RunVerdict, Chec
     if status.exists() {
         let samples = reader::read_status(&status)?;
         v.checkers.push(check_status(&samples));
-        v.verdict = v.checkers.iter().fold(Verdict::Valid, |a, c| a.combine(c.verdict));
+        v.verdict = v
+            .checkers
+            .iter()
+            .fold(Verdict::Valid, |a, c| a.combine(c.verdict));
     }
     Ok(v)
 }

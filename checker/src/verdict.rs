@@ -212,7 +212,12 @@ impl CheckerResult {
 
     /// `linearizable     valid    1000 keys, 1000000 ops`.
     pub fn line(&self) -> String {
-        format!("{:<18} {:<8} {}", self.name, self.verdict.as_str(), self.summary)
+        format!(
+            "{:<18} {:<8} {}",
+            self.name,
+            self.verdict.as_str(),
+            self.summary
+        )
     }
 }
 
@@ -230,7 +235,11 @@ pub struct RunVerdict {
 }
 
 impl RunVerdict {
-    pub fn from_checkers(workload: Option<String>, ops: usize, checkers: Vec<CheckerResult>) -> RunVerdict {
+    pub fn from_checkers(
+        workload: Option<String>,
+        ops: usize,
+        checkers: Vec<CheckerResult>,
+    ) -> RunVerdict {
         let verdict = checkers
             .iter()
             .fold(Verdict::Valid, |v, c| v.combine(c.verdict));

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use checker::generate::{GenConfig, generate};
 use checker::reader::StatusSample;
-use checker::{CheckOptions, Event, EventType, ModelKind, Verdict, check_history, check_run_dir, check_status};
+use checker::{
+    CheckOptions, Event, EventType, ModelKind, Verdict, check_history, check_run_dir, check_status,
+};
 use serde_json::{Value, json};
 
 /// Builds a history event by event; positions double as index and time.
@@ -31,10 +33,18 @@ impl H {
 }
 
 fn opts(model: Option<ModelKind>) -> CheckOptions {
-    CheckOptions { model, threads: Some(2), ..CheckOptions::default() }
+    CheckOptions {
+        model,
+        threads: Some(2),
+        ..CheckOptions::default()
+    }
 }
 
-fn verdict_of(events: &[Event], workload: Option<&str>, model: Option<ModelKind>) -> (Verdict, checker::RunVerdict) {
+fn verdict_of(
+    events: &[Event],
+    workload: Option<&str>,
+    model: Option<ModelKind>,
+) -> (Verdict, checker::RunVerdict) {
     let v = check_history(events, workload, &opts(model)).expect("checkable");
     (v.verdict, v)
 }
@@ -82,11 +92,17 @@ fn concurrent_write_may_be_read_and_info_write_may_take_effect_late() {
     h.ok(1, "read", json!(1));
     h.inv(1, "read", Value::Null);
     h.ok(1, "read", json!(7)); // the info write took effect after all, late
-    assert_eq!(verdict_of(&h.0, None, Some(ModelKind::Register)).0, Verdict::Valid);
+    assert_eq!(
+        verdict_of(&h.0, None, Some(ModelKind::Register)).0,
+        Verdict::Valid
+    );
     // But a value nobody wrote is never fine.
     h.inv(1, "read", Value::Null);
     h.ok(1, "read", json!(9));
-    assert_eq!(verdict_of(&h.0, None, Some(ModelKind::Register)).0, Verdict::Invalid);
+    assert_eq!(
+        verdict_of(&h.0, None, Some(ModelKind::Register)).0,
+        Verdict::Invalid
+    );
 }
 
 #[test]
@@ -95,7 +111,10 @@ fn a_cut_off_history_counts_open_invocations_as_info() {
     h.inv(0, "write", json!(3)); // never completes: the run crashed
     h.inv(1, "read", Value::Null);
     h.ok(1, "read", json!(3));
-    assert_eq!(verdict_of(&h.0, None, Some(ModelKind::Register)).0, Verdict::Valid);
+    assert_eq!(
+        verdict_of(&h.0, None, Some(ModelKind::Register)).0,
+        Verdict::Valid
+    );
 }
 
 #[test]
@@ -109,7 +128,11 @@ fn cas_register_reads_jepsen_values_and_drops_failed_cas() {
     h.ev(1, EventType::Fail, "cas", json!([1, 5]));
     h.inv(1, "read", Value::Null);
     h.ok(1, "read", json!(2));
-    assert_eq!(verdict_of(&h.0, None, None).0, Verdict::Valid, "model inferred as cas-register");
+    assert_eq!(
+        verdict_of(&h.0, None, None).0,
+        Verdict::Valid,
+        "model inferred as cas-register"
+    );
     h.inv(0, "cas", json!([1, 3])); // 1 is long gone
     h.ok(0, "cas", json!([1, 3]));
     assert_eq!(verdict_of(&h.0, None, None).0, Verdict::Invalid);
@@ -143,7 +166,9 @@ fn malformed_values_are_errors_not_verdicts() {
     h.ok(0, "cas", json!(null));
     h.inv(0, "read", Value::Null);
     h.ok(0, "read", json!("not [data, version]"));
-    let err = check_history(&h.0, Some("register"), &opts(None)).unwrap_err().to_string();
+    let err = check_history(&h.0, Some("register"), &opts(None))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("expected a read result"), "{err}");
     let mut h = H::default();
     h.ok(0, "read", json!(1)); // completion without invocation
@@ -153,10 +178,22 @@ fn malformed_values_are_errors_not_verdicts() {
 #[test]
 fn generated_histories_are_valid_unless_a_violation_is_planted() {
     for model in [ModelKind::Znode, ModelKind::CasRegister] {
-        let mut cfg = GenConfig { ops: 3000, keys: 7, processes: 6, info_share: 0.03, violation: false, seed: 5, model };
+        let mut cfg = GenConfig {
+            ops: 3000,
+            keys: 7,
+            processes: 6,
+            info_share: 0.03,
+            violation: false,
+            seed: 5,
+            model,
+        };
         let events = generate(&cfg);
         let o = opts(Some(model));
-        assert_eq!(check_history(&events, None, &o).unwrap().verdict, Verdict::Valid, "{model:?}");
+        assert_eq!(
+            check_history(&events, None, &o).unwrap().verdict,
+            Verdict::Valid,
+            "{model:?}"
+        );
         cfg.violation = true;
         let events = generate(&cfg);
         let v = check_history(&events, None, &o).unwrap();
@@ -167,14 +204,32 @@ fn generated_histories_are_valid_unless_a_violation_is_planted() {
 
 #[test]
 fn exceeding_the_budget_is_unknown_never_valid() {
-    let cfg = GenConfig { ops: 40_000, keys: 2, processes: 8, info_share: 0.02, violation: false, seed: 9, model: ModelKind::Znode };
+    let cfg = GenConfig {
+        ops: 40_000,
+        keys: 2,
+        processes: 8,
+        info_share: 0.02,
+        violation: false,
+        seed: 9,
+        model: ModelKind::Znode,
+    };
     let events = generate(&cfg);
     let mut o = opts(None);
     o.time_limit = Some(Duration::ZERO);
-    assert_eq!(check_history(&events, Some("register"), &o).unwrap().verdict, Verdict::Unknown);
+    assert_eq!(
+        check_history(&events, Some("register"), &o)
+            .unwrap()
+            .verdict,
+        Verdict::Unknown
+    );
     let mut o = opts(None);
     o.memory_limit_bytes = Some(0);
-    assert_eq!(check_history(&events, Some("register"), &o).unwrap().verdict, Verdict::Unknown);
+    assert_eq!(
+        check_history(&events, Some("register"), &o)
+            .unwrap()
+            .verdict,
+        Verdict::Unknown
+    );
 }
 
 #[test]
@@ -191,13 +246,20 @@ fn sequential_numbers_are_unique_and_follow_real_time() {
     let mut late = H(h.0.clone());
     k(late.inv(0, "create", Value::Null));
     k(late.ok(0, "create", json!(0))); // after 1 completed, smaller number
-    assert_eq!(verdict_of(&late.0, Some("sequential"), None).0, Verdict::Invalid);
+    assert_eq!(
+        verdict_of(&late.0, Some("sequential"), None).0,
+        Verdict::Invalid
+    );
     let mut dup = H(h.0.clone());
     k(dup.inv(0, "create", Value::Null));
     k(dup.ok(0, "create", json!(2)));
     let (v, r) = verdict_of(&dup.0, Some("sequential"), None);
     assert_eq!(v, Verdict::Invalid);
-    assert!(r.checkers[0].summary.contains("sequence number 2"), "{}", r.checkers[0].summary);
+    assert!(
+        r.checkers[0].summary.contains("sequence number 2"),
+        "{}",
+        r.checkers[0].summary
+    );
 }
 
 #[test]
@@ -212,11 +274,25 @@ fn election_rejects_an_old_token_after_a_new_one_and_reports_overlaps() {
     h.inv(1, "fenced_write", json!({"token": 2, "write": 2}));
     h.ok(1, "fenced_write", json!({"token": 2, "write": 2}));
     h.inv(0, "fenced_write", json!({"token": 1, "write": 3}));
-    h.ev(0, EventType::Fail, "fenced_write", json!({"token": 1, "write": 3}));
+    h.ev(
+        0,
+        EventType::Fail,
+        "fenced_write",
+        json!({"token": 1, "write": 3}),
+    );
     let (v, r) = verdict_of(&h.0, Some("election"), None);
     assert_eq!(v, Verdict::Valid);
-    let e = r.checkers.iter().find(|c| c.name == "election-safety").unwrap();
-    assert_eq!(e.details["overlapping_claims"].as_array().unwrap().len(), 1, "{}", e.details);
+    let e = r
+        .checkers
+        .iter()
+        .find(|c| c.name == "election-safety")
+        .unwrap();
+    assert_eq!(
+        e.details["overlapping_claims"].as_array().unwrap().len(),
+        1,
+        "{}",
+        e.details
+    );
     h.inv(0, "fenced_write", json!({"token": 1, "write": 4}));
     h.ok(0, "fenced_write", json!({"token": 1, "write": 4}));
     assert_eq!(verdict_of(&h.0, Some("election"), None).0, Verdict::Invalid);
@@ -230,7 +306,8 @@ fn ephemeral_nodes_vanish_with_their_session() {
     e.session = Some(7);
     e.key = Some("/eph/a".into());
     h.inv(1, "read", Value::Null).key = Some("/eph/a".into());
-    h.ok(1, "read", json!({"data": "x", "owner": 7, "version": 0})).key = Some("/eph/a".into());
+    h.ok(1, "read", json!({"data": "x", "owner": 7, "version": 0}))
+        .key = Some("/eph/a".into());
     h.inv(0, "close_session", Value::Null).session = Some(7);
     let c = h.ok(0, "close_session", Value::Null);
     c.session = Some(7);
@@ -259,7 +336,14 @@ fn watch_history() -> H {
     ks(h.ok(0, "watch", json!([0, 0])), Some(10));
     ks(h.inv(1, "write", json!(1)), None);
     ks(h.ok(1, "write", json!({"version": 1})), Some(11));
-    ks(h.ok(0, "event", json!({"type": "NodeDataChanged", "path": "/w", "zxid": 11})), None);
+    ks(
+        h.ok(
+            0,
+            "event",
+            json!({"type": "NodeDataChanged", "path": "/w", "zxid": 11}),
+        ),
+        None,
+    );
     h
 }
 
@@ -269,9 +353,16 @@ fn watches_fire_once_for_real_changes_in_order() {
     assert_eq!(verdict_of(&h.0, Some("watch"), None).0, Verdict::Valid);
     // Fired twice.
     let mut twice = H(h.0.clone());
-    let e = twice.ok(0, "event", json!({"type": "changed", "path": "/w", "zxid": 11}));
+    let e = twice.ok(
+        0,
+        "event",
+        json!({"type": "changed", "path": "/w", "zxid": 11}),
+    );
     e.session = Some(3);
-    assert_eq!(verdict_of(&twice.0, Some("watch"), None).0, Verdict::Invalid);
+    assert_eq!(
+        verdict_of(&twice.0, Some("watch"), None).0,
+        Verdict::Invalid
+    );
     // A change that did not happen (after a new watch, so only the phantom is wrong).
     let mut phantom = H(h.0.clone());
     let w = phantom.inv(0, "watch", json!({"kind": "data"}));
@@ -281,11 +372,19 @@ fn watches_fire_once_for_real_changes_in_order() {
     w.key = Some("/w".into());
     w.session = Some(3);
     w.zxid = Some(11);
-    let e = phantom.ok(0, "event", json!({"type": "changed", "path": "/w", "zxid": 12}));
+    let e = phantom.ok(
+        0,
+        "event",
+        json!({"type": "changed", "path": "/w", "zxid": 12}),
+    );
     e.session = Some(3);
     let (v, r) = verdict_of(&phantom.0, Some("watch"), None);
     assert_eq!(v, Verdict::Invalid);
-    assert!(r.checkers[0].summary.contains("did not happen"), "{}", r.checkers[0].summary);
+    assert!(
+        r.checkers[0].summary.contains("did not happen"),
+        "{}",
+        r.checkers[0].summary
+    );
 }
 
 #[test]
@@ -293,12 +392,23 @@ fn a_watch_that_never_fires_is_missed() {
     let mut h = watch_history();
     h.0.pop(); // the event never arrives
     // ... and the run goes on long after the write.
-    let mut end = Event::new(h.0.len() as u64, 60_000_000_000, 5, EventType::Invoke, "read", Value::Null);
+    let mut end = Event::new(
+        h.0.len() as u64,
+        60_000_000_000,
+        5,
+        EventType::Invoke,
+        "read",
+        Value::Null,
+    );
     end.key = Some("/other".into());
     h.0.push(end);
     let (v, r) = verdict_of(&h.0, Some("watch"), None);
     assert_eq!(v, Verdict::Invalid);
-    assert!(r.checkers[0].summary.contains("never fired"), "{}", r.checkers[0].summary);
+    assert!(
+        r.checkers[0].summary.contains("never fired"),
+        "{}",
+        r.checkers[0].summary
+    );
 }
 
 #[test]
@@ -312,16 +422,30 @@ fn monotonic_reads_per_session() {
     }
     let (v, r) = verdict_of(&h.0, None, Some(ModelKind::Register));
     assert_eq!(v, Verdict::Invalid, "{:?}", r.checkers);
-    assert!(r.checkers.iter().any(|c| c.name == "monotonic-reads" && c.verdict == Verdict::Invalid));
+    assert!(
+        r.checkers
+            .iter()
+            .any(|c| c.name == "monotonic-reads" && c.verdict == Verdict::Invalid)
+    );
 }
 
 fn sample(time: u64, node: &str, role: &str, epoch: u64) -> StatusSample {
-    StatusSample { time, node: node.into(), status: Some(json!({"role": role, "epoch": epoch})), error: None }
+    StatusSample {
+        time,
+        node: node.into(),
+        status: Some(json!({"role": role, "epoch": epoch})),
+        error: None,
+    }
 }
 
 #[test]
 fn single_leader_per_epoch_and_epochs_never_go_back() {
-    let good = vec![sample(1, "n1", "leading", 1), sample(1, "n2", "following", 1), sample(2, "n2", "leading", 2), sample(2, "n1", "looking", 1)];
+    let good = vec![
+        sample(1, "n1", "leading", 1),
+        sample(1, "n2", "following", 1),
+        sample(2, "n2", "leading", 2),
+        sample(2, "n1", "looking", 1),
+    ];
     assert_eq!(check_status(&good).verdict, Verdict::Valid);
     let mut two = good.clone();
     two.push(sample(3, "n3", "leading", 2));
@@ -332,17 +456,35 @@ fn single_leader_per_epoch_and_epochs_never_go_back() {
 }
 
 fn write_run(dir: &Path, workload: &str, events: &[Event], status: &[StatusSample]) {
-    std::fs::write(dir.join("test.json"), json!({"workload": workload, "seed": 1}).to_string()).unwrap();
-    let lines: Vec<String> = events.iter().map(|e| serde_json::to_string(e).unwrap()).collect();
+    std::fs::write(
+        dir.join("test.json"),
+        json!({"workload": workload, "seed": 1}).to_string(),
+    )
+    .unwrap();
+    let lines: Vec<String> = events
+        .iter()
+        .map(|e| serde_json::to_string(e).unwrap())
+        .collect();
     std::fs::write(dir.join("history.jsonl"), lines.join("\n") + "\n").unwrap();
-    let lines: Vec<String> = status.iter().map(|s| serde_json::to_string(s).unwrap()).collect();
+    let lines: Vec<String> = status
+        .iter()
+        .map(|s| serde_json::to_string(s).unwrap())
+        .collect();
     std::fs::write(dir.join("status.jsonl"), lines.join("\n") + "\n").unwrap();
 }
 
 #[test]
 fn results_directory_and_exit_codes() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = GenConfig { ops: 500, keys: 3, processes: 4, info_share: 0.02, violation: false, seed: 2, model: ModelKind::Znode };
+    let cfg = GenConfig {
+        ops: 500,
+        keys: 3,
+        processes: 4,
+        info_share: 0.02,
+        violation: false,
+        seed: 2,
+        model: ModelKind::Znode,
+    };
     let status = vec![sample(1, "n1", "leading", 1)];
     write_run(dir.path(), "register", &generate(&cfg), &status);
     let v = check_run_dir(dir.path(), &opts(None)).unwrap();
@@ -362,14 +504,28 @@ fn results_directory_and_exit_codes() {
     assert_eq!(checker::cli::run(&args(dir.path())), 0);
     // A planted violation: exit 1, and the page is written.
     let bad = tempfile::tempdir().unwrap();
-    write_run(bad.path(), "register", &generate(&GenConfig { violation: true, ..cfg.clone() }), &status);
+    write_run(
+        bad.path(),
+        "register",
+        &generate(&GenConfig {
+            violation: true,
+            ..cfg.clone()
+        }),
+        &status,
+    );
     let mut a = args(bad.path());
     a.html = Some(bad.path().join("cx.html"));
     assert_eq!(checker::cli::run(&a), 1);
-    assert!(std::fs::read_to_string(bad.path().join("cx.html")).unwrap().contains("<svg"));
+    assert!(
+        std::fs::read_to_string(bad.path().join("cx.html"))
+            .unwrap()
+            .contains("<svg")
+    );
     // Unreadable input: 254, with the line.
     std::fs::write(dir.path().join("history.jsonl"), "{\"index\": 0}\n").unwrap();
-    let err = check_run_dir(dir.path(), &opts(None)).unwrap_err().to_string();
+    let err = check_run_dir(dir.path(), &opts(None))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("history.jsonl:1: expected"), "{err}");
     assert_eq!(checker::cli::run(&args(dir.path())), 254);
     assert_eq!(checker::cli::run(&args(&dir.path().join("missing"))), 254);
@@ -391,6 +547,10 @@ fn jepsen_edn_history_checks() {
     )
     .unwrap();
     let v = checker::run::check_path(&path, &opts(None)).unwrap();
-    assert_eq!(v.verdict, Verdict::Invalid, "read 1 after cas 1->2 completed");
+    assert_eq!(
+        v.verdict,
+        Verdict::Invalid,
+        "read 1 after cas 1->2 completed"
+    );
     assert_eq!(v.checkers[0].details["model"], "cas-register");
 }

@@ -25,7 +25,14 @@ struct Sim<O, R> {
 /// between its call and return (so the history is linearizable), except that with probability
 /// `lie` a return is replaced by the one the operation would have given in another state.
 /// Some operations end `info` (the thread then stops; the op took effect or not).
-fn simulate<S, F>(seed: u64, threads: usize, max_ops: usize, lie: f64, init: &S, mut gen_op: F) -> Vec<Sim<S::Op, S::Ret>>
+fn simulate<S, F>(
+    seed: u64,
+    threads: usize,
+    max_ops: usize,
+    lie: f64,
+    init: &S,
+    mut gen_op: F,
+) -> Vec<Sim<S::Op, S::Ret>>
 where
     S: SequentialSpec + Clone,
     S::Op: Clone,
@@ -57,7 +64,13 @@ where
                     continue;
                 }
                 started += 1;
-                sims.push(Sim { thread: t, op: gen_op(&mut rng), ret: None, call: clock, ret_at: None });
+                sims.push(Sim {
+                    thread: t,
+                    op: gen_op(&mut rng),
+                    ret: None,
+                    call: clock,
+                    ret_at: None,
+                });
                 clock += 1;
                 in_flight[t] = Some((sims.len() - 1, None));
             }
@@ -102,7 +115,12 @@ where
 {
     let ops: Vec<SearchOp<S>> = sims
         .iter()
-        .map(|s| SearchOp { op: s.op.clone(), ret: s.ret.clone(), call: s.call, ret_at: s.ret_at })
+        .map(|s| SearchOp {
+            op: s.op.clone(),
+            ret: s.ret.clone(),
+            call: s.call,
+            ret_at: s.ret_at,
+        })
         .collect();
     let all: Vec<usize> = (0..ops.len()).collect();
     match linear::decide(init, &ops, &all, &Budget::unlimited(), None, false) {
@@ -130,7 +148,8 @@ where
     for (_, is_return, i) in events {
         let s = &sims[i];
         if is_return {
-            t.on_return(s.thread, s.ret.clone().expect("returned")).expect("well-formed");
+            t.on_return(s.thread, s.ret.clone().expect("returned"))
+                .expect("well-formed");
         } else {
             t.on_invoke(s.thread, s.op.clone()).expect("well-formed");
         }
@@ -138,7 +157,14 @@ where
     t.is_consistent()
 }
 
-fn agree<S, F>(seed: u64, threads: usize, ops: usize, lie: f64, init: S, gen_op: F) -> Result<bool, TestCaseError>
+fn agree<S, F>(
+    seed: u64,
+    threads: usize,
+    ops: usize,
+    lie: f64,
+    init: S,
+    gen_op: F,
+) -> Result<bool, TestCaseError>
 where
     S: SequentialSpec + Clone + Eq + Hash,
     S::Op: Clone + Debug,
@@ -162,29 +188,46 @@ fn cas_op(rng: &mut ChaCha8Rng) -> CasOp {
 }
 
 fn znode_op(rng: &mut ChaCha8Rng) -> ZnodeOp {
-    let version = |rng: &mut ChaCha8Rng| if rng.random_bool(0.3) { None } else { Some(rng.random_range(0..3)) };
+    let version = |rng: &mut ChaCha8Rng| {
+        if rng.random_bool(0.3) {
+            None
+        } else {
+            Some(rng.random_range(0..3))
+        }
+    };
     match rng.random_range(0..5) {
         0 | 1 => ZnodeOp::Read,
-        2 => ZnodeOp::Set { data: Val(rng.random_range(1..3)), expected: version(rng) },
-        3 => ZnodeOp::Create { data: Val(rng.random_range(1..3)) },
-        _ => ZnodeOp::Delete { expected: version(rng) },
+        2 => ZnodeOp::Set {
+            data: Val(rng.random_range(1..3)),
+            expected: version(rng),
+        },
+        3 => ZnodeOp::Create {
+            data: Val(rng.random_range(1..3)),
+        },
+        _ => ZnodeOp::Delete {
+            expected: version(rng),
+        },
     }
 }
 
 fn mutex_op(rng: &mut ChaCha8Rng) -> MutexOp {
-    if rng.random_bool(0.5) { MutexOp::Acquire } else { MutexOp::Release }
+    if rng.random_bool(0.5) {
+        MutexOp::Acquire
+    } else {
+        MutexOp::Release
+    }
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 1000, ..ProptestConfig::default() })]
 
     #[test]
-    fn cas_register_agrees(seed in any::<u64>(), threads in 1usize..5, ops in 1usize..9, lie in 0.0f64..0.4) {
+    fn cas_register_agrees(seed in any::<u64>(), threads in 1usize..5, ops in 1usize..11, lie in 0.0f64..0.4) {
         agree(seed, threads, ops, lie, CasRegister(Val(0)), cas_op)?;
     }
 
     #[test]
-    fn znode_agrees(seed in any::<u64>(), threads in 1usize..5, ops in 1usize..9, lie in 0.0f64..0.4) {
+    fn znode_agrees(seed in any::<u64>(), threads in 1usize..5, ops in 1usize..11, lie in 0.0f64..0.4) {
         agree(seed, threads, ops, lie, Znode(None), znode_op)?;
     }
 
@@ -208,6 +251,9 @@ fn random_histories_cover_both_verdicts() {
             invalid += 1;
         }
     }
-    assert!(valid > 30 && invalid > 30, "valid {valid}, invalid {invalid}");
+    assert!(
+        valid > 30 && invalid > 30,
+        "valid {valid}, invalid {invalid}"
+    );
     assert!(ops >= 300 * 4 && info >= 100, "{ops} ops, {info} info");
 }

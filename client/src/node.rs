@@ -22,7 +22,9 @@ use crate::error::{Error, Result};
 /// Longest a TCP connect may take. Kept short and separate from the request timeout so that an
 /// unreachable (partitioned) node fails as "never sent", a definite outcome, instead of using up
 /// the request's whole budget and ending indeterminate.
-pub const TCP_CONNECT_TIMEOUT_MS: u64 = 1_000;
+/// Per-request timeouts shorter than this make an unreachable node indeterminate (the request
+/// timer fires first and cannot tell that nothing was sent).
+pub const TCP_CONNECT_TIMEOUT_MS: u64 = 500;
 /// A read on an event stream that yields nothing for this long means the node is gone (paused or
 /// partitioned); servers send a keep-alive every second.
 pub const EVENT_STREAM_READ_TIMEOUT_MS: u64 = 4_000;

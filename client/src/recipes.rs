@@ -92,16 +92,21 @@ impl Contender {
         // Subscribe before creating so no watch event can slip between the two.
         let events = session.subscribe_lossy(&child_path(parent, prefix));
         let base = child_path(parent, prefix);
-        let node = match session
-            .create(&base, data, CreateMode::EphemeralSequential)
-            .await
-        {
-            Ok(node) => node,
-            Err(e) if e.is_indeterminate() => match find_own(session, parent, prefix).await {
-                Some(node) => node,
-                None => return Err(e),
+        // A node of ours left by an earlier join whose create ended indeterminate is taken over
+        // rather than duplicated: a second node would queue this session behind itself.
+        let node = match find_own(session, parent, prefix).await {
+            Some(node) => node,
+            None => match session
+                .create(&base, data, CreateMode::EphemeralSequential)
+                .await
+            {
+                Ok(node) => node,
+                Err(e) if e.is_indeterminate() => match find_own(session, parent, prefix).await {
+                    Some(node) => node,
+                    None => return Err(e),
+                },
+                Err(e) => return Err(e),
             },
-            Err(e) => return Err(e),
         };
         let name = node.rsplit('/').next().unwrap_or_default();
         let sequence = sequence_of(name, prefix).ok_or_else(|| Error::Protocol {

@@ -87,9 +87,19 @@ async fn a_session_fails_over_when_its_server_crashes() {
     assert!(disconnected, "Disconnected reported after the failover");
 
     // Writes go on under the same session, and its ephemeral node outlived the crash.
-    when_ready(|| session.create("/after", "", CreateMode::Persistent))
-        .await
-        .unwrap();
+    // A write caught by the crash may end indeterminate (the client never retries it blindly);
+    // then it is retried by hand, and `node_exists` means the earlier attempt took effect.
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(RECOVERY_TIMEOUT_MS);
+    loop {
+        match when_ready(|| session.create("/after", "", CreateMode::Persistent)).await {
+            Ok(_) => break,
+            Err(e) if e.code() == ErrorCode::NodeExists => break,
+            Err(e) if e.is_indeterminate() && tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await
+            }
+            Err(e) => panic!("write after the failover: {e}"),
+        }
+    }
     let (data, stat) = when_ready(|| session.get_data("/eph", false))
         .await
         .unwrap();

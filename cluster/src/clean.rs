@@ -87,6 +87,24 @@ async fn namespaces() -> Vec<(RunTag, String)> {
         .collect()
 }
 
+/// Scratch namespaces `schism-probe-<pid>` (the nemesis's netem probe) whose process is gone.
+async fn stale_probe_namespaces() -> Vec<String> {
+    let Ok(listed) = run(&argv(&["ip", "netns", "list"])).await else {
+        return Vec::new();
+    };
+    listed
+        .stdout
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|ns| {
+            ns.strip_prefix("schism-probe-")
+                .and_then(|pid| pid.parse::<u32>().ok())
+                .is_some_and(|pid| ledger::process_start(pid).is_none())
+        })
+        .map(str::to_string)
+        .collect()
+}
+
 async fn links() -> Vec<(RunTag, String)> {
     let Ok(listed) = run(&argv(&["ip", "-j", "link", "show"])).await else {
         return Vec::new();
@@ -291,6 +309,14 @@ pub async fn clean_leftovers(options: &CleanOptions) -> CleanReport {
     for (tag, ns) in namespaces().await.into_iter().filter(|(t, _)| dead(t)) {
         match remove_namespace(&ns).await {
             Ok(()) => report.removed.push(format!("namespace {ns} (run {tag})")),
+            Err(e) => report.errors.push(e.to_string()),
+        }
+    }
+    for ns in stale_probe_namespaces().await {
+        match remove_namespace(&ns).await {
+            Ok(()) => report
+                .removed
+                .push(format!("namespace {ns} (a netem probe)")),
             Err(e) => report.errors.push(e.to_string()),
         }
     }

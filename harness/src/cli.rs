@@ -338,13 +338,14 @@ pub fn config_for(workload: &str, nemesis: Vec<String>, opts: &RunOptions, seed:
         None if workload == "register" => Consistency::Linearizable,
         None => Consistency::Local,
     };
+    let backend = opts.backend.unwrap_or_else(Backend::default_for_this_process);
     let keeperd = match &opts.keeperd {
         Some(p) => runner::absolute(p)?,
-        None => runner::default_keeperd(),
+        None => runner::default_keeperd(backend),
     };
     Ok(TestConfig {
         workload: workload.to_string(),
-        backend: opts.backend.unwrap_or_else(Backend::default_for_this_process),
+        backend,
         nodes: opts.nodes,
         nemesis,
         time_limit_ms: opts.time_limit.as_millis() as u64,

@@ -161,6 +161,17 @@ async fn run_cluster_phases(
         run.path.clone(),
     );
     spec.bug = config.server_bug.clone();
+    if config.backend == Backend::Docker && is_static_elf(&config.keeperd) != Some(true) {
+        return Err((
+            false,
+            anyhow!(UsageError(format!(
+                "the docker backend needs a statically linked keeperd, and {} is not one: build it with \
+                 RUSTFLAGS='-C target-feature=+crt-static' cargo build --release --target {STATIC_TARGET} -p keeper \
+                 and pass --keeperd target/{STATIC_TARGET}/release/keeperd",
+                config.keeperd.display()
+            ))),
+        ));
+    }
     let kind = match config.backend {
         Backend::Netns => BackendKind::Netns,
         Backend::Docker => BackendKind::Docker,
@@ -377,11 +388,19 @@ async fn versions(keeperd: &Path) -> Versions {
     }
 }
 
+/// Target triple of the statically linked keeperd the docker backend needs.
+pub const STATIC_TARGET: &str = "x86_64-unknown-linux-gnu";
+
 /// Finds keeperd: next to this binary (the usual `target/<profile>/` layout), else on PATH.
-pub fn default_keeperd() -> PathBuf {
+/// For docker, the statically linked build (`target/<triple>/release/keeperd`) if it exists.
+pub fn default_keeperd(backend: Backend) -> PathBuf {
     if let Ok(exe) = std::env::current_exe()
         && let Some(dir) = exe.parent()
     {
+        let static_build = dir.join("..").join(STATIC_TARGET).join("release").join("keeperd");
+        if backend == Backend::Docker && static_build.is_file() {
+            return static_build;
+        }
         for candidate in [dir.join("keeperd"), dir.join("../keeperd")] {
             if candidate.is_file() {
                 return candidate;
@@ -389,6 +408,32 @@ pub fn default_keeperd() -> PathBuf {
         }
     }
     PathBuf::from("keeperd")
+}
+
+/// Most bytes of an ELF file read to look for its program headers.
+const MAX_ELF_HEADER_BYTES: u64 = 64 * 1024;
+
+/// Whether `path` is an ELF executable without a dynamic loader (PT_INTERP): the only kind a
+/// `FROM scratch` image can run. None when it is not a 64-bit little-endian ELF we can read.
+pub fn is_static_elf(path: &Path) -> Option<bool> {
+    use std::io::Read;
+    const PT_INTERP: u32 = 3;
+    let mut head = Vec::new();
+    std::fs::File::open(path).ok()?.take(MAX_ELF_HEADER_BYTES).read_to_end(&mut head).ok()?;
+    if head.len() < 64 || &head[..4] != b"\x7fELF" || head[4] != 2 || head[5] != 1 {
+        return None;
+    }
+    let u16_at = |o: usize| Some(u16::from_le_bytes(head.get(o..o + 2)?.try_into().ok()?));
+    let phoff = u64::from_le_bytes(head.get(0x20..0x28)?.try_into().ok()?) as usize;
+    let (phentsize, phnum) = (u16_at(0x36)? as usize, u16_at(0x38)? as usize);
+    for i in 0..phnum {
+        let at = phoff.checked_add(i.checked_mul(phentsize)?)?;
+        let p_type = u32::from_le_bytes(head.get(at..at + 4)?.try_into().ok()?);
+        if p_type == PT_INTERP {
+            return Some(false);
+        }
+    }
+    Some(true)
 }
 
 /// Makes a path absolute (relative to the current directory) so later `cd`s do not matter.

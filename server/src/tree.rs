@@ -167,6 +167,8 @@ impl DataTree {
     /// [`DataTree::from_snapshot_with_bug`], or call this right after `from_snapshot`, before
     /// applying anything.
     pub fn set_bug(&mut self, bug: Option<Bug>) {
+        // Without the `bugs` feature no fault can be switched on.
+        let bug = bug.filter(|_| cfg!(feature = "bugs"));
         self.bug = bug;
         if bug == Some(Bug::SequenceReuse) && self.fresh_restore {
             self.forget_sequence_counters();

@@ -72,7 +72,10 @@ async fn crud_calls_and_their_definite_errors() {
 
     let exists = api.exists(s, "/a", false).await.ok();
     assert_eq!(exists["stat"]["version"], 1);
-    assert_eq!(api.exists(s, "/nope", false).await.ok()["stat"], Value::Null);
+    assert_eq!(
+        api.exists(s, "/nope", false).await.ok()["stat"],
+        Value::Null
+    );
     api.get_data(s, "/nope", false).await.err("no_node", 404);
     api.children(s, "/nope", false).await.err("no_node", 404);
 
@@ -93,11 +96,16 @@ async fn crud_calls_and_their_definite_errors() {
     assert_eq!(api.exists(s, "/a", false).await.ok()["stat"], Value::Null);
 
     // The heartbeat body is optional.
-    let hb = api.post_raw(&format!("/v1/sessions/{s}/heartbeat"), vec![]).await;
+    let hb = api
+        .post_raw(&format!("/v1/sessions/{s}/heartbeat"), vec![])
+        .await;
     hb.ok();
-    api.post(&format!("/v1/sessions/{s}/heartbeat"), json!({ "last_zxid": 0 }))
-        .await
-        .ok();
+    api.post(
+        &format!("/v1/sessions/{s}/heartbeat"),
+        json!({ "last_zxid": 0 }),
+    )
+    .await
+    .ok();
 }
 
 #[tokio::test]
@@ -120,7 +128,16 @@ async fn bad_requests_get_a_json_4xx() {
     let api = node.api();
     let s = api.session(5_000).await;
 
-    for path in ["a", "/a/", "/a//b", "/a/./b", "/a/../b", "", "/zookeeper", "/x\u{1}y"] {
+    for path in [
+        "a",
+        "/a/",
+        "/a//b",
+        "/a/./b",
+        "/a/../b",
+        "",
+        "/zookeeper",
+        "/x\u{1}y",
+    ] {
         api.create(s, path, "", "persistent")
             .await
             .err("bad_arguments", 400);
@@ -161,10 +178,15 @@ async fn bad_requests_get_a_json_4xx() {
     api.post("/v1/create", json!({ "session": s }))
         .await
         .err("bad_arguments", 400);
-    api.post("/v1/create", json!({ "session": s, "path": "/m", "mode": "sticky" }))
+    api.post(
+        "/v1/create",
+        json!({ "session": s, "path": "/m", "mode": "sticky" }),
+    )
+    .await
+    .err("bad_arguments", 400);
+    api.post_raw("/v1/create", vec![])
         .await
         .err("bad_arguments", 400);
-    api.post_raw("/v1/create", vec![]).await.err("bad_arguments", 400);
     api.post(
         "/v1/multi",
         json!({ "session": s, "ops": [{ "op": "create", "path": "/x", "extra": 1 }] }),
@@ -173,7 +195,9 @@ async fn bad_requests_get_a_json_4xx() {
     .err("bad_arguments", 400);
 
     api.get("/v1/nothing_here").await.err("bad_arguments", 404);
-    api.post("/v2/create", json!({})).await.err("bad_arguments", 404);
+    api.post("/v2/create", json!({}))
+        .await
+        .err("bad_arguments", 404);
     api.get("/v1/create").await.err("bad_arguments", 405);
     api.post("/v1/sessions/abc/heartbeat", json!({}))
         .await
@@ -208,7 +232,10 @@ async fn sequential_names_and_container_removal() {
     );
     // The counter counts creations, not live children.
     api.delete_node(s, "/q/item-0000000002", -1).await.ok();
-    let next = api.create(s, "/q/item-", "", "persistent_sequential").await.ok();
+    let next = api
+        .create(s, "/q/item-", "", "persistent_sequential")
+        .await
+        .ok();
     assert_eq!(next["path"], "/q/item-0000000003");
 
     api.create(s, "/box", "", "container").await.ok();
@@ -264,11 +291,12 @@ async fn multi_is_all_or_nothing_with_per_op_results() {
         .collect();
     assert_eq!(per_op, ["ok", "bad_version", "runtime_inconsistency"]);
     // Nothing of the failed multi took effect.
-    assert_eq!(api.exists(s, "/m/new", false).await.ok()["stat"], Value::Null);
-    assert_eq!(api.get_data(s, "/m", false).await.ok()["data"], "1");
-    assert!(
-        api.exists(s, "/m/seq-0000000000", false).await.ok()["stat"].is_object()
+    assert_eq!(
+        api.exists(s, "/m/new", false).await.ok()["stat"],
+        Value::Null
     );
+    assert_eq!(api.get_data(s, "/m", false).await.ok()["data"], "1");
+    assert!(api.exists(s, "/m/seq-0000000000", false).await.ok()["stat"].is_object());
 }
 
 #[tokio::test]
@@ -313,7 +341,11 @@ async fn watches_arrive_over_sse_in_zxid_order_and_fire_once() {
         got,
         [
             ("data_changed".to_string(), "/w".to_string(), zxid(&set)),
-            ("children_changed".to_string(), "/w".to_string(), zxid(&child)),
+            (
+                "children_changed".to_string(),
+                "/w".to_string(),
+                zxid(&child)
+            ),
             ("deleted".to_string(), "/w/c".to_string(), zxid(&gone)),
         ],
         "events in zxid order, and the spent data watch fired only once"
@@ -338,7 +370,10 @@ async fn a_new_event_stream_replaces_the_old_one() {
     assert!(first.next().await.is_none(), "the replaced stream ends");
     api.exists(s, "/r", true).await.ok();
     api.create(s, "/r", "", "persistent").await.ok();
-    let (_, event) = second.next().await.expect("the event reaches the new stream");
+    let (_, event) = second
+        .next()
+        .await
+        .expect("the event reaches the new stream");
     assert_eq!(event["path"], "/r");
 }
 
@@ -355,8 +390,14 @@ async fn closing_a_session_removes_its_ephemerals_and_expires_it() {
 
     api.delete(&format!("/v1/sessions/{owner}")).await.ok();
     let (_, event) = events.next().await.expect("deleted event");
-    assert_eq!((event["type"].as_str(), event["path"].as_str()), (Some("deleted"), Some("/eph")));
-    assert_eq!(api.exists(other, "/eph", false).await.ok()["stat"], Value::Null);
+    assert_eq!(
+        (event["type"].as_str(), event["path"].as_str()),
+        (Some("deleted"), Some("/eph"))
+    );
+    assert_eq!(
+        api.exists(other, "/eph", false).await.ok()["stat"],
+        Value::Null
+    );
 
     api.create(owner, "/after", "", "persistent")
         .await
@@ -364,11 +405,20 @@ async fn closing_a_session_removes_its_ephemerals_and_expires_it() {
     api.post(&format!("/v1/sessions/{owner}/heartbeat"), json!({}))
         .await
         .err("session_expired", 410);
-    api.get_data(owner, "/", false).await.err("session_expired", 410);
-    api.post("/v1/create", json!({ "session": 987_654_321u64, "path": "/x" }))
+    api.get_data(owner, "/", false)
         .await
         .err("session_expired", 410);
-    let refused = api.events(987_654_321).await.err().expect("unknown session refused");
+    api.post(
+        "/v1/create",
+        json!({ "session": 987_654_321u64, "path": "/x" }),
+    )
+    .await
+    .err("session_expired", 410);
+    let refused = api
+        .events(987_654_321)
+        .await
+        .err()
+        .expect("unknown session refused");
     refused.err("session_expired", 410);
 }
 
@@ -412,7 +462,11 @@ async fn sigterm_stops_the_node_cleanly_and_it_restarts_with_its_data() {
     api.create(s, "/kept", "yes", "persistent").await.ok();
     let mut events = api.events(s).await.expect("event stream");
     let status = node.terminate();
-    assert!(status.success(), "exit status {status:?}; log:\n{}", node.log());
+    assert!(
+        status.success(),
+        "exit status {status:?}; log:\n{}",
+        node.log()
+    );
     assert!(events.next().await.is_none(), "the event stream ended");
 
     node.restart();
@@ -428,8 +482,22 @@ fn bad_flags_and_an_unusable_data_dir_exit_2_with_one_line() {
     std::fs::write(&file, "x").unwrap();
     let cases: Vec<Vec<String>> = vec![
         flags(&["--id", "1"]),
-        flags(&["--id", "x", "--data-dir", "/tmp", "--client-addr", "127.0.0.1:0"]),
-        flags(&["--id", "1", "--data-dir", "/tmp", "--client-addr", "localhost"]),
+        flags(&[
+            "--id",
+            "x",
+            "--data-dir",
+            "/tmp",
+            "--client-addr",
+            "127.0.0.1:0",
+        ]),
+        flags(&[
+            "--id",
+            "1",
+            "--data-dir",
+            "/tmp",
+            "--client-addr",
+            "localhost",
+        ]),
         flags(&["--frobnicate"]),
         vec![
             "--id".into(),
@@ -440,7 +508,13 @@ fn bad_flags_and_an_unusable_data_dir_exit_2_with_one_line() {
             "127.0.0.1:0".into(),
         ],
         flags(&[
-            "--id", "4", "--data-dir", "/tmp/x", "--client-addr", "127.0.0.1:0", "--peers",
+            "--id",
+            "4",
+            "--data-dir",
+            "/tmp/x",
+            "--client-addr",
+            "127.0.0.1:0",
+            "--peers",
             "1=127.0.0.1:1,2=127.0.0.1:2",
         ]),
     ];
@@ -519,7 +593,10 @@ async fn a_three_node_ensemble_elects_a_leader_and_replicates_a_write_through_a_
 
     let api = &apis[follower];
     let s = api.session(10_000).await;
-    let created = api.create(s, "/replicated", "hello", "persistent").await.ok();
+    let created = api
+        .create(s, "/replicated", "hello", "persistent")
+        .await
+        .ok();
     let written_at = zxid(&created);
     for (i, api) in apis.iter().enumerate() {
         // The session is the ensemble's, so any node serves it; `last_zxid` makes a node that
@@ -543,7 +620,9 @@ async fn a_three_node_ensemble_elects_a_leader_and_replicates_a_write_through_a_
         for api in &apis {
             out.push(api.get("/v1/digest").await.ok());
         }
-        let same = out.iter().all(|d| zxid(d) == zxid(&out[0]) && zxid(d) >= written_at);
+        let same = out
+            .iter()
+            .all(|d| zxid(d) == zxid(&out[0]) && zxid(d) >= written_at);
         same.then_some(out)
     })
     .await;

@@ -135,7 +135,9 @@ async fn crash_and_recover(extra: &[&str], acks_before_kill: usize) -> (Node, te
 
     // The node goes on: new writes, then a graceful restart keeps everything too.
     let s = api.session(20_000).await;
-    api.create(s, "/crash/after", "more", "persistent").await.ok();
+    api.create(s, "/crash/after", "more", "persistent")
+        .await
+        .ok();
     let status = node.terminate();
     assert!(status.success(), "exit status {status:?}");
     node.restart();

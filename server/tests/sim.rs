@@ -96,10 +96,15 @@ struct Sim {
     /// The tree digest each applied zxid leads to.
     digests: BTreeMap<Zxid, u64>,
     writes_ok: u64,
+    bug: Option<keeper::core::Bug>,
 }
 
 impl Sim {
     fn new(seed: u64, n: u64) -> Sim {
+        Sim::with_bug(seed, n, None)
+    }
+
+    fn with_bug(seed: u64, n: u64, bug: Option<keeper::core::Bug>) -> Sim {
         let ids: Vec<u64> = (1..=n).collect();
         let mut sim = Sim {
             rng: ChaCha8Rng::seed_from_u64(seed),
@@ -121,6 +126,7 @@ impl Sim {
             leaders: BTreeMap::new(),
             digests: BTreeMap::new(),
             writes_ok: 0,
+            bug,
         };
         for &id in &ids {
             sim.disks.insert(id, Disk::default());
@@ -134,6 +140,7 @@ impl Sim {
         let mut c = Config::new(id, self.ids.clone());
         c.tick_ms = TICK_MS;
         c.request_timeout_ms = 3_000;
+        c.bug = self.bug;
         c
     }
 
@@ -466,7 +473,11 @@ impl Sim {
 }
 
 fn simulate(seed: u64, n: u64, fault_ms: u64) {
-    let mut sim = Sim::new(seed, n);
+    simulate_with(seed, n, fault_ms, None)
+}
+
+fn simulate_with(seed: u64, n: u64, fault_ms: u64, bug: Option<keeper::core::Bug>) {
+    let mut sim = Sim::with_bug(seed, n, bug);
     sim.run_for(fault_ms, 40, 1);
     sim.heal();
     // Without faults the ensemble must elect a leader, serve, and converge.
@@ -568,4 +579,20 @@ fn a_fault_free_ensemble_elects_quickly_and_commits() {
     }
     assert!(sim.leader().is_some());
     assert!(sim.writes_ok > 10, "only {} writes committed", sim.writes_ok);
+}
+
+/// The simulator has teeth: each protocol fault it can observe is caught within a few seeds.
+/// (Faults visible only to clients — stale reads, lost watch events, leaked ephemerals, unsynced
+/// writes — are the harness's to catch: see `schism gate`.)
+#[cfg(feature = "bugs")]
+#[test]
+fn the_simulator_catches_injected_protocol_bugs() {
+    use keeper::core::Bug;
+    for bug in [Bug::EarlyAck, Bug::SplitBrain, Bug::SyncNoTrunc] {
+        let caught = (0..40u64).find(|seed| {
+            std::panic::catch_unwind(|| simulate_with(5_000 + seed, 3, 20_000, Some(bug))).is_err()
+        });
+        eprintln!("{}: caught at seed {:?}", bug.name(), caught.map(|s| 5_000 + s));
+        assert!(caught.is_some(), "the simulator missed {}", bug.name());
+    }
 }

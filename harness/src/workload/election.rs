@@ -76,7 +76,9 @@ impl Workload for Election {
 struct ElectionClient {
     session: Session,
     election: Option<LeaderElection>,
-    /// Set while this process believes it leads.
+    /// The token of this process's successful claim in its current election, if any. Never
+    /// cleared while `election` stays: a second claim with the same token would look like two
+    /// leaders sharing one.
     token: Option<u64>,
     process: u64,
 }
@@ -100,8 +102,10 @@ impl ElectionClient {
             }
             Ok(false) => Completion::fail("not_leader"),
             Err(e) => {
-                // Out of the election (node or session gone), or the queue could not be read.
+                // Out of the election (node or session gone), or the queue could not be read;
+                // rejoining is safe either way (a stale node of ours only delays us).
                 self.election = None;
+                self.token = None;
                 completion_of(&e)
             }
         }
@@ -128,14 +132,18 @@ impl ElectionClient {
                 }
             }
             Err(e) => {
-                if !e.is_indeterminate() {
-                    // The check failed or the session is gone: this process no longer leads.
+                use keeper::api::ErrorCode;
+                // The check failed (our election node is gone) or the session is: this process
+                // no longer leads. Other refusals (not_ready) leave it leading, and it must not
+                // claim the same token twice.
+                if !e.is_indeterminate()
+                    && matches!(
+                        e.code(),
+                        ErrorCode::NoNode | ErrorCode::RuntimeInconsistency | ErrorCode::SessionExpired
+                    )
+                {
                     self.token = None;
-                    if e.code() == keeper::api::ErrorCode::RuntimeInconsistency
-                        || e.code() == keeper::api::ErrorCode::NoNode
-                    {
-                        self.election = None;
-                    }
+                    self.election = None;
                 }
                 completion_of(&e)
             }
@@ -147,7 +155,9 @@ impl ElectionClient {
         match self.election.take() {
             Some(e) => match e.resign().await {
                 Ok(()) => Completion::ok(Value::Null),
-                Err(e) => completion_of(&e),
+                // Our node may still be there, and rejoining on this session would find it and
+                // its already-claimed token again: start over with a new session.
+                Err(e) => completion_of(&e).reopening(),
             },
             None => Completion::fail("not in the election"),
         }

@@ -34,10 +34,11 @@ pub(crate) struct Election {
 impl Core {
     /// `a` beats `b` (ZooKeeper's `totalOrderPredicate`).
     pub(super) fn vote_beats(&self, a: &Vote, b: &Vote) -> bool {
-        // BUG(vote-ignores-epoch): the election forgets that a newer epoch outranks a longer
-        // history from an older one.
+        // BUG(vote-ignores-epoch): the election compares histories by their length within an
+        // epoch and the server id, forgetting the epoch (both the vote's and the zxid's high
+        // half): a long history of an old epoch then outranks a newer epoch's committed one.
         if self.cfg.has_bug(Bug::VoteIgnoresEpoch) {
-            return (a.zxid, a.id) > (b.zxid, b.id);
+            return (crate::api::counter_of(a.zxid), a.id) > (crate::api::counter_of(b.zxid), b.id);
         }
         (a.epoch, a.zxid, a.id) > (b.epoch, b.zxid, b.id)
     }

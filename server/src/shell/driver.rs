@@ -11,11 +11,13 @@ use super::sse::EventHub;
 use crate::api::{
     DigestReply, ErrorCode, KeeperError, NodeId, SessionId, Status, Zxid, counter_of, epoch_of,
 };
-use crate::core::{ClientRequest, Config, Core, Input, Millis, Output, PeerMsg, RequestId, Response};
+use crate::core::{
+    ClientRequest, Config, Core, Input, Millis, Output, PeerMsg, RequestId, Response,
+};
 use crate::storage::Storage;
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -87,12 +89,24 @@ impl DriverHandle {
             })
         };
         let answer = tokio::time::timeout(bound, wait).await;
-        if let (Ok(Ok(Answer { flush: Some(mark), .. })), Some(session)) = (&answer, session) {
+        if let (
+            Ok(Ok(Answer {
+                flush: Some(mark), ..
+            })),
+            Some(session),
+        ) = (&answer, session)
+        {
             self.hub.wait_flushed(session, *mark).await;
         }
         match answer {
-            Ok(Ok(Answer { reply: (_, Err(e)), .. })) | Ok(Err(e)) => Err(e),
-            Ok(Ok(Answer { reply: (zxid, Ok(response)), .. })) => Ok((zxid, response)),
+            Ok(Ok(Answer {
+                reply: (_, Err(e)), ..
+            }))
+            | Ok(Err(e)) => Err(e),
+            Ok(Ok(Answer {
+                reply: (zxid, Ok(response)),
+                ..
+            })) => Ok((zxid, response)),
             Err(_) => Err(KeeperError::new(
                 ErrorCode::Timeout,
                 format!(
@@ -165,7 +179,9 @@ pub struct DriverConfig {
 pub type DriverDone = oneshot::Receiver<anyhow::Result<()>>;
 
 /// Turns what the driver thread reported (or its silence, if it panicked) into a result.
-pub fn outcome(received: Result<anyhow::Result<()>, oneshot::error::RecvError>) -> anyhow::Result<()> {
+pub fn outcome(
+    received: Result<anyhow::Result<()>, oneshot::error::RecvError>,
+) -> anyhow::Result<()> {
     received.unwrap_or_else(|_| Err(anyhow::anyhow!("the driver thread panicked")))
 }
 

@@ -8,10 +8,10 @@ use super::sse::{EventHub, KEEP_ALIVE_MS};
 use crate::api::{
     ChildrenReply, CreateReply, CreateRequest, CreateSessionRequest, DataReply, DeleteRequest,
     ErrorCode, ExistsReply, HeartbeatRequest, KeeperError, MultiReply, MultiRequest, Op,
-    ReadRequest, SessionId, SessionReply, SetDataRequest, StatReply, SyncRequest, Zxid,
-    ZxidReply,
+    ReadRequest, SessionId, SessionReply, SetDataRequest, StatReply, SyncRequest, Zxid, ZxidReply,
 };
 use crate::core::{ClientRequest, Read, Response as CoreResponse};
+use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, FromRequest, Path, Request, State};
 use axum::http::{Method, StatusCode, Uri};
@@ -19,7 +19,6 @@ use axum::response::sse::{KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use axum::body::Bytes;
 use serde::de::DeserializeOwned;
 use std::sync::Arc;
 use std::time::Duration;
@@ -112,7 +111,10 @@ async fn body_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, Ap
                     "request body too large (the limit is twice --max-data-bytes plus 64 KiB)",
                 )
             } else {
-                ApiError::bad(format!("cannot read the request body: {}", rejection.body_text()))
+                ApiError::bad(format!(
+                    "cannot read the request body: {}",
+                    rejection.body_text()
+                ))
             }
         })
 }
@@ -267,7 +269,12 @@ async fn events(
     Ok(Sse::new(stream).keep_alive(keep_alive).into_response())
 }
 
-async fn write(app: &AppState, session: SessionId, last_zxid: Zxid, op: Op) -> Result<(Zxid, CoreResponse), ApiError> {
+async fn write(
+    app: &AppState,
+    session: SessionId,
+    last_zxid: Zxid,
+    op: Op,
+) -> Result<(Zxid, CoreResponse), ApiError> {
     let body = ClientRequest::Write {
         session,
         last_zxid,
@@ -335,7 +342,11 @@ async fn multi(
     }
 }
 
-async fn read(app: &AppState, req: ReadRequest, make: fn(String) -> Read) -> Result<(Zxid, CoreResponse), ApiError> {
+async fn read(
+    app: &AppState,
+    req: ReadRequest,
+    make: fn(String) -> Read,
+) -> Result<(Zxid, CoreResponse), ApiError> {
     let body = ClientRequest::Read {
         session: req.session,
         last_zxid: req.last_zxid,

@@ -239,7 +239,10 @@ pub async fn start(config: ServerConfig, shutdown: CancellationToken) -> anyhow:
         // the driver, which makes its last batch durable before it returns.
         let grace = Duration::from_millis(SHUTDOWN_GRACE_MS);
         if tokio::time::timeout(grace, &mut http_task).await.is_err() {
-            tracing::warn!(id, "in-flight requests did not finish in {SHUTDOWN_GRACE_MS} ms");
+            tracing::warn!(
+                id,
+                "in-flight requests did not finish in {SHUTDOWN_GRACE_MS} ms"
+            );
             http_task.abort();
         }
         driver_stop.cancel();

@@ -88,7 +88,11 @@ impl Transport {
     /// Queues a message; never waits.
     pub fn send(&self, to: NodeId, msg: PeerMsg) {
         let Some(outbox) = self.outboxes.get(&to) else {
-            tracing::warn!(to, msg = msg.name(), "message for a server that is not a member");
+            tracing::warn!(
+                to,
+                msg = msg.name(),
+                "message for a server that is not a member"
+            );
             return;
         };
         {
@@ -228,7 +232,11 @@ async fn send_until_broken(
     stop: &CancellationToken,
 ) -> std::io::Result<()> {
     let (mut read_half, mut write_half) = stream.into_split();
-    let resets_at_connect = outbox.state.lock().unwrap_or_else(|e| e.into_inner()).resets;
+    let resets_at_connect = outbox
+        .state
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .resets;
     let mut probe = [0u8; 1];
     let mut buf = Vec::new();
     loop {

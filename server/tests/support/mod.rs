@@ -65,7 +65,10 @@ impl Node {
             .expect("cannot open the node's log file");
         let mut child = Command::new(env!("CARGO_BIN_EXE_keeperd"))
             .args(&args)
-            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or("info".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or("info".into()),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log))
@@ -136,7 +139,10 @@ impl Node {
             if Instant::now() > deadline {
                 let _ = child.kill();
                 let _ = child.wait();
-                panic!("keeperd {} did not exit within {STOP_TIMEOUT_MS} ms of SIGTERM", self.id);
+                panic!(
+                    "keeperd {} did not exit within {STOP_TIMEOUT_MS} ms of SIGTERM",
+                    self.id
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -308,9 +314,7 @@ impl Api {
     /// Waits until the node serves clients, then opens a session.
     pub async fn session(&self, timeout_ms: u64) -> u64 {
         eventually("the node to serve clients", || async {
-            self.status()
-                .await
-                .filter(|s| s["serving"] == json!(true))
+            self.status().await.filter(|s| s["serving"] == json!(true))
         })
         .await;
         let reply = self
