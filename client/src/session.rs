@@ -523,23 +523,28 @@ impl Session {
             let index = *shared.current.borrow();
             let remaining = deadline.saturating_duration_since(Instant::now());
             let node = shared.nodes[index].with_timeout(remaining);
-            let error = match op(node, self.last_zxid()).await {
+            let error = match op(node.clone(), self.last_zxid()).await {
                 Ok(reply) => {
                     shared.observe(reply.zxid());
                     return Ok(reply);
                 }
                 Err(e) => e,
             };
-            if !closing && error.code() == ErrorCode::SessionExpired && error.keeper().is_some() {
-                shared.finish(SessionState::Expired);
-                return Err(error);
+            // An unconfirmed expiry came from a node that is behind: it refused the request.
+            let mut refused = error.is_refusal();
+            if says_expired(&error) && !closing {
+                if shared.expiry_confirmed(&node).await {
+                    shared.finish(SessionState::Expired);
+                    return Err(error);
+                }
+                refused = true;
             }
             let client_side_unknown =
                 matches!(error, Error::Timeout { .. } | Error::ConnectionLost { .. });
-            if error.is_refusal() || client_side_unknown {
+            if refused || client_side_unknown {
                 shared.fail_over(index);
             }
-            let retry = error.is_refusal() || (kind == Kind::Read && error.is_indeterminate());
+            let retry = refused || (kind == Kind::Read && error.is_indeterminate());
             attempts += 1;
             if !retry || Instant::now() >= deadline {
                 return Err(error);
@@ -554,6 +559,11 @@ impl Session {
     }
 }
 
+/// The server's own word that the session is gone (not a client-side guess).
+fn says_expired(error: &Error) -> bool {
+    error.keeper().is_some() && error.code() == ErrorCode::SessionExpired
+}
+
 fn expired_error() -> Error {
     Error::Keeper(KeeperError::new(
         ErrorCode::SessionExpired,
@@ -566,6 +576,22 @@ async fn sleep_within(deadline: Instant, pause: Duration) {
 }
 
 impl Shared {
+    /// Whether `node`'s `session_expired` is the ensemble's verdict. A node that has not yet
+    /// applied the session's creation also says `session_expired`, so the claim counts only
+    /// once the node has applied everything this session has seen and still says so.
+    async fn expiry_confirmed(&self, node: &NodeClient) -> bool {
+        let node = node.with_timeout(self.request_timeout);
+        let last_zxid = self.last_zxid.load(Ordering::SeqCst);
+        match node.status().await {
+            Ok(status) if status.applied_zxid >= last_zxid => {}
+            _ => return false,
+        }
+        let again = node
+            .heartbeat(self.id, &HeartbeatRequest { last_zxid })
+            .await;
+        matches!(again, Err(e) if says_expired(&e))
+    }
+
     fn observe(&self, zxid: Zxid) {
         self.last_zxid.fetch_max(zxid, Ordering::SeqCst);
     }
@@ -664,7 +690,7 @@ async fn heartbeat_loop(shared: Arc<Shared>) {
                     delivered = true;
                     break;
                 }
-                Err(e) if e.keeper().is_some() && e.code() == ErrorCode::SessionExpired => {
+                Err(e) if says_expired(&e) && shared.expiry_confirmed(&node).await => {
                     shared.finish(SessionState::Expired);
                     return;
                 }
@@ -691,7 +717,7 @@ async fn event_loop(shared: Arc<Shared>, opened: oneshot::Sender<()>) {
         };
         let mut stream = match stream {
             Ok(stream) => stream,
-            Err(e) if e.keeper().is_some() && e.code() == ErrorCode::SessionExpired => {
+            Err(e) if says_expired(&e) && shared.expiry_confirmed(&node).await => {
                 shared.finish(SessionState::Expired);
                 return;
             }

@@ -19,12 +19,11 @@ pub enum Backend {
 }
 
 impl Backend {
-    /// netns when we may create namespaces, else local.
+    /// netns when this process may create namespaces and the tools exist, else local.
     pub fn default_for_this_process() -> Backend {
-        if nix::unistd::geteuid().is_root() {
-            Backend::Netns
-        } else {
-            Backend::Local
+        match cluster::BackendKind::default_for_host() {
+            cluster::BackendKind::Netns => Backend::Netns,
+            _ => Backend::Local,
         }
     }
 

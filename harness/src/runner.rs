@@ -464,3 +464,18 @@ pub fn replay_request(dir: &Path, results_root: &Path, command_line: Vec<String>
         replay_of: Some(absolute(dir)?),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn static_executables_are_told_apart_from_dynamic_ones() {
+        assert_eq!(is_static_elf(Path::new("/bin/sh")), Some(false));
+        let dir = tempfile::tempdir().unwrap();
+        let text = dir.path().join("script");
+        std::fs::write(&text, "#!/bin/sh\n").unwrap();
+        assert_eq!(is_static_elf(&text), None);
+        assert_eq!(is_static_elf(&dir.path().join("missing")), None);
+    }
+}
