@@ -202,6 +202,9 @@ pub fn bench(args: &BenchArgs) -> i32 {
     let check_s = t.elapsed().as_secs_f64();
     for c in &v.checkers {
         println!("{}", c.line());
+        if let Some(slow) = c.details.get("slowest_keys") {
+            println!("  slowest keys: {slow}");
+        }
     }
     let threads = opts
         .threads

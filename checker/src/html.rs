@@ -6,7 +6,7 @@ use crate::history::EventType;
 use crate::verdict::Counterexample;
 
 const ROW_HEIGHT_PX: usize = 34;
-const SLOT_WIDTH_PX: usize = 70;
+const SLOT_WIDTH_PX: usize = 120;
 const LABEL_WIDTH_PX: usize = 60;
 const MARGIN_PX: usize = 20;
 
@@ -87,7 +87,10 @@ pub fn timeline_svg(cx: &Counterexample) -> String {
             h = ROW_HEIGHT_PX - 10,
             tx = x1 + 4,
             ty = y + 16,
-            label = escape(&format!("{step}[{i}] {}", short(&o.label(), (x2 - x1) / 7))),
+            label = escape(&short(
+                &format!("{step}[{i}] {}", o.label()),
+                (x2 - x1).saturating_sub(8) / 7
+            )),
         );
     }
     svg.push_str("</svg>");

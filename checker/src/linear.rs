@@ -30,8 +30,10 @@ const SHRINK_TIME_LIMIT_MS: u64 = 10_000;
 /// Steps one search may take while shrinking; a search that needs more counts as "not shown
 /// invalid", so the operation stays in the counterexample.
 const SHRINK_STEP_LIMIT: u64 = 500_000;
+/// Keys listed in the details with the time their search took.
+const SLOWEST_KEYS_LISTED: usize = 5;
 /// Info operations in a row the fast first searches may linearize, one search per bound.
-const FAST_INFO_CHAINS: [usize; 2] = [1, 2];
+const FAST_INFO_CHAINS: [usize; 3] = [1, 2, 3];
 /// Step allowance of the fast first search: per operation, plus a constant.
 const FAST_STEPS_PER_OP: u64 = 256;
 const FAST_STEPS_BASE: u64 = 100_000;
@@ -328,14 +330,15 @@ where
             }
         }
         let tag = entry_of[entry];
-        if entry == tail || tag & RETURN_BIT != 0 {
+        let at_return = entry == tail || tag & RETURN_BIT != 0;
+        if at_return && !info_phase {
             // A return: its operation should have been linearized by now. Before giving up on
             // this node, try the info operations called before it.
-            if !info_phase {
-                info_phase = true;
-                entry = next[0];
-                continue;
-            }
+            info_phase = true;
+            entry = next[0];
+            continue;
+        }
+        if at_return {
             let Some((e, s, chain_before)) = calls.pop() else {
                 break Outcome::NotLinearizable {
                     longest: std::mem::take(&mut longest),
@@ -541,6 +544,7 @@ pub fn check<M: Model>(
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
         .clamp(1, keys.len().max(1));
     let next_key = AtomicUsize::new(0);
+    let key_micros: Vec<AtomicU64> = keys.iter().map(|_| AtomicU64::new(0)).collect();
     let results: Vec<std::sync::Mutex<Option<Result<KeyResult, TranslateError>>>> =
         keys.iter().map(|_| std::sync::Mutex::new(None)).collect();
     std::thread::scope(|scope| {
@@ -557,6 +561,7 @@ pub fn check<M: Model>(
                         }
                         continue;
                     }
+                    let key_started = Instant::now();
                     let r = prepare(model, ops, &keys[k].1).map(|p| {
                         let all: Vec<usize> = (0..p.ops.len()).collect();
                         match decide(&p.init, &p.ops, &all, &budget, None, false) {
@@ -568,6 +573,8 @@ pub fn check<M: Model>(
                     if matches!(r, Ok(KeyResult::Invalid) | Err(_)) {
                         budget.stop();
                     }
+                    key_micros[k]
+                        .store(key_started.elapsed().as_micros() as u64, Ordering::Relaxed);
                     if let Ok(mut slot) = results[k].lock() {
                         *slot = Some(r);
                     }
@@ -598,6 +605,19 @@ pub fn check<M: Model>(
         "valid_keys": valid,
         "elapsed_ms": elapsed_ms,
     });
+    let mut slowest: Vec<(u64, &str)> = key_micros
+        .iter()
+        .zip(&keys)
+        .map(|(m, k)| (m.load(Ordering::Relaxed), k.0))
+        .collect();
+    slowest.sort_unstable_by(|a, b| b.cmp(a));
+    details["slowest_keys"] = json!(
+        slowest
+            .iter()
+            .take(SLOWEST_KEYS_LISTED)
+            .map(|(us, k)| json!({"key": k, "ms": us / 1000}))
+            .collect::<Vec<_>>()
+    );
     if let Some(k) = invalid {
         let (key, indices) = &keys[k];
         let p = prepare(model, ops, indices)?;

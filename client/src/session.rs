@@ -278,7 +278,8 @@ impl Session {
     }
 
     /// Stops (or resumes) heartbeats, so that a test can let the session expire while the
-    /// client keeps running.
+    /// client keeps running. While stopped, a broken event stream is not reopened either
+    /// (opening one counts as a heartbeat); operations still touch the session.
     pub fn set_heartbeats(&self, enabled: bool) {
         self.shared.heartbeats.store(enabled, Ordering::SeqCst);
     }
@@ -709,6 +710,15 @@ async fn event_loop(shared: Arc<Shared>, opened: oneshot::Sender<()>) {
     let mut current = shared.current.subscribe();
     let reconnect_pause = Duration::from_millis(EVENT_RECONNECT_BACKOFF_MS);
     loop {
+        // Opening a stream counts as a heartbeat on the server, so a session told to stop
+        // heartbeating does not reopen one (its current stream, if any, has already ended).
+        if !shared.heartbeats.load(Ordering::SeqCst) {
+            tokio::select! {
+                _ = shared.cancel.cancelled() => return,
+                _ = tokio::time::sleep(reconnect_pause) => {}
+            }
+            continue;
+        }
         let index = *current.borrow_and_update();
         let node = shared.nodes[index].with_timeout(shared.request_timeout);
         let stream = tokio::select! {

@@ -357,3 +357,34 @@ async fn connect_skips_a_dead_server_and_reads_follow_the_session() {
     assert_eq!(synced.get_data("/f", false).await.unwrap().0, "x");
     s.close().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_the_last_handle_stops_heartbeats_so_the_session_expires() {
+    let server = Keeperd::start().await;
+    let mut config = ClientConfig::new([server.url.clone()]);
+    config.session_timeout = Duration::from_millis(2_000);
+    let dropped = Session::connect(config).await.unwrap();
+    let timeout = dropped.timeout();
+    dropped
+        .create("/dropped", "", CreateMode::Ephemeral)
+        .await
+        .unwrap();
+    let clone = dropped.clone();
+    drop(dropped);
+    // A clone keeps the session alive...
+    tokio::time::sleep(timeout * 2).await;
+    assert!(clone.exists("/dropped", false).await.unwrap().is_some());
+    drop(clone);
+
+    // ...and once the last handle is gone the server expires it.
+    let observer = session(&server).await;
+    let bound = tokio::time::Instant::now() + timeout * 3 + Duration::from_millis(EVENT_TIMEOUT_MS);
+    while observer.exists("/dropped", false).await.unwrap().is_some() {
+        assert!(
+            tokio::time::Instant::now() < bound,
+            "the session outlived its last handle"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    observer.close().await.unwrap();
+}

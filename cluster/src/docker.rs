@@ -75,7 +75,8 @@ pub async fn connect() -> Result<Docker> {
 /// path. Takes minutes the first time; cargo makes later calls cheap.
 pub async fn build_static_keeperd(workspace: &Path) -> Result<PathBuf> {
     const TARGET: &str = "x86_64-unknown-linux-gnu";
-    let status = tokio::process::Command::new("cargo")
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = tokio::process::Command::new(cargo)
         .args([
             "build",
             "--release",
@@ -106,6 +107,12 @@ pub async fn build_static_keeperd(workspace: &Path) -> Result<PathBuf> {
 pub async fn ensure_image(docker: &Docker, keeperd: &Path) -> Result<String> {
     let binary = std::fs::read(keeperd)
         .map_err(|e| ClusterError::io(format!("reading {}", keeperd.display()), e))?;
+    if has_interpreter(&binary) {
+        return Err(ClusterError::Invalid(format!(
+            "the docker backend needs a statically linked keeperd, and {} is dynamically linked: build one with RUSTFLAGS='-C target-feature=+crt-static' cargo build --release --target x86_64-unknown-linux-gnu -p keeper",
+            keeperd.display()
+        )));
+    }
     let image = format!("{IMAGE_REPO}:{:016x}", fnv1a(&binary));
     if docker.inspect_image(&image).await.is_ok() {
         return Ok(image);
@@ -133,6 +140,38 @@ pub async fn ensure_image(docker: &Docker, keeperd: &Path) -> Result<String> {
         .await
         .map_err(|e| derr("the node image is missing after its build", e))?;
     Ok(image)
+}
+
+/// True when an ELF64 binary asks for a dynamic loader (a PT_INTERP program header), which an
+/// image `FROM scratch` does not have.
+fn has_interpreter(binary: &[u8]) -> bool {
+    const PT_INTERP: u32 = 3;
+    let u16_at = |o: usize| {
+        binary
+            .get(o..o + 2)
+            .map(|b| u16::from_le_bytes([b[0], b[1]]))
+    };
+    let u32_at = |o: usize| {
+        binary
+            .get(o..o + 4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    };
+    let u64_at = |o: usize| {
+        binary
+            .get(o..o + 8)
+            .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
+    };
+    if !binary.starts_with(b"\x7fELF") {
+        return false;
+    }
+    let (Some(phoff), Some(entsize), Some(count)) = (u64_at(0x20), u16_at(0x36), u16_at(0x38))
+    else {
+        return false;
+    };
+    (0..count as usize).any(|i| {
+        let at = (phoff as usize).saturating_add(i * entsize as usize);
+        u32_at(at) == Some(PT_INTERP)
+    })
 }
 
 fn build_context(binary: &[u8]) -> Result<Vec<u8>> {
@@ -616,5 +655,16 @@ impl Backend for DockerCluster {
         .await?;
         self.ledger.remove();
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn dynamic_binaries_are_recognised() {
+        // The test binary itself is dynamically linked.
+        let me = std::fs::read(std::env::current_exe().unwrap()).unwrap();
+        assert!(super::has_interpreter(&me));
+        assert!(!super::has_interpreter(b"not an elf file"));
     }
 }

@@ -112,6 +112,13 @@ pub async fn run_test(req: RunRequest, cancel: CancellationToken, progress: &Pro
     if cancel.is_cancelled() {
         notes.push("the run was interrupted (Ctrl-C) before its end".into());
     }
+    if req.config.workload == "register" && req.config.read_consistency != keeper::api::Consistency::Linearizable {
+        notes.push(format!(
+            "reads were {}: keeper (like ZooKeeper) does not promise that such reads are linearizable, so a stale read is reported as a violation of a guarantee that was not asked for",
+            format!("{:?}", req.config.read_consistency).to_lowercase()
+        ));
+    }
+    progress.finish();
 
     if ran_workload {
         progress.phase("checking");

@@ -14,7 +14,10 @@ pub mod runner;
 pub mod schedule;
 
 pub use fault::{FAULT_KINDS, Fault, FaultKind, NETWORK_FAULTS, PartitionShape, Targets};
-pub use runner::{FaultLog, LogEntry, Phase, RunSummary, check_support, heal_all, run_schedule};
+pub use runner::{
+    FaultLog, LogEntry, Phase, RunSummary, RunningSchedule, check_support, heal_all, run_schedule,
+    spawn,
+};
 pub use schedule::{Pacing, Schedule, Step};
 
 use cluster::host::{argv, run};

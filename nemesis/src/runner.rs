@@ -505,3 +505,44 @@ async fn run_steps<C: Backend>(
     }
     Ok(())
 }
+
+/// A schedule running in the background (see [`spawn`]).
+pub struct RunningSchedule {
+    handle: tokio::task::JoinHandle<Result<RunSummary, NemesisError>>,
+    cancel: CancellationToken,
+}
+
+impl RunningSchedule {
+    /// Stops injecting, heals every fault, and waits for that to finish.
+    pub async fn stop_and_heal(self) -> Result<RunSummary, NemesisError> {
+        self.cancel.cancel();
+        self.wait().await
+    }
+
+    /// Waits for the schedule to end on its own (it heals everything before it returns).
+    pub async fn wait(self) -> Result<RunSummary, NemesisError> {
+        self.handle
+            .await
+            .map_err(|e| NemesisError::Invalid(format!("the nemesis task failed: {e}")))?
+    }
+}
+
+/// Runs [`run_schedule`] on a tokio task; `cancel` (or [`RunningSchedule::stop_and_heal`])
+/// stops it, and it heals everything either way.
+pub fn spawn<C: Backend + 'static>(
+    cluster: Arc<C>,
+    schedule: Schedule,
+    mut log: FaultLog,
+    cancel: CancellationToken,
+) -> RunningSchedule {
+    let token = cancel.child_token();
+    let task_token = token.clone();
+    let handle =
+        tokio::spawn(
+            async move { run_schedule(&*cluster, &schedule, &mut log, &task_token).await },
+        );
+    RunningSchedule {
+        handle,
+        cancel: token,
+    }
+}

@@ -106,15 +106,8 @@ async fn isolate_and_heal(cluster: &Arc<Cluster>) -> Result<(), String> {
         },
         600_000,
     );
-    let (mut log, seen) = shared_log();
-    let cancel = CancellationToken::new();
-    let runner = {
-        let cluster = cluster.clone();
-        let cancel = cancel.clone();
-        tokio::spawn(
-            async move { nemesis::run_schedule(&*cluster, &schedule, &mut log, &cancel).await },
-        )
-    };
+    let (log, seen) = shared_log();
+    let running = nemesis::spawn(cluster.clone(), schedule, log, CancellationToken::new());
 
     let checks = async {
         let majority: Vec<NodeId> = all.iter().copied().filter(|n| *n != old).collect();
@@ -145,10 +138,9 @@ async fn isolate_and_heal(cluster: &Arc<Cluster>) -> Result<(), String> {
         Ok(())
     }
     .await;
-    cancel.cancel();
-    let summary = runner
+    let summary = running
+        .stop_and_heal()
         .await
-        .map_err(|e| e.to_string())?
         .map_err(|e| format!("the nemesis failed: {e}"))?;
     checks?;
     if summary.steps_started != 1 || summary.steps_healed != 1 {

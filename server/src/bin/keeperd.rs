@@ -84,7 +84,8 @@ struct FileConfig {
 #[serde(untagged)]
 enum FilePeers {
     List(String),
-    Map(BTreeMap<NodeId, SocketAddr>),
+    /// Keys are ids as strings (JSON object keys); parsed by `peers_from_map`.
+    Map(BTreeMap<String, SocketAddr>),
 }
 
 fn parse_peers(list: &str) -> Result<BTreeMap<NodeId, SocketAddr>, String> {
@@ -105,6 +106,17 @@ fn parse_peers(list: &str) -> Result<BTreeMap<NodeId, SocketAddr>, String> {
         }
     }
     Ok(peers)
+}
+
+fn peers_from_map(
+    map: BTreeMap<String, SocketAddr>,
+) -> Result<BTreeMap<NodeId, SocketAddr>, String> {
+    map.into_iter()
+        .map(|(id, addr)| match id.trim().parse() {
+            Ok(id) => Ok((id, addr)),
+            Err(_) => Err(format!("--config peers: {id:?} is not a server id")),
+        })
+        .collect()
 }
 
 fn read_config_file(path: &PathBuf) -> Result<FileConfig, String> {
@@ -138,7 +150,7 @@ fn server_config(args: Args) -> Result<ServerConfig, String> {
         .ok_or("--client-addr is required (see keeperd --help)")?;
     let peers = match (args.peers, file.peers) {
         (Some(list), _) | (None, Some(FilePeers::List(list))) => parse_peers(&list)?,
-        (None, Some(FilePeers::Map(map))) => map,
+        (None, Some(FilePeers::Map(map))) => peers_from_map(map)?,
         (None, None) => BTreeMap::new(),
     };
     if !peers.is_empty() && !peers.contains_key(&id) {

@@ -65,6 +65,16 @@ pub struct DriverHandle {
 }
 
 impl DriverHandle {
+    /// A handle whose inputs land in `tx`, for tests of the transport.
+    #[cfg(test)]
+    pub fn for_test(tx: mpsc::Sender<DriverInput>) -> DriverHandle {
+        DriverHandle {
+            tx,
+            reply_bound: Duration::from_millis(REPLY_MARGIN_MS),
+            hub: Arc::default(),
+        }
+    }
+
     /// Hands a client request to the core and waits for its reply.
     pub async fn call(&self, body: ClientRequest) -> Result<(Zxid, Response), KeeperError> {
         let session = session_of(&body);

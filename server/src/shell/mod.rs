@@ -174,13 +174,16 @@ pub async fn start(config: ServerConfig, shutdown: CancellationToken) -> anyhow:
         None => None,
     };
 
-    // `stop` ends everything the shell runs; it follows `shutdown` and also fires on a fatal
-    // error, so a node whose storage failed stops serving at once.
-    let stop = shutdown.child_token();
-    let hub = Arc::new(sse::EventHub::default());
-    let transport = peer::Transport::start(config.id, others.clone(), stop.clone());
+    // Shutdown runs in stages. `clients` (which follows `shutdown`) stops the HTTP server and
+    // ends the event streams; `peers` stops the transport only once in-flight requests are
+    // answered, since their replies may need the ensemble; `driver_stop` comes last. A fatal
+    // error fires all three at once: a node whose storage failed stops serving immediately.
+    let clients = shutdown.child_token();
+    let peers = CancellationToken::new();
     let driver_stop = CancellationToken::new();
-    let (driver, driver_done) = driver::spawn(
+    let hub = Arc::new(sse::EventHub::default());
+    let transport = peer::Transport::start(config.id, others.clone(), peers.clone());
+    let spawned = driver::spawn(
         driver::DriverConfig {
             core: config.core_config(),
             data_dir: config.data_dir.clone(),
@@ -191,27 +194,33 @@ pub async fn start(config: ServerConfig, shutdown: CancellationToken) -> anyhow:
         hub.clone(),
         driver_stop.clone(),
     )
-    .await?;
+    .await;
+    let (driver, driver_done) = match spawned {
+        Ok(pair) => pair,
+        Err(e) => {
+            peers.cancel();
+            return Err(e);
+        }
+    };
 
-    let mut members: Vec<NodeId> = others.keys().copied().collect();
-    members.sort_unstable();
+    let members: Vec<NodeId> = others.keys().copied().collect();
     if let Some(listener) = peer_listener {
         tokio::spawn(peer::accept(
             listener,
             config.id,
             members,
             driver.clone(),
-            stop.clone(),
+            peers.clone(),
         ));
     }
 
     let app = http::router(http::AppState {
         driver: driver.clone(),
         hub,
-        stop: stop.clone(),
+        stop: clients.clone(),
         body_limit: config.max_data_bytes.saturating_mul(2) + http::BODY_SLACK_BYTES,
     });
-    let http_stop = stop.clone();
+    let http_stop = clients.clone();
     let mut http_task = tokio::spawn(async move {
         axum::serve(client_listener, app)
             .with_graceful_shutdown(http_stop.cancelled_owned())
@@ -222,29 +231,37 @@ pub async fn start(config: ServerConfig, shutdown: CancellationToken) -> anyhow:
     tracing::info!(id, %client_addr, ?peer_addr, voters = ?config.voters(), "node started");
     let task = tokio::spawn(async move {
         let mut driver_done = driver_done;
-        // Wait for a shutdown request or a fatal error of the driver.
+        let mut http_finished = false;
         let fatal = tokio::select! {
-            _ = stop.cancelled() => None,
+            biased;
+            _ = clients.cancelled() => None,
             outcome = &mut driver_done => Some(driver::outcome(outcome)),
-            served = &mut http_task => Some(Err(anyhow::anyhow!("the HTTP server stopped: {served:?}"))),
+            served = &mut http_task => {
+                http_finished = true;
+                // The server ends by itself only on an accept error it cannot recover from.
+                (!clients.is_cancelled())
+                    .then(|| Err(anyhow::anyhow!("the HTTP server stopped: {served:?}")))
+            }
         };
-        stop.cancel();
         if let Some(result) = fatal {
-            // Stop serving before anything else: nothing may be answered after a failed fsync.
+            clients.cancel();
+            peers.cancel();
             driver_stop.cancel();
-            let result = result.and(Err(anyhow::anyhow!("the driver stopped unexpectedly")));
-            return result;
+            // The driver only returns by itself on an error; `Ok` here would be a bug.
+            return result.and(Err(anyhow::anyhow!("the driver stopped unexpectedly")));
         }
-        // Graceful: let in-flight requests finish (their replies need the driver), then stop
-        // the driver, which makes its last batch durable before it returns.
+        // Graceful: let in-flight requests finish (their replies need the driver and maybe
+        // the peers), then stop the peers and the driver, which makes its last batch durable
+        // before it returns.
         let grace = Duration::from_millis(SHUTDOWN_GRACE_MS);
-        if tokio::time::timeout(grace, &mut http_task).await.is_err() {
+        if !http_finished && tokio::time::timeout(grace, &mut http_task).await.is_err() {
             tracing::warn!(
                 id,
                 "in-flight requests did not finish in {SHUTDOWN_GRACE_MS} ms"
             );
             http_task.abort();
         }
+        peers.cancel();
         driver_stop.cancel();
         let result = match tokio::time::timeout(grace, driver_done).await {
             Ok(outcome) => driver::outcome(outcome),

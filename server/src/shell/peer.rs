@@ -379,4 +379,55 @@ mod tests {
         let wrong_version = [0, 0, 0, 3, 9, b'{', b'}'];
         assert!(read_frame(&mut &wrong_version[..]).await.is_err());
     }
+
+    fn ping() -> PeerMsg {
+        PeerMsg::Ping {
+            epoch: 1,
+            seq: 7,
+            committed: 0,
+        }
+    }
+
+    /// A member's messages reach the driver; a stranger's connection is dropped unread.
+    #[tokio::test]
+    async fn only_members_get_through() {
+        use super::super::driver::{DriverHandle, DriverInput};
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, mut rx) = tokio::sync::mpsc::channel(16);
+        let stop = CancellationToken::new();
+        tokio::spawn(accept(
+            listener,
+            1,
+            vec![2],
+            DriverHandle::for_test(tx),
+            stop.clone(),
+        ));
+
+        // A stranger (id 9), then a member addressing the wrong server: both refused.
+        for (from, to) in [(9, 1), (2, 5)] {
+            let mut conn = connect(from, to, addr).await.unwrap();
+            let mut frame = Vec::new();
+            encode_frame(&mut frame, &serde_json::to_vec(&ping()).unwrap());
+            let _ = conn.write_all(&frame).await;
+            let mut byte = [0u8; 1];
+            let closed = tokio::time::timeout(Duration::from_secs(10), conn.read(&mut byte))
+                .await
+                .expect("the acceptor closes the connection");
+            assert!(matches!(closed, Ok(0) | Err(_)));
+        }
+
+        // A member, through the real writer.
+        let transport = Transport::start(2, BTreeMap::from([(1, addr)]), stop.clone());
+        transport.send(1, ping());
+        let got = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+            .await
+            .expect("the member's message arrives")
+            .unwrap();
+        match got {
+            DriverInput::Peer { from, msg } => assert_eq!((from, msg), (2, ping())),
+            _ => panic!("expected a peer message"),
+        }
+        stop.cancel();
+    }
 }
