@@ -280,20 +280,70 @@ pub fn generate(cfg: &GenConfig) -> Vec<Event> {
     events
 }
 
-/// Replaces the result of one `ok` read, late in the history, with a value never written.
+/// Plants one violation late in the history. Znode: a stale read (an `ok` read returns the
+/// version before one whose write had completed before the read was invoked), which only real
+/// time rules out. Register: a read of a value never written.
 fn plant_violation(events: &mut [Event], model: ModelKind) {
     let start = (events.len() as f64 * VIOLATION_AT) as usize;
-    let found = events
-        .iter()
-        .enumerate()
-        .skip(start)
-        .chain(events.iter().enumerate().take(start))
-        .find(|(_, e)| e.kind == EventType::Ok && e.f == "read")
-        .map(|(i, _)| i);
-    if let Some(i) = found {
-        events[i].value = match model {
-            ModelKind::Znode => json!([PLANTED_VALUE, 0]),
-            _ => json!(PLANTED_VALUE),
-        };
+    let reads: Vec<usize> = (start..events.len())
+        .chain(0..start)
+        .filter(|&i| events[i].kind == EventType::Ok && events[i].f == "read")
+        .collect();
+    for i in reads {
+        if model == ModelKind::Znode
+            && let Some(stale) = stale_value(events, i)
+        {
+            events[i].value = stale;
+            return;
+        }
+        if model != ModelKind::Znode {
+            events[i].value = json!(PLANTED_VALUE);
+            return;
+        }
     }
+}
+
+/// For the `ok` read completing at `read`: `[data, version - 1]`, where `version` was made by a
+/// write that completed before the read was invoked; `None` if there is no such write.
+fn stale_value(events: &[Event], read: usize) -> Option<Value> {
+    let key = events[read].key.as_deref()?;
+    let process = events[read].process;
+    let invoked = (0..read)
+        .rev()
+        .find(|&i| events[i].process == process && events[i].kind == EventType::Invoke)?;
+    // data of each version of this key, from the writes' invocations
+    let mut data_of: std::collections::HashMap<u64, Value> = std::collections::HashMap::new();
+    data_of.insert(0, json!(0));
+    let mut invoke_value: std::collections::HashMap<u64, &Value> = std::collections::HashMap::new();
+    let mut newest_done: Option<u64> = None;
+    for (i, e) in events.iter().enumerate().take(read) {
+        if e.key.as_deref() != Some(key) {
+            continue;
+        }
+        match e.kind {
+            EventType::Invoke => {
+                invoke_value.insert(e.process, &e.value);
+            }
+            EventType::Ok if e.f == "write" || e.f == "cas" => {
+                let (Some(v), Some(arg)) = (
+                    e.value.get("version").and_then(Value::as_u64),
+                    invoke_value.get(&e.process),
+                ) else {
+                    continue;
+                };
+                let data = if e.f == "cas" {
+                    arg["to"].clone()
+                } else {
+                    (*arg).clone()
+                };
+                data_of.insert(v, data);
+                if i < invoked {
+                    newest_done = Some(newest_done.map_or(v, |n| n.max(v)));
+                }
+            }
+            _ => {}
+        }
+    }
+    let v = newest_done?.checked_sub(1)?;
+    Some(json!([data_of.get(&v)?, v]))
 }

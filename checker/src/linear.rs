@@ -8,10 +8,17 @@
 //! no return entry (it may take effect at any time after its call, or never), so the history is
 //! linearizable as soon as every `ok` operation is linearized.
 //!
+//! At each node of the search, `ok` operations are tried before `info` ones: an info operation
+//! only needs to take effect just before something that depends on it, so the info ones are
+//! tried only when the walk reaches a return. Histories with many info operations are what make
+//! this search slow (each may or may not have happened), so [`decide`] first runs cheap
+//! searches that allow only a few info operations in a row, and falls back to the exhaustive
+//! one when they find nothing.
+//!
 //! P-compositionality: keys are independent objects, so each key is searched alone, keys in
 //! parallel on every core; the first violation stops every search.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -267,6 +274,22 @@ pub fn search<S>(
 where
     S: SequentialSpec + Clone + Eq + Hash,
 {
+    search_order(init, ops, subset, budget, step_limit, max_chain, explain).0
+}
+
+/// [`search`], also returning the linearization found (positions in `subset`), when `explain`.
+fn search_order<S>(
+    init: &S,
+    ops: &[SearchOp<S>],
+    subset: &[usize],
+    budget: &Budget,
+    step_limit: Option<u64>,
+    max_chain: Option<usize>,
+    explain: bool,
+) -> (Outcome, Vec<usize>)
+where
+    S: SequentialSpec + Clone + Eq + Hash,
+{
     let n = subset.len();
     // Entries: 0 is the head sentinel, 1..=m the calls and returns in history order, m+1 the tail.
     let mut order: Vec<(usize, u32)> = Vec::with_capacity(2 * n);
@@ -313,6 +336,12 @@ where
 
     let outcome = loop {
         if ok_left == 0 {
+            if explain {
+                longest = calls
+                    .iter()
+                    .map(|&(e, _, _)| entry_of[e] as usize)
+                    .collect();
+            }
             break Outcome::Linearizable;
         }
         steps += 1;
@@ -417,7 +446,7 @@ where
     budget
         .memory_used_bytes
         .fetch_sub(accounted, Ordering::Relaxed);
-    outcome
+    (outcome, longest)
 }
 
 /// [`search`] with the info-chain heuristic first: most histories linearize with at most
@@ -667,33 +696,52 @@ pub fn check<M: Model>(
     ))
 }
 
-/// Is `subset` shown non-linearizable within the shrink step limit?
+/// Is `subset`, from state `init`, shown non-linearizable within the shrink step limit?
 fn invalid<S: SequentialSpec + Clone + Eq + Hash>(
+    init: &S,
     p: &Prepared<S>,
     subset: &[usize],
     budget: &Budget,
 ) -> bool {
     matches!(
-        decide(
-            &p.init,
-            &p.ops,
-            subset,
-            budget,
-            Some(SHRINK_STEP_LIMIT),
-            false
-        ),
+        decide(init, &p.ops, subset, budget, Some(SHRINK_STEP_LIMIT), false),
         Outcome::NotLinearizable { .. }
     )
 }
 
+/// A smaller history that is still not linearizable: `subset` (indices into the prepared ops)
+/// from state `init`, which is the state after `skipped` earlier operations.
+pub struct Shrunk<S> {
+    pub init: S,
+    pub skipped: usize,
+    pub subset: Vec<usize>,
+}
+
+/// Applies `ops[subset[pos]]` for each `pos` of `order` to `state`.
+fn replay<S: SequentialSpec>(state: &mut S, p: &Prepared<S>, subset: &[usize], order: &[usize]) {
+    for &pos in order {
+        let o = &p.ops[subset[pos]];
+        match &o.ret {
+            Some(r) => {
+                state.is_valid_step(&o.op, r);
+            }
+            None => {
+                state.invoke(&o.op);
+            }
+        }
+    }
+}
+
 /// Drops operations while the history stays non-linearizable: first the shortest invalid prefix
-/// (in call order), then chunks of halving size, down to single operations.
+/// (in call order); then the longest run of operations at the start of the longest linearizable
+/// prefix that can be replaced by the state they lead to; then chunks of halving size, down to
+/// single operations.
 ///
 /// A violation of real-time order (a stale read: the value was written, but too early) must not
 /// shrink into a different, cheaper one (a read of a value nobody wrote, once its write is
-/// dropped). So when the operations could all be ordered if real time did not matter, every
-/// smaller candidate must keep that property too.
-pub fn shrink<S>(p: &Prepared<S>) -> Vec<usize>
+/// dropped). So when the operation the search gets stuck on would have been fine at some point
+/// of a linearization of the others, every smaller candidate must keep it so.
+pub fn shrink<S>(p: &Prepared<S>) -> Shrunk<S>
 where
     S: SequentialSpec<Op: Clone, Ret: Clone> + Clone + Eq + Hash,
 {
@@ -703,45 +751,69 @@ where
     let (mut lo, mut hi) = (1, by_call.len());
     while lo < hi {
         let mid = (lo + hi) / 2;
-        if invalid(p, &by_call[..mid], &budget) {
+        if invalid(&p.init, p, &by_call[..mid], &budget) {
             hi = mid;
         } else {
             lo = mid + 1;
         }
     }
     let mut cur: Vec<usize> = by_call[..hi].to_vec();
-    // The same operations, all concurrent: calls first (in history order), then the returns.
-    let timeless: Vec<SearchOp<S>> = p
-        .ops
-        .iter()
-        .map(|o| SearchOp {
-            op: o.op.clone(),
-            ret: o.ret.clone(),
-            call: o.call,
-            ret_at: o.ret_at.map(|_| usize::MAX),
-        })
-        .collect();
-    let orderable = |subset: &[usize]| {
-        decide(
-            &p.init,
-            &timeless,
-            subset,
-            &budget,
-            Some(SHRINK_STEP_LIMIT),
-            false,
-        ) == Outcome::Linearizable
+    let mut init = p.init.clone();
+    let mut skipped = 0;
+    let longest = match search(
+        &init,
+        &p.ops,
+        &cur,
+        &budget,
+        Some(SHRINK_STEP_LIMIT),
+        None,
+        true,
+    ) {
+        Outcome::NotLinearizable { longest } => longest,
+        _ => Vec::new(),
     };
-    let about_time = orderable(&cur);
+    // The operation the search got stuck on: of those outside the longest linearizable prefix,
+    // the one that must return first.
+    let done: HashSet<usize> = longest.iter().map(|&pos| cur[pos]).collect();
+    let stuck = cur
+        .iter()
+        .copied()
+        .filter(|i| !done.contains(i))
+        .filter_map(|i| p.ops[i].ret_at.map(|r| (r, i)))
+        .min()
+        .map(|(_, i)| i);
+    let about_time = stuck.is_some_and(|f| placeable(&init, p, &cur, f, &budget));
+    let keeps = |init: &S, candidate: &[usize]| {
+        invalid(init, p, candidate, &budget)
+            && (!about_time
+                || stuck.is_some_and(|f| {
+                    candidate.contains(&f) && placeable(init, p, candidate, f, &budget)
+                }))
+    };
+    // Replace the first `j` operations of the longest prefix by the state after them: try the
+    // longest such run first, then halve the number of operations kept before the cut.
+    let mut back = 1usize;
+    while back <= longest.len() {
+        let j = longest.len() - back;
+        let gone: HashSet<usize> = longest[..j].iter().map(|&pos| cur[pos]).collect();
+        let rest: Vec<usize> = cur.iter().copied().filter(|i| !gone.contains(i)).collect();
+        let mut state = p.init.clone();
+        replay(&mut state, p, &cur, &longest[..j]);
+        if keeps(&state, &rest) {
+            init = state;
+            skipped = j;
+            cur = rest;
+            break;
+        }
+        back *= 2;
+    }
     let mut chunk = (cur.len() / 2).max(1);
     loop {
         let mut i = 0;
         while i < cur.len() && budget.exceeded().is_none() {
             let end = (i + chunk).min(cur.len());
             let candidate: Vec<usize> = cur[..i].iter().chain(&cur[end..]).copied().collect();
-            if !candidate.is_empty()
-                && invalid(p, &candidate, &budget)
-                && (!about_time || orderable(&candidate))
-            {
+            if !candidate.is_empty() && keeps(&init, &candidate) {
                 cur = candidate;
             } else {
                 i = end;
@@ -752,7 +824,43 @@ where
         }
         chunk /= 2;
     }
-    cur
+    Shrunk {
+        init,
+        skipped,
+        subset: cur,
+    }
+}
+
+/// Could operation `f` take effect at some point of a linearization of `subset` without it,
+/// from `init`? (Then only real time keeps it out.)
+fn placeable<S>(init: &S, p: &Prepared<S>, subset: &[usize], f: usize, budget: &Budget) -> bool
+where
+    S: SequentialSpec + Clone + Eq + Hash,
+{
+    let Some(ret) = &p.ops[f].ret else {
+        return true;
+    };
+    let rest: Vec<usize> = subset.iter().copied().filter(|&i| i != f).collect();
+    let (outcome, order) = search_order(
+        init,
+        &p.ops,
+        &rest,
+        budget,
+        Some(SHRINK_STEP_LIMIT),
+        None,
+        true,
+    );
+    if outcome != Outcome::Linearizable {
+        return false;
+    }
+    let mut state = init.clone();
+    for pos in order {
+        if state.clone().is_valid_step(&p.ops[f].op, ret) {
+            return true;
+        }
+        replay(&mut state, p, &rest, &[pos]);
+    }
+    state.is_valid_step(&p.ops[f].op, ret)
 }
 
 /// The shrunk history of an invalid key, its longest linearizable prefix and the states.
@@ -762,9 +870,13 @@ pub fn counterexample<M: Model>(
     p: &Prepared<M::Spec>,
     key: &str,
 ) -> Counterexample {
-    let subset = shrink(p);
+    let Shrunk {
+        init,
+        skipped,
+        subset,
+    } = shrink(p);
     let outcome = search(
-        &p.init,
+        &init,
         &p.ops,
         &subset,
         &Budget::new(Some(Duration::from_millis(SHRINK_TIME_LIMIT_MS)), None),
@@ -780,7 +892,7 @@ pub fn counterexample<M: Model>(
         .iter()
         .map(|&i| OpView::of(&ops[p.source[i]]))
         .collect();
-    let mut state = p.init.clone();
+    let mut state = init.clone();
     let mut steps = Vec::with_capacity(longest.len());
     for &id in &longest {
         let sop = &p.ops[subset[id]];
@@ -801,8 +913,16 @@ pub fn counterexample<M: Model>(
         .filter(|id| !longest.contains(id) && p.ops[subset[*id]].ret.is_some())
         .map(|id| format!("[{id}] {}", views[id].label()))
         .collect();
+    let start = if skipped == 0 {
+        String::new()
+    } else {
+        format!(
+            " (starting from the state {skipped} earlier operations lead to, {})",
+            model.describe(&init, &p.vals)
+        )
+    };
     let explanation = format!(
-        "no order of these {} operations respects both real time and the {} model; \
+        "no order of these {} operations{start} respects both real time and the {} model; \
          after the prefix above, none of these can take effect next: {}",
         subset.len(),
         model.name(),
@@ -813,7 +933,7 @@ pub fn counterexample<M: Model>(
         key: Some(key.to_string()),
         model: Some(model.name().into()),
         ops: views,
-        initial_state: Some(model.describe(&p.init, &p.vals)),
+        initial_state: Some(model.describe(&init, &p.vals)),
         linearization: steps,
         explanation,
     }

@@ -123,11 +123,17 @@ where
         })
         .collect();
     let all: Vec<usize> = (0..ops.len()).collect();
-    match linear::decide(init, &ops, &all, &Budget::unlimited(), None, false) {
+    let verdict = |o: Outcome| match o {
         Outcome::Linearizable => true,
         Outcome::NotLinearizable { .. } => false,
         Outcome::Unknown(u) => panic!("unknown on a tiny history: {u:?}"),
-    }
+    };
+    let budget = Budget::unlimited();
+    let decided = verdict(linear::decide(init, &ops, &all, &budget, None, false));
+    // The exhaustive search alone, without the fast bounded ones, must agree as well.
+    let exhaustive = verdict(linear::search(init, &ops, &all, &budget, None, None, true));
+    assert_eq!(decided, exhaustive);
+    decided
 }
 
 fn theirs<S>(init: &S, sims: &[Sim<S::Op, S::Ret>]) -> bool

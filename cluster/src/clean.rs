@@ -273,10 +273,26 @@ pub async fn clean_leftovers(options: &CleanOptions) -> CleanReport {
         .filter(|l| l.owner_alive() && (!options.include_live || l.owner_pid == me))
         .map(|l| l.tag.clone())
         .collect();
+    let mut live = live;
+    let procs = processes();
+    if !options.include_live {
+        // A run without a ledger (written elsewhere, or lost) whose nodes still have their
+        // parent is alive: the nodes of a killed run are orphans, adopted by init. Docker's
+        // shims are the parents of every container and say nothing about the owner.
+        for (tag, pid) in &procs {
+            if let Some((ppid, comm)) = ledger::parent_of(*pid)
+                && ppid > 1
+                && !comm.starts_with("containerd-shim")
+                && !procs.iter().any(|(_, p)| *p == ppid)
+            {
+                live.insert(tag.0.clone());
+            }
+        }
+    }
     report.skipped_live = live.iter().cloned().collect();
     let dead = |tag: &RunTag| !live.contains(&tag.0);
 
-    for (tag, pid) in processes() {
+    for (tag, pid) in procs {
         if dead(&tag) {
             let target = nix::unistd::Pid::from_raw(pid as i32);
             match nix::sys::signal::kill(target, nix::sys::signal::Signal::SIGKILL) {

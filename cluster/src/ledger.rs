@@ -29,9 +29,21 @@ pub struct LedgerData {
     pub volumes: Vec<String>,
 }
 
-/// The directory holding every run's ledger.
+/// The directory holding every run's ledger. A fixed path, not `$TMPDIR`: a `clean` run with
+/// another TMPDIR must still see every live run's ledger.
 pub fn registry_dir() -> PathBuf {
-    std::env::temp_dir().join("schism-runs")
+    PathBuf::from(REGISTRY_DIR)
+}
+
+pub const REGISTRY_DIR: &str = "/tmp/schism-runs";
+
+/// The parent pid and command name of a process.
+pub fn parent_of(pid: u32) -> Option<(u32, String)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let close = stat.rfind(')')?;
+    let ppid = stat[close + 2..].split_whitespace().nth(1)?.parse().ok()?;
+    let comm = std::fs::read_to_string(format!("/proc/{ppid}/comm")).unwrap_or_default();
+    Some((ppid, comm.trim().to_string()))
 }
 
 /// The start time of a process (clock ticks since boot), `None` when it does not exist.
@@ -103,8 +115,14 @@ impl Ledger {
             serde_json::to_vec_pretty(&*data).expect("ledger serializes")
         };
         let dir = registry_dir();
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| ClusterError::io(format!("creating {}", dir.display()), e))?;
+        if !dir.is_dir() {
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| ClusterError::io(format!("creating {}", dir.display()), e))?;
+            // Shared like /tmp (sticky, writable by all): runs of every user register here, so
+            // a `clean` by root sees a user's live run and leaves it alone.
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o1777));
+        }
         let tmp = self.path.with_extension("json.tmp");
         std::fs::write(&tmp, bytes)
             .and_then(|_| std::fs::rename(&tmp, &self.path))

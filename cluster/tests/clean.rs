@@ -143,3 +143,18 @@ async fn clean_leaves_live_runs_alone() {
     );
     assert_eq!(still.processes.len(), 3, "clean killed a live run's nodes");
 }
+
+/// A live run whose ledger is missing is still left alone: its nodes' parent is alive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clean_leaves_live_runs_without_a_ledger_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = spec(BackendKind::Local, 3, dir.path()).await;
+    let tag = spec.tag();
+    let cluster = launch(BackendKind::Local, spec).await;
+    cluster::ledger::remove(&tag);
+    let report = clean_leftovers(&CleanOptions::default()).await;
+    let still = leftovers_of(tag.as_str()).await;
+    cluster.teardown().await.unwrap();
+    assert!(report.skipped_live.contains(&tag.0), "{report:?}");
+    assert_eq!(still.processes.len(), 3, "clean killed a live run's nodes");
+}

@@ -195,14 +195,20 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> i32 {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .try_init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("schism: cannot start the runtime: {e}");
             return EXIT_HARNESS_FAILURE;
         }
     };
-    let command_line: Vec<String> = args.iter().map(|a| a.to_string_lossy().into_owned()).collect();
+    let command_line: Vec<String> = args
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
     let code = runtime.block_on(async move {
         let cancel = CancellationToken::new();
         install_interrupt_handler(cancel.clone());
@@ -235,7 +241,9 @@ fn install_interrupt_handler(cancel: CancellationToken) {
                     eprintln!("\nschism: interrupted; tearing down (Ctrl-C twice more to abandon)");
                     cancel.cancel();
                 }
-                2 => eprintln!("schism: still tearing down; Ctrl-C once more to leave things behind"),
+                2 => {
+                    eprintln!("schism: still tearing down; Ctrl-C once more to leave things behind")
+                }
                 _ => {
                     eprintln!("schism: abandoned; run `schism clean` to remove what is left");
                     std::process::exit(EXIT_HARNESS_FAILURE);
@@ -245,7 +253,11 @@ fn install_interrupt_handler(cancel: CancellationToken) {
     });
 }
 
-async fn run_command(command: Command, command_line: Vec<String>, cancel: CancellationToken) -> anyhow::Result<i32> {
+async fn run_command(
+    command: Command,
+    command_line: Vec<String>,
+    cancel: CancellationToken,
+) -> anyhow::Result<i32> {
     match command {
         Command::Test(args) => {
             let nemesis = parse_fault_set(&args.nemesis);
@@ -267,15 +279,22 @@ async fn run_command(command: Command, command_line: Vec<String>, cancel: Cancel
                     )));
                 }
             }
-            let backend = args.run.backend.unwrap_or_else(Backend::default_for_this_process);
+            let backend = args
+                .run
+                .backend
+                .unwrap_or_else(Backend::default_for_this_process);
             let mut plans = Vec::new();
             for w in &workloads {
                 for set in args.fault_sets.split(';') {
                     let faults = parse_fault_set(set);
                     if backend == Backend::Local
-                        && faults.iter().any(|f| crate::config::NETWORK_FAULTS.contains(&f.as_str()))
+                        && faults
+                            .iter()
+                            .any(|f| crate::config::NETWORK_FAULTS.contains(&f.as_str()))
                     {
-                        eprintln!("schism: skipping {w} with {set}: the local backend cannot cut the network");
+                        eprintln!(
+                            "schism: skipping {w} with {set}: the local backend cannot cut the network"
+                        );
                         continue;
                     }
                     plans.push((w.clone(), faults));
@@ -293,7 +312,9 @@ async fn run_command(command: Command, command_line: Vec<String>, cancel: Cancel
             Ok(outcome.exit_code())
         }
         // CPU-bound and synchronous: handled before the runtime starts (see main_with_args).
-        Command::Check(_) | Command::BenchChecker(_) => anyhow::bail!("internal: the checker commands run without a runtime"),
+        Command::Check(_) | Command::BenchChecker(_) => {
+            anyhow::bail!("internal: the checker commands run without a runtime")
+        }
         Command::Serve(args) => {
             let root = runner::absolute(&args.results)?;
             let listener = tokio::net::TcpListener::bind(args.bind)
@@ -325,20 +346,31 @@ async fn run_command(command: Command, command_line: Vec<String>, cancel: Cancel
             if report.removed.is_empty() && report.errors.is_empty() {
                 println!("nothing to clean");
             }
-            Ok(if report.is_clean() { EXIT_VALID } else { EXIT_HARNESS_FAILURE })
+            Ok(if report.is_clean() {
+                EXIT_VALID
+            } else {
+                EXIT_HARNESS_FAILURE
+            })
         }
     }
 }
 
 /// The configuration for one workload and fault set from the common options.
-pub fn config_for(workload: &str, nemesis: Vec<String>, opts: &RunOptions, seed: u64) -> anyhow::Result<TestConfig> {
+pub fn config_for(
+    workload: &str,
+    nemesis: Vec<String>,
+    opts: &RunOptions,
+    seed: u64,
+) -> anyhow::Result<TestConfig> {
     let read_consistency = match opts.read_consistency {
         Some(c) => c.into(),
         // Register histories are checked for linearizability: only linearizable reads can pass.
         None if workload == "register" => Consistency::Linearizable,
         None => Consistency::Local,
     };
-    let backend = opts.backend.unwrap_or_else(Backend::default_for_this_process);
+    let backend = opts
+        .backend
+        .unwrap_or_else(Backend::default_for_this_process);
     let keeperd = match &opts.keeperd {
         Some(p) => runner::absolute(p)?,
         None => runner::default_keeperd(backend),
@@ -375,7 +407,9 @@ async fn run_plans(
     if opts.test_count == 0 {
         anyhow::bail!(UsageError("--test-count must be at least 1".into()));
     }
-    let base_seed = opts.seed.unwrap_or_else(|| rand::rng().random_range(0..RANDOM_SEED_BOUND));
+    let base_seed = opts
+        .seed
+        .unwrap_or_else(|| rand::rng().random_range(0..RANDOM_SEED_BOUND));
     let results_root = runner::absolute(&opts.results)?;
     // Validate every plan before running any, so a typo does not surface an hour in.
     for (workload, nemesis) in &plans {
@@ -406,7 +440,9 @@ async fn run_plans(
     if outcomes.len() > 1 {
         print_matrix(&outcomes);
     }
-    Ok(combined_exit_code(outcomes.iter().map(RunOutcome::exit_code)))
+    Ok(combined_exit_code(
+        outcomes.iter().map(RunOutcome::exit_code),
+    ))
 }
 
 /// Several runs' exit codes as one: a harness failure or bad argument first, then the worst
@@ -451,12 +487,19 @@ pub fn print_summary(outcome: &RunOutcome) {
 }
 
 fn print_matrix(outcomes: &[RunOutcome]) {
-    println!("\n{:<12} {:<24} {:>12} {:<10} run", "workload", "faults", "seed", "verdict");
+    println!(
+        "\n{:<12} {:<24} {:>12} {:<10} run",
+        "workload", "faults", "seed", "verdict"
+    );
     for o in outcomes {
         let record = o.run_dir.as_ref().and_then(|d| d.read_test_record().ok());
         let (workload, faults, seed) = record
             .map(|r| {
-                let f = if r.config.nemesis.is_empty() { "none".into() } else { r.config.nemesis.join(",") };
+                let f = if r.config.nemesis.is_empty() {
+                    "none".into()
+                } else {
+                    r.config.nemesis.join(",")
+                };
                 (r.config.workload, f, r.config.seed.to_string())
             })
             .unwrap_or_default();
@@ -465,7 +508,11 @@ fn print_matrix(outcomes: &[RunOutcome]) {
             (Some(r), None) => r.verdict.as_str().to_string(),
             (None, None) => "failed".to_string(),
         };
-        let path = o.run_dir.as_ref().map(|d| d.path.display().to_string()).unwrap_or_default();
+        let path = o
+            .run_dir
+            .as_ref()
+            .map(|d| d.path.display().to_string())
+            .unwrap_or_default();
         println!("{workload:<12} {faults:<24} {seed:>12} {verdict:<10} {path}");
     }
 }
@@ -474,8 +521,15 @@ fn outcome_to_junit(o: &RunOutcome) -> crate::junit::JunitRun<'_> {
     let record = o.run_dir.as_ref().and_then(|d| d.read_test_record().ok());
     let suite = record
         .map(|r| {
-            let faults = if r.config.nemesis.is_empty() { "none".into() } else { r.config.nemesis.join("+") };
-            format!("schism.{}.{}.seed{}", r.config.workload, faults, r.config.seed)
+            let faults = if r.config.nemesis.is_empty() {
+                "none".into()
+            } else {
+                r.config.nemesis.join("+")
+            };
+            format!(
+                "schism.{}.{}.seed{}",
+                r.config.workload, faults, r.config.seed
+            )
         })
         .unwrap_or_else(|| "schism".into());
     crate::junit::JunitRun {
@@ -487,7 +541,10 @@ fn outcome_to_junit(o: &RunOutcome) -> crate::junit::JunitRun<'_> {
     }
 }
 
-fn write_junit(path: Option<&std::path::Path>, runs: &[crate::junit::JunitRun<'_>]) -> anyhow::Result<()> {
+fn write_junit(
+    path: Option<&std::path::Path>,
+    runs: &[crate::junit::JunitRun<'_>],
+) -> anyhow::Result<()> {
     if let Some(path) = path {
         std::fs::write(path, crate::junit::render(runs))
             .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
@@ -506,8 +563,14 @@ mod tests {
     #[test]
     fn bad_arguments_exit_254_not_claps_2() {
         assert_eq!(code(&["schism", "frobnicate"]), EXIT_BAD_ARGUMENTS);
-        assert_eq!(code(&["schism", "test", "--nodes", "many"]), EXIT_BAD_ARGUMENTS);
-        assert_eq!(code(&["schism", "test", "--time-limit", "soon"]), EXIT_BAD_ARGUMENTS);
+        assert_eq!(
+            code(&["schism", "test", "--nodes", "many"]),
+            EXIT_BAD_ARGUMENTS
+        );
+        assert_eq!(
+            code(&["schism", "test", "--time-limit", "soon"]),
+            EXIT_BAD_ARGUMENTS
+        );
         assert_eq!(code(&["schism"]), EXIT_BAD_ARGUMENTS);
         assert_eq!(code(&["schism", "--help"]), EXIT_VALID);
     }
@@ -517,21 +580,45 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let results = dir.path().join("results");
         let r = results.to_str().unwrap();
-        assert_eq!(code(&["schism", "test", "--workload", "nope", "--results", r]), EXIT_BAD_ARGUMENTS);
-        assert_eq!(code(&["schism", "test", "--nodes", "0", "--results", r]), EXIT_BAD_ARGUMENTS);
         assert_eq!(
-            code(&["schism", "test", "--backend", "local", "--nemesis", "partition", "--results", r]),
+            code(&["schism", "test", "--workload", "nope", "--results", r]),
             EXIT_BAD_ARGUMENTS
         );
-        assert_eq!(code(&["schism", "test", "--nemesis", "meteor", "--results", r]), EXIT_BAD_ARGUMENTS);
-        assert!(!results.exists(), "nothing is created for a bad command line");
+        assert_eq!(
+            code(&["schism", "test", "--nodes", "0", "--results", r]),
+            EXIT_BAD_ARGUMENTS
+        );
+        assert_eq!(
+            code(&[
+                "schism",
+                "test",
+                "--backend",
+                "local",
+                "--nemesis",
+                "partition",
+                "--results",
+                r
+            ]),
+            EXIT_BAD_ARGUMENTS
+        );
+        assert_eq!(
+            code(&["schism", "test", "--nemesis", "meteor", "--results", r]),
+            EXIT_BAD_ARGUMENTS
+        );
+        assert!(
+            !results.exists(),
+            "nothing is created for a bad command line"
+        );
     }
 
     #[test]
     fn defaults_make_a_meaningful_test() {
         let cli = Cli::try_parse_from(["schism", "test"]).unwrap();
-        let Command::Test(args) = cli.command else { panic!("not a test") };
-        let config = config_for(&args.workload, parse_fault_set(&args.nemesis), &args.run, 1).unwrap();
+        let Command::Test(args) = cli.command else {
+            panic!("not a test")
+        };
+        let config =
+            config_for(&args.workload, parse_fault_set(&args.nemesis), &args.run, 1).unwrap();
         assert_eq!(config.workload, "register");
         assert_eq!(config.nodes, 5);
         assert_eq!(config.nemesis, vec!["partition", "kill", "pause"]);

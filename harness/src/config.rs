@@ -108,11 +108,17 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "ms" => 0.001,
         "m" | "min" => 60.0,
         "h" => 3600.0,
-        other => return Err(format!("unknown unit `{other}` in `{text}` (use ms, s, m or h)")),
+        other => {
+            return Err(format!(
+                "unknown unit `{other}` in `{text}` (use ms, s, m or h)"
+            ));
+        }
     };
     let seconds = value * seconds_per_unit;
     if !seconds.is_finite() || seconds > MAX_DURATION_S {
-        return Err(format!("`{text}` is longer than the {MAX_DURATION_S} s allowed"));
+        return Err(format!(
+            "`{text}` is longer than the {MAX_DURATION_S} s allowed"
+        ));
     }
     Ok(Duration::from_secs_f64(seconds))
 }
@@ -187,7 +193,10 @@ impl TestConfig {
             ));
         }
         if self.nodes == 0 || self.nodes > MAX_NODES {
-            return bad(format!("--nodes must be 1 to {MAX_NODES}, not {}", self.nodes));
+            return bad(format!(
+                "--nodes must be 1 to {MAX_NODES}, not {}",
+                self.nodes
+            ));
         }
         if self.concurrency == 0 || self.concurrency > MAX_CONCURRENCY {
             return bad(format!(
@@ -196,7 +205,10 @@ impl TestConfig {
             ));
         }
         if !(0.0..=MAX_RATE).contains(&self.rate) {
-            return bad(format!("--rate must be 0 (unlimited) to {MAX_RATE}, not {}", self.rate));
+            return bad(format!(
+                "--rate must be 0 (unlimited) to {MAX_RATE}, not {}",
+                self.rate
+            ));
         }
         if self.time_limit_ms == 0 {
             return bad("--time-limit must be more than zero".into());
@@ -212,7 +224,12 @@ impl TestConfig {
                 ));
             }
         }
-        if self.backend == Backend::Local && self.nemesis.iter().any(|k| NETWORK_FAULTS.contains(&k.as_str())) {
+        if self.backend == Backend::Local
+            && self
+                .nemesis
+                .iter()
+                .any(|k| NETWORK_FAULTS.contains(&k.as_str()))
+        {
             return bad(format!(
                 "the local backend cannot cut or shape the network ({}): use --backend netns (as root) or docker, or drop those faults",
                 self.nemesis.join(",")

@@ -26,7 +26,9 @@ impl RunningNemesis {
     pub async fn stop_and_heal(self) -> anyhow::Result<()> {
         self.stop.cancel();
         match self.task {
-            Some(task) => task.await.map_err(|e| anyhow!("the nemesis crashed: {e}"))?,
+            Some(task) => task
+                .await
+                .map_err(|e| anyhow!("the nemesis crashed: {e}"))?,
             None => Ok(()),
         }
     }
@@ -36,7 +38,8 @@ impl RunningNemesis {
 pub fn schedule_for(config: &TestConfig, replay_of: Option<&Path>) -> anyhow::Result<Schedule> {
     if let Some(dir) = replay_of {
         let path = dir.join(SCHEDULE_FILE);
-        return Schedule::read(&path).map_err(|e| anyhow!(UsageError(format!("cannot replay: {e}"))));
+        return Schedule::read(&path)
+            .map_err(|e| anyhow!(UsageError(format!("cannot replay: {e}"))));
     }
     let kinds = FaultKind::parse_set(&config.nemesis.join(","))
         .map_err(|e| anyhow!(UsageError(e.to_string())))?;
@@ -70,7 +73,9 @@ pub async fn start(
     }
     let schedule = schedule_for(config, replay_of)?;
     // Written before the first fault, so even a crashed run can be replayed.
-    schedule.write(&run.file(SCHEDULE_FILE)).map_err(|e| anyhow!(e))?;
+    schedule
+        .write(&run.file(SCHEDULE_FILE))
+        .map_err(|e| anyhow!(e))?;
     nemesis::check_support(cluster.kind(), &schedule.kinds())
         .await
         .map_err(|e| anyhow!(UsageError(e.to_string())))?;
@@ -91,5 +96,8 @@ pub async fn start(
             .map(|_| ())
             .map_err(|e| anyhow!(e).context("the nemesis failed"))
     });
-    Ok(RunningNemesis { task: Some(task), stop })
+    Ok(RunningNemesis {
+        task: Some(task),
+        stop,
+    })
 }

@@ -25,7 +25,11 @@ pub struct Op {
 
 impl Op {
     pub fn new(f: &str, key: Option<&str>, value: Value) -> Op {
-        Op { f: f.to_string(), key: key.map(str::to_string), value }
+        Op {
+            f: f.to_string(),
+            key: key.map(str::to_string),
+            value,
+        }
     }
 }
 
@@ -62,7 +66,9 @@ pub struct Mix {
 
 impl Mix {
     pub fn new(parts: Vec<(u32, Box<dyn Generator>)>) -> Mix {
-        Mix { parts: parts.into_iter().filter(|(w, _)| *w > 0).collect() }
+        Mix {
+            parts: parts.into_iter().filter(|(w, _)| *w > 0).collect(),
+        }
     }
 }
 
@@ -98,7 +104,10 @@ pub struct Limit<G> {
 
 impl<G: Generator> Limit<G> {
     pub fn new(n: u64, inner: G) -> Limit<G> {
-        Limit { inner, remaining: n }
+        Limit {
+            inner,
+            remaining: n,
+        }
     }
 }
 
@@ -120,7 +129,9 @@ pub struct Sequence {
 
 impl Sequence {
     pub fn new(ops: impl IntoIterator<Item = Op>) -> Sequence {
-        Sequence { ops: ops.into_iter().collect() }
+        Sequence {
+            ops: ops.into_iter().collect(),
+        }
     }
 }
 
@@ -181,12 +192,21 @@ mod tests {
     use serde_json::json;
 
     fn ctx() -> Context {
-        Context { time_ns: 0, process: 0, worker: 0 }
+        Context {
+            time_ns: 0,
+            process: 0,
+            worker: 0,
+        }
     }
 
     fn reads_and_writes() -> Mix {
         Mix::new(vec![
-            (1, Box::new(|_: &Context, _: &mut ChaCha8Rng| Some(Op::new("read", Some("a"), Value::Null)))),
+            (
+                1,
+                Box::new(|_: &Context, _: &mut ChaCha8Rng| {
+                    Some(Op::new("read", Some("a"), Value::Null))
+                }),
+            ),
             (
                 3,
                 Box::new(|_: &Context, rng: &mut ChaCha8Rng| {
@@ -203,8 +223,14 @@ mod tests {
 
     #[test]
     fn same_seed_same_operations_different_seed_different_ones() {
-        assert_eq!(take(reads_and_writes(), 7, 200), take(reads_and_writes(), 7, 200));
-        assert_ne!(take(reads_and_writes(), 7, 200), take(reads_and_writes(), 8, 200));
+        assert_eq!(
+            take(reads_and_writes(), 7, 200),
+            take(reads_and_writes(), 7, 200)
+        );
+        assert_ne!(
+            take(reads_and_writes(), 7, 200),
+            take(reads_and_writes(), 8, 200)
+        );
     }
 
     #[test]
@@ -221,8 +247,14 @@ mod tests {
         let seq = Sequence::new(vec![Op::new("read", Some("a"), Value::Null); 3]);
         assert_eq!(take(seq, 1, 100).len(), 3);
         let mix = Mix::new(vec![
-            (1, Box::new(Sequence::new(vec![Op::new("x", None, Value::Null)]))),
-            (1, Box::new(Sequence::new(vec![Op::new("y", None, Value::Null)]))),
+            (
+                1,
+                Box::new(Sequence::new(vec![Op::new("x", None, Value::Null)])),
+            ),
+            (
+                1,
+                Box::new(Sequence::new(vec![Op::new("y", None, Value::Null)])),
+            ),
         ]);
         let mut fs: Vec<String> = take(mix, 1, 10).into_iter().map(|o| o.f).collect();
         fs.sort();

@@ -21,11 +21,18 @@ pub struct JunitRun<'a> {
 }
 
 pub fn render(runs: &[JunitRun<'_>]) -> String {
-    let mut x = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"schism\">\n");
+    let mut x =
+        String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"schism\">\n");
     for run in runs {
         let checkers = run.results.map(|r| r.checkers.as_slice()).unwrap_or(&[]);
-        let failures = checkers.iter().filter(|c| c.verdict == Verdict::Invalid).count();
-        let errors = checkers.iter().filter(|c| c.verdict == Verdict::Unknown).count()
+        let failures = checkers
+            .iter()
+            .filter(|c| c.verdict == Verdict::Invalid)
+            .count();
+        let errors = checkers
+            .iter()
+            .filter(|c| c.verdict == Verdict::Unknown)
+            .count()
             + usize::from(run.results.is_none() || checkers.is_empty());
         let tests = checkers.len().max(1);
         let _ = writeln!(

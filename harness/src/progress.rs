@@ -50,9 +50,11 @@ impl Progress {
             ProgressDrawTarget::hidden()
         };
         let bar = ProgressBar::with_draw_target(Some(time_limit.as_millis() as u64), target);
-        let style = ProgressStyle::with_template("{prefix:>11} [{elapsed_precise}] {wide_bar:.cyan/blue} {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> ");
+        let style = ProgressStyle::with_template(
+            "{prefix:>11} [{elapsed_precise}] {wide_bar:.cyan/blue} {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ");
         bar.set_style(style);
         Progress { bar }
     }
@@ -103,6 +105,10 @@ impl Progress {
 pub fn status_line(counters: &Counters, faults: &ActiveFaults) -> String {
     let (invoked, ok, fail, info) = counters.snapshot();
     let labels = faults.labels();
-    let faults = if labels.is_empty() { "none".to_string() } else { labels.join(", ") };
+    let faults = if labels.is_empty() {
+        "none".to_string()
+    } else {
+        labels.join(", ")
+    };
     format!("{invoked} ops · {ok} ok · {fail} fail · {info} info · faults: {faults}")
 }

@@ -23,7 +23,9 @@ pub struct RunClock {
 
 impl RunClock {
     pub fn start_now() -> RunClock {
-        RunClock { start: Instant::now() }
+        RunClock {
+            start: Instant::now(),
+        }
     }
     pub fn start(&self) -> Instant {
         self.start
@@ -80,7 +82,11 @@ impl Recorder {
         let file = Arc::new(writer.file_handle()?);
         Ok(Recorder {
             clock,
-            state: Arc::new(Mutex::new(State { writer, next_index: 0, error: None })),
+            state: Arc::new(Mutex::new(State {
+                writer,
+                next_index: 0,
+                error: None,
+            })),
             file,
             counters: Arc::new(Counters::default()),
         })
@@ -108,7 +114,9 @@ impl Recorder {
             EventType::Info => &self.counters.info,
         };
         counter.fetch_add(1, Ordering::Relaxed);
-        self.counters.max_process.fetch_max(event.process, Ordering::Relaxed);
+        self.counters
+            .max_process
+            .fetch_max(event.process, Ordering::Relaxed);
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         event.index = state.next_index;
         event.time = self.clock.now_ns();

@@ -21,7 +21,7 @@ use crate::store::{HISTORY_FILE, RunDir, STATUS_FILE, TestRecord, Versions, iso_
 use crate::verdict::{EXIT_BAD_ARGUMENTS, EXIT_HARNESS_FAILURE, Results};
 use crate::worker::{self, WorkerShared};
 use crate::workload::{self, Env, Node, Workload};
-use anyhow::{Context, anyhow, bail};
+use anyhow::{Context, anyhow};
 use checker::history::EventType;
 use cluster::{Backend as _, BackendKind, Cluster, ClusterSpec};
 use std::path::{Path, PathBuf};
@@ -69,14 +69,29 @@ impl RunOutcome {
 }
 
 /// Runs one test. Never panics on a failing cluster: every failure ends up in the outcome.
-pub async fn run_test(req: RunRequest, cancel: CancellationToken, progress: &Progress) -> RunOutcome {
+pub async fn run_test(
+    req: RunRequest,
+    cancel: CancellationToken,
+    progress: &Progress,
+) -> RunOutcome {
     let started = Instant::now();
-    let mut outcome = RunOutcome { run_dir: None, results: None, report: None, error: None, seconds: 0.0 };
+    let mut outcome = RunOutcome {
+        run_dir: None,
+        results: None,
+        report: None,
+        error: None,
+        seconds: 0.0,
+    };
     if let Err(e) = req.config.validate() {
         outcome.error = Some(e.into());
         return outcome;
     }
-    let run = match RunDir::create(&req.results_root, &req.config.workload, req.config.seed, SystemTime::now()) {
+    let run = match RunDir::create(
+        &req.results_root,
+        &req.config.workload,
+        req.config.seed,
+        SystemTime::now(),
+    ) {
         Ok(run) => run,
         Err(e) => {
             outcome.error = Some(e);
@@ -97,7 +112,11 @@ pub async fn run_test(req: RunRequest, cancel: CancellationToken, progress: &Pro
     }
     // Mark it latest now, so a crashed run is what `results/latest` shows.
     let _ = run.mark_latest(&req.results_root);
-    progress.println(&format!("schism: {} → {}", req.config.workload, run.path.display()));
+    progress.println(&format!(
+        "schism: {} → {}",
+        req.config.workload,
+        run.path.display()
+    ));
 
     let mut notes = Vec::new();
     let phases = run_cluster_phases(&req, &run, &cancel, progress, &mut notes).await;
@@ -112,7 +131,9 @@ pub async fn run_test(req: RunRequest, cancel: CancellationToken, progress: &Pro
     if cancel.is_cancelled() {
         notes.push("the run was interrupted (Ctrl-C) before its end".into());
     }
-    if req.config.workload == "register" && req.config.read_consistency != keeper::api::Consistency::Linearizable {
+    if req.config.workload == "register"
+        && req.config.read_consistency != keeper::api::Consistency::Linearizable
+    {
         notes.push(format!(
             "reads were {}: keeper (like ZooKeeper) does not promise that such reads are linearizable, so a stale read is reported as a violation of a guarantee that was not asked for",
             format!("{:?}", req.config.read_consistency).to_lowercase()
@@ -141,7 +162,9 @@ pub async fn run_test(req: RunRequest, cancel: CancellationToken, progress: &Pro
                 outcome.results = Some(results);
             }
             Err(e) => {
-                outcome.error.get_or_insert(e.context("checking the history"));
+                outcome
+                    .error
+                    .get_or_insert(e.context("checking the history"));
             }
         }
     }
@@ -164,7 +187,10 @@ async fn run_cluster_phases(
     let mut spec = ClusterSpec::new(
         config.nodes,
         config.keeperd.clone(),
-        &run.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+        &run.path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
         run.path.clone(),
     );
     spec.bug = config.server_bug.clone();
@@ -184,9 +210,12 @@ async fn run_cluster_phases(
         Backend::Docker => BackendKind::Docker,
         Backend::Local => BackendKind::Local,
     };
-    let cluster = Cluster::new(kind, spec)
-        .await
-        .map_err(|e| (false, anyhow!(UsageError(format!("cannot use the {} backend: {e}", kind)))))?;
+    let cluster = Cluster::new(kind, spec).await.map_err(|e| {
+        (
+            false,
+            anyhow!(UsageError(format!("cannot use the {} backend: {e}", kind))),
+        )
+    })?;
     let cluster = Arc::new(cluster);
 
     let result = tokio::select! {
@@ -229,14 +258,28 @@ async fn run_workload_phases(
     let nodes: Vec<Node> = cluster
         .addrs()
         .into_iter()
-        .map(|a| Node { name: a.name.clone(), url: a.client_url() })
+        .map(|a| Node {
+            name: a.name.clone(),
+            url: a.client_url(),
+        })
         .collect();
     if nodes.len() != config.nodes {
-        return Err((false, anyhow!("the backend reports {} nodes, not {}", nodes.len(), config.nodes)));
+        return Err((
+            false,
+            anyhow!(
+                "the backend reports {} nodes, not {}",
+                nodes.len(),
+                config.nodes
+            ),
+        ));
     }
-    let (ready, view) = status::wait_until_serving(&nodes, Duration::from_millis(SETUP_READY_TIMEOUT_MS), cancel)
-        .await
-        .map_err(|e| (false, e))?;
+    let (ready, view) = status::wait_until_serving(
+        &nodes,
+        Duration::from_millis(SETUP_READY_TIMEOUT_MS),
+        cancel,
+    )
+    .await
+    .map_err(|e| (false, e))?;
     if !ready {
         return Err((
             false,
@@ -257,8 +300,9 @@ async fn run_workload_phases(
         seed: config.seed,
         concurrency: config.concurrency,
     });
-    let workload: Arc<dyn Workload> =
-        Arc::from(workload::by_name(&config.workload).map_err(|e| (false, anyhow!(UsageError(e))))?);
+    let workload: Arc<dyn Workload> = Arc::from(
+        workload::by_name(&config.workload).map_err(|e| (false, anyhow!(UsageError(e))))?,
+    );
     tokio::select! {
         r = workload.setup(&env) => r.map_err(|e| (false, e.context("preparing the workload")))?,
         _ = cancel.cancelled() => return Err((false, anyhow!("interrupted during setup"))),
@@ -269,11 +313,21 @@ async fn run_workload_phases(
     let recorder = Recorder::create(&run.file(HISTORY_FILE), clock).map_err(|e| (false, e))?;
     let background = CancellationToken::new();
     let sync_task = recorder.spawn_sync_task(background.clone());
-    let sampler = status::spawn_sampler(nodes.clone(), &run.file(STATUS_FILE), clock, background.clone())
-        .map_err(|e| (true, e))?;
+    let sampler = status::spawn_sampler(
+        nodes.clone(),
+        &run.file(STATUS_FILE),
+        clock,
+        background.clone(),
+    )
+    .map_err(|e| (true, e))?;
     let faults = ActiveFaults::default();
     progress.phase("running");
-    let progress_task = progress.spawn_updates(recorder.counters(), faults.clone(), clock.start(), background.clone());
+    let progress_task = progress.spawn_updates(
+        recorder.counters(),
+        faults.clone(),
+        clock.start(),
+        background.clone(),
+    );
 
     let deadline = clock.start() + config.time_limit();
     let shared = WorkerShared {
@@ -348,7 +402,12 @@ const MAX_FINAL_ROUNDS: usize = 10;
 
 /// Runs the workload's final operations, each on the nodes in turn until it succeeds, within
 /// the recovery timeout.
-async fn final_reads(shared: &WorkerShared, workload: &dyn Workload, config: &TestConfig, notes: &mut Vec<String>) {
+async fn final_reads(
+    shared: &WorkerShared,
+    workload: &dyn Workload,
+    config: &TestConfig,
+    notes: &mut Vec<String>,
+) {
     let ops = workload.final_ops();
     if ops.is_empty() {
         return;
@@ -366,7 +425,8 @@ async fn final_reads(shared: &WorkerShared, workload: &dyn Workload, config: &Te
             break;
         }
         let node = shared.env.nodes[round % shared.env.nodes.len()].clone();
-        let (next_process, completions) = worker::run_ops(&final_shared, process, node, pending.clone()).await;
+        let (next_process, completions) =
+            worker::run_ops(&final_shared, process, node, pending.clone()).await;
         process = next_process + 1;
         pending = pending
             .into_iter()
@@ -376,15 +436,25 @@ async fn final_reads(shared: &WorkerShared, workload: &dyn Workload, config: &Te
             .collect();
     }
     if !pending.is_empty() {
-        notes.push(format!("{} final operations never succeeded", pending.len()));
+        notes.push(format!(
+            "{} final operations never succeeded",
+            pending.len()
+        ));
     }
 }
 
 /// `keeperd --version`, if it answers in time.
 async fn versions(keeperd: &Path) -> Versions {
     let keeperd_version = async {
-        let out = tokio::process::Command::new(keeperd).arg("--version").kill_on_drop(true).output().await.ok()?;
-        out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+        let out = tokio::process::Command::new(keeperd)
+            .arg("--version")
+            .kill_on_drop(true)
+            .output()
+            .await
+            .ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
     };
     Versions {
         schism: env!("CARGO_PKG_VERSION").to_string(),
@@ -404,7 +474,11 @@ pub fn default_keeperd(backend: Backend) -> PathBuf {
     if let Ok(exe) = std::env::current_exe()
         && let Some(dir) = exe.parent()
     {
-        let static_build = dir.join("..").join(STATIC_TARGET).join("release").join("keeperd");
+        let static_build = dir
+            .join("..")
+            .join(STATIC_TARGET)
+            .join("release")
+            .join("keeperd");
         if backend == Backend::Docker && static_build.is_file() {
             return static_build;
         }
@@ -426,7 +500,11 @@ pub fn is_static_elf(path: &Path) -> Option<bool> {
     use std::io::Read;
     const PT_INTERP: u32 = 3;
     let mut head = Vec::new();
-    std::fs::File::open(path).ok()?.take(MAX_ELF_HEADER_BYTES).read_to_end(&mut head).ok()?;
+    std::fs::File::open(path)
+        .ok()?
+        .take(MAX_ELF_HEADER_BYTES)
+        .read_to_end(&mut head)
+        .ok()?;
     if head.len() < 64 || &head[..4] != b"\x7fELF" || head[4] != 2 || head[5] != 1 {
         return None;
     }
@@ -448,21 +526,27 @@ pub fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
     if path.is_absolute() {
         return Ok(path.to_path_buf());
     }
-    Ok(std::env::current_dir().context("cannot read the current directory")?.join(path))
+    Ok(std::env::current_dir()
+        .context("cannot read the current directory")?
+        .join(path))
 }
 
 /// Reads the configuration of a stored run, for `replay`.
-pub fn replay_request(dir: &Path, results_root: &Path, command_line: Vec<String>) -> anyhow::Result<RunRequest> {
+pub fn replay_request(
+    dir: &Path,
+    results_root: &Path,
+    command_line: Vec<String>,
+) -> anyhow::Result<RunRequest> {
     let run = RunDir::open(dir).map_err(|e| anyhow!(UsageError(format!("{e:#}"))))?;
-    let record = run
-        .read_test_record()
-        .map_err(|e| anyhow!(UsageError(format!("cannot replay {}: {e:#}", dir.display()))))?;
-    if !run.file(crate::store::SCHEDULE_FILE).is_file() && !record.config.nemesis.is_empty() {
-        bail!(UsageError(format!(
-            "{} has no {}: its faults cannot be replayed",
-            dir.display(),
-            crate::store::SCHEDULE_FILE
-        )));
+    let record = run.read_test_record().map_err(|e| {
+        anyhow!(UsageError(format!(
+            "cannot replay {}: {e:#}",
+            dir.display()
+        )))
+    })?;
+    if !record.config.nemesis.is_empty() {
+        // Read it now, so a schedule that cannot be replayed fails before anything is set up.
+        crate::faults::schedule_for(&record.config, Some(dir))?;
     }
     Ok(RunRequest {
         config: record.config,

@@ -29,11 +29,17 @@ pub fn router(root: PathBuf) -> Router {
         .route("/runs/{workload}/{run}", get(run_redirect))
         .route("/runs/{workload}/{run}/", get(run_page))
         .route("/runs/{workload}/{run}/{*file}", get(run_file))
-        .with_state(Shared { root: Arc::new(root) })
+        .with_state(Shared {
+            root: Arc::new(root),
+        })
 }
 
 /// Serves until `cancel` fires.
-pub async fn serve(root: PathBuf, listener: tokio::net::TcpListener, cancel: CancellationToken) -> anyhow::Result<()> {
+pub async fn serve(
+    root: PathBuf,
+    listener: tokio::net::TcpListener,
+    cancel: CancellationToken,
+) -> anyhow::Result<()> {
     axum::serve(listener, router(root))
         .with_graceful_shutdown(async move { cancel.cancelled().await })
         .await?;
@@ -47,7 +53,13 @@ td,th{border:1px solid #d0d7de;padding:4px 10px;text-align:left}th{background:#f
 async fn index(State(s): State<Shared>) -> Response {
     let runs = match list_runs(&s.root) {
         Ok(runs) => runs,
-        Err(e) => return (StatusCode::INTERNAL_SERVER_ERROR, format!("cannot list runs: {e:#}")).into_response(),
+        Err(e) => {
+            return (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("cannot list runs: {e:#}"),
+            )
+                .into_response();
+        }
     };
     let mut h = format!(
         "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>schism results</title><style>{STYLE}</style></head><body>\
@@ -69,7 +81,11 @@ async fn index(State(s): State<Shared>) -> Response {
             escape(r.started_at.as_deref().unwrap_or("")),
             escape(&r.workload),
             escape(&r.name),
-            if r.verdict.is_some() { verdict } else { "not checked" },
+            if r.verdict.is_some() {
+                verdict
+            } else {
+                "not checked"
+            },
             escape(&nemesis),
             backend
         );
@@ -85,7 +101,10 @@ async fn run_redirect(UrlPath((workload, run)): UrlPath<(String, String)>) -> Re
     Redirect::permanent(&format!("/runs/{workload}/{run}/")).into_response()
 }
 
-async fn run_page(State(s): State<Shared>, UrlPath((workload, run)): UrlPath<(String, String)>) -> Response {
+async fn run_page(
+    State(s): State<Shared>,
+    UrlPath((workload, run)): UrlPath<(String, String)>,
+) -> Response {
     let Some(dir) = resolve(&s.root, &workload, &run, "") else {
         return (StatusCode::NOT_FOUND, "no such run").into_response();
     };
@@ -112,7 +131,9 @@ fn collect_files(base: &Path, dir: &Path, out: &mut Vec<String>, depth: usize) {
     if depth > MAX_LIST_DEPTH {
         return;
     }
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
     for e in entries.flatten() {
         let p = e.path();
         if p.is_dir() {
@@ -139,13 +160,20 @@ async fn run_file(
     if meta.len() > MAX_SERVED_FILE_BYTES {
         return (
             StatusCode::PAYLOAD_TOO_LARGE,
-            format!("{} is larger than {MAX_SERVED_FILE_BYTES} bytes: read it from disk", path.display()),
+            format!(
+                "{} is larger than {MAX_SERVED_FILE_BYTES} bytes: read it from disk",
+                path.display()
+            ),
         )
             .into_response();
     }
     match tokio::fs::read(&path).await {
         Ok(bytes) => ([(header::CONTENT_TYPE, content_type(&path))], bytes).into_response(),
-        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("cannot read the file: {e}")).into_response(),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot read the file: {e}"),
+        )
+            .into_response(),
     }
 }
 

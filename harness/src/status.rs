@@ -36,7 +36,11 @@ pub fn status_client() -> anyhow::Result<reqwest::Client> {
     Ok(reqwest::Client::builder().no_proxy().build()?)
 }
 
-async fn fetch(client: &reqwest::Client, node: &Node, timeout: Duration) -> Result<serde_json::Value, String> {
+async fn fetch(
+    client: &reqwest::Client,
+    node: &Node,
+    timeout: Duration,
+) -> Result<serde_json::Value, String> {
     let url = format!("{}/status", node.url);
     let reply = client
         .get(&url)
@@ -75,10 +79,21 @@ pub fn spawn_sampler(
                         _ = tick.tick() => {}
                     }
                     let time = clock.now_ns();
-                    let reply = fetch(&client, &node, Duration::from_millis(STATUS_TIMEOUT_MS)).await;
+                    let reply =
+                        fetch(&client, &node, Duration::from_millis(STATUS_TIMEOUT_MS)).await;
                     let sample = match reply {
-                        Ok(status) => StatusSample { time, node: node.name.clone(), status: Some(status), error: None },
-                        Err(e) => StatusSample { time, node: node.name.clone(), status: None, error: Some(e) },
+                        Ok(status) => StatusSample {
+                            time,
+                            node: node.name.clone(),
+                            status: Some(status),
+                            error: None,
+                        },
+                        Err(e) => StatusSample {
+                            time,
+                            node: node.name.clone(),
+                            status: None,
+                            error: Some(e),
+                        },
                     };
                     let mut w = writer.lock().unwrap_or_else(|p| p.into_inner());
                     w.append(&sample)?;
@@ -118,7 +133,10 @@ impl ClusterView {
 
 pub async fn view(client: &reqwest::Client, nodes: &[Node]) -> ClusterView {
     let asks = nodes.iter().map(|n| async move {
-        (n.name.clone(), fetch(client, n, Duration::from_millis(STATUS_TIMEOUT_MS * 4)).await)
+        (
+            n.name.clone(),
+            fetch(client, n, Duration::from_millis(STATUS_TIMEOUT_MS * 4)).await,
+        )
     });
     let mut v = ClusterView::default();
     for (name, reply) in futures::future::join_all(asks).await {

@@ -71,7 +71,12 @@ pub struct RunDir {
 impl RunDir {
     /// Creates `root/<workload>/<timestamp>-<seed>/` (with a `-2`, `-3`... suffix if that
     /// exists) and its `nodes/` directory.
-    pub fn create(root: &Path, workload: &str, seed: u64, now: SystemTime) -> anyhow::Result<RunDir> {
+    pub fn create(
+        root: &Path,
+        workload: &str,
+        seed: u64,
+        now: SystemTime,
+    ) -> anyhow::Result<RunDir> {
         if workload.is_empty() || workload.contains(['/', '\\']) || workload.starts_with('.') {
             bail!("`{workload}` cannot be used as a directory name");
         }
@@ -80,7 +85,11 @@ impl RunDir {
             .with_context(|| format!("cannot create the results directory {}", parent.display()))?;
         let base = format!("{}-{seed}", compact_timestamp(now));
         for attempt in 1..=MAX_NAME_ATTEMPTS {
-            let name = if attempt == 1 { base.clone() } else { format!("{base}-{attempt}") };
+            let name = if attempt == 1 {
+                base.clone()
+            } else {
+                format!("{base}-{attempt}")
+            };
             let path = parent.join(name);
             match fs::create_dir(&path) {
                 Ok(()) => {
@@ -93,7 +102,10 @@ impl RunDir {
                 }
             }
         }
-        bail!("{MAX_NAME_ATTEMPTS} runs named {base} already exist in {}", parent.display())
+        bail!(
+            "{MAX_NAME_ATTEMPTS} runs named {base} already exist in {}",
+            parent.display()
+        )
     }
 
     /// An existing run directory (for `check`, `replay`, `serve`).
@@ -104,7 +116,9 @@ impl RunDir {
                 path.display()
             );
         }
-        Ok(RunDir { path: path.to_path_buf() })
+        Ok(RunDir {
+            path: path.to_path_buf(),
+        })
     }
 
     pub fn file(&self, name: &str) -> PathBuf {
@@ -135,9 +149,10 @@ impl RunDir {
 
     /// Points `root/latest` at this run, replacing the old link atomically.
     pub fn mark_latest(&self, root: &Path) -> anyhow::Result<()> {
-        let target = self.path.strip_prefix(root).with_context(|| {
-            format!("{} is not inside {}", self.path.display(), root.display())
-        })?;
+        let target = self
+            .path
+            .strip_prefix(root)
+            .with_context(|| format!("{} is not inside {}", self.path.display(), root.display()))?;
         let tmp = root.join(format!(".{LATEST_LINK}.{}", std::process::id()));
         let _ = fs::remove_file(&tmp);
         std::os::unix::fs::symlink(target, &tmp)
@@ -153,7 +168,8 @@ impl RunDir {
 pub fn write_json_synced<T: Serialize>(path: &Path, value: &T) -> anyhow::Result<()> {
     let tmp = path.with_extension("tmp");
     {
-        let mut file = File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
+        let mut file =
+            File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
         serde_json::to_writer_pretty(&mut file, value)?;
         file.write_all(b"\n")?;
         file.sync_all()?;
@@ -163,7 +179,8 @@ pub fn write_json_synced<T: Serialize>(path: &Path, value: &T) -> anyhow::Result
 }
 
 pub fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> anyhow::Result<T> {
-    let text = fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text =
+        fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     serde_json::from_str(&text).with_context(|| format!("{} is not valid: ", path.display()))
 }
 
@@ -180,7 +197,10 @@ impl JsonlWriter {
             .append(true)
             .open(path)
             .with_context(|| format!("cannot open {}", path.display()))?;
-        Ok(JsonlWriter { out: BufWriter::new(file), path: path.to_path_buf() })
+        Ok(JsonlWriter {
+            out: BufWriter::new(file),
+            path: path.to_path_buf(),
+        })
     }
 
     pub fn append<T: Serialize>(&mut self, value: &T) -> anyhow::Result<()> {
@@ -211,7 +231,8 @@ impl JsonlWriter {
 /// Reads a JSON-lines file. A last line cut off by a crash is dropped and reported in the
 /// second value; any other malformed line is an error naming the file and line.
 pub fn read_jsonl<T: for<'de> Deserialize<'de>>(path: &Path) -> anyhow::Result<(Vec<T>, bool)> {
-    let text = fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text =
+        fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     let lines: Vec<&str> = text.lines().collect();
     let mut values = Vec::with_capacity(lines.len());
     let mut truncated = false;
@@ -251,7 +272,11 @@ pub fn list_runs(root: &Path) -> anyhow::Result<Vec<RunSummary>> {
     for workload in workloads.flatten() {
         let workload_path = workload.path();
         let name = workload.file_name().to_string_lossy().into_owned();
-        if name == LATEST_LINK || name.starts_with('.') || !workload_path.is_dir() || workload_path.is_symlink() {
+        if name == LATEST_LINK
+            || name.starts_with('.')
+            || !workload_path.is_dir()
+            || workload_path.is_symlink()
+        {
             continue;
         }
         for run in fs::read_dir(&workload_path)?.flatten() {
@@ -290,7 +315,10 @@ pub fn iso_timestamp(time: SystemTime) -> String {
 
 /// UTC calendar fields of `time` (Howard Hinnant's days-to-civil algorithm).
 fn civil_utc(time: SystemTime) -> (i64, u32, u32, u32, u32, u32) {
-    let secs = time.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0) as i64;
+    let secs = time
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0) as i64;
     let days = secs.div_euclid(86_400);
     let rem = secs.rem_euclid(86_400);
     let z = days + 719_468;
@@ -302,7 +330,14 @@ fn civil_utc(time: SystemTime) -> (i64, u32, u32, u32, u32, u32) {
     let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
     let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
     let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d, (rem / 3600) as u32, (rem % 3600 / 60) as u32, (rem % 60) as u32)
+    (
+        y,
+        m,
+        d,
+        (rem / 3600) as u32,
+        (rem % 3600 / 60) as u32,
+        (rem % 60) as u32,
+    )
 }
 
 #[cfg(test)]

@@ -45,13 +45,31 @@ pub struct Completion {
 
 impl Completion {
     pub fn ok(value: Value) -> Completion {
-        Completion { kind: EventType::Ok, value: Some(value), error: None, zxid: None, reopen: false }
+        Completion {
+            kind: EventType::Ok,
+            value: Some(value),
+            error: None,
+            zxid: None,
+            reopen: false,
+        }
     }
     pub fn fail(error: impl Into<String>) -> Completion {
-        Completion { kind: EventType::Fail, value: None, error: Some(error.into()), zxid: None, reopen: false }
+        Completion {
+            kind: EventType::Fail,
+            value: None,
+            error: Some(error.into()),
+            zxid: None,
+            reopen: false,
+        }
     }
     pub fn info(error: impl Into<String>) -> Completion {
-        Completion { kind: EventType::Info, value: None, error: Some(error.into()), zxid: None, reopen: false }
+        Completion {
+            kind: EventType::Info,
+            value: None,
+            error: Some(error.into()),
+            zxid: None,
+            reopen: false,
+        }
     }
     pub fn with_zxid(mut self, zxid: u64) -> Completion {
         self.zxid = Some(zxid);
@@ -115,7 +133,10 @@ pub async fn run_worker(shared: WorkerShared, worker: usize) {
     // the operations the generator draws.
     let mut node_rng = ChaCha8Rng::seed_from_u64(derive_seed(shared.seed, "node", worker as u64));
     let mut generator = shared.workload.generator(worker);
-    let mut slot = Slot { process: worker as u64, client: None };
+    let mut slot = Slot {
+        process: worker as u64,
+        client: None,
+    };
     let mut next_at = Instant::now();
     loop {
         next_at += shared.pacer.next_gap(&mut rng);
@@ -152,7 +173,10 @@ pub async fn run_ops(
     node: Node,
     ops: Vec<Op>,
 ) -> (u64, Vec<Completion>) {
-    let mut slot = Slot { process, client: None };
+    let mut slot = Slot {
+        process,
+        client: None,
+    };
     let mut completions = Vec::with_capacity(ops.len());
     for op in &ops {
         if slot.client.is_none() {
@@ -220,11 +244,11 @@ async fn perform(shared: &WorkerShared, slot: &mut Slot, op: &Op) -> Completion 
     if let Some((client, _)) = slot.client.as_mut() {
         client.completed(&completion);
     }
-    if completion.kind == EventType::Info || completion.reopen {
-        if let Some((client, _)) = slot.client.take() {
-            // Do not wait for a close that may hang on a partitioned node.
-            tokio::spawn(close_client(client));
-        }
+    if (completion.kind == EventType::Info || completion.reopen)
+        && let Some((client, _)) = slot.client.take()
+    {
+        // Do not wait for a close that may hang on a partitioned node.
+        tokio::spawn(close_client(client));
     }
     if completion.kind == EventType::Info {
         slot.process += shared.concurrency.max(1) as u64;
@@ -258,7 +282,11 @@ async fn ensure_client(shared: &WorkerShared, slot: &mut Slot, node_rng: &mut Ch
     true
 }
 
-async fn open_client(shared: &WorkerShared, node: &Node, process: u64) -> Result<Box<dyn Client>, String> {
+async fn open_client(
+    shared: &WorkerShared,
+    node: &Node,
+    process: u64,
+) -> Result<Box<dyn Client>, String> {
     let bound = shared.env.op_timeout + Duration::from_millis(OP_GRACE_MS);
     tokio::select! {
         r = tokio::time::timeout(bound, shared.workload.open(OpenContext {

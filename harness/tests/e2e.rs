@@ -20,7 +20,10 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 }
 
 fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 /// Builds keeperd next to schism (cheap when it is up to date), where schism looks for it.
@@ -39,21 +42,44 @@ fn run_valid(args: &[&str], results: &Path) -> PathBuf {
     let out = Command::new(SCHISM)
         .arg("test")
         .args(args)
-        .args(["--nodes", "3", "--time-limit", "12s", "--nemesis-interval", "3s", "--seed", "7"])
+        .args([
+            "--nodes",
+            "3",
+            "--time-limit",
+            "12s",
+            "--nemesis-interval",
+            "3s",
+            "--seed",
+            "7",
+        ])
         .arg("--results")
         .arg(results)
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "schism test {args:?} was not valid:\n{stdout}\n{stderr}");
-    assert!(stdout.contains("verdict: valid") && stdout.contains("report: "), "{stdout}");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "schism test {args:?} was not valid:\n{stdout}\n{stderr}"
+    );
+    assert!(
+        stdout.contains("verdict: valid") && stdout.contains("report: "),
+        "{stdout}"
+    );
     let latest = results.join("latest");
     std::fs::canonicalize(&latest).unwrap()
 }
 
 fn assert_complete(dir: &Path, nodes: usize, faults: bool) {
-    for file in ["test.json", "history.jsonl", "nemesis.jsonl", "status.jsonl", "results.json", "report.html"] {
+    for file in [
+        "test.json",
+        "history.jsonl",
+        "nemesis.jsonl",
+        "status.jsonl",
+        "results.json",
+        "report.html",
+    ] {
         assert!(dir.join(file).is_file(), "{} lacks {file}", dir.display());
     }
     assert!(std::fs::metadata(dir.join("history.jsonl")).unwrap().len() > 0);
@@ -70,7 +96,12 @@ fn assert_complete(dir: &Path, nodes: usize, faults: bool) {
     assert_eq!(results["verdict"], "valid");
     // `schism check` on the stored run agrees with the run's own verdict.
     let check = Command::new(SCHISM).arg("check").arg(dir).output().unwrap();
-    assert_eq!(check.status.code(), Some(0), "{}", String::from_utf8_lossy(&check.stdout));
+    assert_eq!(
+        check.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&check.stdout)
+    );
 }
 
 fn netns(workload: &str) {
@@ -78,7 +109,14 @@ fn netns(workload: &str) {
     build_keeperd();
     let results = tempfile::tempdir().unwrap();
     let dir = run_valid(
-        &["--workload", workload, "--backend", "netns", "--nemesis", "partition,kill,pause"],
+        &[
+            "--workload",
+            workload,
+            "--backend",
+            "netns",
+            "--nemesis",
+            "partition,kill,pause",
+        ],
         results.path(),
     );
     assert_complete(&dir, 3, true);
@@ -121,13 +159,26 @@ fn register_on_docker() {
     let target = "x86_64-unknown-linux-gnu";
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)
-        .args(["build", "--release", "--target", target, "-p", "keeper", "--bin", "keeperd"])
+        .args([
+            "build",
+            "--release",
+            "--target",
+            target,
+            "-p",
+            "keeper",
+            "--bin",
+            "keeperd",
+        ])
         .env("RUSTFLAGS", "-C target-feature=+crt-static")
         .current_dir(workspace())
         .status()
         .unwrap();
     assert!(status.success(), "building a static keeperd failed");
-    let keeperd = workspace().join("target").join(target).join("release").join("keeperd");
+    let keeperd = workspace()
+        .join("target")
+        .join(target)
+        .join("release")
+        .join("keeperd");
     let results = tempfile::tempdir().unwrap();
     let dir = run_valid(
         &[
@@ -149,7 +200,10 @@ fn replay_repeats_the_configuration_and_the_fault_schedule() {
     let _one = serial();
     build_keeperd();
     let results = tempfile::tempdir().unwrap();
-    let first = run_valid(&["--backend", "netns", "--nemesis", "partition,kill"], results.path());
+    let first = run_valid(
+        &["--backend", "netns", "--nemesis", "partition,kill"],
+        results.path(),
+    );
     let out = Command::new(SCHISM)
         .arg("replay")
         .arg(&first)
@@ -157,11 +211,19 @@ fn replay_repeats_the_configuration_and_the_fault_schedule() {
         .arg(results.path())
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     let second = std::fs::canonicalize(results.path().join("latest")).unwrap();
     assert_ne!(first, second);
     let read = |d: &Path, f: &str| std::fs::read_to_string(d.join(f)).unwrap();
-    assert_eq!(read(&first, "schedule.json"), read(&second, "schedule.json"));
+    assert_eq!(
+        read(&first, "schedule.json"),
+        read(&second, "schedule.json")
+    );
     let config = |d: &Path| {
         let mut v: serde_json::Value = serde_json::from_str(&read(d, "test.json")).unwrap();
         for volatile in ["command_line", "started_at", "replay_of"] {

@@ -18,10 +18,15 @@ fn a_valid_run_is_checked_reported_and_listed() {
     let html = std::fs::read_to_string(report).unwrap();
 
     // The verdict comes first, then the charts, with the fault shaded and labelled.
-    let verdict_at = html.find(r#"data-verdict="valid""#).expect("verdict marker");
+    let verdict_at = html
+        .find(r#"data-verdict="valid""#)
+        .expect("verdict marker");
     let latency_at = html.find("<h2>Latency</h2>").expect("latency section");
     assert!(verdict_at < latency_at);
-    assert!(html.matches("<svg").count() >= 3, "latency, throughput and timeline");
+    assert!(
+        html.matches("<svg").count() >= 3,
+        "latency, throughput and timeline"
+    );
     assert!(html.contains("kill n2"));
     // Self-contained: nothing is fetched, and user text is escaped.
     for fetch in ["<script", "<link", "src=\"http", "href=\"http", "url(http"] {
@@ -42,9 +47,13 @@ fn a_violation_gets_its_counterexample_in_the_report_and_fails_junit() {
     let run = common::write_run(root.path(), true);
     let results = schism::check::check_run(&run).unwrap();
     assert_eq!(results.verdict, Verdict::Invalid);
-    let page = results.counterexample.as_deref().expect("a counterexample page");
+    let page = results
+        .counterexample
+        .as_deref()
+        .expect("a counterexample page");
     assert!(run.file(page).is_file());
-    let html = std::fs::read_to_string(schism::report::write_for_run(&run, &results).unwrap()).unwrap();
+    let html =
+        std::fs::read_to_string(schism::report::write_for_run(&run, &results).unwrap()).unwrap();
     assert!(html.contains(r#"data-verdict="invalid""#));
     assert!(html.contains(r#"id="counterexample""#));
 
@@ -82,7 +91,11 @@ fn a_history_cut_off_mid_line_is_still_reported() {
     text.push_str(r#"{"index":12,"time":1,"proc"#);
     std::fs::write(&path, text).unwrap();
     let results = schism::verdict::Results::new(Vec::new());
-    let html = std::fs::read_to_string(schism::report::write_for_run(&run, &results).unwrap()).unwrap();
+    let html =
+        std::fs::read_to_string(schism::report::write_for_run(&run, &results).unwrap()).unwrap();
     assert!(html.contains("partial line"));
-    assert!(html.contains(r#"data-verdict="unknown""#), "no checker: not valid");
+    assert!(
+        html.contains(r#"data-verdict="unknown""#),
+        "no checker: not valid"
+    );
 }

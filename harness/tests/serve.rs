@@ -16,12 +16,20 @@ async fn lists_runs_serves_their_files_and_nothing_else() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let cancel = CancellationToken::new();
-    let server = tokio::spawn(schism::serve::serve(root.path().to_path_buf(), listener, cancel.clone()));
+    let server = tokio::spawn(schism::serve::serve(
+        root.path().to_path_buf(),
+        listener,
+        cancel.clone(),
+    ));
     let client = reqwest::Client::builder().no_proxy().build().unwrap();
     let get = |path: String| {
         let client = client.clone();
         async move {
-            let r = client.get(format!("http://{addr}{path}")).send().await.unwrap();
+            let r = client
+                .get(format!("http://{addr}{path}"))
+                .send()
+                .await
+                .unwrap();
             (r.status().as_u16(), r.text().await.unwrap())
         }
     };
@@ -45,7 +53,10 @@ async fn lists_runs_serves_their_files_and_nothing_else() {
         "/runs/../outside.txt/x".to_string(),
     ] {
         let (status, body) = get(escape.clone()).await;
-        assert!(!body.contains("secret"), "{escape} leaked a file outside the store");
+        assert!(
+            !body.contains("secret"),
+            "{escape} leaked a file outside the store"
+        );
         assert_ne!(status, 200, "{escape}");
     }
     cancel.cancel();

@@ -48,7 +48,10 @@ pub enum CreateMode {
 
 impl CreateMode {
     pub fn is_ephemeral(self) -> bool {
-        matches!(self, CreateMode::Ephemeral | CreateMode::EphemeralSequential)
+        matches!(
+            self,
+            CreateMode::Ephemeral | CreateMode::EphemeralSequential
+        )
     }
     pub fn is_sequential(self) -> bool {
         matches!(
@@ -134,13 +137,20 @@ fn any_version() -> i32 {
 #[derive(Serialize, Deserialize, Clone, PartialEq, Eq, Debug, Hash)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum OpResult {
-    Create { path: String, stat: Stat },
+    Create {
+        path: String,
+        stat: Stat,
+    },
     Delete,
-    SetData { stat: Stat },
+    SetData {
+        stat: Stat,
+    },
     Check,
     /// In a failed multi: the op's own outcome (`ok` for ops before the failing one,
     /// `runtime_inconsistency` after it), as ZooKeeper reports it.
-    Error { error: ErrorCode },
+    Error {
+        error: ErrorCode,
+    },
 }
 
 /// Which guarantee a read asks for. See docs/API.md.

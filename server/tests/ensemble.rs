@@ -47,7 +47,9 @@ impl Ensemble {
             let mut leaders = Vec::new();
             let mut following = std::collections::BTreeMap::<u64, usize>::new();
             for (id, api) in &apis {
-                let Some(s) = api.status().await else { continue };
+                let Some(s) = api.status().await else {
+                    continue;
+                };
                 if s["role"] == "leading" && s["serving"] == json!(true) {
                     leaders.push((*id, s["epoch"].as_u64().unwrap()));
                 }
@@ -188,7 +190,13 @@ async fn a_paused_leader_steps_down_and_its_stale_writes_never_commit() {
     // While it is stopped, a write sent to it waits in its socket buffer.
     let stale = tokio::spawn({
         let api = api.clone();
-        async move { api.try_post("/v1/create", json!({"session": session, "path": "/p/stale", "data": "x"})).await }
+        async move {
+            api.try_post(
+                "/v1/create",
+                json!({"session": session, "path": "/p/stale", "data": "x"}),
+            )
+            .await
+        }
     });
     let rest: Vec<u64> = [1, 2, 3].into_iter().filter(|&i| i != leader).collect();
     let (_, epoch2) = e.leader_among(&rest).await;
@@ -234,7 +242,9 @@ async fn five_nodes_commit_with_two_down_but_not_with_three() {
     e.node_mut(followers[1]).kill9();
     let api = e.node(leader).api();
     let session = api.session(20_000).await;
-    api.create(session, "/two-down", "", "persistent").await.ok();
+    api.create(session, "/two-down", "", "persistent")
+        .await
+        .ok();
 
     e.node_mut(followers[2]).kill9();
     // Two of five left: no quorum. The leader steps down; nothing commits.
@@ -245,12 +255,13 @@ async fn five_nodes_commit_with_two_down_but_not_with_three() {
         )
         .await;
     if let Ok(r) = &r {
-        assert!(!r.status.is_success(), "a write committed without a quorum: {r:?}");
+        assert!(
+            !r.status.is_success(),
+            "a write committed without a quorum: {r:?}"
+        );
     }
     eventually("the leader to step down", || async {
-        api.status()
-            .await
-            .filter(|s| s["serving"] == json!(false))
+        api.status().await.filter(|s| s["serving"] == json!(false))
     })
     .await;
     // Bring one back: a quorum again, and what was acknowledged with two down is there. (The

@@ -60,7 +60,7 @@ use stateright::actor::{
     Actor, ActorModel, ActorModelAction, ActorModelState, Id, LossyNetwork, Network, Out,
     model_timeout,
 };
-use stateright::{Checker, Model, Property};
+use stateright::{Checker, HasDiscoveries, Model, Property, UniformChooser};
 use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
@@ -268,7 +268,7 @@ impl Member {
         take: Option<u64>,
         o: &mut Out<Self>,
     ) {
-        let Member::Server { durability, .. } = self else {
+        let Member::Server { id, durability, .. } = self else {
             return;
         };
         let State::Server(n) = &**state else {
@@ -279,7 +279,24 @@ impl Member {
         let outputs = core.step(now, input);
         if outputs.is_empty() {
             let unchanged = match advance {
-                Some(_) => core.status() == n.core.status(),
+                // Time passing and nothing else: the same core as one that only saw the clock
+                // move (a message from itself is ignored, but advances the core's clock).
+                Some(_) => {
+                    let mut idle = n.core.clone();
+                    let nothing = PeerMsg::Ping {
+                        epoch: 0,
+                        seq: 0,
+                        committed: 0,
+                    };
+                    idle.step(
+                        now,
+                        Input::Peer {
+                            from: *id,
+                            msg: nothing,
+                        },
+                    );
+                    idle == core
+                }
                 None => core == n.core && take.is_none(),
             };
             if unchanged {
@@ -335,7 +352,11 @@ fn observe(core: &Core, ghost: &mut Ghost) -> bool {
     if st.role == Role::Leading {
         changed |= ghost.led.insert(st.epoch);
     }
-    for t in core.log().iter().take_while(|t| t.zxid <= st.committed_zxid) {
+    for t in core
+        .log()
+        .iter()
+        .take_while(|t| t.zxid <= st.committed_zxid)
+    {
         let seen = ghost.committed.entry(t.zxid).or_default();
         if !seen.contains(t) {
             seen.push(t.clone());
@@ -489,12 +510,16 @@ impl KeeperModel {
     }
 }
 
-/// Runs a fault-free schedule: deliver each message once, in the model's action order, and
-/// when none is left let the first timer that does something tick; until a leader is
-/// established and both followers serve. Client writes stay in the network, undelivered.
+/// Runs a fault-free schedule until a leader is established and both followers serve: deliver
+/// each message once, in the model's action order; when none is left, the nodes take turns to
+/// tick (a tick may resend a node's messages, so they become deliverable again). Client writes
+/// stay in the network, undelivered.
 fn settle(model: &Inner, mut state: SysState) -> SysState {
     let mut actions = Vec::new();
-    let mut delivered = BTreeSet::new();
+    // Delivered messages, by sender.
+    let mut delivered: BTreeMap<u64, Id> = BTreeMap::new();
+    let mut seen = BTreeSet::from([stable_hash(&state)]);
+    let mut turn = 0usize;
     for _ in 0..MAX_SETTLE_STEPS {
         let statuses: Vec<_> = servers(&state).map(|(_, n, _)| n.core.status()).collect();
         let leading = statuses.iter().filter(|s| s.role == Role::Leading).count();
@@ -503,28 +528,68 @@ fn settle(model: &Inner, mut state: SysState) -> SysState {
         }
         actions.clear();
         model.actions(&state, &mut actions);
+        let fresh = |s: &SysState| !seen.contains(&stable_hash(s));
         let mut next = None;
         for a in &actions {
             if let ActorModelAction::Deliver {
-                msg: Msg::Peer(_), ..
+                src,
+                msg: Msg::Peer(_),
+                ..
             } = a
-                && delivered.insert(stable_hash(a))
+                && delivered.insert(stable_hash(a), *src).is_none()
             {
-                next = next_state(model, &state, a.clone());
+                next = next_state(model, &state, a.clone()).filter(fresh);
                 if next.is_some() {
+                    if std::env::var("KEEPER_MODEL_TRACE").is_ok() {
+                        eprintln!("  {a:?}");
+                    }
                     break;
                 }
             }
         }
         if next.is_none() {
-            next = actions
+            let ticks: Vec<&Action> = actions
                 .iter()
                 .filter(|a| matches!(a, ActorModelAction::Timeout(_, Timer::Tick)))
-                .find_map(|a| next_state(model, &state, a.clone()));
+                .collect();
+            for _ in 0..ticks.len() {
+                turn += 1;
+                let tick = ticks[turn % ticks.len()];
+                next = next_state(model, &state, tick.clone()).filter(fresh);
+                if let (Some(_), ActorModelAction::Timeout(id, _)) = (&next, tick) {
+                    if std::env::var("KEEPER_MODEL_TRACE").is_ok() {
+                        eprintln!("  {tick:?}");
+                    }
+                    delivered.retain(|_, src| src != id);
+                    break;
+                }
+            }
         }
         state = next.unwrap_or_else(|| panic!("the fault-free schedule got stuck: {statuses:#?}"));
+        if std::env::var("KEEPER_MODEL_TRACE").is_ok() {
+            let brief: Vec<_> = servers(&state)
+                .map(|(_, n, _)| {
+                    let s = n.core.status();
+                    (
+                        s.role,
+                        s.leader,
+                        s.epoch,
+                        s.accepted_epoch,
+                        s.election_round,
+                        n.now - START_MS,
+                    )
+                })
+                .collect();
+            let last = match &state.network {
+                Network::UnorderedDuplicating(_, _) => "",
+                _ => "",
+            };
+            eprintln!("{brief:?}{last}");
+        }
+        seen.insert(stable_hash(&state));
     }
-    panic!("no established leader after {MAX_SETTLE_STEPS} fault-free steps");
+    let statuses: Vec<_> = servers(&state).map(|(_, n, _)| n.core.status()).collect();
+    panic!("no established leader after {MAX_SETTLE_STEPS} fault-free steps: {statuses:#?}");
 }
 
 /// stateright's step, without its memory of the last delivered message (which would make a
@@ -675,6 +740,16 @@ struct Run {
     name: &'static str,
     setup: Setup,
     depth: usize,
+    search: Search,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Search {
+    /// Every state up to the depth, breadth first.
+    Exhaustive,
+    /// Random walks up to the depth from the seed, for this long or until a property fails:
+    /// the reach of the exhaustive search ends long before a re-election completes.
+    Walks { seed: u64, secs: u64 },
 }
 
 struct Outcome {
@@ -686,18 +761,33 @@ fn threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get().min(2))
 }
 
-fn check(run: Run) -> Outcome {
+fn check(mut run: Run) -> Outcome {
+    if let Some(depth) = std::env::var("KEEPER_MODEL_DEPTH")
+        .ok()
+        .and_then(|d| d.parse().ok())
+    {
+        run.depth = depth;
+    }
     let started = Instant::now();
     let model = KeeperModel::new(run.setup.clone());
-    let checker = model
+    let builder = model
         .checker()
         .threads(threads())
-        .target_max_depth(run.depth)
-        .spawn_bfs()
-        .join();
+        .target_max_depth(run.depth);
+    let checker: Box<dyn Checker<KeeperModel>> = match run.search {
+        Search::Exhaustive => Box::new(builder.spawn_bfs().join()),
+        Search::Walks { seed, secs } => Box::new(
+            builder
+                .timeout(std::time::Duration::from_secs(secs))
+                .finish_when(HasDiscoveries::AnyFailures)
+                .spawn_simulation(seed, UniformChooser)
+                .join(),
+        ),
+    };
     eprintln!(
-        "model {}: {:?}, depth {}: {} unique states ({} generated), max depth {}, {:.1} s",
+        "model {} ({:?}): {:?}, depth {}: {} unique states ({} generated), max depth {}, {:.1} s",
         run.name,
+        run.search,
         run.setup,
         run.depth,
         checker.unique_state_count(),
@@ -724,7 +814,10 @@ impl Outcome {
         let Some(path) = self.discoveries.get(name) else {
             return format!("no discovery for {name:?}");
         };
-        let mut text = format!("{name}: a path of {} steps\n", path.clone().into_actions().len());
+        let mut text = format!(
+            "{name}: a path of {} steps\n",
+            path.clone().into_actions().len()
+        );
         for a in path.clone().into_actions() {
             text.push_str(&format!("  {}\n", short_action(&self.model, &a)));
         }
@@ -803,17 +896,15 @@ fn elections_from_a_cold_start_are_safe() {
         name: "cold",
         setup: correct(false, 0, 1),
         depth,
+        search: Search::Exhaustive,
     });
     assert_safe(&outcome);
-    assert!(
-        outcome.discoveries.contains_key("a leader is elected"),
-        "no leader within depth {depth}: the bound is too small to mean anything"
-    );
 }
 
-/// Writes, a crash and restart, and re-elections from an established leader.
+/// Writes, a crash and restart, and re-elections from an established leader: every state
+/// within the bound.
 #[test]
-fn writes_crashes_and_reelections_are_safe() {
+fn writes_and_a_crash_from_an_established_leader_are_safe() {
     let (depth, writes) = if deep() {
         (WARM_DEEP_DEPTH, 2)
     } else {
@@ -823,6 +914,7 @@ fn writes_crashes_and_reelections_are_safe() {
         name: "warm",
         setup: correct(true, writes, 1),
         depth,
+        search: Search::Exhaustive,
     });
     assert_safe(&outcome);
     assert!(
@@ -831,12 +923,57 @@ fn writes_crashes_and_reelections_are_safe() {
     );
 }
 
-const COLD_DEPTH: usize = 14;
-const COLD_DEEP_DEPTH: usize = 20;
-const WARM_DEPTH: usize = 10;
-const WARM_DEEP_DEPTH: usize = 16;
+/// Deep random walks through writes, crashes and re-elections, from a cold and a warm start.
+#[test]
+fn random_walks_through_reelections_are_safe() {
+    let (secs, depth) = if deep() {
+        (WALK_DEEP_SECS, WALK_DEEP_DEPTH)
+    } else {
+        (WALK_SECS, WALK_DEPTH)
+    };
+    for (i, warm) in [false, true].into_iter().enumerate() {
+        let outcome = check(Run {
+            name: if warm { "walks-warm" } else { "walks-cold" },
+            setup: correct(warm, 2, 2),
+            depth,
+            search: Search::Walks {
+                seed: walk_seed() + i as u64,
+                secs,
+            },
+        });
+        assert_safe(&outcome);
+        for p in ["a leader is elected", "a write is acknowledged"] {
+            assert!(
+                outcome.discoveries.contains_key(p),
+                "the walks never saw {p:?}"
+            );
+        }
+    }
+}
 
-/// The checker has teeth: a leader that commits on its own ack loses acknowledged writes.
+/// Exhaustive bounds: the bounded check takes well under a minute on 2 cores in the test
+/// profile; each level multiplies the states by about five.
+const COLD_DEPTH: usize = 10;
+const COLD_DEEP_DEPTH: usize = 13;
+const WARM_DEPTH: usize = 7;
+const WARM_DEEP_DEPTH: usize = 10;
+/// Random walks: how deep and for how long.
+const WALK_DEPTH: usize = 60;
+const WALK_SECS: u64 = 15;
+const WALK_DEEP_DEPTH: usize = 120;
+const WALK_DEEP_SECS: u64 = 600;
+
+/// `KEEPER_MODEL_SEED=N` replays other walks (the default is fixed, so a run is repeatable up
+/// to thread scheduling).
+fn walk_seed() -> u64 {
+    std::env::var("KEEPER_MODEL_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1)
+}
+
+/// The checker has teeth: a leader that commits on its own ack loses acknowledged writes when
+/// it is replaced before a follower has them.
 #[test]
 fn the_model_catches_early_ack() {
     let outcome = check(Run {
@@ -845,15 +982,22 @@ fn the_model_catches_early_ack() {
             bug: Some(Bug::EarlyAck),
             ..correct(true, 1, 1)
         },
-        depth: WARM_DEPTH,
+        depth: WALK_DEPTH,
+        search: Search::Walks {
+            seed: walk_seed(),
+            secs: TEETH_SECS,
+        },
     });
     let found = outcome.violations();
     assert!(
         !found.is_empty(),
-        "the model missed the early-ack bug within depth {WARM_DEPTH}"
+        "the model missed the early-ack bug in {TEETH_SECS} s of walks"
     );
     eprintln!("{}", outcome.describe(found[0]));
 }
+
+/// A bound on the search for a planted bug (it is found in about a second).
+const TEETH_SECS: u64 = 60;
 
 /// Stateright Explorer on a loopback address, for manual exploration:
 /// `KEEPER_MODEL_SERVE=127.0.0.1:3000 cargo test --release -p keeper --test model explore -- --nocapture`
@@ -872,7 +1016,10 @@ fn explore() {
     );
     let warm = std::env::var("KEEPER_MODEL_WARM").is_ok_and(|v| v == "1");
     eprintln!("Stateright Explorer on http://{addr} (warm start: {warm}); Ctrl-C to stop");
-    let _checker = KeeperModel::new(correct(warm, 1, 1)).checker().threads(threads()).serve(addr);
+    let _checker = KeeperModel::new(correct(warm, 1, 1))
+        .checker()
+        .threads(threads())
+        .serve(addr);
     loop {
         std::thread::park();
     }

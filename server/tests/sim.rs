@@ -44,8 +44,14 @@ impl Disk {
                 accepted_epoch,
                 current_epoch,
             } => {
-                assert!(*accepted_epoch >= self.accepted_epoch, "accepted epoch went back");
-                assert!(*current_epoch >= self.current_epoch, "current epoch went back");
+                assert!(
+                    *accepted_epoch >= self.accepted_epoch,
+                    "accepted epoch went back"
+                );
+                assert!(
+                    *current_epoch >= self.current_epoch,
+                    "current epoch went back"
+                );
                 self.accepted_epoch = *accepted_epoch;
                 self.current_epoch = *current_epoch;
             }
@@ -149,7 +155,8 @@ impl Sim {
         let Some(Some(core)) = self.nodes.get_mut(&id) else {
             return;
         };
-        let trace = std::env::var("SIM_TRACE").is_ok_and(|t| t.parse::<u64>().is_ok_and(|t| id == t));
+        let trace =
+            std::env::var("SIM_TRACE").is_ok_and(|t| t.parse::<u64>().is_ok_and(|t| id == t));
         if trace && !matches!(input, Input::Tick) {
             eprintln!("{now} -> {id}: {input:?}");
         }
@@ -257,7 +264,11 @@ impl Sim {
         assert!(st.applied_zxid <= st.committed_zxid);
         assert!(st.committed_zxid <= st.last_zxid);
         // A committed zxid names the same transaction everywhere.
-        for t in core.log().iter().take_while(|t| t.zxid <= st.committed_zxid) {
+        for t in core
+            .log()
+            .iter()
+            .take_while(|t| t.zxid <= st.committed_zxid)
+        {
             if let Some(other) = self.committed.get(&t.zxid) {
                 assert_eq!(other, t, "two transactions committed at {:#x}", t.zxid);
             } else {
@@ -491,7 +502,8 @@ fn simulate_with(seed: u64, n: u64, fault_ms: u64, bug: Option<keeper::core::Bug
     };
     let request = sim.next_request;
     sim.next_request += 1;
-    sim.requests.insert((leader, request), probe_session.clone());
+    sim.requests
+        .insert((leader, request), probe_session.clone());
     sim.input(
         leader,
         Input::Client {
@@ -523,7 +535,11 @@ fn simulate_with(seed: u64, n: u64, fault_ms: u64, bug: Option<keeper::core::Bug
     for (zxid, txn) in &sim.acked {
         if *zxid > core.log_start() {
             let have = core.log().iter().find(|t| t.zxid == *zxid);
-            assert_eq!(have, Some(txn), "seed {seed}: acknowledged write {zxid:#x} lost");
+            assert_eq!(
+                have,
+                Some(txn),
+                "seed {seed}: acknowledged write {zxid:#x} lost"
+            );
         }
         assert_eq!(
             sim.committed.get(zxid),
@@ -578,7 +594,11 @@ fn a_fault_free_ensemble_elects_quickly_and_commits() {
         eprintln!("{:?}", c.as_ref().unwrap().status());
     }
     assert!(sim.leader().is_some());
-    assert!(sim.writes_ok > 10, "only {} writes committed", sim.writes_ok);
+    assert!(
+        sim.writes_ok > 10,
+        "only {} writes committed",
+        sim.writes_ok
+    );
 }
 
 /// The simulator has teeth: each protocol fault it can observe is caught within a few seeds.
@@ -592,7 +612,11 @@ fn the_simulator_catches_injected_protocol_bugs() {
         let caught = (0..40u64).find(|seed| {
             std::panic::catch_unwind(|| simulate_with(5_000 + seed, 3, 20_000, Some(bug))).is_err()
         });
-        eprintln!("{}: caught at seed {:?}", bug.name(), caught.map(|s| 5_000 + s));
+        eprintln!(
+            "{}: caught at seed {:?}",
+            bug.name(),
+            caught.map(|s| 5_000 + s)
+        );
         assert!(caught.is_some(), "the simulator missed {}", bug.name());
     }
 }

@@ -85,7 +85,9 @@ pub fn render(input: &ReportInput<'_>) -> String {
         );
     }
     if results.checkers.is_empty() {
-        h.push_str(r#"<tr><td colspan="3">No checker ran, so the run is not known to be valid.</td></tr>"#);
+        h.push_str(
+            r#"<tr><td colspan="3">No checker ran, so the run is not known to be valid.</td></tr>"#,
+        );
     }
     h.push_str("</table>");
     let notes: Vec<&String> = results.notes.iter().chain(input.notes.iter()).collect();
@@ -107,32 +109,58 @@ pub fn render(input: &ReportInput<'_>) -> String {
             ("nodes", c.nodes.to_string()),
             (
                 "nemesis",
-                if c.nemesis.is_empty() { "none".into() } else { c.nemesis.join(", ") },
+                if c.nemesis.is_empty() {
+                    "none".into()
+                } else {
+                    c.nemesis.join(", ")
+                },
             ),
-            ("time limit", format!("{} s", c.time_limit_ms as f64 / 1000.0)),
+            (
+                "time limit",
+                format!("{} s", c.time_limit_ms as f64 / 1000.0),
+            ),
             ("rate", format!("{} ops/s", c.rate)),
             ("concurrency", c.concurrency.to_string()),
-            ("read consistency", format!("{:?}", c.read_consistency).to_lowercase()),
+            (
+                "read consistency",
+                format!("{:?}", c.read_consistency).to_lowercase(),
+            ),
             ("operation timeout", format!("{} ms", c.op_timeout_ms)),
-            ("server bug", c.server_bug.clone().unwrap_or_else(|| "none".into())),
+            (
+                "server bug",
+                c.server_bug.clone().unwrap_or_else(|| "none".into()),
+            ),
             ("schism", record.versions.schism.clone()),
-            ("keeperd", record.versions.keeperd.clone().unwrap_or_else(|| "unknown".into())),
+            (
+                "keeperd",
+                record
+                    .versions
+                    .keeperd
+                    .clone()
+                    .unwrap_or_else(|| "unknown".into()),
+            ),
             ("command", record.command_line.join(" ")),
         ];
         h.push_str(r#"<h2>Run</h2><table class="meta">"#);
         for (k, v) in rows {
-            let _ = write!(h, "<tr><td>{k}</td><td><code>{}</code></td></tr>", escape(&v));
+            let _ = write!(
+                h,
+                "<tr><td>{k}</td><td><code>{}</code></td></tr>",
+                escape(&v)
+            );
         }
         h.push_str("</table>");
     }
 
     let ops = completed_ops(input.events);
-    let end_ns = input
-        .events
-        .last()
-        .map(|e| e.time)
-        .unwrap_or(0)
-        .max(input.faults.iter().filter_map(|f| f.end_ns).max().unwrap_or(0));
+    let end_ns = input.events.last().map(|e| e.time).unwrap_or(0).max(
+        input
+            .faults
+            .iter()
+            .filter_map(|f| f.end_ns)
+            .max()
+            .unwrap_or(0),
+    );
     let counts = |k: checker::history::EventType| ops.iter().filter(|o| o.kind == k).count();
     let _ = write!(
         h,
@@ -200,7 +228,11 @@ pub fn render(input: &ReportInput<'_>) -> String {
             escape(page)
         );
     }
-    for c in results.checkers.iter().filter(|c| c.verdict != Verdict::Valid) {
+    for c in results
+        .checkers
+        .iter()
+        .filter(|c| c.verdict != Verdict::Valid)
+    {
         if !c.details.is_null() {
             let _ = write!(
                 h,

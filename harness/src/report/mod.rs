@@ -36,7 +36,9 @@ pub fn write_for_run(run: &RunDir, results: &Results) -> anyhow::Result<std::pat
     let events: Vec<Event> = match read_jsonl(&run.file(HISTORY_FILE)) {
         Ok((events, truncated)) => {
             if truncated {
-                notes.push(format!("{HISTORY_FILE} ends with a partial line (the run was cut off)"));
+                notes.push(format!(
+                    "{HISTORY_FILE} ends with a partial line (the run was cut off)"
+                ));
             }
             events
         }

@@ -86,7 +86,11 @@ pub fn fault_periods(text: &str, notes: &mut Vec<String>) -> Vec<FaultPeriod> {
             skipped += 1;
             continue;
         };
-        let Some(time) = v.get("time_ns").or_else(|| v.get("time")).and_then(Value::as_u64) else {
+        let Some(time) = v
+            .get("time_ns")
+            .or_else(|| v.get("time"))
+            .and_then(Value::as_u64)
+        else {
             skipped += 1;
             continue;
         };
@@ -96,7 +100,8 @@ pub fn fault_periods(text: &str, notes: &mut Vec<String>) -> Vec<FaultPeriod> {
                 other => other.to_string(),
             })
         };
-        let label = text_field(&["description", "label", "fault"]).unwrap_or_else(|| "fault".into());
+        let label =
+            text_field(&["description", "label", "fault"]).unwrap_or_else(|| "fault".into());
         let fault = text_field(&["fault"]).unwrap_or_default();
         let mut phase = text_field(&["phase", "type"]).unwrap_or_default();
         if fault == "heal-all" {
@@ -106,7 +111,11 @@ pub fn fault_periods(text: &str, notes: &mut Vec<String>) -> Vec<FaultPeriod> {
         match phase.as_str() {
             "start" | "begin" | "inject" => {
                 open.insert(id, periods.len());
-                periods.push(FaultPeriod { label, start_ns: time, end_ns: None });
+                periods.push(FaultPeriod {
+                    label,
+                    start_ns: time,
+                    end_ns: None,
+                });
             }
             "heal" | "stop" | "end" | "heal_all" | "heal-all" => {
                 if phase == "heal_all" || phase == "heal-all" {
@@ -121,7 +130,9 @@ pub fn fault_periods(text: &str, notes: &mut Vec<String>) -> Vec<FaultPeriod> {
         }
     }
     if skipped > 0 {
-        notes.push(format!("{skipped} lines of the nemesis log were not understood"));
+        notes.push(format!(
+            "{skipped} lines of the nemesis log were not understood"
+        ));
     }
     periods
 }
@@ -191,9 +202,15 @@ mod tests {
         ];
         let ops = completed_ops(&events);
         assert_eq!(ops.len(), 3);
-        assert_eq!((ops[0].kind, ops[0].latency_ns()), (EventType::Ok, Some(20)));
+        assert_eq!(
+            (ops[0].kind, ops[0].latency_ns()),
+            (EventType::Ok, Some(20))
+        );
         assert_eq!((ops[1].kind, ops[1].end_ns), (EventType::Info, None));
-        assert_eq!((ops[2].kind, ops[2].latency_ns()), (EventType::Fail, Some(5)));
+        assert_eq!(
+            (ops[2].kind, ops[2].latency_ns()),
+            (EventType::Fail, Some(5))
+        );
     }
 
     #[test]
@@ -224,7 +241,10 @@ not json
         let periods = fault_periods(log, &mut notes);
         assert_eq!(periods.len(), 2);
         assert_eq!((periods[0].start_ns, periods[0].end_ns), (100, Some(200)));
-        assert_eq!((periods[1].label.as_str(), periods[1].end_ns), ("kill n2", Some(300)));
+        assert_eq!(
+            (periods[1].label.as_str(), periods[1].end_ns),
+            ("kill n2", Some(300))
+        );
         assert_eq!(notes.len(), 1);
     }
 }

@@ -30,11 +30,17 @@ fn secs(ns: u64) -> f64 {
 }
 
 /// Each operation a point at (invocation time, latency), coloured by outcome; log scale.
-pub fn latency_svg(ops: &[CompletedOp], faults: &[FaultPeriod], end_ns: u64) -> Result<String, String> {
+pub fn latency_svg(
+    ops: &[CompletedOp],
+    faults: &[FaultPeriod],
+    end_ns: u64,
+) -> Result<String, String> {
     let timed: Vec<&CompletedOp> = ops.iter().filter(|o| o.end_ns.is_some()).collect();
     let ok_count = timed.iter().filter(|o| o.kind == EventType::Ok).count();
     let others = timed.len() - ok_count;
-    let ok_stride = ok_count.div_ceil(MAX_PLOT_POINTS.saturating_sub(others).max(1)).max(1);
+    let ok_stride = ok_count
+        .div_ceil(MAX_PLOT_POINTS.saturating_sub(others).max(1))
+        .max(1);
     let mut ok_seen = 0usize;
     let shown: Vec<(f64, f64, EventType)> = timed
         .iter()
@@ -43,12 +49,24 @@ pub fn latency_svg(ops: &[CompletedOp], faults: &[FaultPeriod], end_ns: u64) -> 
                 return true;
             }
             ok_seen += 1;
-            ok_seen % ok_stride == 0
+            ok_seen.is_multiple_of(ok_stride)
         })
-        .map(|o| (secs(o.start_ns), o.latency_ns().unwrap_or(0) as f64 / 1e6, o.kind))
+        .map(|o| {
+            (
+                secs(o.start_ns),
+                o.latency_ns().unwrap_or(0) as f64 / 1e6,
+                o.kind,
+            )
+        })
         .collect();
     let max_ms = shown.iter().map(|p| p.1).fold(1.0f64, f64::max) * 2.0;
-    let min_ms = shown.iter().map(|p| p.1).filter(|v| *v > 0.0).fold(max_ms, f64::min).max(0.001) / 2.0;
+    let min_ms = shown
+        .iter()
+        .map(|p| p.1)
+        .filter(|v| *v > 0.0)
+        .fold(max_ms, f64::min)
+        .max(0.001)
+        / 2.0;
     let x_end = secs(end_ns).max(1.0);
     let mut svg = String::new();
     {
@@ -94,7 +112,11 @@ pub fn latency_svg(ops: &[CompletedOp], faults: &[FaultPeriod], end_ns: u64) -> 
 }
 
 /// Completions per second over time, one line per outcome.
-pub fn throughput_svg(ops: &[CompletedOp], faults: &[FaultPeriod], end_ns: u64) -> Result<String, String> {
+pub fn throughput_svg(
+    ops: &[CompletedOp],
+    faults: &[FaultPeriod],
+    end_ns: u64,
+) -> Result<String, String> {
     let x_end = secs(end_ns).max(1.0);
     let bucket_s = (x_end / MAX_THROUGHPUT_BUCKETS as f64).max(1.0);
     let buckets = (x_end / bucket_s).ceil() as usize + 1;
@@ -111,7 +133,12 @@ pub fn throughput_svg(ops: &[CompletedOp], faults: &[FaultPeriod], end_ns: u64) 
         }
     }
     let rate = |c: u64| c as f64 / bucket_s;
-    let max_rate = counts.iter().flat_map(|c| c.iter()).map(|c| rate(*c)).fold(1.0f64, f64::max) * 1.15;
+    let max_rate = counts
+        .iter()
+        .flat_map(|c| c.iter())
+        .map(|c| rate(*c))
+        .fold(1.0f64, f64::max)
+        * 1.15;
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (WIDTH_PX, HEIGHT_PX)).into_drawing_area();
@@ -130,16 +157,24 @@ pub fn throughput_svg(ops: &[CompletedOp], faults: &[FaultPeriod], end_ns: u64) 
             .draw()
             .map_err(|e| e.to_string())?;
         shade_faults(&mut chart, faults, x_end, 0.0, max_rate, false)?;
-        for (slot, kind) in [EventType::Ok, EventType::Fail, EventType::Info].into_iter().enumerate() {
+        for (slot, kind) in [EventType::Ok, EventType::Fail, EventType::Info]
+            .into_iter()
+            .enumerate()
+        {
             let color = color_of(kind);
             chart
                 .draw_series(LineSeries::new(
-                    counts.iter().enumerate().map(|(i, c)| ((i as f64 + 0.5) * bucket_s, rate(c[slot]))),
+                    counts
+                        .iter()
+                        .enumerate()
+                        .map(|(i, c)| ((i as f64 + 0.5) * bucket_s, rate(c[slot]))),
                     color.stroke_width(2),
                 ))
                 .map_err(|e| e.to_string())?
                 .label(kind.as_str())
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2)));
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2))
+                });
         }
         chart
             .configure_series_labels()
@@ -179,7 +214,10 @@ where
     chart
         .draw_series(faults.iter().map(|f| {
             let end = f.end_ns.map(secs).unwrap_or(x_end).min(x_end);
-            Rectangle::new([(secs(f.start_ns), y_low), (end, y_high)], FAULT_COLOR.mix(0.12).filled())
+            Rectangle::new(
+                [(secs(f.start_ns), y_low), (end, y_high)],
+                FAULT_COLOR.mix(0.12).filled(),
+            )
         }))
         .map_err(|e| e.to_string())?;
     chart

@@ -72,11 +72,7 @@ pub fn timeline_svg(ops: &[CompletedOp], faults: &[FaultPeriod]) -> (String, Opt
     }
     for (process, row) in &rows {
         let y = *row as u32 * ROW_PX;
-        let _ = write!(
-            svg,
-            r#"<text x="4" y="{}">p{process}</text>"#,
-            y + BAR_PX
-        );
+        let _ = write!(svg, r#"<text x="4" y="{}">p{process}</text>"#, y + BAR_PX);
     }
     for op in shown {
         let row = rows[&op.process] as u32;
@@ -98,8 +94,14 @@ pub fn timeline_svg(ops: &[CompletedOp], faults: &[FaultPeriod]) -> (String, Opt
             op.invoke_value,
             op.kind.as_str(),
             op.value,
-            op.error.as_deref().map(|e| format!(" [{e}]")).unwrap_or_default(),
-            op.node.as_deref().map(|n| format!(" on {n}")).unwrap_or_default(),
+            op.error
+                .as_deref()
+                .map(|e| format!(" [{e}]"))
+                .unwrap_or_default(),
+            op.node
+                .as_deref()
+                .map(|n| format!(" on {n}"))
+                .unwrap_or_default(),
         );
         let _ = write!(
             svg,

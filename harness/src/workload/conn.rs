@@ -45,7 +45,10 @@ impl Conn {
     pub async fn open(url: &str, op_timeout: Duration) -> Result<Conn, String> {
         let node = NodeClient::new(url, op_timeout).map_err(|e| e.to_string())?;
         let reply = node
-            .create_session(&CreateSessionRequest { timeout_ms: SESSION_TIMEOUT_MS, last_zxid: 0 })
+            .create_session(&CreateSessionRequest {
+                timeout_ms: SESSION_TIMEOUT_MS,
+                last_zxid: 0,
+            })
             .await
             .map_err(|e| format!("create_session on {url}: {e}"))?;
         let conn = Conn {
@@ -80,7 +83,9 @@ impl Conn {
                 if !enabled.load(Ordering::Relaxed) {
                     continue;
                 }
-                let req = HeartbeatRequest { last_zxid: last.load(Ordering::Relaxed) };
+                let req = HeartbeatRequest {
+                    last_zxid: last.load(Ordering::Relaxed),
+                };
                 match node.heartbeat(session, &req).await {
                     Ok(r) => {
                         last.fetch_max(r.zxid, Ordering::Relaxed);
@@ -156,8 +161,14 @@ impl Conn {
     /// Closes the session on the server (bounded by the client's timeout) and stops the tasks.
     pub async fn close(&self) -> Result<Zxid, Error> {
         self.cancel.cancel();
-        let req = HeartbeatRequest { last_zxid: self.last_zxid() };
-        let r = self.node.close_session(self.session, &req).await.map(|r| r.zxid);
+        let req = HeartbeatRequest {
+            last_zxid: self.last_zxid(),
+        };
+        let r = self
+            .node
+            .close_session(self.session, &req)
+            .await
+            .map(|r| r.zxid);
         if let Ok(z) = r {
             self.saw(z);
         }
@@ -199,11 +210,20 @@ mod tests {
 
     #[test]
     fn indeterminate_errors_become_info_and_expiry_reopens() {
-        let timeout = Error::Timeout { url: "u".into(), message: "m".into() };
+        let timeout = Error::Timeout {
+            url: "u".into(),
+            message: "m".into(),
+        };
         assert_eq!(completion_of(&timeout).kind, EventType::Info);
-        let lost = Error::ConnectionLost { url: "u".into(), message: "m".into() };
+        let lost = Error::ConnectionLost {
+            url: "u".into(),
+            message: "m".into(),
+        };
         assert_eq!(completion_of(&lost).kind, EventType::Info);
-        let refused = Error::Unreachable { url: "u".into(), message: "m".into() };
+        let refused = Error::Unreachable {
+            url: "u".into(),
+            message: "m".into(),
+        };
         assert_eq!(completion_of(&refused).kind, EventType::Fail);
         let expired = Error::Keeper(KeeperError::new(ErrorCode::SessionExpired, "gone"));
         let c = completion_of(&expired);
@@ -215,7 +235,12 @@ mod tests {
 
 /// Creates each of `paths` (persistent, empty) that does not exist yet, parents first, with a
 /// short-lived session on one of `urls`. Retries while the cluster settles, until `budget`.
-pub async fn ensure_paths(urls: &[String], paths: &[String], op_timeout: Duration, budget: Duration) -> anyhow::Result<()> {
+pub async fn ensure_paths(
+    urls: &[String],
+    paths: &[String],
+    op_timeout: Duration,
+    budget: Duration,
+) -> anyhow::Result<()> {
     use keeper::api::{CreateMode, CreateRequest};
     let deadline = tokio::time::Instant::now() + budget;
     let mut last_error = String::new();
@@ -289,7 +314,12 @@ struct ObserverState {
 }
 
 impl Observer {
-    pub fn new(recorder: &crate::recorder::Recorder, process: u64, session: u64, node: &str) -> Observer {
+    pub fn new(
+        recorder: &crate::recorder::Recorder,
+        process: u64,
+        session: u64,
+        node: &str,
+    ) -> Observer {
         Observer {
             recorder: recorder.clone(),
             process,
@@ -323,7 +353,13 @@ impl Observer {
     }
 
     /// Records (or holds) an observation: `f` is `event` or `expired`.
-    pub fn observe(&self, f: &str, key: Option<&str>, value: serde_json::Value, zxid: Option<Zxid>) {
+    pub fn observe(
+        &self,
+        f: &str,
+        key: Option<&str>,
+        value: serde_json::Value,
+        zxid: Option<Zxid>,
+    ) {
         let event = checker::history::Event {
             index: 0,
             time: 0,

@@ -34,7 +34,13 @@ impl Workload for Election {
         async move {
             let urls: Vec<String> = env.nodes.iter().map(|n| n.url.clone()).collect();
             let paths = ["/schism".to_string(), PARENT.to_string(), DATA.to_string()];
-            ensure_paths(&urls, &paths, env.op_timeout, Duration::from_millis(SETUP_BUDGET_MS)).await
+            ensure_paths(
+                &urls,
+                &paths,
+                env.op_timeout,
+                Duration::from_millis(SETUP_BUDGET_MS),
+            )
+            .await
         }
         .boxed()
     }
@@ -58,8 +64,12 @@ impl Workload for Election {
             config.request_timeout = ctx.env.op_timeout;
             config.connect_timeout = ctx.env.op_timeout;
             let session = Session::connect(config).await.map_err(|e| e.to_string())?;
-            Ok(Box::new(ElectionClient { session, election: None, token: None, process: ctx.process })
-                as Box<dyn Client>)
+            Ok(Box::new(ElectionClient {
+                session,
+                election: None,
+                token: None,
+                process: ctx.process,
+            }) as Box<dyn Client>)
         }
         .boxed()
     }
@@ -116,8 +126,15 @@ impl ElectionClient {
             return Completion::fail("not in the election");
         };
         let ops = vec![
-            TxnOp::Check { path: election.node_path().to_string(), version: ANY_VERSION },
-            TxnOp::SetData { path: DATA.to_string(), data: token.to_string(), version: ANY_VERSION },
+            TxnOp::Check {
+                path: election.node_path().to_string(),
+                version: ANY_VERSION,
+            },
+            TxnOp::SetData {
+                path: DATA.to_string(),
+                data: token.to_string(),
+                version: ANY_VERSION,
+            },
         ];
         match self.session.multi(ops).await {
             Ok(results) => {
@@ -139,7 +156,9 @@ impl ElectionClient {
                 if !e.is_indeterminate()
                     && matches!(
                         e.code(),
-                        ErrorCode::NoNode | ErrorCode::RuntimeInconsistency | ErrorCode::SessionExpired
+                        ErrorCode::NoNode
+                            | ErrorCode::RuntimeInconsistency
+                            | ErrorCode::SessionExpired
                     )
                 {
                     self.token = None;

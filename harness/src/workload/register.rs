@@ -41,7 +41,9 @@ pub struct Register {
 
 impl Register {
     pub fn new() -> Register {
-        Register { max_window: Arc::new(AtomicU64::new(0)) }
+        Register {
+            max_window: Arc::new(AtomicU64::new(0)),
+        }
     }
 }
 
@@ -68,7 +70,13 @@ impl Workload for Register {
         async move {
             let urls: Vec<String> = env.nodes.iter().map(|n| n.url.clone()).collect();
             let paths = ["/schism".to_string(), PARENT.to_string()];
-            ensure_paths(&urls, &paths, env.op_timeout, Duration::from_millis(SETUP_BUDGET_MS)).await
+            ensure_paths(
+                &urls,
+                &paths,
+                env.op_timeout,
+                Duration::from_millis(SETUP_BUDGET_MS),
+            )
+            .await
         }
         .boxed()
     }
@@ -137,12 +145,19 @@ impl RegisterClient {
         let (session, last_zxid) = (self.conn.session, self.conn.last_zxid());
         match op.f.as_str() {
             "read" => {
-                let req = ReadRequest { session, last_zxid, path, watch: false, consistency: self.consistency };
+                let req = ReadRequest {
+                    session,
+                    last_zxid,
+                    path,
+                    watch: false,
+                    consistency: self.consistency,
+                };
                 match node.get_data(&req).await {
                     Ok(r) => {
                         self.conn.saw(r.zxid);
                         self.versions.insert(key, r.stat.version);
-                        Completion::ok(json!([data_value(&r.data), r.stat.version])).with_zxid(r.zxid)
+                        Completion::ok(json!([data_value(&r.data), r.stat.version]))
+                            .with_zxid(r.zxid)
                     }
                     // Reading that the node does not exist is a successful read.
                     Err(e) if e.code() == ErrorCode::NoNode && !e.is_indeterminate() => {
@@ -156,10 +171,23 @@ impl RegisterClient {
                 let (data, version) = if op.f == "write" {
                     (op.value.clone(), ANY_VERSION)
                 } else {
-                    let from = op.value.get("from_version").and_then(Value::as_i64).unwrap_or(0);
-                    (op.value.get("to").cloned().unwrap_or(Value::Null), from as i32)
+                    let from = op
+                        .value
+                        .get("from_version")
+                        .and_then(Value::as_i64)
+                        .unwrap_or(0);
+                    (
+                        op.value.get("to").cloned().unwrap_or(Value::Null),
+                        from as i32,
+                    )
                 };
-                let req = SetDataRequest { session, last_zxid, path, data: data.to_string(), version };
+                let req = SetDataRequest {
+                    session,
+                    last_zxid,
+                    path,
+                    data: data.to_string(),
+                    version,
+                };
                 match node.set_data(&req).await {
                     Ok(r) => {
                         self.conn.saw(r.zxid);
@@ -187,7 +215,12 @@ impl RegisterClient {
                 }
             }
             "delete" => {
-                let req = DeleteRequest { session, last_zxid, path, version: ANY_VERSION };
+                let req = DeleteRequest {
+                    session,
+                    last_zxid,
+                    path,
+                    version: ANY_VERSION,
+                };
                 match node.delete(&req).await {
                     Ok(r) => {
                         self.conn.saw(r.zxid);

@@ -46,7 +46,13 @@ impl Workload for Sequential {
             let urls: Vec<String> = env.nodes.iter().map(|n| n.url.clone()).collect();
             let mut paths = vec!["/schism".to_string(), ROOT.to_string()];
             paths.extend((0..PARENTS).map(parent));
-            ensure_paths(&urls, &paths, env.op_timeout, Duration::from_millis(SETUP_BUDGET_MS)).await
+            ensure_paths(
+                &urls,
+                &paths,
+                env.op_timeout,
+                Duration::from_millis(SETUP_BUDGET_MS),
+            )
+            .await
         }
         .boxed()
     }
@@ -54,7 +60,11 @@ impl Workload for Sequential {
     fn generator(&self, _worker: usize) -> Box<dyn Generator> {
         Box::new(|ctx: &Context, rng: &mut ChaCha8Rng| {
             let p = parent(rng.random_range(0..PARENTS));
-            Some(Op::new("create", Some(&p), json!(format!("p{}", ctx.process))))
+            Some(Op::new(
+                "create",
+                Some(&p),
+                json!(format!("p{}", ctx.process)),
+            ))
         })
     }
 

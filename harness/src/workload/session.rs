@@ -36,7 +36,13 @@ impl Workload for Sessions {
         async move {
             let urls: Vec<String> = env.nodes.iter().map(|n| n.url.clone()).collect();
             let paths = ["/schism".to_string(), PARENT.to_string()];
-            ensure_paths(&urls, &paths, env.op_timeout, Duration::from_millis(SETUP_BUDGET_MS)).await
+            ensure_paths(
+                &urls,
+                &paths,
+                env.op_timeout,
+                Duration::from_millis(SETUP_BUDGET_MS),
+            )
+            .await
         }
         .boxed()
     }
@@ -45,7 +51,11 @@ impl Workload for Sessions {
         Box::new(|ctx: &Context, rng: &mut ChaCha8Rng| {
             let p = path(rng.random_range(0..PATHS));
             Some(match rng.random_range(0..100) {
-                0..30 => Op::new("create_ephemeral", Some(&p), json!(format!("p{}", ctx.process))),
+                0..30 => Op::new(
+                    "create_ephemeral",
+                    Some(&p),
+                    json!(format!("p{}", ctx.process)),
+                ),
                 30..90 => Op::new("read", Some(&p), Value::Null),
                 90..96 => Op::new("close_session", None, Value::Null),
                 _ => Op::new("stop_heartbeats", None, Value::Null),
@@ -65,14 +75,19 @@ impl Workload for Sessions {
                     sink.observe("expired", None, json!({"state": end.state}), Some(end.zxid));
                 }
             });
-            Ok(Box::new(SessionClient { conn, observer, consistency: ctx.env.read_consistency })
-                as Box<dyn Client>)
+            Ok(Box::new(SessionClient {
+                conn,
+                observer,
+                consistency: ctx.env.read_consistency,
+            }) as Box<dyn Client>)
         }
         .boxed()
     }
 
     fn final_ops(&self) -> Vec<Op> {
-        (0..PATHS).map(|i| Op::new("read", Some(&path(i)), Value::Null)).collect()
+        (0..PATHS)
+            .map(|i| Op::new("read", Some(&path(i)), Value::Null))
+            .collect()
     }
 
     fn checkers(&self) -> Vec<&'static str> {
@@ -109,7 +124,13 @@ impl SessionClient {
                 }
             }
             "read" => {
-                let req = ReadRequest { session, last_zxid, path, watch: false, consistency: self.consistency };
+                let req = ReadRequest {
+                    session,
+                    last_zxid,
+                    path,
+                    watch: false,
+                    consistency: self.consistency,
+                };
                 match node.exists(&req).await {
                     Ok(r) => {
                         self.conn.saw(r.zxid);

@@ -44,7 +44,13 @@ impl Workload for Watches {
         async move {
             let urls: Vec<String> = env.nodes.iter().map(|n| n.url.clone()).collect();
             let paths = ["/schism".to_string(), PARENT.to_string()];
-            ensure_paths(&urls, &paths, env.op_timeout, Duration::from_millis(SETUP_BUDGET_MS)).await
+            ensure_paths(
+                &urls,
+                &paths,
+                env.op_timeout,
+                Duration::from_millis(SETUP_BUDGET_MS),
+            )
+            .await
         }
         .boxed()
     }
@@ -117,12 +123,22 @@ impl WatchClient {
         let path = op.key.clone().unwrap_or_default();
         match op.f.as_str() {
             "watch" => {
-                let req = ReadRequest { session, last_zxid, path, watch: true, consistency: self.consistency };
+                let req = ReadRequest {
+                    session,
+                    last_zxid,
+                    path,
+                    watch: true,
+                    consistency: self.consistency,
+                };
                 let children = op.value.get("kind").and_then(Value::as_str) == Some("children");
                 let reply = if children {
-                    node.get_children(&req).await.map(|r| (json!({"children": r.children}), r.zxid))
+                    node.get_children(&req)
+                        .await
+                        .map(|r| (json!({"children": r.children}), r.zxid))
                 } else {
-                    node.exists(&req).await.map(|r| (json!({"exists": r.stat.is_some()}), r.zxid))
+                    node.exists(&req)
+                        .await
+                        .map(|r| (json!({"exists": r.stat.is_some()}), r.zxid))
                 };
                 match reply {
                     Ok((result, zxid)) => {
@@ -136,7 +152,13 @@ impl WatchClient {
                 }
             }
             "write" => {
-                let req = SetDataRequest { session, last_zxid, path, data: op.value.to_string(), version: ANY_VERSION };
+                let req = SetDataRequest {
+                    session,
+                    last_zxid,
+                    path,
+                    data: op.value.to_string(),
+                    version: ANY_VERSION,
+                };
                 match node.set_data(&req).await {
                     Ok(r) => {
                         self.conn.saw(r.zxid);
@@ -146,7 +168,13 @@ impl WatchClient {
                 }
             }
             "create" => {
-                let req = CreateRequest { session, last_zxid, path, data: op.value.to_string(), mode: CreateMode::Persistent };
+                let req = CreateRequest {
+                    session,
+                    last_zxid,
+                    path,
+                    data: op.value.to_string(),
+                    mode: CreateMode::Persistent,
+                };
                 match node.create(&req).await {
                     Ok(r) => {
                         self.conn.saw(r.zxid);
@@ -156,7 +184,12 @@ impl WatchClient {
                 }
             }
             "delete" => {
-                let req = DeleteRequest { session, last_zxid, path, version: ANY_VERSION };
+                let req = DeleteRequest {
+                    session,
+                    last_zxid,
+                    path,
+                    version: ANY_VERSION,
+                };
                 match node.delete(&req).await {
                     // The reply's zxid is the node's view, not necessarily the delete's own:
                     // recording it could make a genuine event look like one for a change that

@@ -30,7 +30,15 @@ pub fn config(workload: &str, seed: u64) -> TestConfig {
     }
 }
 
-fn event(index: u64, time_ms: u64, process: u64, kind: EventType, f: &str, key: &str, value: Value) -> Event {
+fn event(
+    index: u64,
+    time_ms: u64,
+    process: u64,
+    kind: EventType,
+    f: &str,
+    key: &str,
+    value: Value,
+) -> Event {
     let mut e = Event::new(index, time_ms * 1_000_000, process, kind, f, value);
     e.key = Some(key.to_string());
     e.node = Some("n1".into());
@@ -47,13 +55,33 @@ pub fn register_history(violation: bool) -> Vec<Event> {
         event(3, 6, 1, Ok, "write", "r0-0", json!({"version": 1})),
         event(4, 7, 0, Invoke, "read", "r0-0", Value::Null),
         event(5, 9, 0, Ok, "read", "r0-0", json!([2, 1])),
-        event(6, 10, 1, Invoke, "cas", "r0-0", json!({"from_version": 0, "to": 3})),
-        event(7, 12, 1, Fail, "cas", "r0-0", json!({"from_version": 0, "to": 3})),
+        event(
+            6,
+            10,
+            1,
+            Invoke,
+            "cas",
+            "r0-0",
+            json!({"from_version": 0, "to": 3}),
+        ),
+        event(
+            7,
+            12,
+            1,
+            Fail,
+            "cas",
+            "r0-0",
+            json!({"from_version": 0, "to": 3}),
+        ),
         event(8, 13, 0, Invoke, "write", "r0-0", json!(4)),
         event(9, 2_000, 0, Info, "write", "r0-0", json!(4)),
         event(10, 2_001, 3, Invoke, "read", "r0-0", Value::Null),
     ];
-    let last = if violation { json!([7, 2]) } else { json!([4, 2]) };
+    let last = if violation {
+        json!([7, 2])
+    } else {
+        json!([4, 2])
+    };
     h.push(event(11, 2_003, 3, Ok, "read", "r0-0", last));
     h[7].error = Some("bad_version".into());
     h[9].error = Some("timeout".into());
@@ -65,8 +93,15 @@ pub fn write_run(root: &Path, violation: bool) -> RunDir {
     let run = RunDir::create(root, "register", 42, SystemTime::now()).unwrap();
     run.write_test_record(&TestRecord {
         config: config("register", 42),
-        versions: Versions { schism: "test".into(), keeperd: None },
-        command_line: vec!["schism".into(), "test".into(), "<script>alert(1)</script>".into()],
+        versions: Versions {
+            schism: "test".into(),
+            keeperd: None,
+        },
+        command_line: vec![
+            "schism".into(),
+            "test".into(),
+            "<script>alert(1)</script>".into(),
+        ],
         started_at: "2026-01-01T00:00:00Z".into(),
         replay_of: None,
     })

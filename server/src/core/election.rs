@@ -127,7 +127,11 @@ impl Core {
                     // better of the sender's vote and our own.
                     self.round = round;
                     let own = self.own_vote();
-                    self.vote = if self.vote_beats(&vote, &own) { vote } else { own };
+                    self.vote = if self.vote_beats(&vote, &own) {
+                        vote
+                    } else {
+                        own
+                    };
                     let me = self.cfg.id;
                     let my_vote = self.vote;
                     let e = self.election_mut();

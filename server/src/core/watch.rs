@@ -102,7 +102,10 @@ mod tests {
         let mut w = Watches::default();
         w.add_child("/a", 1);
         assert!(w.fire(EventKind::DataChanged, "/a").is_empty());
-        assert_eq!(w.fire(EventKind::ChildrenChanged, "/a"), BTreeSet::from([1]));
+        assert_eq!(
+            w.fire(EventKind::ChildrenChanged, "/a"),
+            BTreeSet::from([1])
+        );
     }
 
     #[test]

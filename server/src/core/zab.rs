@@ -515,13 +515,11 @@ impl Core {
                 epoch: e,
                 request,
                 linearizable,
-            } => {
-                if e == epoch {
-                    if let Some(x) = l.learners.get_mut(&from) {
-                        x.last_heard = now;
-                    }
-                    self.leader_sync_request(from, request, linearizable);
+            } if e == epoch => {
+                if let Some(x) = l.learners.get_mut(&from) {
+                    x.last_heard = now;
                 }
+                self.leader_sync_request(from, request, linearizable);
             }
             _ => {}
         }
@@ -817,11 +815,13 @@ impl Core {
             tracing::info!(leader = f.leader, "could not sync with the leader in time");
             return self.start_looking();
         }
-        if now.saturating_sub(f.last_heard) > sync_ms.max(if f.stage == FollowerStage::UpToDate {
-            0
-        } else {
-            init_ms
-        }) {
+        if now.saturating_sub(f.last_heard)
+            > sync_ms.max(if f.stage == FollowerStage::UpToDate {
+                0
+            } else {
+                init_ms
+            })
+        {
             tracing::info!(leader = f.leader, "the leader went quiet");
             self.start_looking();
         }
@@ -945,7 +945,8 @@ impl Core {
                 // Our log is a gap-free copy of the leader's, so its commit point covers
                 // whatever prefix of it we hold: this recovers lost COMMITs.
                 self.commit_to(committed.min(self.last_zxid()));
-                let touched: Vec<SessionId> = std::mem::take(&mut self.touched).into_iter().collect();
+                let touched: Vec<SessionId> =
+                    std::mem::take(&mut self.touched).into_iter().collect();
                 self.send(
                     from,
                     PeerMsg::Pong {
@@ -989,16 +990,14 @@ impl Core {
                 }
             }
             SyncMode::Snap { snapshot } => {
-                let mut tree = match crate::tree::DataTree::from_snapshot_with_bug(
-                    &snapshot,
-                    self.cfg.bug,
-                ) {
-                    Ok(t) => t,
-                    Err(e) => {
-                        tracing::error!("the leader's snapshot does not load: {e}");
-                        return self.start_looking();
-                    }
-                };
+                let mut tree =
+                    match crate::tree::DataTree::from_snapshot_with_bug(&snapshot, self.cfg.bug) {
+                        Ok(t) => t,
+                        Err(e) => {
+                            tracing::error!("the leader's snapshot does not load: {e}");
+                            return self.start_looking();
+                        }
+                    };
                 tree.set_bug(self.cfg.bug);
                 self.tree = tree;
                 self.log.clear();

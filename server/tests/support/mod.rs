@@ -20,13 +20,36 @@ pub const REQUEST_TIMEOUT_MS: u64 = 15_000;
 /// How long a condition polled by `eventually` may take to become true.
 pub const EVENTUALLY_MS: u64 = 30_000;
 
-/// A port that was free a moment ago (for peer addresses, which every node must know before
-/// any starts; client ports use port 0 instead).
+/// Lowest port `free_port` hands out.
+const MIN_TEST_PORT: u16 = 10_000;
+/// Tries of `free_port` before it gives up.
+const MAX_PORT_TRIES: usize = 10_000;
+
+/// A port that was free a moment ago, for peer addresses (every node must know them before any
+/// starts; client ports use port 0 instead). It lies below the kernel's ephemeral range: a
+/// port from that range, left unbound while its node is down, can be taken as the source port
+/// of any outgoing connection, and the node could not bind it again when it restarts.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("no free port on 127.0.0.1")
+    use std::hash::{BuildHasher, Hasher};
+    let ephemeral_start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| {
+            s.split_whitespace()
+                .next()
+                .and_then(|p| p.parse::<u16>().ok())
+        })
+        .unwrap_or(32_768)
+        .max(MIN_TEST_PORT + 1_000);
+    let span = (ephemeral_start - MIN_TEST_PORT) as u64;
+    for _ in 0..MAX_PORT_TRIES {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u32(std::process::id());
+        let port = MIN_TEST_PORT + (h.finish() % span) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port on 127.0.0.1 below {ephemeral_start}");
 }
 
 /// One keeperd process.
@@ -174,7 +197,13 @@ impl Drop for Node {
 
 /// `n` ensemble members on loopback: returns each node's `--peers` list entry flags.
 pub fn ensemble_flags(n: u64, extra: &[&str]) -> Vec<Vec<String>> {
-    let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
+    let mut ports: Vec<u16> = Vec::new();
+    while ports.len() < n as usize {
+        let port = free_port();
+        if !ports.contains(&port) {
+            ports.push(port);
+        }
+    }
     let peers = ports
         .iter()
         .enumerate()
