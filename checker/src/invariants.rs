@@ -3,7 +3,7 @@
 //! Each checker reads the operations (or `/status` samples) and returns a [`CheckerResult`];
 //! docs/HISTORY.md says which operations each one reads.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use serde_json::{Value, json};
 
@@ -604,10 +604,40 @@ pub fn watches(ops: &[Op<'_>]) -> CheckerResult {
             }
             Some(_) => {}
         }
-        // The event consumes every watch of the session on the path set before the change.
+        // The event consumes every watch of the session on the path set before the change. A
+        // watch fires on the FIRST change after it was set: if a known change came between the
+        // watch and this event, the watch's event for it was lost.
         let list = pending.entry((s, path)).or_default();
         let before = list.len();
-        list.retain(|(wz, kind, _)| !(*wz < z && watch_fires(kind, ty)));
+        let mut lost = None;
+        list.retain(|&(wz, kind, w)| {
+            if !(wz < z && watch_fires(kind, ty)) {
+                return true;
+            }
+            let reconnected = troubled.get(&s).is_some_and(|&p| p >= w.invoke_pos);
+            if lost.is_none() && !reconnected {
+                lost = ["created", "deleted", "changed", "children"]
+                    .iter()
+                    .filter(|t| watch_fires(kind, t))
+                    .filter_map(|t| changes.get(&(path, *t)))
+                    .flatten()
+                    .filter_map(|(cz, c)| cz.filter(|cz| wz < *cz && *cz < z).map(|cz| (cz, *c)))
+                    .min_by_key(|(cz, _)| *cz)
+                    .map(|(cz, c)| (wz, w, cz, c));
+            }
+            false
+        });
+        if let Some((wz, w, cz, c)) = lost {
+            let text = format!(
+                "session {s}'s watch on {path} (set at zxid {wz}) should have fired for the change at zxid {cz}, but its first event was zxid {z}: an event was lost"
+            );
+            return invalid(
+                NAME,
+                text.clone(),
+                json!({"session": s, "path": path, "watch_zxid": wz, "missed_zxid": cz, "event_zxid": z}),
+                Counterexample::new(NAME, text, views(&[w, c, op])),
+            );
+        }
         if list.len() == before {
             let text = format!(
                 "session {s} got a {ty} event for {path} at zxid {z} with no watch pending: fired twice, or never set"
@@ -737,5 +767,73 @@ pub fn single_leader(samples: &[StatusSample]) -> CheckerResult {
             leaders.len()
         ),
         json!({"samples": samples.len(), "answered": answered, "epochs": leaders.len()}),
+    )
+}
+
+// ---------------------------------------------------------------------------------------------
+
+/// Convergence: replicas that have applied the same zxid hold the same tree. Every replica applies
+/// one sequence of transactions, so two digests at one zxid can only differ when a replica
+/// applied something else (a transaction it should have dropped, or a different outcome of the
+/// same one). The harness samples `/v1/digest` with `/status` during the run and until the nodes
+/// agree after healing; a run whose nodes never reach one zxid is reported, not judged.
+pub fn convergence(samples: &[StatusSample]) -> CheckerResult {
+    const NAME: &str = "convergence";
+    // zxid -> digest -> (node, first time seen)
+    let mut seen: BTreeMap<u64, BTreeMap<u64, (String, u64)>> = BTreeMap::new();
+    let mut last: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
+    let mut count = 0usize;
+    for s in samples {
+        let Some(d) = &s.digest else { continue };
+        let (Some(zxid), Some(digest)) = (
+            d.get("zxid").and_then(Value::as_u64),
+            d.get("digest").and_then(Value::as_u64),
+        ) else {
+            continue;
+        };
+        count += 1;
+        seen.entry(zxid)
+            .or_default()
+            .entry(digest)
+            .or_insert((s.node.clone(), s.time));
+        let e = last.entry(s.node.as_str()).or_insert((0, 0));
+        if s.time >= e.1 {
+            *e = (zxid, s.time);
+        }
+    }
+    for (zxid, digests) in &seen {
+        if digests.len() > 1 {
+            let text = format!(
+                "replicas differ at zxid {zxid:#x}: {}",
+                digests
+                    .iter()
+                    .map(|(d, (n, t))| format!("{n} has digest {d:#018x} (at {:.3} s)", *t as f64 / 1e9))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            return invalid(
+                NAME,
+                text.clone(),
+                json!({"zxid": zxid, "digests": digests}),
+                Counterexample::new(NAME, text, Vec::new()),
+            );
+        }
+    }
+    let finals: BTreeSet<u64> = last.values().map(|(z, _)| *z).collect();
+    let agreed = finals.len() == 1;
+    CheckerResult::new(
+        NAME,
+        Verdict::Valid,
+        format!(
+            "{count} digests from {} nodes at {} zxids; {}",
+            last.len(),
+            seen.len(),
+            if agreed {
+                "all ended at the same zxid"
+            } else {
+                "the nodes did not end at one zxid"
+            }
+        ),
+        json!({"digests": count, "zxids": seen.len(), "final_agreement": agreed}),
     )
 }

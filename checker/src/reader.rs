@@ -343,6 +343,9 @@ pub struct StatusSample {
     pub status: Option<Value>,
     #[serde(default)]
     pub error: Option<String>,
+    /// The node's `/v1/digest` taken with the status: `{"zxid", "digest", "znodes"}`.
+    #[serde(default)]
+    pub digest: Option<Value>,
 }
 
 pub fn read_status(file: &Path) -> Result<Vec<StatusSample>, ReadError> {

@@ -236,6 +236,9 @@ pub fn check_run_dir(dir: &Path, opts: &CheckOptions) -> Result<RunVerdict, Chec
     if status.exists() {
         let samples = reader::read_status(&status)?;
         v.checkers.push(check_status(&samples));
+        if samples.iter().any(|s| s.digest.is_some()) {
+            v.checkers.push(invariants::convergence(&samples));
+        }
         v.verdict = v
             .checkers
             .iter()

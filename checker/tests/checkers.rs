@@ -440,6 +440,7 @@ fn sample(time: u64, node: &str, role: &str, epoch: u64) -> StatusSample {
         node: node.into(),
         status: Some(json!({"role": role, "epoch": epoch})),
         error: None,
+        digest: None,
     }
 }
 
@@ -558,4 +559,27 @@ fn jepsen_edn_history_checks() {
         "read 1 after cas 1->2 completed"
     );
     assert_eq!(v.checkers[0].details["model"], "cas-register");
+}
+
+#[test]
+fn convergence_flags_two_trees_at_one_zxid_and_accepts_agreement() {
+    use checker::reader::StatusSample;
+    let sample = |node: &str, time: u64, zxid: u64, digest: u64| StatusSample {
+        time,
+        node: node.to_string(),
+        status: None,
+        error: None,
+        digest: Some(serde_json::json!({"zxid": zxid, "digest": digest, "znodes": 3})),
+    };
+    let agree = vec![
+        sample("n1", 1, 5, 77),
+        sample("n2", 2, 4, 70),
+        sample("n2", 3, 5, 77),
+    ];
+    let r = checker::invariants::convergence(&agree);
+    assert_eq!(r.verdict, checker::verdict::Verdict::Valid, "{}", r.summary);
+    let differ = vec![sample("n1", 1, 5, 77), sample("n3", 2, 5, 78)];
+    let r = checker::invariants::convergence(&differ);
+    assert_eq!(r.verdict, checker::verdict::Verdict::Invalid);
+    assert!(r.summary.contains("0x5"), "{}", r.summary);
 }

@@ -378,6 +378,20 @@ async fn run_workload_phases(
         progress.phase("final reads");
         final_reads(&shared, workload.as_ref(), config, notes).await;
     }
+    if failure.is_none() && !cancel.is_cancelled() {
+        // The replicas must end up applying the same transactions; the sampler records their
+        // digests meanwhile, for the convergence checker.
+        progress.phase("converging");
+        let timeout = Duration::from_millis(status::CONVERGE_TIMEOUT_MS);
+        match status::wait_until_converged(&nodes, timeout, cancel).await {
+            Ok(true) => {}
+            Ok(false) => notes.push(format!(
+                "the nodes had not applied the same transactions {} ms after the final reads",
+                status::CONVERGE_TIMEOUT_MS
+            )),
+            Err(e) => failure = Some(e),
+        }
+    }
 
     background.cancel();
     let _ = progress_task.await;

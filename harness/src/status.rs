@@ -29,6 +29,9 @@ pub struct StatusSample {
     pub status: Option<serde_json::Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The node's `GET /v1/digest` right after its status, for the convergence checker.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<serde_json::Value>,
 }
 
 /// A plain-HTTP client for status requests (no proxies: nodes are on our own networks).
@@ -41,9 +44,16 @@ async fn fetch(
     node: &Node,
     timeout: Duration,
 ) -> Result<serde_json::Value, String> {
-    let url = format!("{}/status", node.url);
+    get_json(client, &format!("{}/status", node.url), timeout).await
+}
+
+async fn get_json(
+    client: &reqwest::Client,
+    url: &str,
+    timeout: Duration,
+) -> Result<serde_json::Value, String> {
     let reply = client
-        .get(&url)
+        .get(url)
         .timeout(timeout)
         .send()
         .await
@@ -87,12 +97,20 @@ pub fn spawn_sampler(
                             node: node.name.clone(),
                             status: Some(status),
                             error: None,
+                            digest: get_json(
+                                &client,
+                                &format!("{}/v1/digest", node.url),
+                                Duration::from_millis(STATUS_TIMEOUT_MS),
+                            )
+                            .await
+                            .ok(),
                         },
                         Err(e) => StatusSample {
                             time,
                             node: node.name.clone(),
                             status: None,
                             error: Some(e),
+                            digest: None,
                         },
                     };
                     let mut w = writer.lock().unwrap_or_else(|p| p.into_inner());
@@ -170,6 +188,50 @@ pub async fn wait_until_serving(
         }
         if Instant::now() >= deadline || cancel.is_cancelled() {
             return Ok((false, v));
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(READY_POLL_MS)) => {}
+            _ = cancel.cancelled() => {}
+        }
+    }
+}
+
+/// Longest the nodes may take, after the final reads, to apply the same transactions.
+pub const CONVERGE_TIMEOUT_MS: u64 = 15_000;
+
+/// Waits until every node reports the same applied zxid in two polls in a row (then lets the
+/// sampler take its digests at that point), or `timeout` passes. True if they agreed.
+pub async fn wait_until_converged(
+    nodes: &[Node],
+    timeout: Duration,
+    cancel: &CancellationToken,
+) -> anyhow::Result<bool> {
+    let client = status_client()?;
+    let deadline = Instant::now() + timeout;
+    let mut agreed_before = None;
+    loop {
+        let client = &client;
+        let asks = nodes.iter().map(|n| async move {
+            let url = format!("{}/v1/digest", n.url);
+            get_json(client, &url, Duration::from_millis(STATUS_TIMEOUT_MS * 4)).await
+        });
+        let zxids: std::collections::BTreeSet<Option<u64>> = futures::future::join_all(asks)
+            .await
+            .into_iter()
+            .map(|r| r.ok().and_then(|d| d.get("zxid").and_then(|z| z.as_u64())))
+            .collect();
+        let agreed = match zxids.iter().next() {
+            Some(Some(z)) if zxids.len() == 1 => Some(*z),
+            _ => None,
+        };
+        if agreed.is_some() && agreed == agreed_before {
+            // Two sampler rounds at the agreed point.
+            tokio::time::sleep(Duration::from_millis(STATUS_INTERVAL_MS * 2)).await;
+            return Ok(true);
+        }
+        agreed_before = agreed;
+        if Instant::now() >= deadline || cancel.is_cancelled() {
+            return Ok(false);
         }
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(READY_POLL_MS)) => {}

@@ -22,21 +22,36 @@ pub enum FaultKind {
     Flaky,
     /// Delay, jitter and reordering (tc netem), where the kernel has netem.
     Delay,
+    /// Always the `isolate-leader` partition: the fault that deposed leaders' bugs need.
+    PartitionLeader,
+    /// Always SIGKILL of the current leader, restarted at heal.
+    KillLeader,
 }
 
 /// Every fault name, for usage messages.
-pub const FAULT_KINDS: &[&str] = &["partition", "kill", "pause", "slow", "flaky", "delay"];
+pub const FAULT_KINDS: &[&str] = &[
+    "partition",
+    "kill",
+    "pause",
+    "slow",
+    "flaky",
+    "delay",
+    "partition-leader",
+    "kill-leader",
+];
 /// The faults that run commands in nodes' network namespaces (refused by the local backend).
-pub const NETWORK_FAULTS: &[&str] = &["partition", "slow", "flaky", "delay"];
+pub const NETWORK_FAULTS: &[&str] = &["partition", "slow", "flaky", "delay", "partition-leader"];
 
 impl FaultKind {
-    pub const ALL: [FaultKind; 6] = [
+    pub const ALL: [FaultKind; 8] = [
         FaultKind::Partition,
         FaultKind::Kill,
         FaultKind::Pause,
         FaultKind::Slow,
         FaultKind::Flaky,
         FaultKind::Delay,
+        FaultKind::PartitionLeader,
+        FaultKind::KillLeader,
     ];
 
     pub fn name(self) -> &'static str {
@@ -47,6 +62,8 @@ impl FaultKind {
             FaultKind::Slow => "slow",
             FaultKind::Flaky => "flaky",
             FaultKind::Delay => "delay",
+            FaultKind::PartitionLeader => "partition-leader",
+            FaultKind::KillLeader => "kill-leader",
         }
     }
 

@@ -321,7 +321,7 @@ async fn heal_fault<C: Backend>(cluster: &C, active: &Active) -> Outcome {
     let mut out = Outcome::new(active.nodes.clone());
     for &node in &active.nodes {
         match active.kind {
-            FaultKind::Partition | FaultKind::Flaky => {
+            FaultKind::Partition | FaultKind::PartitionLeader | FaultKind::Flaky => {
                 for cmd in flush_commands() {
                     out.command(cluster, node, cmd).await;
                 }
@@ -331,7 +331,7 @@ async fn heal_fault<C: Backend>(cluster: &C, active: &Active) -> Outcome {
                     out.command(cluster, node, cmd).await;
                 }
             }
-            FaultKind::Kill => {
+            FaultKind::Kill | FaultKind::KillLeader => {
                 let r = cluster.start(node).await;
                 out.action(node, "start", r);
             }

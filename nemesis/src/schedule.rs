@@ -196,8 +196,15 @@ fn generate_fault(kind: FaultKind, nodes: &[NodeId], rng: &mut ChaCha8Rng) -> Fa
             };
             Fault::Partition { shape, grudge }
         }
+        FaultKind::PartitionLeader => Fault::Partition {
+            shape: PartitionShape::IsolateLeader,
+            grudge: None,
+        },
         FaultKind::Kill => Fault::Kill {
             targets: process_targets(nodes, rng),
+        },
+        FaultKind::KillLeader => Fault::Kill {
+            targets: Targets::Leader,
         },
         FaultKind::Pause => Fault::Pause {
             targets: process_targets(nodes, rng),
