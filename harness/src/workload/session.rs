@@ -15,6 +15,8 @@ use keeper::api::{Consistency, CreateMode, CreateRequest, ErrorCode, ReadRequest
 use rand::RngExt;
 use rand_chacha::ChaCha8Rng;
 use serde_json::{Value, json};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 pub const PARENT: &str = "/schism/session";
@@ -68,17 +70,22 @@ impl Workload for Sessions {
             let conn = Conn::open(&ctx.node.url, ctx.env.op_timeout).await?;
             let observer = Observer::new(ctx.recorder, ctx.process, conn.session, &ctx.node.name);
             let sink = observer.clone();
+            let ended = Arc::new(AtomicBool::new(false));
+            let flag = ended.clone();
             conn.spawn_events(move |event| {
-                if let ConnEvent::Ended(end) = event
-                    && end.state == "expired"
-                {
-                    sink.observe("expired", None, json!({"state": end.state}), Some(end.zxid));
+                if let ConnEvent::Ended(end) = event {
+                    if end.state == "expired" {
+                        sink.observe("expired", None, json!({"state": end.state}), Some(end.zxid));
+                    }
+                    flag.store(true, Ordering::Relaxed);
                 }
             });
             Ok(Box::new(SessionClient {
                 conn,
                 observer,
                 consistency: ctx.env.read_consistency,
+                abandoned: false,
+                ended,
             }) as Box<dyn Client>)
         }
         .boxed()
@@ -99,6 +106,18 @@ struct SessionClient {
     conn: Conn,
     observer: Observer,
     consistency: Consistency,
+    /// The client stopped heartbeating: on close, wait for the expiry instead of closing.
+    abandoned: bool,
+    /// The session's event stream announced its end.
+    ended: Arc<AtomicBool>,
+}
+
+/// How long an abandoned session's event stream is kept open for its expiry: the session
+/// timeout, the leader's expiry check and the delivery, with room to spare.
+const ABANDONED_WAIT_MS: u64 = conn_timeout_ms() * 3;
+
+const fn conn_timeout_ms() -> u64 {
+    super::conn::SESSION_TIMEOUT_MS
 }
 
 impl SessionClient {
@@ -153,9 +172,12 @@ impl SessionClient {
                 }
             },
             "stop_heartbeats" => {
-                // Client-side only: the session will expire on its own.
+                // The client goes quiet: no heartbeats and no requests (every request is a
+                // heartbeat too), so the session expires on its own. The worker carries on with
+                // a new session; this one's event stream stays open to observe the expiry.
                 self.conn.set_heartbeats(false);
-                Completion::ok(Value::Null)
+                self.abandoned = true;
+                Completion::ok(Value::Null).reopening()
             }
             other => Completion::fail(format!("session has no operation `{other}`")),
         }
@@ -182,6 +204,21 @@ impl Client for SessionClient {
 
     fn close(self: Box<Self>) -> BoxFuture<'static, ()> {
         async move {
+            if self.abandoned {
+                // Detached: the worker bounds close() tightly, and the expiry takes a while.
+                tokio::spawn(async move {
+                    let deadline =
+                        tokio::time::Instant::now() + Duration::from_millis(ABANDONED_WAIT_MS);
+                    while !self.ended.load(Ordering::Relaxed)
+                        && tokio::time::Instant::now() < deadline
+                    {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                    self.observer.finish();
+                    let _ = self.conn.close().await;
+                });
+                return;
+            }
             self.observer.finish();
             let _ = self.conn.close().await;
         }
