@@ -86,6 +86,9 @@ pub struct RunOptions {
     /// The keeperd binary [default: next to schism, else on PATH].
     #[arg(long)]
     pub keeperd: Option<PathBuf>,
+    /// An extra flag for every keeperd, e.g. `--keeperd-arg=--snapshot-every=50` (repeatable).
+    #[arg(long = "keeperd-arg", value_name = "FLAG", allow_hyphen_values = true)]
+    pub keeperd_args: Vec<String>,
     /// The results store.
     #[arg(long, default_value = "results")]
     pub results: PathBuf,
@@ -391,6 +394,7 @@ pub fn config_for(
         nemesis_interval_ms: opts.nemesis_interval.as_millis() as u64,
         server_bug: opts.server_bug.clone(),
         keeperd,
+        keeperd_args: opts.keeperd_args.clone(),
     })
 }
 

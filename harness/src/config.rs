@@ -74,6 +74,9 @@ pub struct TestConfig {
     pub server_bug: Option<String>,
     /// The keeperd binary the backend deploys (netns and local; docker builds its image from it).
     pub keeperd: PathBuf,
+    /// Extra flags for every keeperd (e.g. `--snapshot-every 50`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keeperd_args: Vec<String>,
 }
 
 impl TestConfig {

@@ -194,6 +194,7 @@ async fn run_cluster_phases(
         run.path.clone(),
     );
     spec.bug = config.server_bug.clone();
+    spec.extra_args = config.keeperd_args.clone();
     if config.backend == Backend::Docker && is_static_elf(&config.keeperd) != Some(true) {
         return Err((
             false,

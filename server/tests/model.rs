@@ -1090,3 +1090,29 @@ fn explore() {
         std::thread::park();
     }
 }
+
+#[test]
+fn scratch_guided_early_ack() {
+    let model = KeeperModel::new(Setup {
+        bug: Some(Bug::EarlyAck),
+        ..correct(true, 1, 1)
+    });
+    let mut state = model.init_states().remove(0);
+    let mut actions = Vec::new();
+    let pick = |state: &SysState, actions: &mut Vec<Action>, f: &dyn Fn(&Action) -> bool| -> Option<SysState> {
+        actions.clear();
+        model.actions(state, actions);
+        actions.iter().filter(|a| f(a)).find_map(|a| model.next_state(state, a.clone()))
+    };
+    state = pick(&state, &mut actions, &|a| matches!(a, ActorModelAction::Deliver { dst, msg: Msg::Write(_), .. } if usize::from(*dst) == 2)).expect("write");
+    eprintln!("acked: {}", write_acknowledged(&model, &state));
+    state = pick(&state, &mut actions, &|a| matches!(a, ActorModelAction::Timeout(id, Timer::Expire) if usize::from(*id) == 0)).expect("e0");
+    state = pick(&state, &mut actions, &|a| matches!(a, ActorModelAction::Timeout(id, Timer::Expire) if usize::from(*id) == 1)).expect("e1");
+    for step in 0..200 {
+        let st: Vec<_> = servers(&state).map(|(_, n, _)| { let s = n.core.status(); (s.role, s.epoch, s.last_zxid) }).collect();
+        eprintln!("{step} {st:?} lost-ok={}", committed_never_lost(&model, &state));
+        let next = pick(&state, &mut actions, &|a| matches!(a, ActorModelAction::Deliver { src, dst, msg: Msg::Peer(_) } if usize::from(*src) != 2 && usize::from(*dst) != 2))
+            .or_else(|| pick(&state, &mut actions, &|a| matches!(a, ActorModelAction::Timeout(id, Timer::Tick) if usize::from(*id) != 2)));
+        match next { Some(n) => state = n, None => break }
+    }
+}

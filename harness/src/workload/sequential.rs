@@ -8,7 +8,9 @@ use crate::generator::{Context, Generator, Op};
 use crate::worker::{Client, Completion};
 use futures::FutureExt;
 use futures::future::BoxFuture;
-use keeper::api::{CreateMode, CreateRequest};
+use keeper::api::{
+    ANY_VERSION, Consistency, CreateMode, CreateRequest, DeleteRequest, ReadRequest,
+};
 use rand::RngExt;
 use rand_chacha::ChaCha8Rng;
 use serde_json::json;
@@ -60,6 +62,11 @@ impl Workload for Sequential {
     fn generator(&self, _worker: usize) -> Box<dyn Generator> {
         Box::new(|ctx: &Context, rng: &mut ChaCha8Rng| {
             let p = parent(rng.random_range(0..PARENTS));
+            // Now and then the oldest child goes (a queue's consumer): sequence numbers must
+            // still never repeat, since they count creations, not children.
+            if rng.random_range(0..100) < TRIM_PERCENT {
+                return Some(Op::new("trim", Some(&p), serde_json::Value::Null));
+            }
             Some(Op::new(
                 "create",
                 Some(&p),
@@ -89,11 +96,53 @@ struct SequentialClient {
     conn: Conn,
 }
 
+/// Share of operations that delete the oldest child of a parent.
+const TRIM_PERCENT: u32 = 20;
+
 impl SequentialClient {
+    /// Deletes the lowest-numbered child of `parent`, if any; `ok` with its name or null.
+    async fn trim(&mut self, parent: &str, timeout: Duration) -> Completion {
+        let node = self.conn.node.with_timeout(timeout);
+        let read = ReadRequest {
+            session: self.conn.session,
+            last_zxid: self.conn.last_zxid(),
+            path: parent.to_string(),
+            watch: false,
+            consistency: Consistency::Local,
+        };
+        let children = match node.get_children(&read).await {
+            Ok(r) => {
+                self.conn.saw(r.zxid);
+                r.children
+            }
+            // Nothing was changed yet: a read that failed is a definite failure of the trim.
+            Err(e) => return Completion::fail(e.to_string()),
+        };
+        let Some(oldest) = children.iter().min_by_key(|c| sequence_of(c)) else {
+            return Completion::ok(serde_json::Value::Null);
+        };
+        let req = DeleteRequest {
+            session: self.conn.session,
+            last_zxid: self.conn.last_zxid(),
+            path: format!("{parent}/{oldest}"),
+            version: ANY_VERSION,
+        };
+        match node.delete(&req).await {
+            Ok(r) => {
+                self.conn.saw(r.zxid);
+                Completion::ok(json!(oldest)).with_zxid(r.zxid)
+            }
+            Err(e) => completion_of(&e),
+        }
+    }
+
     async fn run(&mut self, op: &Op, timeout: Duration) -> Completion {
         let Some(parent) = &op.key else {
             return Completion::fail("create needs a parent");
         };
+        if op.f == "trim" {
+            return self.trim(parent, timeout).await;
+        }
         let req = CreateRequest {
             session: self.conn.session,
             last_zxid: self.conn.last_zxid(),
