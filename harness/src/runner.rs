@@ -55,6 +55,8 @@ pub struct RunOutcome {
     /// half-way is checked as far as it got).
     pub error: Option<anyhow::Error>,
     pub seconds: f64,
+    /// Cut short by Ctrl-C: what ran was checked, but the test asked for was not done.
+    pub interrupted: bool,
 }
 
 impl RunOutcome {
@@ -62,6 +64,11 @@ impl RunOutcome {
         match (&self.error, &self.results) {
             (Some(e), _) if e.downcast_ref::<UsageError>().is_some() => EXIT_BAD_ARGUMENTS,
             (Some(_), _) => EXIT_HARNESS_FAILURE,
+            // A violation found before the interruption stands; a clean partial run proves
+            // less than was asked, so it is not reported as valid.
+            (None, Some(r)) if self.interrupted => {
+                crate::verdict::combine([r.verdict, crate::verdict::Verdict::Unknown]).exit_code()
+            }
             (None, Some(r)) => r.verdict.exit_code(),
             (None, None) => EXIT_HARNESS_FAILURE,
         }
@@ -81,6 +88,7 @@ pub async fn run_test(
         report: None,
         error: None,
         seconds: 0.0,
+        interrupted: false,
     };
     if let Err(e) = req.config.validate() {
         outcome.error = Some(e.into());
@@ -129,6 +137,7 @@ pub async fn run_test(
         }
     };
     if cancel.is_cancelled() {
+        outcome.interrupted = true;
         notes.push("the run was interrupted (Ctrl-C) before its end".into());
     }
     if req.config.workload == "register"

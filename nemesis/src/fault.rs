@@ -26,6 +26,10 @@ pub enum FaultKind {
     PartitionLeader,
     /// Always SIGKILL of the current leader, restarted at heal.
     KillLeader,
+    /// Isolate the leader; once the others elect a new one, kill that one too. At heal every
+    /// node looks for a leader at once, the deposed one holding the longest log of an older
+    /// epoch: the election must still prefer the newer epoch.
+    DeposeLeader,
 }
 
 /// Every fault name, for usage messages.
@@ -38,12 +42,20 @@ pub const FAULT_KINDS: &[&str] = &[
     "delay",
     "partition-leader",
     "kill-leader",
+    "depose-leader",
 ];
 /// The faults that run commands in nodes' network namespaces (refused by the local backend).
-pub const NETWORK_FAULTS: &[&str] = &["partition", "slow", "flaky", "delay", "partition-leader"];
+pub const NETWORK_FAULTS: &[&str] = &[
+    "partition",
+    "slow",
+    "flaky",
+    "delay",
+    "partition-leader",
+    "depose-leader",
+];
 
 impl FaultKind {
-    pub const ALL: [FaultKind; 8] = [
+    pub const ALL: [FaultKind; 9] = [
         FaultKind::Partition,
         FaultKind::Kill,
         FaultKind::Pause,
@@ -52,6 +64,7 @@ impl FaultKind {
         FaultKind::Delay,
         FaultKind::PartitionLeader,
         FaultKind::KillLeader,
+        FaultKind::DeposeLeader,
     ];
 
     pub fn name(self) -> &'static str {
@@ -64,6 +77,7 @@ impl FaultKind {
             FaultKind::Delay => "delay",
             FaultKind::PartitionLeader => "partition-leader",
             FaultKind::KillLeader => "kill-leader",
+            FaultKind::DeposeLeader => "depose-leader",
         }
     }
 
@@ -138,6 +152,8 @@ pub enum Fault {
     Kill {
         targets: Targets,
     },
+    /// See `FaultKind::DeposeLeader`; both leaders are resolved at run time.
+    Depose,
     Pause {
         targets: Targets,
     },
@@ -163,6 +179,7 @@ impl Fault {
         match self {
             Fault::Partition { .. } => FaultKind::Partition,
             Fault::Kill { .. } => FaultKind::Kill,
+            Fault::Depose => FaultKind::DeposeLeader,
             Fault::Pause { .. } => FaultKind::Pause,
             Fault::Slow { .. } => FaultKind::Slow,
             Fault::Flaky { .. } => FaultKind::Flaky,
@@ -175,6 +192,7 @@ impl Fault {
         match self {
             Fault::Partition { shape, .. } => format!("partition {}", shape_name(*shape)),
             Fault::Kill { targets } => format!("kill {}", targets_name(targets)),
+            Fault::Depose => "depose the leader and kill its successor".to_string(),
             Fault::Pause { targets } => format!("pause {}", targets_name(targets)),
             Fault::Slow { nodes, rate_kbit } => {
                 format!("slow {} to {rate_kbit} kbit/s", list(nodes))

@@ -248,18 +248,37 @@ async fn start_fault<C: Backend>(cluster: &C, fault: &Fault) -> Outcome {
                 .collect();
             let mut out = Outcome::new(nodes);
             out.resolution = resolution;
-            let addrs = cluster.addrs();
-            for (node, dropped) in &grudge {
-                let ips: Vec<_> = addrs
-                    .iter()
-                    .filter(|a| dropped.contains(&a.id))
-                    .map(|a| a.ip)
-                    .collect();
-                for cmd in drop_commands(&ips) {
-                    out.command(cluster, *node, cmd).await;
-                }
-            }
+            apply_grudge(cluster, &grudge, &mut out).await;
             out.grudge = Some(grudge);
+            out
+        }
+        Fault::Depose => {
+            let ids = cluster.node_ids();
+            let (old, _) = resolve_leader(cluster).await;
+            let grudge = grudge::isolate(old, &ids);
+            let mut out = Outcome::new(ids);
+            apply_grudge(cluster, &grudge, &mut out).await;
+            out.grudge = Some(grudge);
+            // Wait (bounded) for the majority's new leader, then kill it.
+            let deadline = tokio::time::Instant::now() + Duration::from_millis(DEPOSE_WAIT_MS);
+            let new = loop {
+                let statuses = fetch_all(&status_client(), &cluster.addrs()).await;
+                match current_leader(&statuses) {
+                    Some(l) if l != old => break Some(l),
+                    _ if tokio::time::Instant::now() >= deadline => break None,
+                    _ => tokio::time::sleep(Duration::from_millis(DEPOSE_POLL_MS)).await,
+                }
+            };
+            out.resolution = Some(match new {
+                Some(new) => {
+                    let r = cluster.kill(new).await;
+                    out.action(new, "kill", r);
+                    format!("isolated leader n{old}; killed its successor n{new}")
+                }
+                None => format!(
+                    "isolated leader n{old}; no successor within {DEPOSE_WAIT_MS} ms, none killed"
+                ),
+            });
             out
         }
         Fault::Kill { targets } => {
@@ -317,6 +336,25 @@ async fn start_fault<C: Backend>(cluster: &C, fault: &Fault) -> Outcome {
     }
 }
 
+/// Longest a `depose-leader` waits for the majority's new leader, and how often it asks.
+const DEPOSE_WAIT_MS: u64 = 15_000;
+const DEPOSE_POLL_MS: u64 = 200;
+
+/// Applies a grudge: each node drops traffic from the nodes it holds a grudge against.
+async fn apply_grudge<C: Backend>(cluster: &C, grudge: &Grudge, out: &mut Outcome) {
+    let addrs = cluster.addrs();
+    for (node, dropped) in grudge {
+        let ips: Vec<_> = addrs
+            .iter()
+            .filter(|a| dropped.contains(&a.id))
+            .map(|a| a.ip)
+            .collect();
+        for cmd in drop_commands(&ips) {
+            out.command(cluster, *node, cmd).await;
+        }
+    }
+}
+
 async fn heal_fault<C: Backend>(cluster: &C, active: &Active) -> Outcome {
     let mut out = Outcome::new(active.nodes.clone());
     for &node in &active.nodes {
@@ -338,6 +376,15 @@ async fn heal_fault<C: Backend>(cluster: &C, active: &Active) -> Outcome {
             FaultKind::Pause => {
                 let r = cluster.resume(node).await;
                 out.action(node, "resume", r);
+            }
+            FaultKind::DeposeLeader => {
+                for cmd in flush_commands() {
+                    out.command(cluster, node, cmd).await;
+                }
+                if matches!(cluster.state(node).await, Ok(cluster::NodeState::Down)) {
+                    let r = cluster.start(node).await;
+                    out.action(node, "start", r);
+                }
             }
         }
     }

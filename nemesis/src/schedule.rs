@@ -206,6 +206,7 @@ fn generate_fault(kind: FaultKind, nodes: &[NodeId], rng: &mut ChaCha8Rng) -> Fa
         FaultKind::KillLeader => Fault::Kill {
             targets: Targets::Leader,
         },
+        FaultKind::DeposeLeader => Fault::Depose,
         FaultKind::Pause => Fault::Pause {
             targets: process_targets(nodes, rng),
         },

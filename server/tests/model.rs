@@ -7,23 +7,37 @@
 //! A server may crash and restart; it recovers from what it persisted, through
 //! `Core::new(cfg, Recovered { .. }, now)`, exactly like `keeperd` at boot.
 //!
+//! Two searches: an exhaustive breadth-first one (every state up to a depth: the first
+//! election from a cold start, and writes, a crash and timeouts from an established leader),
+//! and seeded random walks (stateright's simulation checker, with a chooser that only takes
+//! steps that change something and injects a fault one step in `FAULT_ODDS`), which reach the
+//! re-elections, restarts and resyncs that lie far beyond any exhaustive depth.
+//!
 //! Commands:
-//! - the bounded check (part of `make test`, well under two minutes on 2 cores):
+//! - the bounded check (part of `make test`, about a minute on 2 cores):
 //!   `cargo test -p keeper --test model -- --nocapture`
-//! - the deeper check: `KEEPER_MODEL_DEEP=1 cargo test --release -p keeper --test model -- --nocapture`
-//! - the web explorer (Stateright Explorer, loopback only):
+//! - the deeper check (depths +2/+1, walks 4 minutes each):
+//!   `KEEPER_MODEL_DEEP=1 cargo test --release -p keeper --test model -- --nocapture`
+//! - the proof that the check has teeth (a leader that commits on its own ack is caught):
+//!   `cargo test -p keeper --features bugs --test model the_model_catches -- --nocapture`
+//! - the web explorer (Stateright Explorer, loopback only; `KEEPER_MODEL_WARM=1` starts it
+//!   from the established leader):
 //!   `KEEPER_MODEL_SERVE=127.0.0.1:3000 cargo test --release -p keeper --test model explore -- --nocapture`
+//! - `KEEPER_MODEL_SEED=N` other walks, `KEEPER_MODEL_DEPTH=N` another depth for every search.
 //!
 //! ## Abstractions (what the model does not explore, and why that is sound for safety)
 //! - **Time.** The core reads time only from `step(now, ..)`. Each server keeps a logical clock
 //!   that two timers advance: `Tick` by `TICK_STEP_MS` (long enough for the election's finalize
 //!   wait, a leader's ping and a follower's FOLLOWERINFO resend) and `Expire` by `EXPIRE_STEP_MS`
 //!   (past every limit at once: init and sync limits, notification backoff), so that every
-//!   timeout can fire. A tick after which the node did nothing observable (no output, same
-//!   `status()`) is discarded: time passing silently on one node is the same execution as that
-//!   node's clock standing still, and dropping it keeps `now` (which the core hashes) from
-//!   multiplying the state space. Requests and sessions never time out within the horizon:
+//!   timeout can fire. A tick after which the node did nothing (no output, and a core equal to
+//!   one whose clock alone moved) is discarded: time passing silently on one node is the same
+//!   execution as that node's clock standing still, and dropping it keeps `now` (which the core
+//!   hashes) from multiplying the state space. A restart moves the node's clock by
+//!   `RESTART_GAP_MS`, as real time passes while a node is down. Requests and sessions never time out within the horizon:
 //!   they only produce indeterminate replies, which the properties do not need.
+//! - **Duplicates.** stateright remembers the last delivered message in the state; the model
+//!   forgets it, and a delivery that changes no actor and adds no message is a no-op.
 //! - **Loss.** In a duplicating network a message that is never delivered is indistinguishable,
 //!   to every actor, from a lost one, and the properties read actor states only; stateright's
 //!   explicit `Drop` action (`LossyNetwork::Yes`) would only double the states per message sent.
@@ -117,13 +131,9 @@ struct Disk {
 }
 
 impl Disk {
-    fn persist(&mut self, p: &Persist, durability: Durability) {
+    fn persist(&mut self, p: &Persist) {
         match p {
             Persist::Append(txns) => {
-                if durability == Durability::LoseAppends {
-                    // A deliberately broken disk, to show the properties can fail.
-                    return;
-                }
                 for t in txns {
                     assert!(
                         self.log.last().is_none_or(|l| l.zxid < t.zxid),
@@ -163,14 +173,6 @@ impl Disk {
 }
 
 // ---- actors -------------------------------------------------------------------------------
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Durability {
-    /// Every `Persist` reaches the disk before the step's messages leave (the shell's rule).
-    Faithful,
-    /// Appends never reach the disk: a crash forgets acknowledged proposals.
-    LoseAppends,
-}
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 enum Msg {
@@ -228,14 +230,8 @@ enum State {
 
 #[derive(Clone)]
 enum Member {
-    Server {
-        id: NodeId,
-        bug: Option<Bug>,
-        durability: Durability,
-    },
-    Client {
-        writes: u64,
-    },
+    Server { id: NodeId, bug: Option<Bug> },
+    Client { writes: u64 },
 }
 
 fn node_id(actor: Id) -> NodeId {
@@ -268,7 +264,7 @@ impl Member {
         take: Option<u64>,
         o: &mut Out<Self>,
     ) {
-        let Member::Server { id, durability, .. } = self else {
+        let Member::Server { id, .. } = self else {
             return;
         };
         let State::Server(n) = &**state else {
@@ -317,7 +313,7 @@ impl Member {
         // stateright step is atomic, so persisting first is enough.
         for out in &outputs {
             if let Output::Persist(p) = out {
-                next.disk.persist(p, *durability);
+                next.disk.persist(p);
                 save = true;
             }
         }
@@ -450,7 +446,6 @@ impl Actor for Member {
 #[derive(Clone, Debug)]
 struct Setup {
     bug: Option<Bug>,
-    durability: Durability,
     /// Client writes offered (each to every server).
     writes: u64,
     /// Crashes over the whole run (stateright's `max_crashes` only bounds concurrent ones).
@@ -487,11 +482,7 @@ fn within_boundary(setup: &Setup, s: &SysState) -> bool {
 
 impl KeeperModel {
     fn new(setup: Setup) -> KeeperModel {
-        let servers = (1..=SERVERS as NodeId).map(|id| Member::Server {
-            id,
-            bug: setup.bug,
-            durability: setup.durability,
-        });
+        let servers = (1..=SERVERS as NodeId).map(|id| Member::Server { id, bug: setup.bug });
         let inner = ActorModel::new(setup.clone(), ())
             .actors(servers)
             .actor(Member::Client {
@@ -542,9 +533,6 @@ fn settle(model: &Inner, mut state: SysState) -> SysState {
             {
                 next = next_state(model, &state, a.clone()).filter(fresh);
                 if next.is_some() {
-                    if std::env::var("KEEPER_MODEL_TRACE").is_ok() {
-                        eprintln!("  {a:?}");
-                    }
                     break;
                 }
             }
@@ -559,35 +547,12 @@ fn settle(model: &Inner, mut state: SysState) -> SysState {
                 let tick = ticks[turn % ticks.len()];
                 next = next_state(model, &state, tick.clone()).filter(fresh);
                 if let (Some(_), ActorModelAction::Timeout(id, _)) = (&next, tick) {
-                    if std::env::var("KEEPER_MODEL_TRACE").is_ok() {
-                        eprintln!("  {tick:?}");
-                    }
                     delivered.retain(|_, src| src != id);
                     break;
                 }
             }
         }
         state = next.unwrap_or_else(|| panic!("the fault-free schedule got stuck: {statuses:#?}"));
-        if std::env::var("KEEPER_MODEL_TRACE").is_ok() {
-            let brief: Vec<_> = servers(&state)
-                .map(|(_, n, _)| {
-                    let s = n.core.status();
-                    (
-                        s.role,
-                        s.leader,
-                        s.epoch,
-                        s.accepted_epoch,
-                        s.election_round,
-                        n.now - START_MS,
-                    )
-                })
-                .collect();
-            let last = match &state.network {
-                Network::UnorderedDuplicating(_, _) => "",
-                _ => "",
-            };
-            eprintln!("{brief:?}{last}");
-        }
         seen.insert(stable_hash(&state));
     }
     let statuses: Vec<_> = servers(&state).map(|(_, n, _)| n.core.status()).collect();
@@ -785,7 +750,7 @@ impl Chooser<KeeperModel> for Effective {
                 ActorModelAction::Timeout(_, Timer::Expire) | ActorModelAction::Crash(_)
             )
         };
-        let want_fault = splitmix(rng) % self.0.inner.cfg.fault_odds == 0;
+        let want_fault = splitmix(rng).is_multiple_of(self.0.inner.cfg.fault_odds);
         for class in [want_fault, !want_fault] {
             let mut untried: Vec<usize> = (0..actions.len())
                 .filter(|i| is_fault(&actions[*i]) == class)
@@ -804,6 +769,7 @@ impl Chooser<KeeperModel> for Effective {
 /// One walk step in this many is a fault.
 const FAULT_ODDS: u64 = 12;
 /// Planted bugs need faults close together.
+#[cfg(feature = "bugs")]
 const TEETH_FAULT_ODDS: u64 = 4;
 
 /// A small, fixed pseudo-random sequence (splitmix64), so that a seed replays the same walks.
@@ -838,7 +804,10 @@ fn check(mut run: Run) -> Outcome {
             builder
                 .timeout(std::time::Duration::from_secs(secs))
                 .finish_when(HasDiscoveries::AnyFailures)
-                .spawn_simulation(seed, Effective(Arc::new(KeeperModel::new(run.setup.clone()))))
+                .spawn_simulation(
+                    seed,
+                    Effective(Arc::new(KeeperModel::new(run.setup.clone()))),
+                )
                 .join(),
         ),
     };
@@ -928,7 +897,6 @@ fn lossy() -> bool {
 fn correct(warm: bool, writes: u64, max_restarts: u32) -> Setup {
     Setup {
         bug: None,
-        durability: Durability::Faithful,
         writes,
         max_restarts,
         lossy: lossy(),
@@ -1001,9 +969,6 @@ fn random_walks_through_reelections_are_safe() {
             },
         });
         assert_safe(&outcome);
-        if std::env::var("KEEPER_MODEL_TRACE").is_ok() {
-            eprintln!("{}", outcome.describe("a write is acknowledged"));
-        }
         for p in ["a leader is elected", "a write is acknowledged"] {
             assert!(
                 outcome.discoveries.contains_key(p),
@@ -1016,14 +981,14 @@ fn random_walks_through_reelections_are_safe() {
 /// Exhaustive bounds: the bounded check takes well under a minute on 2 cores in the test
 /// profile; each level multiplies the states by about five.
 const COLD_DEPTH: usize = 8;
-const COLD_DEEP_DEPTH: usize = 11;
+const COLD_DEEP_DEPTH: usize = 10;
 const WARM_DEPTH: usize = 8;
-const WARM_DEEP_DEPTH: usize = 11;
+const WARM_DEEP_DEPTH: usize = 9;
 /// Random walks: how many steps deep, and for how long.
 const WALK_DEPTH: usize = 80;
 const WALK_SECS: u64 = 15;
 const WALK_DEEP_DEPTH: usize = 200;
-const WALK_DEEP_SECS: u64 = 600;
+const WALK_DEEP_SECS: u64 = 240;
 
 /// `KEEPER_MODEL_SEED=N` replays other walks (the default is fixed, so a run is repeatable up
 /// to thread scheduling).
@@ -1035,7 +1000,9 @@ fn walk_seed() -> u64 {
 }
 
 /// The checker has teeth: a leader that commits on its own ack loses acknowledged writes when
-/// it is replaced before a follower has them.
+/// it is replaced before a follower has them. Fault injection is compiled in only with the
+/// `bugs` feature: `cargo test -p keeper --features bugs --test model -- --nocapture`.
+#[cfg(feature = "bugs")]
 #[test]
 fn the_model_catches_early_ack() {
     let outcome = check(Run {
@@ -1062,7 +1029,8 @@ fn the_model_catches_early_ack() {
     eprintln!("{}", outcome.describe(found[0]));
 }
 
-/// A bound on the search for a planted bug (it is found in about a second).
+/// A bound on the search for the planted bug (found in about 40 s in the test profile).
+#[cfg(feature = "bugs")]
 const TEETH_SECS: u64 = 60;
 
 /// Stateright Explorer on a loopback address, for manual exploration:
@@ -1088,31 +1056,5 @@ fn explore() {
         .serve(addr);
     loop {
         std::thread::park();
-    }
-}
-
-#[test]
-fn scratch_guided_early_ack() {
-    let model = KeeperModel::new(Setup {
-        bug: Some(Bug::EarlyAck),
-        ..correct(true, 1, 1)
-    });
-    let mut state = model.init_states().remove(0);
-    let mut actions = Vec::new();
-    let pick = |state: &SysState, actions: &mut Vec<Action>, f: &dyn Fn(&Action) -> bool| -> Option<SysState> {
-        actions.clear();
-        model.actions(state, actions);
-        actions.iter().filter(|a| f(a)).find_map(|a| model.next_state(state, a.clone()))
-    };
-    state = pick(&state, &mut actions, &|a| matches!(a, ActorModelAction::Deliver { dst, msg: Msg::Write(_), .. } if usize::from(*dst) == 2)).expect("write");
-    eprintln!("acked: {}", write_acknowledged(&model, &state));
-    state = pick(&state, &mut actions, &|a| matches!(a, ActorModelAction::Timeout(id, Timer::Expire) if usize::from(*id) == 0)).expect("e0");
-    state = pick(&state, &mut actions, &|a| matches!(a, ActorModelAction::Timeout(id, Timer::Expire) if usize::from(*id) == 1)).expect("e1");
-    for step in 0..200 {
-        let st: Vec<_> = servers(&state).map(|(_, n, _)| { let s = n.core.status(); (s.role, s.epoch, s.last_zxid) }).collect();
-        eprintln!("{step} {st:?} lost-ok={}", committed_never_lost(&model, &state));
-        let next = pick(&state, &mut actions, &|a| matches!(a, ActorModelAction::Deliver { src, dst, msg: Msg::Peer(_) } if usize::from(*src) != 2 && usize::from(*dst) != 2))
-            .or_else(|| pick(&state, &mut actions, &|a| matches!(a, ActorModelAction::Timeout(id, Timer::Tick) if usize::from(*id) != 2)));
-        match next { Some(n) => state = n, None => break }
     }
 }

@@ -103,6 +103,8 @@ struct Sim {
     digests: BTreeMap<Zxid, u64>,
     writes_ok: u64,
     bug: Option<keeper::core::Bug>,
+    /// Each node's applied zxid since it last started: it never goes back.
+    applied: BTreeMap<u64, Zxid>,
 }
 
 impl Sim {
@@ -133,6 +135,7 @@ impl Sim {
             digests: BTreeMap::new(),
             writes_ok: 0,
             bug,
+            applied: BTreeMap::new(),
         };
         for &id in &ids {
             sim.disks.insert(id, Disk::default());
@@ -275,6 +278,13 @@ impl Sim {
                 self.committed.insert(t.zxid, t.clone());
             }
         }
+        // A node never discards what it applied (it only may after a restart, from disk).
+        let before = self.applied.insert(id, st.applied_zxid).unwrap_or(0);
+        assert!(
+            st.applied_zxid >= before,
+            "node {id} went back from applied {before:#x} to {:#x}",
+            st.applied_zxid
+        );
         // Each node's applied state is that of one global sequence at the same point.
         let d = core.digest();
         let known = *self.digests.entry(d.zxid).or_insert(d.digest);
@@ -435,6 +445,7 @@ impl Sim {
                 if self.nodes[&id].is_none() {
                     let core = Core::new(self.config(id), self.disks[&id].recovered(), self.now);
                     self.nodes.insert(id, Some(core));
+                    self.applied.remove(&id);
                 }
             }
         }
@@ -447,6 +458,7 @@ impl Sim {
             if self.nodes[&id].is_none() {
                 let core = Core::new(self.config(id), self.disks[&id].recovered(), self.now);
                 self.nodes.insert(id, Some(core));
+                self.applied.remove(&id);
             }
         }
     }

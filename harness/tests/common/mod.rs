@@ -27,6 +27,7 @@ pub fn config(workload: &str, seed: u64) -> TestConfig {
         nemesis_interval_ms: 1_000,
         server_bug: None,
         keeperd: PathBuf::from("keeperd"),
+        keeperd_args: Vec::new(),
     }
 }
 

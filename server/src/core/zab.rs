@@ -980,11 +980,22 @@ impl Core {
                     // BUG(sync-no-trunc): the follower keeps the uncommitted proposals of an
                     // older epoch that the leader told it to drop.
                 } else if after < self.tree.last_applied() {
+                    // Our applied state is not a prefix of the leader's history. A correctly
+                    // elected leader never says so (the simulator asserts it); when one does,
+                    // the leader's history wins, as in ZooKeeper (which reloads its database
+                    // and replays the truncated log): drop everything and sync from scratch.
                     tracing::error!(
-                        "the leader asked to truncate applied transactions (after {after:#x}, applied {:#x})",
+                        "the leader's history lacks transactions this node applied (truncate after {after:#x}, applied {:#x}); discarding local state",
                         self.tree.last_applied()
                     );
-                    return self.start_looking();
+                    let mut empty = crate::tree::DataTree::new();
+                    empty.set_bug(self.cfg.bug);
+                    self.tree = empty;
+                    self.log.clear();
+                    self.log_start = 0;
+                    self.committed = 0;
+                    self.persist(Persist::Snapshot(self.tree.to_snapshot()));
+                    return self.resync("our history diverged from the leader's");
                 } else {
                     self.truncate_after(after);
                 }
