@@ -807,7 +807,10 @@ pub fn convergence(samples: &[StatusSample]) -> CheckerResult {
                 "replicas differ at zxid {zxid:#x}: {}",
                 digests
                     .iter()
-                    .map(|(d, (n, t))| format!("{n} has digest {d:#018x} (at {:.3} s)", *t as f64 / 1e9))
+                    .map(|(d, (n, t))| format!(
+                        "{n} has digest {d:#018x} (at {:.3} s)",
+                        *t as f64 / 1e9
+                    ))
                     .collect::<Vec<_>>()
                     .join(", ")
             );

@@ -173,11 +173,14 @@ fn check_events(
         results.push(r);
     }
     let invocations = ops.len();
-    Ok(RunVerdict::from_checkers(
-        workload.map(str::to_string),
-        invocations,
-        results,
-    ))
+    let mut v = RunVerdict::from_checkers(workload.map(str::to_string), invocations, results);
+    if invocations == 0 {
+        // Nothing happened, so nothing was shown to be right: never call that valid.
+        v.verdict = Verdict::Unknown;
+        v.warnings
+            .push("the history has no operations: nothing was checked".to_string());
+    }
+    Ok(v)
 }
 
 /// Checks a history file (any supported format).

@@ -227,9 +227,19 @@ pub(crate) async fn remove_link(name: &str) -> Result<()> {
     if !shown.success() {
         return Ok(());
     }
-    run_ok(&argv(&["ip", "link", "del", "dev", name]))
-        .await
-        .map(|_| ())
+    match run_ok(&argv(&["ip", "link", "del", "dev", name])).await {
+        Ok(_) => Ok(()),
+        // The kernel may remove a veth end between the look and the delete (its peer's
+        // namespace went away): gone is what we wanted.
+        Err(_)
+            if !run(&argv(&["ip", "link", "show", "dev", name]))
+                .await?
+                .success() =>
+        {
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// Deletes every copy of a host iptables rule; a missing rule is not an error.

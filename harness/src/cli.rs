@@ -42,6 +42,10 @@ pub enum Command {
     Clean(CleanArgs),
     /// Benchmark the checker on generated histories.
     BenchChecker(checker::cli::BenchArgs),
+    /// The catch matrix: each injected keeper bug must be caught, the correct keeper valid.
+    Gate(crate::gate::GateArgs),
+    /// Nightly torture: loop over seeds, workloads and fault mixes; keep every failing run.
+    Torture(crate::gate::TortureArgs),
 }
 
 /// Options every test run takes.
@@ -331,6 +335,8 @@ async fn run_command(
             crate::serve::serve(root, listener, cancel).await?;
             Ok(EXIT_VALID)
         }
+        Command::Gate(args) => crate::gate::gate(args, command_line, cancel).await,
+        Command::Torture(args) => crate::gate::torture(args, command_line, cancel).await,
         Command::Clean(args) => {
             let report = cluster::clean::clean_leftovers(&cluster::clean::CleanOptions {
                 include_live: args.include_live,

@@ -15,6 +15,7 @@ pub mod check;
 pub mod cli;
 pub mod config;
 pub mod faults;
+pub mod gate;
 pub mod generator;
 pub mod junit;
 pub mod progress;

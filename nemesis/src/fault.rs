@@ -146,7 +146,10 @@ pub enum Targets {
 pub enum Fault {
     Partition {
         shape: PartitionShape,
-        /// Absent for `isolate-leader`, which is computed at run time.
+        /// Absent for `isolate-leader`, which is computed at run time. Stored as a list of
+        /// `[node, [dropped...]]` pairs: JSON object keys are strings, which a flattened enum
+        /// cannot read back as node ids.
+        #[serde(default, with = "grudge_pairs")]
         grudge: Option<Grudge>,
     },
     Kill {
@@ -340,4 +343,53 @@ pub fn delay_commands(delay_ms: u32, jitter_ms: u32, reorder_percent: u32) -> Ve
 /// Puts the default qdisc back. Fails harmlessly ("no qdisc") when none of ours is there.
 pub fn qdisc_reset_commands() -> Vec<Vec<String>> {
     vec![words(&["tc", "qdisc", "del", "dev", NODE_DEVICE, "root"])]
+}
+
+/// `Option<Grudge>` as `[[node, [dropped, ...]], ...]` (see `Fault::Partition`).
+mod grudge_pairs {
+    use super::{Grudge, NodeId};
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    type Pairs = Vec<(NodeId, Vec<NodeId>)>;
+
+    pub fn serialize<S: Serializer>(grudge: &Option<Grudge>, s: S) -> Result<S::Ok, S::Error> {
+        grudge
+            .as_ref()
+            .map(|g| {
+                g.iter()
+                    .map(|(n, d)| (*n, d.iter().copied().collect()))
+                    .collect::<Pairs>()
+            })
+            .serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Grudge>, D::Error> {
+        let pairs: Option<Pairs> = Option::deserialize(d)?;
+        Ok(pairs.map(|p| {
+            p.into_iter()
+                .map(|(n, dropped)| (n, dropped.into_iter().collect()))
+                .collect()
+        }))
+    }
+}
+
+#[cfg(test)]
+mod serde_tests {
+    use crate::FaultKind;
+    use crate::schedule::{Pacing, Schedule};
+
+    #[test]
+    fn a_schedule_with_partitions_reads_back() {
+        for seed in 0..20 {
+            let s = Schedule::generate(
+                seed,
+                &[FaultKind::Partition],
+                &[1, 2, 3, 4, 5],
+                60_000,
+                Pacing::default(),
+            )
+            .unwrap();
+            assert_eq!(Schedule::from_json(&s.to_json()).unwrap(), s, "seed {seed}");
+        }
+    }
 }

@@ -1,0 +1,513 @@
+//! `schism gate`: the catch matrix, and `schism torture`: the nightly loop.
+//!
+//! A harness is trusted when it is shown to catch bugs and not to cry wolf. The gate starts keeper
+//! with each injected bug (`keeperd --bug NAME`, a build with the `bugs` feature) under the
+//! workload and faults meant to expose it, and the correct keeper under every workload with every
+//! fault set. It passes only if every bug is caught (an `invalid` verdict within its attempts) and
+//! the correct server is `valid` everywhere. The table is printed and stored in
+//! `results/gate/<time>/` (`gate.json`, `gate.md`); every run keeps its own results directory.
+
+use crate::config::{Backend, Consistency, NodeChoice, TestConfig};
+use crate::progress::Progress;
+use crate::runner::{self, RunOutcome, RunRequest};
+use crate::store::iso_timestamp;
+use crate::verdict::{EXIT_HARNESS_FAILURE, EXIT_INVALID, EXIT_VALID};
+use checker::verdict::Verdict;
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
+use tokio_util::sync::CancellationToken;
+
+/// One row of the catch matrix: which workload and faults should expose a bug.
+pub struct BugEntry {
+    pub bug: &'static str,
+    pub workload: &'static str,
+    pub faults: &'static str,
+    /// Extra keeperd flags the bug needs to show (sequence-reuse needs snapshots).
+    pub keeperd_args: &'static [&'static str],
+    /// Why these faults.
+    pub why: &'static str,
+}
+
+pub const BUG_MATRIX: &[BugEntry] = &[
+    BugEntry {
+        bug: "stale-read",
+        workload: "register",
+        faults: "partition",
+        keeperd_args: &[],
+        why: "a node cut off from the leader answers linearizable reads from stale state",
+    },
+    BugEntry {
+        bug: "early-ack",
+        workload: "register",
+        faults: "partition-leader",
+        keeperd_args: &[],
+        why: "an isolated leader acknowledges writes no quorum has; the new leader never sees them",
+    },
+    BugEntry {
+        bug: "no-fsync",
+        workload: "register",
+        faults: "kill",
+        keeperd_args: &[],
+        why: "kill -9 of a majority loses acknowledged writes that were never synced",
+    },
+    BugEntry {
+        bug: "split-brain",
+        workload: "register",
+        faults: "partition-leader",
+        keeperd_args: &[],
+        why: "the isolated leader keeps committing alone while the majority elects another",
+    },
+    BugEntry {
+        bug: "vote-ignores-epoch",
+        workload: "register",
+        faults: "depose-leader",
+        keeperd_args: &[],
+        why: "after the successor dies, the deposed leader's longer old-epoch log wins the vote",
+    },
+    BugEntry {
+        bug: "sync-no-trunc",
+        workload: "register",
+        faults: "partition-leader",
+        keeperd_args: &[],
+        why: "the deposed leader keeps its uncommitted proposals when it rejoins: replicas diverge",
+    },
+    BugEntry {
+        bug: "ephemeral-leak",
+        workload: "session",
+        faults: "none",
+        keeperd_args: &[],
+        why: "sessions that stop heartbeating expire, but their ephemeral nodes stay",
+    },
+    BugEntry {
+        bug: "sequence-reuse",
+        workload: "sequential",
+        faults: "kill",
+        keeperd_args: &["--snapshot-every=20"],
+        why: "a node restored from a snapshot reuses sequence numbers of deleted children",
+    },
+    BugEntry {
+        bug: "watch-drop",
+        workload: "watch",
+        faults: "none",
+        keeperd_args: &[],
+        why: "some watch events are never delivered",
+    },
+];
+
+/// The correct server must be valid under every workload with each of these fault sets.
+pub const CORRECT_FAULT_SETS: &[&str] = &[
+    "none",
+    "partition,partition-leader",
+    "kill,kill-leader,pause",
+    "depose-leader",
+];
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct GateArgs {
+    /// Only the bug rows (each bug once), for CI; the full gate also runs the correct server
+    /// under every workload and fault set.
+    #[arg(long)]
+    pub short: bool,
+    /// Runs per bug before it counts as missed (each with a new seed).
+    #[arg(long, default_value_t = 3)]
+    pub attempts: u32,
+    /// Length of each run.
+    #[arg(long, default_value = "30s", value_parser = crate::config::parse_duration)]
+    pub time_limit: Duration,
+    #[arg(long, default_value_t = 3)]
+    pub nodes: usize,
+    #[arg(long, value_enum)]
+    pub backend: Option<Backend>,
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// The correct keeperd [default: next to schism].
+    #[arg(long)]
+    pub keeperd: Option<PathBuf>,
+    /// keeperd built with the `bugs` feature [default: keeperd-bugs next to schism].
+    #[arg(long)]
+    pub keeperd_bugs: Option<PathBuf>,
+    /// Only these bugs (comma-separated).
+    #[arg(long)]
+    pub bugs: Option<String>,
+    #[arg(long, default_value = "results")]
+    pub results: PathBuf,
+}
+
+#[derive(Serialize, Debug, Clone)]
+pub struct GateRow {
+    /// The injected bug, or null for the correct server.
+    pub bug: Option<String>,
+    pub workload: String,
+    pub faults: String,
+    /// `invalid`, `valid`, `unknown` or `error` (of the last run).
+    pub verdict: String,
+    /// Whether the row is as it must be: a bug caught, the correct server valid.
+    pub pass: bool,
+    pub runs: u32,
+    /// Seconds of testing until the bug was caught (all its runs), if it was.
+    pub detected_after_s: Option<f64>,
+    /// The checkers that found it.
+    pub caught_by: Vec<String>,
+    pub run_dirs: Vec<PathBuf>,
+}
+
+fn verdict_of(outcome: &RunOutcome) -> (String, Vec<String>) {
+    match (&outcome.error, &outcome.results) {
+        (Some(e), _) => (format!("error: {e:#}"), vec![]),
+        (None, Some(r)) => {
+            let v = match r.verdict {
+                Verdict::Valid => "valid",
+                Verdict::Invalid => "invalid",
+                Verdict::Unknown => "unknown",
+            };
+            let by = r
+                .checkers
+                .iter()
+                .filter(|c| c.verdict == Verdict::Invalid)
+                .map(|c| c.name.clone())
+                .collect();
+            (v.to_string(), by)
+        }
+        (None, None) => ("error: no results".to_string(), vec![]),
+    }
+}
+
+fn beside_schism(name: &str) -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(|d| d.join(name)))
+        .unwrap_or_else(|| PathBuf::from(name))
+}
+
+fn config(
+    args: &GateArgs,
+    workload: &str,
+    faults: &str,
+    seed: u64,
+    bug: Option<&BugEntry>,
+) -> anyhow::Result<TestConfig> {
+    let backend = args
+        .backend
+        .unwrap_or_else(Backend::default_for_this_process);
+    let keeperd = match (bug, &args.keeperd_bugs, &args.keeperd) {
+        (Some(_), Some(p), _) => runner::absolute(p)?,
+        (Some(_), None, _) => beside_schism("keeperd-bugs"),
+        (None, _, Some(p)) => runner::absolute(p)?,
+        (None, _, None) => runner::default_keeperd(backend),
+    };
+    if !keeperd.exists() {
+        anyhow::bail!(crate::config::UsageError(format!(
+            "{} does not exist: build it first ({})",
+            keeperd.display(),
+            if bug.is_some() {
+                "make build-bugs"
+            } else {
+                "cargo build -p keeper"
+            }
+        )));
+    }
+    Ok(TestConfig {
+        workload: workload.to_string(),
+        backend,
+        nodes: args.nodes,
+        nemesis: crate::config::parse_fault_set(faults),
+        time_limit_ms: args.time_limit.as_millis() as u64,
+        rate: 200.0,
+        concurrency: 10,
+        seed,
+        read_consistency: if workload == "register" {
+            Consistency::Linearizable
+        } else {
+            Consistency::Local
+        },
+        op_timeout_ms: 2_000,
+        node_choice: NodeChoice::Random,
+        recovery_timeout_ms: 30_000,
+        nemesis_interval_ms: 3_000,
+        server_bug: bug.map(|b| b.bug.to_string()),
+        keeperd,
+        keeperd_args: bug
+            .map(|b| b.keeperd_args.iter().map(|s| s.to_string()).collect())
+            .unwrap_or_default(),
+    })
+}
+
+async fn run_one(
+    config: TestConfig,
+    results: &Path,
+    command_line: &[String],
+    cancel: &CancellationToken,
+) -> RunOutcome {
+    let progress = Progress::new(config.time_limit());
+    let req = RunRequest {
+        config,
+        results_root: results.to_path_buf(),
+        command_line: command_line.to_vec(),
+        replay_of: None,
+    };
+    runner::run_test(req, cancel.clone(), &progress).await
+}
+
+pub async fn gate(
+    args: GateArgs,
+    command_line: Vec<String>,
+    cancel: CancellationToken,
+) -> anyhow::Result<i32> {
+    use rand::RngExt;
+    let results = runner::absolute(&args.results)?;
+    let base_seed = args
+        .seed
+        .unwrap_or_else(|| rand::rng().random_range(0..1u64 << 32));
+    let only: Option<Vec<String>> = args
+        .bugs
+        .as_ref()
+        .map(|s| s.split(',').map(|b| b.trim().to_string()).collect());
+    if let Some(only) = &only {
+        for b in only {
+            if !BUG_MATRIX.iter().any(|e| e.bug == b) {
+                anyhow::bail!(crate::config::UsageError(format!(
+                    "unknown bug `{b}`: choose from {}",
+                    BUG_MATRIX
+                        .iter()
+                        .map(|e| e.bug)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )));
+            }
+        }
+    }
+    let attempts = if args.short {
+        args.attempts.min(2)
+    } else {
+        args.attempts
+    }
+    .max(1);
+    let mut rows = Vec::new();
+    for (i, entry) in BUG_MATRIX.iter().enumerate() {
+        if only
+            .as_ref()
+            .is_some_and(|o| !o.iter().any(|b| b == entry.bug))
+        {
+            continue;
+        }
+        let mut row = GateRow {
+            bug: Some(entry.bug.to_string()),
+            workload: entry.workload.to_string(),
+            faults: entry.faults.to_string(),
+            verdict: "not run".into(),
+            pass: false,
+            runs: 0,
+            detected_after_s: None,
+            caught_by: vec![],
+            run_dirs: vec![],
+        };
+        let mut spent = 0.0;
+        for a in 0..attempts {
+            if cancel.is_cancelled() {
+                break;
+            }
+            let seed = base_seed.wrapping_add((i as u64) * 100 + u64::from(a));
+            eprintln!(
+                "gate: {} ({} + {}), run {} of at most {attempts}, seed {seed}",
+                entry.bug,
+                entry.workload,
+                entry.faults,
+                a + 1
+            );
+            let cfg = config(&args, entry.workload, entry.faults, seed, Some(entry))?;
+            let outcome = run_one(cfg, &results, &command_line, &cancel).await;
+            spent += outcome.seconds;
+            row.runs += 1;
+            if let Some(d) = &outcome.run_dir {
+                row.run_dirs.push(d.path.clone());
+            }
+            let (verdict, by) = verdict_of(&outcome);
+            row.verdict = verdict;
+            if row.verdict == "invalid" {
+                row.pass = true;
+                row.detected_after_s = Some(spent);
+                row.caught_by = by;
+                break;
+            }
+        }
+        eprintln!(
+            "gate: {} → {}",
+            entry.bug,
+            if row.pass { "caught" } else { "MISSED" }
+        );
+        rows.push(row);
+    }
+    if !args.short && only.is_none() {
+        for (i, workload) in crate::workload::WORKLOADS.iter().enumerate() {
+            for (j, faults) in CORRECT_FAULT_SETS.iter().enumerate() {
+                if cancel.is_cancelled() {
+                    break;
+                }
+                let seed = base_seed.wrapping_add(10_000 + (i * 10 + j) as u64);
+                eprintln!("gate: correct server, {workload} + {faults}, seed {seed}");
+                let cfg = config(&args, workload, faults, seed, None)?;
+                let outcome = run_one(cfg, &results, &command_line, &cancel).await;
+                let (verdict, by) = verdict_of(&outcome);
+                rows.push(GateRow {
+                    bug: None,
+                    workload: workload.to_string(),
+                    faults: faults.to_string(),
+                    pass: verdict == "valid",
+                    verdict,
+                    runs: 1,
+                    detected_after_s: None,
+                    caught_by: by,
+                    run_dirs: outcome.run_dir.iter().map(|d| d.path.clone()).collect(),
+                });
+            }
+        }
+    }
+    let table = render(&rows);
+    println!("{table}");
+    let dir = results
+        .join("gate")
+        .join(iso_timestamp(SystemTime::now()).replace([':', '-'], ""));
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(dir.join("gate.json"), serde_json::to_string_pretty(&rows)?)?;
+    std::fs::write(dir.join("gate.md"), &table)?;
+    println!("gate table: {}", dir.join("gate.md").display());
+    if cancel.is_cancelled() {
+        return Ok(EXIT_HARNESS_FAILURE);
+    }
+    let pass = !rows.is_empty() && rows.iter().all(|r| r.pass);
+    println!("gate: {}", if pass { "PASS" } else { "FAIL" });
+    Ok(if pass { EXIT_VALID } else { EXIT_INVALID })
+}
+
+/// The table as Markdown: bug, workload, faults, verdict, time to detection.
+pub fn render(rows: &[GateRow]) -> String {
+    let mut out = String::from(
+        "| bug | workload | faults | verdict | detected after | runs | caught by | as it must be |\n|---|---|---|---|---|---|---|---|\n",
+    );
+    for r in rows {
+        out.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            r.bug.as_deref().unwrap_or("(correct server)"),
+            r.workload,
+            r.faults,
+            r.verdict,
+            r.detected_after_s
+                .map(|s| format!("{s:.0} s"))
+                .unwrap_or_else(|| "-".into()),
+            r.runs,
+            if r.caught_by.is_empty() {
+                "-".to_string()
+            } else {
+                r.caught_by.join(", ")
+            },
+            if r.pass { "yes" } else { "NO" }
+        ));
+    }
+    out
+}
+
+// ---- torture --------------------------------------------------------------------------------
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct TortureArgs {
+    /// How long to keep testing (e.g. 8h, 30m).
+    #[arg(long, default_value = "8h", value_parser = crate::config::parse_duration)]
+    pub duration: Duration,
+    /// Stop at the first run that is not valid.
+    #[arg(long)]
+    pub stop_on_failure: bool,
+    /// Length of each run.
+    #[arg(long, default_value = "60s", value_parser = crate::config::parse_duration)]
+    pub time_limit: Duration,
+    #[arg(long, default_value_t = 5)]
+    pub nodes: usize,
+    #[arg(long, value_enum)]
+    pub backend: Option<Backend>,
+    #[arg(long)]
+    pub seed: Option<u64>,
+    #[arg(long)]
+    pub keeperd: Option<PathBuf>,
+    /// Also keep the results of valid runs (by default only failing runs are kept).
+    #[arg(long)]
+    pub keep_valid: bool,
+    #[arg(long, default_value = "results")]
+    pub results: PathBuf,
+}
+
+/// Fault mixes torture cycles through, with every workload.
+pub const TORTURE_MIXES: &[&str] = &[
+    "partition,kill,pause",
+    "partition-leader,kill-leader",
+    "depose-leader,pause",
+    "partition,flaky,slow",
+    "kill,pause,partition,partition-leader,depose-leader",
+];
+
+/// Loops over seeds, workloads and fault mixes until `duration` is spent; keeps every run that is
+/// not valid. Exit code: the worst verdict seen.
+pub async fn torture(
+    args: TortureArgs,
+    command_line: Vec<String>,
+    cancel: CancellationToken,
+) -> anyhow::Result<i32> {
+    use rand::RngExt;
+    let results = runner::absolute(&args.results)?;
+    let base_seed = args
+        .seed
+        .unwrap_or_else(|| rand::rng().random_range(0..1u64 << 32));
+    let gate_args = GateArgs {
+        short: false,
+        attempts: 1,
+        time_limit: args.time_limit,
+        nodes: args.nodes,
+        backend: args.backend,
+        seed: None,
+        keeperd: args.keeperd.clone(),
+        keeperd_bugs: None,
+        bugs: None,
+        results: args.results.clone(),
+    };
+    let started = Instant::now();
+    let mut codes = Vec::new();
+    let mut kept = Vec::new();
+    let mut i = 0u64;
+    while started.elapsed() + args.time_limit <= args.duration && !cancel.is_cancelled() {
+        let workloads = crate::workload::WORKLOADS;
+        let workload = workloads[(i as usize) % workloads.len()];
+        let mix = TORTURE_MIXES[(i as usize / workloads.len()) % TORTURE_MIXES.len()];
+        let seed = base_seed.wrapping_add(i);
+        eprintln!(
+            "torture: run {} ({workload} + {mix}, seed {seed}), {:.0} of {:.0} min spent",
+            i + 1,
+            started.elapsed().as_secs_f64() / 60.0,
+            args.duration.as_secs_f64() / 60.0
+        );
+        let cfg = config(&gate_args, workload, mix, seed, None)?;
+        let outcome = run_one(cfg, &results, &command_line, &cancel).await;
+        crate::cli::print_summary(&outcome);
+        let code = outcome.exit_code();
+        codes.push(code);
+        match &outcome.run_dir {
+            Some(d) if code != EXIT_VALID => kept.push(d.path.clone()),
+            Some(d) if !args.keep_valid => {
+                let _ = std::fs::remove_dir_all(&d.path);
+            }
+            _ => {}
+        }
+        i += 1;
+        if code != EXIT_VALID && args.stop_on_failure {
+            break;
+        }
+    }
+    println!(
+        "torture: {} runs in {:.0} min, {} not valid",
+        codes.len(),
+        started.elapsed().as_secs_f64() / 60.0,
+        kept.len()
+    );
+    for k in &kept {
+        println!("  kept {}", k.display());
+    }
+    Ok(crate::cli::combined_exit_code(codes))
+}
