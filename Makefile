@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 SCHISM := target/debug/schism
 
-.PHONY: all build build-bugs run test lint fmt gate torture clean-leftovers bench docker-binary
+.PHONY: all build build-bugs run test lint fmt gate clean-leftovers
 
 all: build
 
@@ -22,9 +22,12 @@ build-bugs:
 run: build
 	$(SCHISM) test --workload register --nodes 5 --nemesis partition,kill,pause --time-limit 60s
 
+# Unit, property, simulation, model-checking and real-process tests of every crate; then the
+# simulator with injected bugs, and real `schism test` runs of every workload (netns + docker).
 test: build build-bugs
 	$(CARGO) test --workspace -- --test-threads=2
-	$(CARGO) test -p keeper --features bugs --test sim
+	$(CARGO) test -p keeper --features bugs --test sim --test model
+	$(CARGO) test -p schism --test e2e -- --include-ignored --test-threads=1
 
 lint:
 	$(CARGO) fmt --all --check
@@ -33,8 +36,9 @@ lint:
 fmt:
 	$(CARGO) fmt --all
 
+# The catch matrix (issue 6). `make gate GATE_ARGS=--short` runs each bug once or twice, for CI.
 gate: build build-bugs
-	$(SCHISM) gate
+	$(SCHISM) gate $(GATE_ARGS)
 
 clean-leftovers: build
 	$(SCHISM) clean

@@ -148,6 +148,14 @@ impl Core {
                     };
                     self.send(from, msg);
                     return;
+                } else if let State::Looking(e) = &self.state
+                    && e.votes
+                        .get(&from)
+                        .is_some_and(|prev| self.vote_beats(prev, &vote))
+                {
+                    // Within a round a node's vote only improves: this one is older than the
+                    // one we already have from it (reordered), so it says nothing new.
+                    return;
                 } else if self.vote_beats(&vote, &self.vote) {
                     self.vote = vote;
                     let me = self.cfg.id;

@@ -76,6 +76,8 @@ pub struct Core {
     pub(super) out: Vec<Output>,
     /// Counts watch events, for the `watch-drop` fault.
     pub(super) events_fired: u64,
+    /// Counts attempts to follow, so that two attempts never share an id.
+    pub(super) follow_attempts: u64,
 }
 
 impl Core {
@@ -121,6 +123,7 @@ impl Core {
             now,
             out: Vec::new(),
             events_fired: 0,
+            follow_attempts: 0,
         };
         // A standalone node elects itself right here; what that produced (its new epoch, to
         // persist) comes out of the first `step`, before anything else.

@@ -765,11 +765,16 @@ impl Core {
 
     pub(super) fn become_follower(&mut self, leader: NodeId) {
         let now = self.now;
+        self.follow_attempts += 1;
         self.state = State::Following(Following {
             leader,
             epoch: 0,
             stage: FollowerStage::Connecting,
-            attempt: now.wrapping_mul(1_000).wrapping_add(self.round % 1_000),
+            // The time tells a restarted follower from its earlier self; the counter tells two
+            // attempts of one life apart.
+            attempt: now
+                .wrapping_mul(1_000)
+                .wrapping_add(self.follow_attempts % 1_000),
             started_at: now,
             last_heard: now,
             next_info_at: now,
