@@ -276,8 +276,11 @@ pub struct Api {
 
 impl Api {
     pub fn new(addr: SocketAddr) -> Api {
+        // No pooled connections: after a refused oversized body the server closes the
+        // connection, and a pooled one could be reused just as it goes away.
         let http = reqwest::Client::builder()
             .no_proxy()
+            .pool_max_idle_per_host(0)
             .build()
             .expect("reqwest client");
         Api {
