@@ -25,7 +25,7 @@ run: build
 # Unit, property, simulation, model-checking and real-process tests of every crate; then the
 # simulator with injected bugs, and real `schism test` runs of every workload (netns + docker).
 test: build build-bugs
-	$(CARGO) test --workspace -- --test-threads=2
+	$(CARGO) test --workspace --no-fail-fast -- --test-threads=2
 	$(CARGO) test -p keeper --features bugs --test sim --test model
 	$(CARGO) test -p schism --test e2e -- --include-ignored --test-threads=1
 

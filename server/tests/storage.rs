@@ -476,10 +476,12 @@ fn crash_writer_child() {
         .log
         .last()
         .map(|t| t.zxid)
-        .or(rec.snapshot.map(|s| s.zxid))
+        .or(rec.snapshot.as_ref().map(|s| s.zxid))
         .unwrap_or(0);
     let mut rng = ChaCha8Rng::seed_from_u64(last);
     let mut next = last + 1;
+    // Snapshots only move forward (storage refuses an older one).
+    let mut snapshot_at = rec.snapshot.as_ref().map(|s| s.zxid).unwrap_or(0);
     while next < last + MAX_CHILD_RECORDS {
         let batch = rng.random_range(1..4u64);
         s.persist(&Persist::Append(txns(next..next + batch)))
@@ -489,9 +491,10 @@ fn crash_writer_child() {
             println!("synced {z}");
         }
         next += batch;
-        if !no_fsync && rng.random_range(0..40) == 0 {
-            s.save_snapshot(&snapshot(next - 1 - rng.random_range(0..3)))
-                .unwrap();
+        let at = next - 1 - rng.random_range(0..3).min(next - 1);
+        if !no_fsync && rng.random_range(0..40) == 0 && at > snapshot_at {
+            s.save_snapshot(&snapshot(at)).unwrap();
+            snapshot_at = at;
         }
     }
 }
