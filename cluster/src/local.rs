@@ -2,7 +2,7 @@
 //! per run so two runs never share one). It needs no privileges; it cannot cut or shape links.
 
 use crate::ledger::Ledger;
-use crate::process::{Launch, Supervisor, copy_log, wipe_dir};
+use crate::process::{self, Launch, Supervisor};
 use crate::{
     Backend, BackendKind, CLIENT_PORT, ClusterError, ClusterSpec, CommandRecord, NodeAddr, NodeId,
     NodeState, PEER_PORT, Result, check_node, fnv1a, node_name,
@@ -133,24 +133,13 @@ impl Backend for LocalCluster {
         self.supervisor.resume(node).await
     }
     async fn wipe(&self, node: NodeId) -> Result<()> {
-        check_node(&self.spec, node)?;
-        if self.supervisor.state(node).await? != NodeState::Down {
-            return Err(ClusterError::Invalid(format!(
-                "node {node} must be down to wipe its data"
-            )));
-        }
-        wipe_dir(&self.spec.node_dir(node).join("data"))
+        self.supervisor.wipe(&self.spec, node).await
     }
     async fn state(&self, node: NodeId) -> Result<NodeState> {
         self.supervisor.state(node).await
     }
     async fn collect_logs(&self, dir: &Path) -> Result<()> {
-        for node in self.spec.node_ids() {
-            let from = self.spec.node_dir(node).join("keeperd.log");
-            let to = dir.join("nodes").join(node_name(node)).join("keeperd.log");
-            copy_log(&from, &to)?;
-        }
-        Ok(())
+        process::collect_logs(&self.spec, dir)
     }
     async fn run_on_node(&self, _node: NodeId, _argv: &[String]) -> Result<CommandRecord> {
         Err(ClusterError::Unsupported(NO_NETWORK_FAULTS.to_string()))

@@ -11,7 +11,7 @@
 
 use crate::host::{self, argv, run, run_ok};
 use crate::ledger::{self, Ledger};
-use crate::process::{Launch, Supervisor, copy_log, wipe_dir};
+use crate::process::{self, Launch, Supervisor};
 use crate::{
     Backend, BackendKind, CLIENT_PORT, ClusterError, ClusterSpec, CommandRecord, NodeAddr, NodeId,
     NodeState, PEER_PORT, Result, RunTag, check_node, fnv1a, node_name,
@@ -297,24 +297,13 @@ impl Backend for NetnsCluster {
         self.supervisor.resume(node).await
     }
     async fn wipe(&self, node: NodeId) -> Result<()> {
-        check_node(&self.spec, node)?;
-        if self.supervisor.state(node).await? != NodeState::Down {
-            return Err(ClusterError::Invalid(format!(
-                "node {node} must be down to wipe its data"
-            )));
-        }
-        wipe_dir(&self.spec.node_dir(node).join("data"))
+        self.supervisor.wipe(&self.spec, node).await
     }
     async fn state(&self, node: NodeId) -> Result<NodeState> {
         self.supervisor.state(node).await
     }
     async fn collect_logs(&self, dir: &Path) -> Result<()> {
-        for node in self.spec.node_ids() {
-            let from = self.spec.node_dir(node).join("keeperd.log");
-            let to = dir.join("nodes").join(node_name(node)).join("keeperd.log");
-            copy_log(&from, &to)?;
-        }
-        Ok(())
+        process::collect_logs(&self.spec, dir)
     }
     async fn run_on_node(&self, node: NodeId, cmd: &[String]) -> Result<CommandRecord> {
         check_node(&self.spec, node)?;

@@ -186,6 +186,32 @@ impl Supervisor {
     }
 }
 
+impl Supervisor {
+    /// Removes a stopped node's data directory (`<node dir>/data`).
+    pub async fn wipe(&self, spec: &crate::ClusterSpec, node: NodeId) -> Result<()> {
+        crate::check_node(spec, node)?;
+        if self.state(node).await? != NodeState::Down {
+            return Err(ClusterError::Invalid(format!(
+                "node {node} must be down to wipe its data"
+            )));
+        }
+        wipe_dir(&spec.node_dir(node).join("data"))
+    }
+}
+
+/// Copies every node's `keeperd.log` into `dir/nodes/<node>/`.
+pub fn collect_logs(spec: &crate::ClusterSpec, dir: &Path) -> Result<()> {
+    for node in spec.node_ids() {
+        let from = spec.node_dir(node).join("keeperd.log");
+        let to = dir
+            .join("nodes")
+            .join(crate::node_name(node))
+            .join("keeperd.log");
+        copy_log(&from, &to)?;
+    }
+    Ok(())
+}
+
 /// Removes a node's data directory.
 pub fn wipe_dir(dir: &Path) -> Result<()> {
     match std::fs::remove_dir_all(dir) {

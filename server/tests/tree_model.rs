@@ -9,6 +9,7 @@
 //! same result, the same events and the same tree, stat field for stat field, after every step.
 
 use keeper::api::{CreateMode, ErrorCode, EventKind, Op, OpResult, SessionId, Stat, Zxid};
+#[cfg(feature = "bugs")]
 use keeper::core::Bug;
 use keeper::tree::{Applied, DataTree, Outcome, SessionEntry, Snapshot, SnapshotNode};
 use keeper::txn::{Txn, TxnBody};
@@ -1270,6 +1271,8 @@ fn malformed_snapshots_are_refused() {
 
 // ---- fault injection (issue 6) ---------------------------------------------------------------
 
+// Faults exist only in a build with the `bugs` feature.
+#[cfg(feature = "bugs")]
 #[test]
 fn ephemeral_leak_keeps_an_expired_sessions_nodes() {
     let mut f = Fixture::new();
@@ -1290,6 +1293,8 @@ fn ephemeral_leak_keeps_an_expired_sessions_nodes() {
     assert!(restored.get("/b").is_some());
 }
 
+// Faults exist only in a build with the `bugs` feature.
+#[cfg(feature = "bugs")]
 #[test]
 fn sequence_reuse_hands_out_a_suffix_twice_after_restore() {
     let mut f = Fixture::new();

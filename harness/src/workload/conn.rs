@@ -3,6 +3,7 @@
 //! worker chose and every reply's zxid is known. Also maps client errors onto completions.
 
 use crate::worker::Completion;
+use futures::FutureExt;
 use keeper::api::{
     CreateSessionRequest, ErrorCode, HeartbeatRequest, SessionEvent, SessionId, WatchEvent, Zxid,
 };
@@ -235,6 +236,25 @@ mod tests {
 
 /// Creates each of `paths` (persistent, empty) that does not exist yet, parents first, with a
 /// short-lived session on one of `urls`. Retries while the cluster settles, until `budget`.
+/// A workload's setup: creates `paths` (persistent, in order) through any node that answers,
+/// within the setup budget.
+pub fn setup_paths(
+    env: &super::Env,
+    paths: Vec<String>,
+) -> futures::future::BoxFuture<'_, anyhow::Result<()>> {
+    async move {
+        let urls: Vec<String> = env.nodes.iter().map(|n| n.url.clone()).collect();
+        ensure_paths(
+            &urls,
+            &paths,
+            env.op_timeout,
+            Duration::from_millis(SETUP_BUDGET_MS),
+        )
+        .await
+    }
+    .boxed()
+}
+
 pub async fn ensure_paths(
     urls: &[String],
     paths: &[String],

@@ -3,7 +3,7 @@
 //! node still exists). Checked by the election-safety checker (no write by an older token
 //! accepted after one by a newer token; tokens unique) and, from `/status`, single-leader.
 
-use super::conn::{SETUP_BUDGET_MS, completion_of, ensure_paths};
+use super::conn::{completion_of, setup_paths};
 use super::{Env, OpenContext, Workload};
 use crate::generator::{Context, Generator, Op};
 use crate::worker::{Client, Completion};
@@ -31,18 +31,10 @@ impl Workload for Election {
     }
 
     fn setup<'a>(&'a self, env: &'a Env) -> BoxFuture<'a, anyhow::Result<()>> {
-        async move {
-            let urls: Vec<String> = env.nodes.iter().map(|n| n.url.clone()).collect();
-            let paths = ["/schism".to_string(), PARENT.to_string(), DATA.to_string()];
-            ensure_paths(
-                &urls,
-                &paths,
-                env.op_timeout,
-                Duration::from_millis(SETUP_BUDGET_MS),
-            )
-            .await
-        }
-        .boxed()
+        setup_paths(
+            env,
+            vec!["/schism".to_string(), PARENT.to_string(), DATA.to_string()],
+        )
     }
 
     fn generator(&self, _worker: usize) -> Box<dyn Generator> {

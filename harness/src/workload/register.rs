@@ -6,7 +6,7 @@
 //! each key's history stays small enough to check exactly (as Jepsen's independent keys).
 //! The znodes do not exist at the start, which is the model's initial state.
 
-use super::conn::{Conn, SETUP_BUDGET_MS, completion_of, data_value, ensure_paths};
+use super::conn::{Conn, completion_of, data_value, setup_paths};
 use super::{Env, OpenContext, Workload};
 use crate::generator::{Context, Generator, Op};
 use crate::worker::{Client, Completion};
@@ -67,18 +67,7 @@ impl Workload for Register {
     }
 
     fn setup<'a>(&'a self, env: &'a Env) -> BoxFuture<'a, anyhow::Result<()>> {
-        async move {
-            let urls: Vec<String> = env.nodes.iter().map(|n| n.url.clone()).collect();
-            let paths = ["/schism".to_string(), PARENT.to_string()];
-            ensure_paths(
-                &urls,
-                &paths,
-                env.op_timeout,
-                Duration::from_millis(SETUP_BUDGET_MS),
-            )
-            .await
-        }
-        .boxed()
+        setup_paths(env, vec!["/schism".to_string(), PARENT.to_string()])
     }
 
     fn generator(&self, _worker: usize) -> Box<dyn Generator> {

@@ -2,7 +2,7 @@
 //! unique sequence numbers per parent, and real-time order (a create that finished before
 //! another began got the smaller number).
 
-use super::conn::{Conn, SETUP_BUDGET_MS, completion_of, ensure_paths};
+use super::conn::{Conn, completion_of, setup_paths};
 use super::{Env, OpenContext, Workload};
 use crate::generator::{Context, Generator, Op};
 use crate::worker::{Client, Completion};
@@ -44,19 +44,9 @@ impl Workload for Sequential {
     }
 
     fn setup<'a>(&'a self, env: &'a Env) -> BoxFuture<'a, anyhow::Result<()>> {
-        async move {
-            let urls: Vec<String> = env.nodes.iter().map(|n| n.url.clone()).collect();
-            let mut paths = vec!["/schism".to_string(), ROOT.to_string()];
-            paths.extend((0..PARENTS).map(parent));
-            ensure_paths(
-                &urls,
-                &paths,
-                env.op_timeout,
-                Duration::from_millis(SETUP_BUDGET_MS),
-            )
-            .await
-        }
-        .boxed()
+        let mut paths = vec!["/schism".to_string(), ROOT.to_string()];
+        paths.extend((0..PARENTS).map(parent));
+        setup_paths(env, paths)
     }
 
     fn generator(&self, _worker: usize) -> Box<dyn Generator> {

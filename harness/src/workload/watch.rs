@@ -7,7 +7,7 @@
 //! them, as in ZooKeeper). Such a client closes its session before doing anything else, which
 //! tells the checker not to expect those watches to fire.
 
-use super::conn::{Conn, ConnEvent, Observer, SETUP_BUDGET_MS, completion_of, ensure_paths};
+use super::conn::{Conn, ConnEvent, Observer, completion_of, setup_paths};
 use super::{Env, OpenContext, Workload};
 use crate::generator::{Context, Generator, Op};
 use crate::worker::{Client, Completion};
@@ -41,18 +41,7 @@ impl Workload for Watches {
     }
 
     fn setup<'a>(&'a self, env: &'a Env) -> BoxFuture<'a, anyhow::Result<()>> {
-        async move {
-            let urls: Vec<String> = env.nodes.iter().map(|n| n.url.clone()).collect();
-            let paths = ["/schism".to_string(), PARENT.to_string()];
-            ensure_paths(
-                &urls,
-                &paths,
-                env.op_timeout,
-                Duration::from_millis(SETUP_BUDGET_MS),
-            )
-            .await
-        }
-        .boxed()
+        setup_paths(env, vec!["/schism".to_string(), PARENT.to_string()])
     }
 
     fn generator(&self, _worker: usize) -> Box<dyn Generator> {
