@@ -54,7 +54,13 @@ async fn round_trips(kind: BackendKind) {
         if cluster.state(victim).await.unwrap() != NodeState::Paused {
             return Err("paused node is not paused".into());
         }
-        if answers(&cluster, victim).await {
+        // The stop takes effect asynchronously (and a reply may already be on its way): the
+        // node must fall silent soon, and stay silent while paused.
+        let silent = eventually(REJOIN_TIMEOUT_MS, || async {
+            !answers(&cluster, victim).await
+        })
+        .await;
+        if !silent || answers(&cluster, victim).await {
             return Err("paused node still answers".into());
         }
         cluster.resume(victim).await.map_err(|e| e.to_string())?;
