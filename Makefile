@@ -36,7 +36,7 @@ lint:
 fmt:
 	$(CARGO) fmt --all
 
-# The catch matrix (issue 6). `make gate GATE_ARGS=--short` runs each bug once or twice, for CI.
+# The catch matrix (issue 6). `make gate GATE_ARGS=--short` runs only the bug rows, for CI.
 gate: build build-bugs
 	$(SCHISM) gate $(GATE_ARGS)
 

@@ -26,6 +26,8 @@ pub enum FaultKind {
     PartitionLeader,
     /// Always SIGKILL of the current leader, restarted at heal.
     KillLeader,
+    /// Always SIGKILL of every node at once (what shows unsynced writes), restarted at heal.
+    KillAll,
     /// Isolate the leader; once the others elect a new one, kill that one too. At heal every
     /// node looks for a leader at once, the deposed one holding the longest log of an older
     /// epoch: the election must still prefer the newer epoch.
@@ -43,6 +45,7 @@ pub const FAULT_KINDS: &[&str] = &[
     "partition-leader",
     "kill-leader",
     "depose-leader",
+    "kill-all",
 ];
 /// The faults that run commands in nodes' network namespaces (refused by the local backend).
 pub const NETWORK_FAULTS: &[&str] = &[
@@ -55,7 +58,7 @@ pub const NETWORK_FAULTS: &[&str] = &[
 ];
 
 impl FaultKind {
-    pub const ALL: [FaultKind; 9] = [
+    pub const ALL: [FaultKind; 10] = [
         FaultKind::Partition,
         FaultKind::Kill,
         FaultKind::Pause,
@@ -65,6 +68,7 @@ impl FaultKind {
         FaultKind::PartitionLeader,
         FaultKind::KillLeader,
         FaultKind::DeposeLeader,
+        FaultKind::KillAll,
     ];
 
     pub fn name(self) -> &'static str {
@@ -78,6 +82,7 @@ impl FaultKind {
             FaultKind::PartitionLeader => "partition-leader",
             FaultKind::KillLeader => "kill-leader",
             FaultKind::DeposeLeader => "depose-leader",
+            FaultKind::KillAll => "kill-all",
         }
     }
 

@@ -369,7 +369,7 @@ async fn heal_fault<C: Backend>(cluster: &C, active: &Active) -> Outcome {
                     out.command(cluster, node, cmd).await;
                 }
             }
-            FaultKind::Kill | FaultKind::KillLeader => {
+            FaultKind::Kill | FaultKind::KillLeader | FaultKind::KillAll => {
                 let r = cluster.start(node).await;
                 out.action(node, "start", r);
             }

@@ -207,6 +207,9 @@ fn generate_fault(kind: FaultKind, nodes: &[NodeId], rng: &mut ChaCha8Rng) -> Fa
             targets: Targets::Leader,
         },
         FaultKind::DeposeLeader => Fault::Depose,
+        FaultKind::KillAll => Fault::Kill {
+            targets: Targets::All,
+        },
         FaultKind::Pause => Fault::Pause {
             targets: process_targets(nodes, rng),
         },
