@@ -277,12 +277,7 @@ pub async fn gate(
             }
         }
     }
-    let attempts = if args.short {
-        args.attempts.min(2)
-    } else {
-        args.attempts
-    }
-    .max(1);
+    let attempts = args.attempts.max(1);
     let mut rows = Vec::new();
     for (i, entry) in BUG_MATRIX.iter().enumerate() {
         if only
