@@ -59,6 +59,20 @@ fn invalid(name: &str, summary: String, details: Value, cx: Counterexample) -> C
     r
 }
 
+/// A checker's `valid` stands only on evidence: with nothing of what it needs in the history
+/// (`seen == 0`), it reports `unknown` and says what was missing. Every checker's valid exit goes
+/// through here.
+pub fn require_evidence(result: CheckerResult, seen: usize, missing: &str) -> CheckerResult {
+    if result.verdict != Verdict::Valid || seen > 0 {
+        return result;
+    }
+    CheckerResult {
+        verdict: Verdict::Unknown,
+        summary: format!("nothing to check: {missing}"),
+        ..result
+    }
+}
+
 fn int_of(v: &Value) -> Option<i128> {
     match v {
         Value::Number(n) => n.as_i64().map(i128::from).or(n.as_u64().map(i128::from)),
@@ -76,6 +90,75 @@ fn int_of(v: &Value) -> Option<i128> {
         }
         _ => None,
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+/// Stats, as Jepsen's: every kind of operation the clients issued (`f`) succeeded at least once.
+/// A run in which no write ever succeeded shows nothing about writes, whatever the other checkers
+/// say, so it is `unknown` ("no write ever succeeded"), never `valid`. Observations (watch events,
+/// expiries) are not issued, so they are not counted.
+pub fn stats(ops: &[Op<'_>]) -> CheckerResult {
+    const NAME: &str = "stats";
+    // f -> (issued, ok, fail, info)
+    let mut by_f: BTreeMap<&str, [usize; 4]> = BTreeMap::new();
+    for op in ops.iter().filter(|o| !o.invoke.is_observation()) {
+        let c = by_f.entry(op.f()).or_default();
+        c[0] += 1;
+        match op.kind() {
+            EventType::Ok => c[1] += 1,
+            EventType::Fail => c[2] += 1,
+            _ => c[3] += 1,
+        }
+    }
+    let details = Value::Object(
+        by_f.iter()
+            .map(|(f, c)| {
+                (
+                    f.to_string(),
+                    json!({"issued": c[0], "ok": c[1], "fail": c[2], "info": c[3]}),
+                )
+            })
+            .collect(),
+    );
+    let never: Vec<&str> = by_f
+        .iter()
+        .filter(|(_, c)| c[1] == 0)
+        .map(|(f, _)| *f)
+        .collect();
+    if !never.is_empty() {
+        return CheckerResult::new(
+            NAME,
+            Verdict::Unknown,
+            never
+                .iter()
+                .map(|f| {
+                    let c = by_f[f];
+                    format!(
+                        "no {f} ever succeeded ({} issued: {} failed, {} indeterminate)",
+                        c[0], c[2], c[3]
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("; "),
+            details,
+        );
+    }
+    let summary = by_f
+        .iter()
+        .map(|(f, c)| format!("{f} {}/{}", c[1], c[0]))
+        .collect::<Vec<_>>()
+        .join(", ");
+    require_evidence(
+        CheckerResult::new(
+            NAME,
+            Verdict::Valid,
+            format!("ok/issued: {summary}"),
+            details,
+        ),
+        by_f.len(),
+        "no operation was issued",
+    )
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -120,11 +203,15 @@ pub fn monotonic_reads(ops: &[Op<'_>]) -> CheckerResult {
             );
         }
     }
-    CheckerResult::new(
-        NAME,
-        Verdict::Valid,
-        format!("{} sessions, {checked} ops with a zxid", by_session.len()),
-        json!({"sessions": by_session.len(), "ops_checked": checked}),
+    require_evidence(
+        CheckerResult::new(
+            NAME,
+            Verdict::Valid,
+            format!("{} sessions, {checked} ops with a zxid", by_session.len()),
+            json!({"sessions": by_session.len(), "ops_checked": checked}),
+        ),
+        checked,
+        "no completed operation carries a session and a zxid",
     )
 }
 
@@ -186,11 +273,15 @@ pub fn sequential(ops: &[Op<'_>]) -> CheckerResult {
             );
         }
     }
-    CheckerResult::new(
-        NAME,
-        Verdict::Valid,
-        format!("{} parents, {total} sequential creates", by_parent.len()),
-        json!({"parents": by_parent.len(), "creates": total}),
+    require_evidence(
+        CheckerResult::new(
+            NAME,
+            Verdict::Valid,
+            format!("{} parents, {total} sequential creates", by_parent.len()),
+            json!({"parents": by_parent.len(), "creates": total}),
+        ),
+        total,
+        "no sequential create succeeded",
     )
 }
 
@@ -330,17 +421,22 @@ pub fn election(ops: &[Op<'_>]) -> CheckerResult {
             Counterexample::new(NAME, text, views(&[newer, older])),
         );
     }
-    CheckerResult::new(
-        NAME,
-        Verdict::Valid,
-        format!(
-            "{} claims, {} fenced writes, {} overlapping leaderships ({:.1} ms)",
-            claims.len(),
-            writes.len(),
-            details["overlapping_claims"].as_array().map_or(0, Vec::len),
-            overlap_total_ns as f64 / 1e6
+    let claimed = claims.len();
+    require_evidence(
+        CheckerResult::new(
+            NAME,
+            Verdict::Valid,
+            format!(
+                "{} claims, {} fenced writes, {} overlapping leaderships ({:.1} ms)",
+                claims.len(),
+                writes.len(),
+                details["overlapping_claims"].as_array().map_or(0, Vec::len),
+                overlap_total_ns as f64 / 1e6
+            ),
+            details,
         ),
-        details,
+        claimed,
+        "no leadership was ever claimed",
     )
 }
 
@@ -429,15 +525,20 @@ pub fn sessions(ops: &[Op<'_>]) -> CheckerResult {
             Counterexample::new(NAME, text, views(&[end, op])),
         );
     }
-    CheckerResult::new(
-        NAME,
-        Verdict::Valid,
-        format!(
-            "{} sessions ended, {} ephemeral paths, {reads} reads saw a node ({stale} stale local reads)",
-            ended.len(),
-            creators.len()
+    let evidence = if creators.is_empty() { 0 } else { ended.len() };
+    require_evidence(
+        CheckerResult::new(
+            NAME,
+            Verdict::Valid,
+            format!(
+                "{} sessions ended, {} ephemeral paths, {reads} reads saw a node ({stale} stale local reads)",
+                ended.len(),
+                creators.len()
+            ),
+            json!({"sessions_ended": ended.len(), "ephemeral_paths": creators.len(), "reads_seeing_nodes": reads, "stale_local_reads": stale}),
         ),
-        json!({"sessions_ended": ended.len(), "ephemeral_paths": creators.len(), "reads_seeing_nodes": reads, "stale_local_reads": stale}),
+        evidence,
+        "no session that owned an ephemeral node ever ended",
     )
 }
 
@@ -688,24 +789,47 @@ pub fn watches(ops: &[Op<'_>]) -> CheckerResult {
             Counterexample::new(NAME, text, views(&[w, c])),
         );
     }
-    CheckerResult::new(
-        NAME,
-        Verdict::Valid,
-        format!("{set} watches set, {fired} events"),
-        json!({"watches": set, "events": fired}),
+    require_evidence(
+        CheckerResult::new(
+            NAME,
+            Verdict::Valid,
+            format!("{set} watches set, {fired} events"),
+            json!({"watches": set, "events": fired}),
+        ),
+        set,
+        "no watch was ever set",
     )
 }
 
 // ---------------------------------------------------------------------------------------------
 
-/// Single leader: never two nodes leading in one epoch, and no node's epoch goes down.
+/// keeper's sync limit: a leader that has not heard from a quorum for this long steps down
+/// (`SYNC_LIMIT_TICKS` x `TICK_MS` in the server).
+pub const LEADER_SYNC_LIMIT_MS: u64 = 1_000;
+/// Slack on top of the sync limit before an old leader that still says it leads is a violation:
+/// `/status` is sampled every 250 ms with a 250 ms timeout, and the step-down waits for a tick.
+pub const LEADER_STEP_DOWN_MARGIN_MS: u64 = 2_000;
+/// How long a leader of an older epoch may still be seen leading once a newer epoch's leader is
+/// established: the seeds' "the minority leader thinks it is still leader temporarily".
+pub const OLD_LEADER_BOUND_MS: u64 = LEADER_SYNC_LIMIT_MS + LEADER_STEP_DOWN_MARGIN_MS;
+
+/// Single leader: never two nodes leading in one epoch, no node's epoch goes down, and a leader
+/// of an older epoch stops leading within [`OLD_LEADER_BOUND_MS`] of being seen to lead after a
+/// newer epoch's leader was established. The bound is measured from the first sample that shows
+/// the old leader still leading after that point, not from the new leader's start, so a paused
+/// old leader (silent while stopped, stepping down at its first tick after) is not mistaken for one
+/// that kept leading; a partitioned one answers every sample, so its whole overlap is seen.
 pub fn single_leader(samples: &[StatusSample]) -> CheckerResult {
     const NAME: &str = "single-leader";
+    // epoch -> node -> first time seen leading it
     let mut leaders: BTreeMap<u64, BTreeMap<String, u64>> = BTreeMap::new();
     let mut last_epoch: HashMap<&str, (u64, u64)> = HashMap::new();
     let mut answered = 0usize;
     let mut sorted: Vec<&StatusSample> = samples.iter().collect();
     sorted.sort_by_key(|s| s.time);
+    // (node, its epoch, newer epoch, newer leader) -> (first, last) time seen still leading
+    let mut overlaps: BTreeMap<(String, u64), (u64, String, u64, u64)> = BTreeMap::new();
+    let bound_ns = OLD_LEADER_BOUND_MS * 1_000_000;
     for s in sorted {
         let Some(st) = &s.status else { continue };
         answered += 1;
@@ -729,12 +853,50 @@ pub fn single_leader(samples: &[StatusSample]) -> CheckerResult {
             );
         }
         last_epoch.insert(&s.node, (epoch, s.time));
-        if st.get("role").and_then(Value::as_str) == Some("leading") {
-            leaders
-                .entry(epoch)
-                .or_default()
-                .entry(s.node.clone())
-                .or_insert(s.time);
+        if st.get("role").and_then(Value::as_str) != Some("leading") {
+            continue;
+        }
+        leaders
+            .entry(epoch)
+            .or_default()
+            .entry(s.node.clone())
+            .or_insert(s.time);
+        // The newest epoch another node was established to lead before this sample.
+        let newer = leaders
+            .range(epoch + 1..)
+            .flat_map(|(e, nodes)| nodes.iter().map(move |(n, t)| (*e, n, *t)))
+            .filter(|(_, n, t)| *n != &s.node && *t <= s.time)
+            .max_by_key(|(e, _, _)| *e);
+        if let Some((new_epoch, new_leader, _)) = newer {
+            let entry = overlaps.entry((s.node.clone(), epoch)).or_insert((
+                new_epoch,
+                new_leader.clone(),
+                s.time,
+                s.time,
+            ));
+            entry.3 = s.time;
+            let (new_epoch, new_leader, first, last) = entry.clone();
+            if last - first > bound_ns {
+                let text = format!(
+                    "{} kept leading epoch {epoch} for {:.1} s (from {:.3} s to {:.3} s) after {new_leader} was leading epoch {new_epoch}: an old leader must step down within {} ms",
+                    s.node,
+                    (last - first) as f64 / 1e9,
+                    first as f64 / 1e9,
+                    last as f64 / 1e9,
+                    OLD_LEADER_BOUND_MS
+                );
+                return invalid(
+                    NAME,
+                    text.clone(),
+                    json!({
+                        "old_leader": s.node, "old_epoch": epoch,
+                        "new_leader": new_leader, "new_epoch": new_epoch,
+                        "overlap_ms": (last - first) / 1_000_000,
+                        "bound_ms": OLD_LEADER_BOUND_MS,
+                    }),
+                    Counterexample::new(NAME, text, Vec::new()),
+                );
+            }
         }
     }
     for (epoch, nodes) in &leaders {
@@ -756,17 +918,28 @@ pub fn single_leader(samples: &[StatusSample]) -> CheckerResult {
             );
         }
     }
+    let longest_overlap_ms = overlaps
+        .values()
+        .map(|(_, _, first, last)| (last - first) / 1_000_000)
+        .max()
+        .unwrap_or(0);
     let nodes: HashSet<&str> = samples.iter().map(|s| s.node.as_str()).collect();
-    CheckerResult::new(
-        NAME,
-        Verdict::Valid,
-        format!(
-            "{} samples from {} nodes, {} epochs with a leader",
-            answered,
-            nodes.len(),
-            leaders.len()
+    require_evidence(
+        CheckerResult::new(
+            NAME,
+            Verdict::Valid,
+            format!(
+                "{} samples from {} nodes, {} epochs with a leader, old leaders stepped down within {} ms",
+                answered,
+                nodes.len(),
+                leaders.len(),
+                longest_overlap_ms
+            ),
+            json!({"samples": samples.len(), "answered": answered, "epochs": leaders.len(),
+                   "longest_old_leader_overlap_ms": longest_overlap_ms}),
         ),
-        json!({"samples": samples.len(), "answered": answered, "epochs": leaders.len()}),
+        leaders.len(),
+        "no node was ever seen leading",
     )
 }
 
@@ -782,6 +955,8 @@ pub fn convergence(samples: &[StatusSample]) -> CheckerResult {
     // zxid -> digest -> (node, first time seen)
     let mut seen: BTreeMap<u64, BTreeMap<u64, (String, u64)>> = BTreeMap::new();
     let mut last: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
+    // zxid -> the replicas sampled at it
+    let mut nodes_at: BTreeMap<u64, BTreeSet<&str>> = BTreeMap::new();
     let mut count = 0usize;
     for s in samples {
         let Some(d) = &s.digest else { continue };
@@ -792,6 +967,7 @@ pub fn convergence(samples: &[StatusSample]) -> CheckerResult {
             continue;
         };
         count += 1;
+        nodes_at.entry(zxid).or_default().insert(s.node.as_str());
         seen.entry(zxid)
             .or_default()
             .entry(digest)
@@ -822,21 +998,22 @@ pub fn convergence(samples: &[StatusSample]) -> CheckerResult {
             );
         }
     }
+    // Evidence: a zxid at which at least two replicas were sampled, so digests were compared.
+    let compared = nodes_at.values().filter(|nodes| nodes.len() > 1).count();
     let finals: BTreeSet<u64> = last.values().map(|(z, _)| *z).collect();
-    let agreed = finals.len() == 1;
-    CheckerResult::new(
-        NAME,
-        Verdict::Valid,
-        format!(
-            "{count} digests from {} nodes at {} zxids; {}",
-            last.len(),
-            seen.len(),
-            if agreed {
-                "all ended at the same zxid"
-            } else {
-                "the nodes did not end at one zxid"
-            }
+    require_evidence(
+        CheckerResult::new(
+            NAME,
+            Verdict::Valid,
+            format!(
+                "{count} digests from {} nodes at {} zxids, {compared} zxids seen on several replicas",
+                last.len(),
+                seen.len(),
+            ),
+            json!({"digests": count, "zxids": seen.len(), "compared_zxids": compared,
+                   "final_zxids": finals.len()}),
         ),
-        json!({"digests": count, "zxids": seen.len(), "final_agreement": agreed}),
+        compared,
+        "no two replicas were ever sampled at one zxid",
     )
 }

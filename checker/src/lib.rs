@@ -11,6 +11,7 @@ pub mod history;
 pub mod html;
 pub mod invariants;
 pub mod linear;
+pub mod liveness;
 pub mod model;
 pub mod reader;
 pub mod run;

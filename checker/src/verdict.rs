@@ -5,7 +5,8 @@ use serde_json::Value;
 
 use crate::history::{EventType, Op};
 
-/// `unknown` is honest when the search ran out of budget; it is never reported as `valid`.
+/// `unknown` is honest when a checker ran out of budget or had nothing to check; it is never
+/// reported as `valid`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
@@ -13,6 +14,17 @@ pub enum Verdict {
     Invalid,
     Unknown,
 }
+
+/// Exit code: every checker found the history valid.
+pub const EXIT_VALID: i32 = 0;
+/// Exit code: at least one checker found a violation (of safety or of liveness).
+pub const EXIT_INVALID: i32 = 1;
+/// Exit code: no violation found, but a checker could not decide or had nothing to check.
+pub const EXIT_UNKNOWN: i32 = 2;
+/// Exit code: the command line (or a file it names) was not usable.
+pub const EXIT_BAD_ARGUMENTS: i32 = 254;
+/// Exit code: the harness itself failed (cluster setup, I/O, a bug in schism).
+pub const EXIT_HARNESS_FAILURE: i32 = 255;
 
 impl Verdict {
     pub fn as_str(self) -> &'static str {
@@ -23,12 +35,12 @@ impl Verdict {
         }
     }
 
-    /// `schism`'s exit code for this verdict.
+    /// `schism`'s exit code for this verdict: the one table of them.
     pub fn exit_code(self) -> i32 {
         match self {
-            Verdict::Valid => 0,
-            Verdict::Invalid => 1,
-            Verdict::Unknown => 2,
+            Verdict::Valid => EXIT_VALID,
+            Verdict::Invalid => EXIT_INVALID,
+            Verdict::Unknown => EXIT_UNKNOWN,
         }
     }
 
@@ -39,6 +51,17 @@ impl Verdict {
             (Invalid, _) | (_, Invalid) => Invalid,
             (Unknown, _) | (_, Unknown) => Unknown,
             _ => Valid,
+        }
+    }
+
+    /// The verdict of several checkers (or runs) together, the only fold of verdicts there is:
+    /// invalid beats unknown beats valid, and an empty set is `unknown`, because nothing was
+    /// checked, so nothing was shown to be valid.
+    pub fn fold(verdicts: impl IntoIterator<Item = Verdict>) -> Verdict {
+        let mut verdicts = verdicts.into_iter();
+        match verdicts.next() {
+            None => Verdict::Unknown,
+            Some(first) => verdicts.fold(first, Verdict::combine),
         }
     }
 }
@@ -240,9 +263,7 @@ impl RunVerdict {
         ops: usize,
         checkers: Vec<CheckerResult>,
     ) -> RunVerdict {
-        let verdict = checkers
-            .iter()
-            .fold(Verdict::Valid, |v, c| v.combine(c.verdict));
+        let verdict = Verdict::fold(checkers.iter().map(|c| c.verdict));
         RunVerdict {
             verdict,
             workload,
@@ -250,6 +271,12 @@ impl RunVerdict {
             checkers,
             warnings: Vec::new(),
         }
+    }
+
+    /// Adds a checker's result and folds the verdict again.
+    pub fn push(&mut self, result: CheckerResult) {
+        self.checkers.push(result);
+        self.verdict = Verdict::fold(self.checkers.iter().map(|c| c.verdict));
     }
 
     /// The first counterexample, for the report.

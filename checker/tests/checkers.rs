@@ -496,7 +496,7 @@ fn results_directory_and_exit_codes() {
     let v = check_run_dir(dir.path(), &opts(None)).unwrap();
     assert_eq!(v.verdict, Verdict::Valid);
     let names: Vec<&str> = v.checkers.iter().map(|c| c.name.as_str()).collect();
-    assert_eq!(names, ["linearizable", "single-leader"]);
+    assert_eq!(names, ["linearizable", "stats", "single-leader"]);
     let args = |p: &Path| checker::cli::CheckArgs {
         path: p.to_path_buf(),
         model: None,

@@ -1,32 +1,19 @@
 //! Verdicts, the exit codes they map to, and `results.json`.
 //!
-//! The harness never decides a verdict itself: every [`CheckerResult`] comes from the `checker`
-//! crate. Combining them is the only logic here, and it is conservative: no checker, or any
-//! checker that could not decide, never adds up to `valid`.
+//! The harness never decides a verdict itself: every [`CheckerResult`], the fold of them and the
+//! table of exit codes come from the `checker` crate; this module only re-exports them and
+//! defines `results.json`.
 
 use serde::{Deserialize, Serialize};
 
+pub use checker::verdict::{
+    EXIT_BAD_ARGUMENTS, EXIT_HARNESS_FAILURE, EXIT_INVALID, EXIT_UNKNOWN, EXIT_VALID,
+};
 pub use checker::{CheckerResult, RunVerdict, Verdict};
 
-/// Exit code: every checker found the run valid.
-pub const EXIT_VALID: i32 = 0;
-/// Exit code: at least one checker found a violation.
-pub const EXIT_INVALID: i32 = 1;
-/// Exit code: no violation found, but at least one checker could not decide.
-pub const EXIT_UNKNOWN: i32 = 2;
-/// Exit code: the command line (or a file it names) was not usable.
-pub const EXIT_BAD_ARGUMENTS: i32 = 254;
-/// Exit code: the harness itself failed (cluster setup, I/O, a bug in schism).
-pub const EXIT_HARNESS_FAILURE: i32 = 255;
-
-/// The verdict of several checkers (or runs) together: invalid beats unknown beats valid. An
-/// empty set is `unknown`: nothing was checked, so nothing was shown to be valid.
+/// The verdict of several checkers or runs: the checker's one fold ([`Verdict::fold`]).
 pub fn combine(verdicts: impl IntoIterator<Item = Verdict>) -> Verdict {
-    let mut verdicts = verdicts.into_iter();
-    match verdicts.next() {
-        None => Verdict::Unknown,
-        Some(first) => verdicts.fold(first, Verdict::combine),
-    }
+    Verdict::fold(verdicts)
 }
 
 /// `results.json`: every checker's verdict and details, as the checker reported them, plus
@@ -65,7 +52,7 @@ impl Results {
 impl From<RunVerdict> for Results {
     fn from(v: RunVerdict) -> Results {
         Results {
-            verdict: combine(v.checkers.iter().map(|c| c.verdict)),
+            verdict: v.verdict,
             workload: v.workload,
             ops: v.ops,
             checkers: v.checkers,

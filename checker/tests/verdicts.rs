@@ -1,0 +1,301 @@
+//! Planted holes: histories that show nothing, and clusters that never came back. Each must get
+//! the verdict it deserves (`unknown` for no evidence, `invalid` for a liveness failure), never a
+//! `valid` that nobody earned.
+
+use checker::liveness::{NodeEnd, RECOVERY_FILE, Recovery};
+use checker::reader::StatusSample;
+use checker::{
+    CheckOptions, CheckerResult, Event, EventType, ModelKind, RunVerdict, Verdict, check_history,
+    check_run_dir, check_status, invariants,
+};
+use serde_json::{Value, json};
+
+fn opts(model: Option<ModelKind>) -> CheckOptions {
+    CheckOptions {
+        model,
+        threads: Some(1),
+        ..CheckOptions::default()
+    }
+}
+
+/// `n` operations of `f` on one key, each completed with `kind`, with sessions and zxids as our
+/// workloads record them.
+fn all_completed_as(f: &str, kind: EventType, n: u64) -> Vec<Event> {
+    let mut events = Vec::new();
+    for p in 0..n {
+        let i = events.len() as u64;
+        let mut inv = Event::new(i, i * 1000, p, EventType::Invoke, f, json!(p));
+        inv.key = Some("/r".into());
+        inv.session = Some(1 + p);
+        events.push(inv);
+        let mut done = Event::new(i + 1, (i + 1) * 1000, p, kind, f, json!(p));
+        done.key = Some("/r".into());
+        done.session = Some(1 + p);
+        done.zxid = Some(10 + p);
+        events.push(done);
+    }
+    events
+}
+
+fn named<'a>(v: &'a RunVerdict, name: &str) -> &'a CheckerResult {
+    v.checkers
+        .iter()
+        .find(|c| c.name == name)
+        .unwrap_or_else(|| panic!("no {name} checker in {:?}", v.checkers))
+}
+
+#[test]
+fn an_empty_history_is_unknown_with_or_without_a_workload() {
+    for workload in [None, Some("register"), Some("sequential"), Some("watch")] {
+        let v = check_history(&[], workload, &opts(Some(ModelKind::Register))).unwrap();
+        assert_eq!(v.verdict, Verdict::Unknown, "{workload:?}: {v:?}");
+    }
+}
+
+#[test]
+fn a_history_where_every_operation_failed_is_not_valid() {
+    let h = all_completed_as("write", EventType::Fail, 5);
+    let v = check_history(&h, None, &opts(Some(ModelKind::Register))).unwrap();
+    assert_eq!(v.verdict, Verdict::Unknown, "{v:?}");
+    let v = check_history(&h, Some("register"), &opts(None)).unwrap();
+    assert_eq!(v.verdict, Verdict::Unknown, "{v:?}");
+    assert_eq!(named(&v, "linearizable").verdict, Verdict::Unknown);
+    let stats = named(&v, "stats");
+    assert_eq!(stats.verdict, Verdict::Unknown);
+    assert!(
+        stats.summary.contains("no write ever succeeded"),
+        "{stats:?}"
+    );
+}
+
+#[test]
+fn a_history_where_every_operation_timed_out_is_not_valid() {
+    let h = all_completed_as("write", EventType::Info, 5);
+    let v = check_history(&h, None, &opts(Some(ModelKind::Register))).unwrap();
+    assert_eq!(v.verdict, Verdict::Unknown, "{v:?}");
+    let v = check_history(&h, Some("register"), &opts(None)).unwrap();
+    assert_eq!(v.verdict, Verdict::Unknown, "{v:?}");
+}
+
+#[test]
+fn one_kind_that_never_succeeded_makes_the_run_unknown() {
+    let mut h = all_completed_as("write", EventType::Ok, 3);
+    let base = h.len() as u64;
+    for (i, e) in all_completed_as("cas", EventType::Fail, 2)
+        .into_iter()
+        .enumerate()
+    {
+        h.push(Event {
+            index: base + i as u64,
+            time: (base + i as u64) * 1000,
+            process: e.process + 10,
+            ..e
+        });
+    }
+    let v = check_history(&h, Some("register"), &opts(Some(ModelKind::Register))).unwrap();
+    let stats = named(&v, "stats");
+    assert_eq!(stats.verdict, Verdict::Unknown, "{stats:?}");
+    assert!(stats.summary.contains("no cas ever succeeded"), "{stats:?}");
+    assert_eq!(v.verdict, Verdict::Unknown);
+}
+
+#[test]
+fn a_checker_with_nothing_to_check_is_unknown() {
+    // Writes only: nothing for the sequential, election, sessions or watch checkers.
+    let h = all_completed_as("write", EventType::Ok, 3);
+    for (workload, checker) in [
+        ("sequential", "sequential"),
+        ("election", "election-safety"),
+        ("session", "sessions"),
+        ("watch", "watches"),
+    ] {
+        let v = check_history(&h, Some(workload), &opts(None)).unwrap();
+        let c = named(&v, checker);
+        assert_eq!(c.verdict, Verdict::Unknown, "{workload}: {c:?}");
+        assert!(c.summary.starts_with("nothing to check"), "{c:?}");
+        assert_eq!(v.verdict, Verdict::Unknown, "{workload}");
+    }
+}
+
+fn sample(time_ms: u64, node: &str, role: &str, epoch: u64) -> StatusSample {
+    StatusSample {
+        time: time_ms * 1_000_000,
+        node: node.into(),
+        status: Some(json!({"role": role, "epoch": epoch, "serving": true})),
+        error: None,
+        digest: None,
+    }
+}
+
+#[test]
+fn single_leader_needs_a_leader_to_have_been_seen() {
+    assert_eq!(check_status(&[]).verdict, Verdict::Unknown);
+    let followers: Vec<StatusSample> = (0..10)
+        .map(|i| sample(i * 250, "n1", "looking", 1))
+        .collect();
+    assert_eq!(check_status(&followers).verdict, Verdict::Unknown);
+}
+
+#[test]
+fn an_old_leader_that_keeps_leading_after_a_new_epoch_is_invalid() {
+    // The split-brain run: n3 leads epoch 1 throughout; n2 is elected in epoch 2 at 5 s and
+    // both are still seen leading 30 s later.
+    let mut samples = Vec::new();
+    for i in 0..160u64 {
+        let t = i * 250;
+        samples.push(sample(t, "n3", "leading", 1));
+        if t >= 5_000 {
+            samples.push(sample(t, "n2", "leading", 2));
+        }
+    }
+    let c = check_status(&samples);
+    assert_eq!(c.verdict, Verdict::Invalid, "{c:?}");
+    assert!(
+        c.summary.contains("n3 kept leading epoch 1"),
+        "{}",
+        c.summary
+    );
+    assert!(
+        c.summary.contains("n2 was leading epoch 2"),
+        "{}",
+        c.summary
+    );
+    assert_eq!(c.details["old_leader"], "n3");
+}
+
+#[test]
+fn an_old_leader_that_steps_down_in_time_is_valid() {
+    // n1 leads epoch 1, is paused (silent) while n2 is elected in epoch 2, then answers once more
+    // as leader after it resumes and steps down at its next tick.
+    let mut samples = Vec::new();
+    for i in 0..20u64 {
+        samples.push(sample(i * 250, "n1", "leading", 1));
+    }
+    for i in 24..120u64 {
+        samples.push(sample(i * 250, "n2", "leading", 2));
+    }
+    samples.push(sample(20_000, "n1", "leading", 1));
+    samples.push(sample(20_250, "n1", "leading", 1));
+    for i in 82..120u64 {
+        samples.push(sample(i * 250, "n1", "following", 2));
+    }
+    let c = check_status(&samples);
+    assert_eq!(c.verdict, Verdict::Valid, "{c:?}");
+}
+
+#[test]
+fn convergence_without_two_replicas_at_one_zxid_is_unknown() {
+    let samples: Vec<StatusSample> = ["n1", "n2", "n3"]
+        .iter()
+        .enumerate()
+        .map(|(i, n)| StatusSample {
+            time: i as u64,
+            node: n.to_string(),
+            status: None,
+            error: None,
+            digest: Some(json!({"zxid": 10 + i as u64, "digest": 5, "znodes": 1})),
+        })
+        .collect();
+    assert_eq!(
+        invariants::convergence(&samples).verdict,
+        Verdict::Unknown,
+        "nodes that never met at one zxid were never compared"
+    );
+}
+
+fn write_run(dir: &std::path::Path, history: &[Event], recovery: Option<&Recovery>) {
+    std::fs::write(dir.join("test.json"), r#"{"workload": "register"}"#).unwrap();
+    let lines: String = history
+        .iter()
+        .map(|e| serde_json::to_string(e).unwrap() + "\n")
+        .collect();
+    std::fs::write(dir.join("history.jsonl"), lines).unwrap();
+    let status: String = (0..8u64)
+        .flat_map(|i| {
+            ["n1", "n2", "n3"].map(|n| {
+                let mut s = sample(
+                    i * 250,
+                    n,
+                    if n == "n1" { "leading" } else { "following" },
+                    1,
+                );
+                s.digest = Some(json!({"zxid": 20, "digest": 9, "znodes": 2}));
+                serde_json::to_string(&s).unwrap() + "\n"
+            })
+        })
+        .collect();
+    std::fs::write(dir.join("status.jsonl"), status).unwrap();
+    if let Some(r) = recovery {
+        std::fs::write(dir.join(RECOVERY_FILE), serde_json::to_string(r).unwrap()).unwrap();
+    }
+}
+
+#[test]
+fn a_cluster_that_never_recovers_fails_the_run() {
+    let history = all_completed_as("write", EventType::Ok, 3);
+    let recovered = Recovery {
+        timeout_ms: 30_000,
+        healed_at: 5,
+        leader_ms: Some(300),
+        write_ms: Some(310),
+        read_ms: Some(320),
+        converged_ms: Some(800),
+        nodes: ["n1", "n2", "n3"]
+            .map(|n| NodeEnd {
+                node: n.into(),
+                zxid: Some(20),
+                digest: Some(9),
+                error: None,
+            })
+            .to_vec(),
+        errors: Vec::new(),
+    };
+    let good = tempfile::tempdir().unwrap();
+    write_run(good.path(), &history, Some(&recovered));
+    let v = check_run_dir(good.path(), &opts(Some(ModelKind::Register))).unwrap();
+    assert_eq!(named(&v, "recovery").verdict, Verdict::Valid);
+    assert_eq!(v.verdict, Verdict::Valid, "{v:?}");
+
+    // Two of three nodes never came back after the heal: no quorum, no leader.
+    let down = Recovery {
+        leader_ms: None,
+        write_ms: None,
+        read_ms: None,
+        converged_ms: None,
+        nodes: vec![
+            recovered.nodes[0].clone(),
+            NodeEnd {
+                node: "n2".into(),
+                error: Some("connection refused".into()),
+                ..NodeEnd::default()
+            },
+            NodeEnd {
+                node: "n3".into(),
+                error: Some("connection refused".into()),
+                ..NodeEnd::default()
+            },
+        ],
+        errors: vec!["no leader: n1 is looking".into()],
+        ..recovered.clone()
+    };
+    let bad = tempfile::tempdir().unwrap();
+    write_run(bad.path(), &history, Some(&down));
+    let v = check_run_dir(bad.path(), &opts(Some(ModelKind::Register))).unwrap();
+    assert_eq!(named(&v, "recovery").verdict, Verdict::Invalid);
+    assert_eq!(
+        v.verdict,
+        Verdict::Invalid,
+        "a server that stays down fails"
+    );
+    assert_eq!(v.verdict.exit_code(), 1);
+}
+
+#[test]
+fn no_checkers_fold_to_unknown() {
+    assert_eq!(Verdict::fold([]), Verdict::Unknown);
+    let v = RunVerdict::from_checkers(None, 10, Vec::new());
+    assert_eq!(v.verdict, Verdict::Unknown);
+    let unknown_only = CheckerResult::new("x", Verdict::Unknown, String::new(), Value::Null);
+    let v = RunVerdict::from_checkers(None, 10, vec![unknown_only]);
+    assert_eq!(v.verdict, Verdict::Unknown);
+}
