@@ -20,6 +20,7 @@ pub mod generator;
 pub mod junit;
 pub mod progress;
 pub mod recorder;
+pub mod recovery;
 pub mod report;
 pub mod runner;
 pub mod serve;

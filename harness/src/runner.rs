@@ -23,6 +23,7 @@ use crate::worker::{self, WorkerShared};
 use crate::workload::{self, Env, Node, Workload};
 use anyhow::{Context, anyhow};
 use checker::history::EventType;
+use checker::liveness::{RECOVERY_FILE, Recovery};
 use cluster::{Backend as _, BackendKind, Cluster, ClusterSpec};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -369,19 +370,25 @@ async fn run_workload_phases(
     let mut failure = main_phase.await.err();
     faults.heal_all();
 
+    // The liveness phase: what it sees goes to recovery.json, judged by the `recovery` checker.
+    let healed = Instant::now();
+    let mut recovery = Recovery {
+        timeout_ms: config.recovery_timeout_ms,
+        healed_at: clock.ns_at(healed),
+        ..Recovery::default()
+    };
     if failure.is_none() && !cancel.is_cancelled() {
         progress.phase("recovering");
-        match status::wait_until_serving(&nodes, config.recovery_timeout(), cancel).await {
-            Ok((true, _)) => {}
-            Ok((false, v)) => notes.push(format!(
-                "the cluster had not recovered {} ms after healing ({} of {} nodes answered, {} serving, leaders {:?})",
-                config.recovery_timeout_ms,
-                v.answered,
-                nodes.len(),
-                v.serving,
-                v.leaders
-            )),
-            Err(e) => failure = Some(e),
+        if let Err(e) = crate::recovery::until_serving(
+            &nodes,
+            healed,
+            config.recovery_timeout(),
+            &mut recovery,
+            cancel,
+        )
+        .await
+        {
+            failure = Some(e);
         }
     }
     if failure.is_none() && !cancel.is_cancelled() {
@@ -393,12 +400,14 @@ async fn run_workload_phases(
         // digests meanwhile, for the convergence checker.
         progress.phase("converging");
         let timeout = Duration::from_millis(status::CONVERGE_TIMEOUT_MS);
-        match status::wait_until_converged(&nodes, timeout, cancel).await {
-            Ok(true) => {}
-            Ok(false) => notes.push(format!(
-                "the nodes had not applied the same transactions {} ms after the final reads",
-                status::CONVERGE_TIMEOUT_MS
-            )),
+        match crate::recovery::until_converged(&nodes, healed, timeout, &mut recovery, cancel).await
+        {
+            Ok(()) => {
+                if let Err(e) = crate::store::write_json_synced(&run.file(RECOVERY_FILE), &recovery)
+                {
+                    failure = Some(e);
+                }
+            }
             Err(e) => failure = Some(e),
         }
     }

@@ -4,7 +4,7 @@
 
 use crate::recorder::RunClock;
 use crate::store::{JsonlWriter, SYNC_INTERVAL_MS};
-use crate::workload::Node;
+pub use crate::workload::Node;
 use keeper::api::{Role, Status};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -194,6 +194,22 @@ pub async fn wait_until_serving(
             _ = cancel.cancelled() => {}
         }
     }
+}
+
+/// Every node's `GET /v1/digest` (applied zxid, digest), or why it did not answer.
+pub async fn digests(
+    nodes: &[Node],
+) -> anyhow::Result<Vec<(String, Result<serde_json::Value, String>)>> {
+    let client = status_client()?;
+    let client = &client;
+    let asks = nodes.iter().map(|n| async move {
+        let url = format!("{}/v1/digest", n.url);
+        (
+            n.name.clone(),
+            get_json(client, &url, Duration::from_millis(STATUS_TIMEOUT_MS * 4)).await,
+        )
+    });
+    Ok(futures::future::join_all(asks).await)
 }
 
 /// Longest the nodes may take, after the final reads, to apply the same transactions.

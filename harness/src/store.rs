@@ -7,6 +7,7 @@
 //! nemesis.jsonl   every fault with its commands and times
 //! status.jsonl    samples of every node's GET /status
 //! nodes/<node>/   each node's logs
+//! recovery.json   what the liveness phase saw after the heal (judged by the `recovery` checker)
 //! results.json    every checker's verdict
 //! report.html     the self-contained report
 //! ```

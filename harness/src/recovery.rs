@@ -1,0 +1,136 @@
+//! The liveness phase: after the last fault heals, the cluster must elect a leader that every node
+//! follows, acknowledge a write, serve a linearizable read of it, and bring every replica to one
+//! applied zxid, each within the recovery timeout. What is seen is written to `recovery.json`
+//! (the checker's [`Recovery`] record), which the checker's `recovery` checker judges, so a server
+//! that stays down fails the run (exit 1) instead of passing it with a note.
+
+use std::time::{Duration, Instant};
+
+use checker::liveness::{NodeEnd, Recovery};
+use keeper_client::api::{Consistency, CreateMode};
+use keeper_client::{ClientConfig, Session};
+use tokio_util::sync::CancellationToken;
+
+use crate::status::{self, Node};
+
+/// Pause between two attempts at a step that failed.
+const RETRY_PAUSE_MS: u64 = 200;
+/// Budget of one probe operation (connect, write or read) before it is tried again.
+const PROBE_TIMEOUT_MS: u64 = 2_000;
+/// The probe's znodes live here, apart from every workload's paths.
+const PROBE_PREFIX: &str = "/schism-recovery-";
+
+fn ms_since(start: Instant) -> u64 {
+    start.elapsed().as_millis() as u64
+}
+
+/// Waits for a leader, then writes and reads through it, until `timeout` after `healed`.
+/// Fills the `leader_ms`, `write_ms` and `read_ms` of `record`.
+pub async fn until_serving(
+    nodes: &[Node],
+    healed: Instant,
+    timeout: Duration,
+    record: &mut Recovery,
+    cancel: &CancellationToken,
+) -> anyhow::Result<()> {
+    let deadline = healed + timeout;
+    let left = deadline.saturating_duration_since(Instant::now());
+    let (ready, view) = status::wait_until_serving(nodes, left, cancel).await?;
+    if !ready {
+        record.errors.push(format!(
+            "no leader followed by every node: {} of {} nodes answered, {} serving, leaders {:?}",
+            view.answered,
+            nodes.len(),
+            view.serving,
+            view.leaders
+        ));
+        return Ok(());
+    }
+    record.leader_ms = Some(ms_since(healed));
+
+    let mut config = ClientConfig::new(nodes.iter().map(|n| n.url.clone()));
+    config.request_timeout = Duration::from_millis(PROBE_TIMEOUT_MS);
+    config.connect_timeout = Duration::from_millis(PROBE_TIMEOUT_MS);
+    let mut last_error = String::new();
+    let mut written: Option<(Session, String)> = None;
+    while written.is_none() && Instant::now() < deadline && !cancel.is_cancelled() {
+        let attempt = async {
+            let session = Session::connect(config.clone()).await?;
+            let path = session
+                .create(PROBE_PREFIX, "after-heal", CreateMode::PersistentSequential)
+                .await?;
+            Ok::<_, keeper_client::Error>((session, path))
+        };
+        match attempt.await {
+            Ok(done) => written = Some(done),
+            Err(e) => {
+                last_error = format!("write: {e}");
+                tokio::time::sleep(Duration::from_millis(RETRY_PAUSE_MS)).await;
+            }
+        }
+    }
+    let Some((session, path)) = written else {
+        record.errors.push(last_error);
+        return Ok(());
+    };
+    record.write_ms = Some(ms_since(healed));
+
+    let reader = session.with_consistency(Consistency::Linearizable);
+    while Instant::now() < deadline && !cancel.is_cancelled() {
+        match reader.get_data(&path, false).await {
+            Ok((data, _)) if data == "after-heal" => {
+                record.read_ms = Some(ms_since(healed));
+                break;
+            }
+            Ok((data, _)) => {
+                // A read that misses the acknowledged write is a safety matter for the other
+                // checkers; here it only means the read step did not succeed.
+                last_error = format!("read of {path} returned {data:?}, not the write");
+            }
+            Err(e) => last_error = format!("read: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(RETRY_PAUSE_MS)).await;
+    }
+    if record.read_ms.is_none() {
+        record.errors.push(last_error);
+    }
+    let _ = session.close().await;
+    Ok(())
+}
+
+/// Waits until every node applied the same zxid (two polls in a row), then records each node's
+/// end: its applied zxid and digest. Fills `converged_ms` and `nodes`.
+pub async fn until_converged(
+    nodes: &[Node],
+    healed: Instant,
+    timeout: Duration,
+    record: &mut Recovery,
+    cancel: &CancellationToken,
+) -> anyhow::Result<()> {
+    if status::wait_until_converged(nodes, timeout, cancel).await? {
+        record.converged_ms = Some(ms_since(healed));
+    } else {
+        record.errors.push(format!(
+            "the nodes had not applied the same transactions {} ms after the final reads",
+            timeout.as_millis()
+        ));
+    }
+    record.nodes = status::digests(nodes)
+        .await?
+        .into_iter()
+        .map(|(node, reply)| match reply {
+            Ok(d) => NodeEnd {
+                node,
+                zxid: d.get("zxid").and_then(|z| z.as_u64()),
+                digest: d.get("digest").and_then(|z| z.as_u64()),
+                error: None,
+            },
+            Err(e) => NodeEnd {
+                node,
+                error: Some(e.to_string()),
+                ..NodeEnd::default()
+            },
+        })
+        .collect();
+    Ok(())
+}
