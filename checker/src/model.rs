@@ -896,4 +896,41 @@ mod tests {
         assert_eq!(m.invoke(&MutexOp::Acquire), MutexRet::Refused);
         assert_eq!(m.invoke(&MutexOp::Release), MutexRet::Ok);
     }
+
+    #[test]
+    fn kv_appends_in_order_and_gets_compare_strings() {
+        let mut k = Kv(String::new());
+        assert!(k.is_valid_step(&KvOp::Get, &KvRet::Get(String::new())));
+        k.invoke(&KvOp::Append("a".into()));
+        k.invoke(&KvOp::Append("b".into()));
+        assert!(
+            k.clone()
+                .is_valid_step(&KvOp::Get, &KvRet::Get("ab".into()))
+        );
+        assert!(
+            !k.clone()
+                .is_valid_step(&KvOp::Get, &KvRet::Get("ba".into()))
+        );
+        k.invoke(&KvOp::Put("z".into()));
+        assert_eq!(k.invoke(&KvOp::Get), KvRet::Get("z".into()));
+    }
+
+    #[test]
+    fn multi_register_reads_must_match_and_nil_reads_say_nothing() {
+        let (x, y, one, two) = (Val(1), Val(2), Val(3), Val(4));
+        let mut m = MultiRegister::default();
+        let txn = vec![MicroOp::Write(x, one), MicroOp::Read(y, None)];
+        assert_eq!(m.invoke(&txn), TxnRet::Consistent);
+        let read = |k, v| vec![MicroOp::Read(k, Some(v))];
+        assert_eq!(m.clone().invoke(&read(x, one)), TxnRet::Consistent);
+        assert_eq!(m.clone().invoke(&read(x, two)), TxnRet::Inconsistent);
+        assert_eq!(m.clone().invoke(&read(y, one)), TxnRet::Inconsistent);
+        // A read inside a transaction sees the transaction's own earlier write.
+        let own = vec![MicroOp::Write(y, two), MicroOp::Read(y, Some(two))];
+        assert_eq!(m.invoke(&own), TxnRet::Consistent);
+        // Writing nil back leaves a state equal to one that never had the key.
+        let mut a = MultiRegister::default();
+        a.invoke(&vec![MicroOp::Write(x, one), MicroOp::Write(x, Val::NIL)]);
+        assert_eq!(a, MultiRegister::default());
+    }
 }

@@ -628,4 +628,100 @@ mod tests {
         assert_eq!(h.events.len(), 1);
         assert_eq!(h.warnings.len(), 1);
     }
+
+    #[test]
+    fn edn_lists_comments_tags_and_multiline_maps() {
+        let edn = "; a comment first\n(#jepsen.history.Op{:index 0, :time 5, :type :invoke,\n   :process 0, :f :read, :value nil} ; trailing\n {:type :info, :f :kill, :process :nemesis}\n {:type :ok,\n  :f :read, :value 3, :process 0, :time 9})\n";
+        let h = parse(edn).unwrap();
+        assert_eq!(h.format, Format::JepsenEdn);
+        assert_eq!(h.events.len(), 2);
+        assert_eq!(h.lines, [2, 5]);
+        assert_eq!(h.events[1].value, json!(3));
+        assert!(h.warnings.is_empty(), "{:?}", h.warnings);
+        // Anything after the closing bracket is an error, not silently dropped.
+        let err = parse("[{:type :invoke :f :read :process 0}]\n{:x 1}\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("h:2: expected the end"), "{err}");
+    }
+
+    #[test]
+    fn a_cut_off_edn_record_is_dropped_with_its_line() {
+        let cut = "[{:type :invoke :f :read :process 0}\n {:type :ok :f :read\n  :value 3 :proc";
+        let h = parse(cut).unwrap();
+        assert_eq!(h.events.len(), 1);
+        assert!(
+            h.warnings[0].starts_with("h:2: ignored"),
+            "{:?}",
+            h.warnings
+        );
+        // All records complete, closing bracket missing: also a cut-off, named at the end.
+        let h = parse("[{:type :invoke :f :read :process 0}\n").unwrap();
+        assert_eq!(h.events.len(), 1);
+        assert!(h.warnings[0].contains("closing `]`"), "{:?}", h.warnings);
+        // A cut inside the only record leaves nothing to check: an error with the line.
+        let err = parse("\n{:type :invoke :f").unwrap_err().to_string();
+        assert!(err.starts_with("h:2: expected"), "{err}");
+        // Bad syntax in the middle is not a cut-off.
+        assert!(parse("[{:type :invoke :f :read :process 0}\n {:a}\n {:b 1}]").is_err());
+    }
+
+    #[test]
+    fn text_logs_separated_by_any_whitespace() {
+        let log = "INFO  jepsen.util - 4 :invoke :cas [1 2]\n\
+                   INFO  jepsen.util -   4    :info   :cas   [1 2]   :timed-out\n\
+                   INFO  jepsen.util - :nemesis :info :start nil\n";
+        let h = parse(log).unwrap();
+        assert_eq!(h.format, Format::JepsenLog);
+        assert_eq!(h.events.len(), 2);
+        assert_eq!(h.events[1].value, json!([1, 2]));
+        assert_eq!(h.events[1].error.as_deref(), Some(":timed-out"));
+        let txt = "0 :invoke :write 3\n0    :ok\t :write  3\n";
+        assert_eq!(parse(txt).unwrap().events.len(), 2);
+        // A log of jepsen.util lines none of which is an op: an error naming the first.
+        let err = parse("x jepsen.core - start\nx jepsen.util - hello\nx jepsen.util - 1 :bad\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("h:2: expected"), "{err}");
+    }
+
+    #[test]
+    fn independent_tuples_become_keys() {
+        let edn = "[{:type :invoke, :f :cas, :value [7 [1 2]], :process 0}\n\
+                    {:type :invoke, :f :read, :value [8 nil], :process 1}\n\
+                    {:type :info, :f :cas, :value :timed-out, :process 0}\n\
+                    {:type :ok, :f :read, :value [8 4], :process 1}]";
+        let h = parse(edn).unwrap();
+        let keys: Vec<_> = h.events.iter().map(|e| e.key.as_deref()).collect();
+        assert_eq!(keys, [Some("7"), Some("8"), Some("7"), Some("8")]);
+        assert_eq!(h.events[0].value, json!([1, 2]));
+        assert_eq!(h.events[2].value, json!("timed-out"));
+        assert_eq!(h.events[3].value, json!(4));
+        // A plain cas-register history of cas pairs is not mistaken for one.
+        let plain = "{:type :invoke, :f :cas, :value [1 2], :process 0}\n\
+                     {:type :ok, :f :cas, :value [1 2], :process 0}\n";
+        let h = parse(plain).unwrap();
+        assert!(h.events.iter().all(|e| e.key.is_none()));
+        assert_eq!(h.events[0].value, json!([1, 2]));
+    }
+
+    #[test]
+    fn empty_files_say_so_and_json_indexes_have_no_gaps() {
+        for empty in ["", "\n  \n", "; only a comment\n"] {
+            let h = parse(empty).unwrap();
+            assert!(h.events.is_empty());
+            assert!(h.warnings[0].contains("empty"), "{:?}", h.warnings);
+        }
+        let ev = |i: u64| {
+            format!(
+                r#"{{"index":{i},"time":{i},"process":0,"type":"invoke","f":"read","value":null}}"#
+            )
+        };
+        let err = parse(&format!("{}\n{}\n", ev(0), ev(0)))
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("h:2: expected index 1"), "{err}");
+        let err = parse(&format!("{}\n", ev(3))).unwrap_err().to_string();
+        assert!(err.starts_with("h:1: expected index 0"), "{err}");
+    }
 }
