@@ -400,8 +400,12 @@ fn text_op(line: &str) -> Option<Option<TextOp<'_>>> {
 fn parse_text(text: &str, file: &Path, log: bool) -> Result<History, ReadError> {
     let mut events = Vec::new();
     let mut lines = Vec::new();
+    let mut warnings = Vec::new();
     let mut first_unread: Option<usize> = None;
+    let total = text.lines().count();
     for (i, line) in text.lines().enumerate() {
+        // A run that crashed may have left half a line at the end: check what precedes it.
+        let cut_off = i + 1 == total && !text.ends_with('\n') && !events.is_empty();
         let body = if log {
             match line.split_once(JEPSEN_UTIL) {
                 Some((_, rest)) => rest,
@@ -419,6 +423,14 @@ fn parse_text(text: &str, file: &Path, log: bool) -> Result<History, ReadError> 
             expected,
         };
         let Some(op) = text_op(body) else {
+            if cut_off {
+                warnings.push(format!(
+                    "{}:{}: ignored the incomplete last line",
+                    file.display(),
+                    i + 1
+                ));
+                break;
+            }
             if log {
                 // jepsen.util logs other things too; only op lines matter.
                 first_unread.get_or_insert(i + 1);
@@ -437,8 +449,21 @@ fn parse_text(text: &str, file: &Path, log: bool) -> Result<History, ReadError> 
         let value = if op.rest.is_empty() {
             Value::Null
         } else {
-            p.value()
-                .map_err(|e| malformed(format!("an EDN value after `:{}`: {}", op.f, e.expected)))?
+            match p.value() {
+                Ok(v) => v,
+                Err(_) if cut_off => {
+                    warnings.push(format!(
+                        "{}:{}: ignored the incomplete last line",
+                        file.display(),
+                        i + 1
+                    ));
+                    break;
+                }
+                Err(e) => {
+                    let expected = format!("an EDN value after `:{}`: {}", op.f, e.expected);
+                    return Err(malformed(expected));
+                }
+            }
         };
         let error = op.rest[p.offset().min(op.rest.len())..].trim();
         let position = events.len() as u64;
@@ -466,7 +491,7 @@ fn parse_text(text: &str, file: &Path, log: bool) -> Result<History, ReadError> 
         },
         events,
         lines,
-        warnings: Vec::new(),
+        warnings,
     })
 }
 
@@ -678,6 +703,15 @@ mod tests {
         assert_eq!(h.events[1].error.as_deref(), Some(":timed-out"));
         let txt = "0 :invoke :write 3\n0    :ok\t :write  3\n";
         assert_eq!(parse(txt).unwrap().events.len(), 2);
+        // A log cut off inside its last line: the lines before it are read, with a warning.
+        let cut = format!("{log}INFO  jepsen.util - 5 :invoke :cas [1");
+        let h = parse(&cut).unwrap();
+        assert_eq!(h.events.len(), 2);
+        assert!(
+            h.warnings[0].starts_with("h:4: ignored"),
+            "{:?}",
+            h.warnings
+        );
         // A log of jepsen.util lines none of which is an op: an error naming the first.
         let err = parse("x jepsen.core - start\nx jepsen.util - hello\nx jepsen.util - 1 :bad\n")
             .unwrap_err()
