@@ -83,7 +83,7 @@ pub fn parse_history(text: &str, file: &Path) -> Result<History, ReadError> {
     let log = text
         .lines()
         .take(DETECT_LINES)
-        .any(|l| l.contains(JEPSEN_UTIL));
+        .any(|l| util_body(l).is_some());
     if log || text.lines().nth(first - 1).and_then(text_op).is_some() {
         let mut h = parse_text(text, file, log)?;
         split_independent(&mut h.events);
@@ -354,7 +354,20 @@ fn edn_event(v: &Value, position: u64) -> Result<Option<Event>, String> {
     Ok(Some(e))
 }
 
-const JEPSEN_UTIL: &str = "jepsen.util - ";
+/// The logger Jepsen prints ops with.
+const JEPSEN_UTIL: &str = "jepsen.util";
+
+/// What a `jepsen.log` line says after its logger name, when the logger is `jepsen.util`:
+/// `... jepsen worker 0 - jepsen.util - 0 :invoke ...` (older Jepsen) or
+/// `... jepsen worker 0 - jepsen.util 0 :invoke ...` (newer).
+fn util_body(line: &str) -> Option<&str> {
+    let (_, rest) = line.split_once(JEPSEN_UTIL)?;
+    if !rest.starts_with(char::is_whitespace) {
+        return None;
+    }
+    let rest = rest.trim_start();
+    Some(rest.strip_prefix("- ").unwrap_or(rest))
+}
 
 /// One op line of a Jepsen text log, before its value is parsed.
 struct TextOp<'a> {
@@ -395,7 +408,7 @@ fn text_op(line: &str) -> Option<Option<TextOp<'_>>> {
 }
 
 /// Reads `history.txt` (every line an op) or a `jepsen.log` (op lines are those with
-/// `jepsen.util - `; other lines are skipped). A non-empty file from which no operation could
+/// `jepsen.util`; other lines are skipped). A non-empty file from which no operation could
 /// be read is an error naming the first line that could not be.
 fn parse_text(text: &str, file: &Path, log: bool) -> Result<History, ReadError> {
     let mut events = Vec::new();
@@ -407,8 +420,8 @@ fn parse_text(text: &str, file: &Path, log: bool) -> Result<History, ReadError> 
         // A run that crashed may have left half a line at the end: check what precedes it.
         let cut_off = i + 1 == total && !text.ends_with('\n') && !events.is_empty();
         let body = if log {
-            match line.split_once(JEPSEN_UTIL) {
-                Some((_, rest)) => rest,
+            match util_body(line) {
+                Some(rest) => rest,
                 None => continue,
             }
         } else {
@@ -478,7 +491,7 @@ fn parse_text(text: &str, file: &Path, log: bool) -> Result<History, ReadError> 
         return Err(ReadError::Malformed {
             file: file.to_path_buf(),
             line,
-            expected: "a `jepsen.util - ` line holding an op: `process :type :f value` \
+            expected: "a `jepsen.util` line holding an op: `process :type :f value` \
                        (no operation could be read from this log)"
                 .into(),
         });
