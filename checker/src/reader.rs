@@ -478,7 +478,7 @@ fn parse_text(text: &str, file: &Path, log: bool) -> Result<History, ReadError> 
                 }
             }
         };
-        let error = op.rest[p.offset().min(op.rest.len())..].trim();
+        let error = op.rest.get(p.offset()..).unwrap_or("").trim();
         let position = events.len() as u64;
         let mut e = Event::new(position, position, op.process, op.kind, op.f, value);
         e.error = (!error.is_empty()).then(|| error.to_string());
@@ -770,5 +770,15 @@ mod tests {
         assert!(err.starts_with("h:2: expected index 1"), "{err}");
         let err = parse(&format!("{}\n", ev(3))).unwrap_err().to_string();
         assert!(err.starts_with("h:1: expected index 0"), "{err}");
+    }
+
+    proptest::proptest! {
+        /// Whatever the bytes, reading gives events or one error, never a panic.
+        #[test]
+        fn reading_never_panics(
+            text in "(jepsen\\.util( -)? |[0-9]|:invoke|:ok|:nemesis|:f|:value|:process|[\\[\\](){}#;\"\\\\ \\t\\n,]|é|nil|\\{\"index\":0)*"
+        ) {
+            let _ = parse(&text);
+        }
     }
 }
