@@ -1,7 +1,7 @@
 //! `schism check` and `schism bench-checker`: argument types for the harness's clap parser, and
 //! the commands themselves. Each returns the process exit code.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -16,8 +16,10 @@ pub const EXIT_BAD_INPUT: i32 = 254;
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct CheckArgs {
-    /// A history file (JSON lines, Jepsen history.edn, history.txt or jepsen.log) or a results directory.
-    pub path: PathBuf,
+    /// History files (JSON lines, Jepsen history.edn, history.txt or jepsen.log) or results
+    /// directories. With several, each gets one line and the exit code is the worst.
+    #[arg(required = true, num_args = 1..)]
+    pub paths: Vec<PathBuf>,
     /// Check linearizability against this model instead of the workload's checkers.
     #[arg(long, value_enum)]
     pub model: Option<ModelKind>,
@@ -74,9 +76,16 @@ pub fn print_verdict(v: &RunVerdict) {
 }
 
 /// Runs `schism check`; returns the exit code: 0 valid, 1 invalid, 2 unknown, 254 bad
-/// arguments or unreadable input.
+/// arguments or unreadable input. With several paths, the worst of theirs.
 pub fn run(args: &CheckArgs) -> i32 {
-    let v = match run::check_path(&args.path, &args.options()) {
+    match args.paths.as_slice() {
+        [path] => run_one(args, path),
+        paths => run_many(args, paths),
+    }
+}
+
+fn run_one(args: &CheckArgs, path: &Path) -> i32 {
+    let v = match run::check_path(path, &args.options()) {
         Ok(v) => v,
         Err(e) => {
             eprintln!("error: {e}");
@@ -101,6 +110,78 @@ pub fn run(args: &CheckArgs) -> i32 {
         return EXIT_BAD_INPUT;
     }
     v.verdict.exit_code()
+}
+
+/// How bad an exit code is: unreadable input, then invalid, then unknown, then valid.
+fn severity(code: i32) -> u8 {
+    match code {
+        0 => 0,
+        2 => 1,
+        1 => 2,
+        _ => 3,
+    }
+}
+
+/// Checks each path in this process (for corpora of many small histories, where starting a
+/// process per file would cost more than checking it) and prints one line per path, then the
+/// totals.
+fn run_many(args: &CheckArgs, paths: &[PathBuf]) -> i32 {
+    if args.html.is_some() {
+        eprintln!("error: --html writes one counterexample page: give it one path");
+        return EXIT_BAD_INPUT;
+    }
+    let opts = args.options();
+    let (mut valid, mut invalid, mut unknown, mut errors) = (0usize, 0usize, 0usize, 0usize);
+    let mut worst = 0;
+    for path in paths {
+        let (code, line, json) = match run::check_path(path, &opts) {
+            Ok(v) => {
+                match v.verdict {
+                    Verdict::Valid => valid += 1,
+                    Verdict::Invalid => invalid += 1,
+                    Verdict::Unknown => unknown += 1,
+                }
+                let summary = v
+                    .checkers
+                    .iter()
+                    .map(|c| format!("{} {}", c.name, c.verdict.as_str()))
+                    .chain(v.warnings.iter().map(|w| format!("warning: {w}")))
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                let line = format!("{}: {} ({summary})", path.display(), v.verdict.as_str());
+                let json = serde_json::json!({"path": path, "verdict": v.verdict, "result": v});
+                (v.verdict.exit_code(), line, json)
+            }
+            Err(e) => {
+                errors += 1;
+                let line = format!("{}: error: {e}", path.display());
+                let json = serde_json::json!({"path": path, "error": e.to_string()});
+                (EXIT_BAD_INPUT, line, json)
+            }
+        };
+        if severity(code) > severity(worst) {
+            worst = code;
+        }
+        if args.json {
+            println!("{json}");
+        } else {
+            println!("{line}");
+        }
+    }
+    let total = format!(
+        "{} files: {valid} valid, {invalid} invalid, {unknown} unknown, {errors} unreadable",
+        paths.len()
+    );
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({"files": paths.len(), "valid": valid, "invalid": invalid,
+                               "unknown": unknown, "unreadable": errors, "exit_code": worst})
+        );
+    } else {
+        println!("{total}");
+    }
+    worst
 }
 
 #[derive(clap::Args, Debug, Clone)]

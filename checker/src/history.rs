@@ -234,6 +234,22 @@ pub fn pair(events: &[Event]) -> Result<Vec<Op<'_>>, PairError> {
                         ),
                     });
                 }
+                // Both times come from one monotonic clock: a completion before its invocation
+                // means the history was edited or spliced, and real-time order means nothing.
+                if e.time < ops[i].invoke.time {
+                    return Err(PairError {
+                        position: pos,
+                        index: e.index,
+                        problem: format!(
+                            "`{}` of process {} completes at time {}, before its invocation at \
+                             time {}; expected a completion no earlier than its invocation",
+                            e.kind.as_str(),
+                            e.process,
+                            e.time,
+                            ops[i].invoke.time
+                        ),
+                    });
+                }
                 ops[i].complete_pos = Some(pos);
                 ops[i].complete = Some(e);
             }

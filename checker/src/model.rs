@@ -107,6 +107,10 @@ pub enum ModelKind {
     CasRegister,
     Znode,
     Mutex,
+    /// A key-value map with `get`, `put` and `append` on string values (porcupine's kv tests).
+    Kv,
+    /// Knossos's multi-register: `txn` of `[:read k v]` / `[:write k v]` over several keys.
+    MultiRegister,
 }
 
 impl ModelKind {
@@ -116,6 +120,8 @@ impl ModelKind {
             ModelKind::CasRegister => "cas-register",
             ModelKind::Znode => "znode",
             ModelKind::Mutex => "mutex",
+            ModelKind::Kv => "kv",
+            ModelKind::MultiRegister => "multi-register",
         }
     }
 
@@ -124,6 +130,7 @@ impl ModelKind {
     pub fn infer<'a>(ops: impl IntoIterator<Item = &'a Op<'a>>) -> Option<ModelKind> {
         let (mut rw, mut cas_pair, mut cas_obj, mut znode, mut mutex, mut other) =
             (false, false, false, false, false, false);
+        let (mut kv, mut txn) = (false, false);
         for op in ops {
             match op.f() {
                 "read" | "write" => rw = true,
@@ -134,14 +141,22 @@ impl ModelKind {
                 },
                 "create" | "delete" => znode = true,
                 "acquire" | "release" => mutex = true,
+                "get" | "put" | "append" => kv = true,
+                "txn" => txn = true,
                 _ if op.invoke.is_observation() => {}
                 _ => other = true,
             }
         }
         let register_like = rw || cas_pair || cas_obj || znode;
+        let families = [register_like, mutex, kv, txn]
+            .iter()
+            .filter(|&&f| f)
+            .count();
         match () {
-            _ if other || (mutex && register_like) || (cas_pair && (cas_obj || znode)) => None,
+            _ if other || families > 1 || (cas_pair && (cas_obj || znode)) => None,
             _ if mutex => Some(ModelKind::Mutex),
+            _ if kv => Some(ModelKind::Kv),
+            _ if txn => Some(ModelKind::MultiRegister),
             _ if cas_obj || znode => Some(ModelKind::Znode),
             _ if cas_pair => Some(ModelKind::CasRegister),
             _ if rw => Some(ModelKind::Register),
@@ -574,6 +589,254 @@ impl Model for MutexModel {
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// kv
+
+/// One key of a key-value map whose values are strings (porcupine's kv model). A key never
+/// written reads as the empty string, as the Go key-value servers porcupine tests answer.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Kv(pub String);
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum KvOp {
+    Get,
+    Put(String),
+    Append(String),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum KvRet {
+    Get(String),
+    Done,
+}
+
+impl SequentialSpec for Kv {
+    type Op = KvOp;
+    type Ret = KvRet;
+    fn invoke(&mut self, op: &KvOp) -> KvRet {
+        match op {
+            KvOp::Get => KvRet::Get(self.0.clone()),
+            KvOp::Put(v) => {
+                self.0.clone_from(v);
+                KvRet::Done
+            }
+            KvOp::Append(v) => {
+                self.0.push_str(v);
+                KvRet::Done
+            }
+        }
+    }
+    fn is_valid_step(&mut self, op: &KvOp, ret: &KvRet) -> bool {
+        // A get is checked without copying the value it read.
+        match (op, ret) {
+            (KvOp::Get, KvRet::Get(seen)) => self.0 == *seen,
+            _ => self.invoke(op) == *ret,
+        }
+    }
+}
+
+/// The text of a kv value: strings as they are, `nil` as the empty string, numbers and other
+/// values as JSON text.
+fn kv_text(v: &Value) -> String {
+    match v {
+        Value::Null => String::new(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+pub struct KvModel {
+    /// Every key's value before the first operation (`null`: the empty string).
+    pub initial: Value,
+}
+
+impl Model for KvModel {
+    type Spec = Kv;
+    fn name(&self) -> &'static str {
+        "kv"
+    }
+    fn init(&self, _: &mut Interner) -> Kv {
+        Kv(kv_text(&self.initial))
+    }
+    fn translate(&self, op: &Op<'_>, _: &mut Interner) -> Result<Option<Step<Kv>>, String> {
+        let ok = op.kind() == EventType::Ok;
+        Ok(Some(match op.f() {
+            "get" if !ok => return Ok(None),
+            "get" => Step {
+                op: KvOp::Get,
+                ret: Some(KvRet::Get(kv_text(op.result()))),
+            },
+            "put" => Step {
+                op: KvOp::Put(kv_text(op.value())),
+                ret: ok.then_some(KvRet::Done),
+            },
+            "append" => Step {
+                op: KvOp::Append(kv_text(op.value())),
+                ret: ok.then_some(KvRet::Done),
+            },
+            f => {
+                return Err(format!(
+                    "`get`, `put` or `append` for the kv model, not `{f}`"
+                ));
+            }
+        }))
+    }
+    fn describe(&self, s: &Kv, _: &Interner) -> String {
+        format!("{:?}", s.0)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// multi-register
+
+/// Knossos's multi-register: registers named by keys, read and written together by
+/// transactions. Kept as (key, value) pairs sorted by key, without the keys still at nil, so
+/// equal states compare and hash equal.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Default)]
+pub struct MultiRegister(pub Vec<(Val, Val)>);
+
+/// One micro-operation of a transaction: a read saw `Some(value)` (`None`: it does not say,
+/// as in an invocation or a crashed transaction), a write set the value.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum MicroOp {
+    Read(Val, Option<Val>),
+    Write(Val, Val),
+}
+
+/// A transaction's outcome: every read saw the current value (`Consistent`), or not.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum TxnRet {
+    Consistent,
+    Inconsistent,
+}
+
+impl MultiRegister {
+    fn get(&self, k: Val) -> Val {
+        match self.0.binary_search_by_key(&k, |e| e.0) {
+            Ok(i) => self.0[i].1,
+            Err(_) => Val::NIL,
+        }
+    }
+
+    fn set(&mut self, k: Val, v: Val) {
+        match (self.0.binary_search_by_key(&k, |e| e.0), v == Val::NIL) {
+            (Ok(i), true) => {
+                self.0.remove(i);
+            }
+            (Ok(i), false) => self.0[i].1 = v,
+            (Err(i), false) => self.0.insert(i, (k, v)),
+            (Err(_), true) => {}
+        }
+    }
+}
+
+impl SequentialSpec for MultiRegister {
+    type Op = Vec<MicroOp>;
+    type Ret = TxnRet;
+    /// Applies the micro-operations in order, as Knossos does: a read that names a value must
+    /// see it; a read of nil says nothing.
+    fn invoke(&mut self, txn: &Vec<MicroOp>) -> TxnRet {
+        let mut ret = TxnRet::Consistent;
+        for m in txn {
+            match *m {
+                MicroOp::Read(k, Some(v)) if self.get(k) != v => ret = TxnRet::Inconsistent,
+                MicroOp::Read(..) => {}
+                MicroOp::Write(k, v) => self.set(k, v),
+            }
+        }
+        ret
+    }
+}
+
+pub struct MultiRegisterModel {
+    /// The registers before the first transaction: `{"x": 0, "y": 0}`; `null` or a missing
+    /// key: nil.
+    pub initial: Value,
+}
+
+/// Reads `[[:read k v] [:write k v] ...]` (also `:r`/`:w`, Jepsen's short forms).
+fn micro_ops(txn: &Value, vals: &mut Interner) -> Result<Vec<MicroOp>, String> {
+    let expected = || format!("a txn value `[[:read k v] [:write k v] ...]`, not {txn}");
+    let items = txn.as_array().ok_or_else(expected)?;
+    items
+        .iter()
+        .map(|m| match m.as_array().map(Vec::as_slice) {
+            Some([f, k, v]) => {
+                let (k, v) = (vals.intern(&Value::String(as_key(k))), vals.intern(v));
+                match f.as_str() {
+                    Some("read" | "r") => Ok(MicroOp::Read(k, (v != Val::NIL).then_some(v))),
+                    Some("write" | "w") => Ok(MicroOp::Write(k, v)),
+                    _ => Err(expected()),
+                }
+            }
+            _ => Err(expected()),
+        })
+        .collect()
+}
+
+/// Keys are compared as text: `:x` in the history and `"x"` in `--initial` are one key.
+fn as_key(k: &Value) -> String {
+    match k {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+impl Model for MultiRegisterModel {
+    type Spec = MultiRegister;
+    fn name(&self) -> &'static str {
+        "multi-register"
+    }
+    fn init(&self, vals: &mut Interner) -> MultiRegister {
+        let mut s = MultiRegister::default();
+        if let Value::Object(m) = &self.initial {
+            for (k, v) in m {
+                let k = vals.intern(&Value::String(k.clone()));
+                let v = vals.intern(v);
+                s.set(k, v);
+            }
+        }
+        s
+    }
+    fn translate(
+        &self,
+        op: &Op<'_>,
+        vals: &mut Interner,
+    ) -> Result<Option<Step<MultiRegister>>, String> {
+        if op.f() != "txn" {
+            return Err(format!(
+                "`txn` for the multi-register model, not `{}`",
+                op.f()
+            ));
+        }
+        let ok = op.kind() == EventType::Ok;
+        // An ok transaction's completion holds what its reads saw; a crashed one only what it
+        // meant to write.
+        let txn = if ok && !op.result().is_null() {
+            op.result()
+        } else {
+            op.value()
+        };
+        let txn = micro_ops(txn, vals)?;
+        if !ok && txn.iter().all(|m| matches!(m, MicroOp::Read(..))) {
+            return Ok(None);
+        }
+        Ok(Some(Step {
+            op: txn,
+            ret: ok.then_some(TxnRet::Consistent),
+        }))
+    }
+    fn describe(&self, s: &MultiRegister, vals: &Interner) -> String {
+        if s.0.is_empty() {
+            return "all nil".into();
+        }
+        s.0.iter()
+            .map(|(k, v)| format!("{}={}", vals.show(*k).trim_matches('"'), vals.show(*v)))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -632,5 +895,42 @@ mod tests {
         assert_eq!(m.invoke(&MutexOp::Acquire), MutexRet::Ok);
         assert_eq!(m.invoke(&MutexOp::Acquire), MutexRet::Refused);
         assert_eq!(m.invoke(&MutexOp::Release), MutexRet::Ok);
+    }
+
+    #[test]
+    fn kv_appends_in_order_and_gets_compare_strings() {
+        let mut k = Kv(String::new());
+        assert!(k.is_valid_step(&KvOp::Get, &KvRet::Get(String::new())));
+        k.invoke(&KvOp::Append("a".into()));
+        k.invoke(&KvOp::Append("b".into()));
+        assert!(
+            k.clone()
+                .is_valid_step(&KvOp::Get, &KvRet::Get("ab".into()))
+        );
+        assert!(
+            !k.clone()
+                .is_valid_step(&KvOp::Get, &KvRet::Get("ba".into()))
+        );
+        k.invoke(&KvOp::Put("z".into()));
+        assert_eq!(k.invoke(&KvOp::Get), KvRet::Get("z".into()));
+    }
+
+    #[test]
+    fn multi_register_reads_must_match_and_nil_reads_say_nothing() {
+        let (x, y, one, two) = (Val(1), Val(2), Val(3), Val(4));
+        let mut m = MultiRegister::default();
+        let txn = vec![MicroOp::Write(x, one), MicroOp::Read(y, None)];
+        assert_eq!(m.invoke(&txn), TxnRet::Consistent);
+        let read = |k, v| vec![MicroOp::Read(k, Some(v))];
+        assert_eq!(m.clone().invoke(&read(x, one)), TxnRet::Consistent);
+        assert_eq!(m.clone().invoke(&read(x, two)), TxnRet::Inconsistent);
+        assert_eq!(m.clone().invoke(&read(y, one)), TxnRet::Inconsistent);
+        // A read inside a transaction sees the transaction's own earlier write.
+        let own = vec![MicroOp::Write(y, two), MicroOp::Read(y, Some(two))];
+        assert_eq!(m.invoke(&own), TxnRet::Consistent);
+        // Writing nil back leaves a state equal to one that never had the key.
+        let mut a = MultiRegister::default();
+        a.invoke(&vec![MicroOp::Write(x, one), MicroOp::Write(x, Val::NIL)]);
+        assert_eq!(a, MultiRegister::default());
     }
 }

@@ -8,7 +8,10 @@ use serde_json::Value;
 use crate::history::{self, Event, EventType, Op};
 use crate::invariants;
 use crate::linear::{self, Limits, TranslateError};
-use crate::model::{CasRegisterModel, Model, ModelKind, MutexModel, RegisterModel, ZnodeModel};
+use crate::model::{
+    CasRegisterModel, KvModel, Model, ModelKind, MultiRegisterModel, MutexModel, RegisterModel,
+    ZnodeModel,
+};
 use crate::reader::{self, ReadError, StatusSample};
 use crate::verdict::{CheckerResult, RunVerdict, Verdict};
 
@@ -53,7 +56,7 @@ pub enum CheckError {
         problem: String,
     },
     #[error(
-        "cannot tell which model to check the history against (from its `f` values); pass --model register|cas-register|znode|mutex"
+        "cannot tell which model to check the history against (from its `f` values); pass --model register|cas-register|znode|mutex|kv|multi-register"
     )]
     NoModel,
     #[error("{}: {message}", dir.display())]
@@ -112,6 +115,8 @@ fn linearizability(
         ModelKind::CasRegister => go(&CasRegisterModel { initial }, ops, &limits),
         ModelKind::Znode => go(&ZnodeModel { initial }, ops, &limits),
         ModelKind::Mutex => go(&MutexModel, ops, &limits),
+        ModelKind::Kv => go(&KvModel { initial }, ops, &limits),
+        ModelKind::MultiRegister => go(&MultiRegisterModel { initial }, ops, &limits),
     }
 }
 
@@ -153,6 +158,8 @@ fn check_events(
                 let kind = match (opts.model, workload) {
                     (Some(m), _) => m,
                     (None, Some("register")) => ModelKind::Znode,
+                    // No operations to infer a model from: reported as such below.
+                    (None, _) if ops.is_empty() => continue,
                     (None, _) => ModelKind::infer(&ops).ok_or(CheckError::NoModel)?,
                 };
                 let r = linearizability(&ops, kind, opts)

@@ -498,7 +498,7 @@ fn results_directory_and_exit_codes() {
     let names: Vec<&str> = v.checkers.iter().map(|c| c.name.as_str()).collect();
     assert_eq!(names, ["linearizable", "stats", "single-leader"]);
     let args = |p: &Path| checker::cli::CheckArgs {
-        path: p.to_path_buf(),
+        paths: vec![p.to_path_buf()],
         model: None,
         initial: None,
         json: true,
