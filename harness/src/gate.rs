@@ -105,6 +105,14 @@ pub const BUG_MATRIX: &[BugEntry] = &[
         keeperd_args: &[],
         why: "some watch events are never delivered",
     },
+    BugEntry {
+        bug: "election-never-settles",
+        workload: "register",
+        faults: "kill,kill-leader",
+        must_flag: &["recovery"],
+        keeperd_args: &[],
+        why: "after a restart or a lost leader the election never concludes: the cluster stays down after the heal",
+    },
 ];
 
 /// The correct server must be valid under every workload with each of these fault sets.

@@ -722,6 +722,9 @@ enum Search {
 struct Outcome {
     model: Arc<KeeperModel>,
     discoveries: BTreeMap<&'static str, stateright::Path<SysState, Action>>,
+    /// The exhaustive search stopped at `EXHAUSTIVE_STATE_CAP` before its depth bound: it did
+    /// not cover every state it was asked to.
+    capped: bool,
 }
 
 /// Chooses uniformly among the actions that change something. stateright's own uniform
@@ -827,9 +830,24 @@ fn check(mut run: Run) -> Outcome {
         checker.max_depth(),
         started.elapsed().as_secs_f64()
     );
+    let capped = matches!(run.search, Search::Exhaustive)
+        && checker.unique_state_count() >= EXHAUSTIVE_STATE_CAP;
+    if capped {
+        eprintln!(
+            "model {}: STATE CAP REACHED: the search stopped at {} states (cap {EXHAUSTIVE_STATE_CAP}) \
+             before covering depth {}; its claim holds only for the states it visited",
+            run.name,
+            checker.unique_state_count(),
+            run.depth
+        );
+    }
     let discoveries: BTreeMap<_, _> = checker.discoveries().into_iter().collect();
     let model = Arc::new(KeeperModel::new(run.setup));
-    Outcome { model, discoveries }
+    Outcome {
+        model,
+        discoveries,
+        capped,
+    }
 }
 
 impl Outcome {
@@ -931,6 +949,16 @@ fn elections_from_a_cold_start_are_safe() {
         search: Search::Exhaustive,
     });
     assert_safe(&outcome);
+    // A safety claim over states in which nothing happens is empty: the bound must reach the
+    // states it claims to cover, an established leader among them.
+    assert!(
+        outcome.discoveries.contains_key("a leader is elected"),
+        "no leader is elected within depth {depth}: raise COLD_DEPTH"
+    );
+    assert!(
+        deep() || !outcome.capped,
+        "the bounded cold search hit the state cap"
+    );
 }
 
 /// Writes, a crash and restart, and re-elections from an established leader: every state
@@ -952,6 +980,10 @@ fn writes_and_a_crash_from_an_established_leader_are_safe() {
     assert!(
         outcome.discoveries.contains_key("a write is acknowledged"),
         "no write acknowledged within depth {depth}"
+    );
+    assert!(
+        deep() || !outcome.capped,
+        "the bounded warm search hit the state cap"
     );
 }
 

@@ -217,6 +217,13 @@ impl Core {
     }
 
     fn decide(&mut self, vote: Vote, round: u64) {
+        // BUG(election-never-settles): once the ensemble has had a leader (epoch 1 or later),
+        // a LOOKING node never concludes an election, neither by a quorum of votes nor by
+        // joining a ruling leader, as in ZOOKEEPER-1419 ("Leader election never settles"). A
+        // fresh ensemble elects; any re-election or restart leaves nodes looking for ever.
+        if self.cfg.has_bug(Bug::ElectionNeverSettles) && self.current_epoch >= 1 {
+            return;
+        }
         self.round = round;
         self.vote = vote;
         if vote.id == self.cfg.id {

@@ -44,10 +44,11 @@ pub enum Bug {
     EphemeralLeak,
     SequenceReuse,
     WatchDrop,
+    ElectionNeverSettles,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 9] = [
+    pub const ALL: [Bug; 10] = [
         Bug::StaleRead,
         Bug::EarlyAck,
         Bug::NoFsync,
@@ -57,6 +58,7 @@ impl Bug {
         Bug::EphemeralLeak,
         Bug::SequenceReuse,
         Bug::WatchDrop,
+        Bug::ElectionNeverSettles,
     ];
 
     pub fn name(self) -> &'static str {
@@ -70,6 +72,7 @@ impl Bug {
             Bug::EphemeralLeak => "ephemeral-leak",
             Bug::SequenceReuse => "sequence-reuse",
             Bug::WatchDrop => "watch-drop",
+            Bug::ElectionNeverSettles => "election-never-settles",
         }
     }
 
