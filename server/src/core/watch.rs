@@ -65,6 +65,39 @@ impl Watches {
         fired
     }
 
+    /// Removes the session's watches of `kind` on `path` (only looks with `check_only`).
+    /// False when it has none there.
+    pub fn remove(
+        &mut self,
+        path: &str,
+        session: SessionId,
+        kind: super::WatchKind,
+        check_only: bool,
+    ) -> bool {
+        use super::WatchKind;
+        let mut found = false;
+        for (map, matches) in [
+            (&mut self.data, kind != WatchKind::Child),
+            (&mut self.child, kind != WatchKind::Data),
+        ] {
+            let Some(sessions) = map.get_mut(path).filter(|_| matches) else {
+                continue;
+            };
+            if !sessions.contains(&session) {
+                continue;
+            }
+            found = true;
+            if !check_only {
+                sessions.remove(&session);
+                self.count -= 1;
+                if sessions.is_empty() {
+                    map.remove(path);
+                }
+            }
+        }
+        found
+    }
+
     /// Forgets every watch of a session that ended.
     pub fn remove_session(&mut self, session: SessionId) {
         for map in [&mut self.data, &mut self.child] {
