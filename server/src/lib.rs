@@ -13,3 +13,4 @@ pub mod shell;
 pub mod storage;
 pub mod tree;
 pub mod txn;
+pub mod zk;
