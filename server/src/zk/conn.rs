@@ -319,7 +319,19 @@ impl Connection {
                     Some(Item::Overflow { dropped }) => {
                         return Err(Closed::Refused(format!("{dropped} watch events overflowed")));
                     }
-                    Some(Item::Ended(_)) | None => return Err(Closed::SessionEnded(self.session)),
+                    // The session ended (closed by this client, or expired). A reply still
+                    // owed (the closeSession's own) goes out before the connection closes.
+                    Some(Item::Ended(_)) | None => {
+                        if let Some(pending) = inflight.take() {
+                            let answer = pending.await;
+                            self.owed -= 1;
+                            shared.stats.outstanding.fetch_sub(1, Ordering::Relaxed);
+                            if !answer.frame.is_empty() {
+                                self.send(&answer.frame).await?;
+                            }
+                        }
+                        return Err(Closed::SessionEnded(self.session));
+                    }
                 },
                 answer = async { inflight.as_mut().expect("guarded").await }, if inflight.is_some() => {
                     inflight = None;
