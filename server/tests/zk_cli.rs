@@ -1,0 +1,189 @@
+//! ZooKeeper's own shell, `zkCli.sh` (Debian's `zookeeper` package), against a 3-node keeper
+//! ensemble through its ZooKeeper ports: the leader-election walk-through of seed 003. Three
+//! shells, each on a different node, create `-e -s /election/leader_`; the smallest leads;
+//! its owner dies, its session expires, its node disappears and the next shell's watch fires;
+//! then that one quits and the third shell's watch fires.
+//!
+//! Skipped (with a line saying so) where zkCli.sh is not installed; `.ci/run` installs it.
+
+mod support;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use support::Node;
+
+const ZKCLI: &str = "/usr/share/zookeeper/bin/zkCli.sh";
+/// How long a shell may take to print what a step expects (JVM start, session expiry).
+const EXPECT_TIMEOUT_MS: u64 = 60_000;
+
+/// One zkCli.sh process fed commands on stdin; everything it prints is collected.
+struct Shell {
+    name: &'static str,
+    child: Child,
+    stdin: ChildStdin,
+    out: Arc<Mutex<String>>,
+    /// Output before this offset was matched by an earlier `expect`.
+    seen: usize,
+}
+
+impl Shell {
+    fn start(name: &'static str, server: SocketAddr) -> Shell {
+        let mut child = Command::new(ZKCLI)
+            .args(["-server", &server.to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .spawn()
+            .expect("start zkCli.sh");
+        let out = Arc::new(Mutex::new(String::new()));
+        for stream in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
+            let out = out.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    let mut o = out.lock().unwrap();
+                    o.push_str(&line);
+                    o.push('\n');
+                }
+            });
+        }
+        let stdin = child.stdin.take().unwrap();
+        Shell {
+            name,
+            child,
+            stdin,
+            out,
+            seen: 0,
+        }
+    }
+
+    fn send(&mut self, command: &str) {
+        writeln!(self.stdin, "{command}").expect("write to zkCli.sh");
+        self.stdin.flush().unwrap();
+    }
+
+    /// Waits until the output after the last match contains `text`.
+    fn expect(&mut self, text: &str) {
+        let deadline = Instant::now() + Duration::from_millis(EXPECT_TIMEOUT_MS);
+        loop {
+            {
+                let out = self.out.lock().unwrap();
+                if let Some(at) = out[self.seen..].find(text) {
+                    self.seen += at + text.len();
+                    return;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "{}: no {text:?} within {EXPECT_TIMEOUT_MS} ms; output:\n{}",
+                    self.name,
+                    *out
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn output_since_last_match(&self) -> String {
+        self.out.lock().unwrap()[self.seen..].to_string()
+    }
+
+    /// Like Ctrl+C in the walk-through: the client dies without closing its session.
+    fn kill(&mut self) {
+        let pgid = nix::unistd::Pid::from_raw(-(self.child.id() as i32));
+        let _ = nix::sys::signal::kill(pgid, nix::sys::signal::Signal::SIGKILL);
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Shell {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+use std::os::unix::process::CommandExt;
+
+fn start_ensemble(dir: &Path) -> (Vec<Node>, Vec<SocketAddr>) {
+    let flags = support::ensemble_flags(3, &[]);
+    let mut nodes = Vec::new();
+    let mut zk = Vec::new();
+    for (i, mut f) in flags.into_iter().enumerate() {
+        let addr: SocketAddr = format!("127.0.0.1:{}", support::free_port())
+            .parse()
+            .unwrap();
+        f.extend(["--zk-addr".to_string(), addr.to_string()]);
+        nodes.push(Node::start(
+            i as u64 + 1,
+            &dir.join(format!("n{}", i + 1)),
+            &f,
+        ));
+        zk.push(addr);
+    }
+    (nodes, zk)
+}
+
+#[test]
+fn zkcli_leader_election_walkthrough() {
+    if !Path::new(ZKCLI).exists() {
+        eprintln!("skipping: {ZKCLI} is not installed (apt-get install zookeeper)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (_nodes, zk) = start_ensemble(dir.path());
+
+    // Terminal 1: the parent node and the first candidate. zkCli retries its connection until
+    // the ensemble has a leader.
+    let mut t1 = Shell::start("terminal 1", zk[0]);
+    t1.expect("state:SyncConnected type:None");
+    t1.send(r#"create /election "election""#);
+    t1.expect("Created /election");
+    t1.send(r#"create -e -s /election/leader_ "node1""#);
+    t1.expect("Created /election/leader_0000000000");
+
+    // Terminals 2 and 3, on the other nodes: each watches its predecessor.
+    let mut t2 = Shell::start("terminal 2", zk[1]);
+    t2.expect("state:SyncConnected type:None");
+    t2.send(r#"create -e -s /election/leader_ "node2""#);
+    t2.expect("Created /election/leader_0000000001");
+    t2.send("stat -w /election/leader_0000000000");
+    t2.expect("ephemeralOwner");
+
+    let mut t3 = Shell::start("terminal 3", zk[2]);
+    t3.expect("state:SyncConnected type:None");
+    t3.send(r#"create -e -s /election/leader_ "node3""#);
+    t3.expect("Created /election/leader_0000000002");
+    t3.send("stat -w /election/leader_0000000001");
+    t3.expect("ephemeralOwner");
+
+    // Step 3: the smallest sequence number leads.
+    t3.send("ls /election");
+    t3.expect("[leader_0000000000, leader_0000000001, leader_0000000002]");
+    t3.send("get /election/leader_0000000000");
+    t3.expect("node1");
+
+    // Step 4: the leader's client dies; its session expires on the ensemble and its ephemeral
+    // node goes. Terminal 2's watch fires.
+    t1.kill();
+    t2.expect("WatchedEvent state:SyncConnected type:NodeDeleted path:/election/leader_0000000000");
+    t2.send("ls /election");
+    t2.expect("[leader_0000000001, leader_0000000002]");
+    // Terminal 3 watches the new leader, which is alive: nothing fired there.
+    assert!(
+        !t3.output_since_last_match().contains("NodeDeleted"),
+        "terminal 3's watch fired although its predecessor lives:\n{}",
+        t3.output_since_last_match()
+    );
+
+    // The new leader quits cleanly (closeSession): its node goes at once, terminal 3 leads.
+    t2.send("quit");
+    t3.expect("WatchedEvent state:SyncConnected type:NodeDeleted path:/election/leader_0000000001");
+    t3.send("ls /election");
+    t3.expect("[leader_0000000002]");
+}
