@@ -142,6 +142,23 @@ mod tests {
     }
 
     #[test]
+    fn remove_takes_only_the_kind_asked_for_and_check_only_looks() {
+        use crate::core::WatchKind;
+        let mut w = Watches::default();
+        w.add_data("/a", 1);
+        w.add_child("/a", 1);
+        assert!(w.remove("/a", 1, WatchKind::Data, true));
+        assert_eq!(w.len(), 2);
+        assert!(w.remove("/a", 1, WatchKind::Data, false));
+        assert!(!w.remove("/a", 1, WatchKind::Data, false));
+        assert!(!w.remove("/a", 2, WatchKind::Any, false));
+        assert_eq!(w.len(), 1);
+        assert!(w.remove("/a", 1, WatchKind::Any, false));
+        assert_eq!(w.len(), 0);
+        assert!(w.fire(EventKind::Deleted, "/a").is_empty());
+    }
+
+    #[test]
     fn removing_a_session_drops_its_watches_only() {
         let mut w = Watches::default();
         w.add_data("/a", 1);

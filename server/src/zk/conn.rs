@@ -51,6 +51,8 @@ enum Closed {
     Refused(String),
     #[error("session {0:#x} ended")]
     SessionEnded(SessionId),
+    #[error("another connection took the session over")]
+    Replaced,
     #[error("session closed by the client")]
     ByClient,
     #[error("the client closed the connection")]
@@ -64,7 +66,7 @@ pub(super) async fn handle(stream: TcpStream, peer: SocketAddr, shared: Arc<Shar
     let result = serve(stream, &shared).await;
     shared.stats.connections.fetch_sub(1, Ordering::Relaxed);
     match result {
-        Ok(()) | Err(Closed::Eof | Closed::ByClient | Closed::Stopping) => {
+        Ok(()) | Err(Closed::Eof | Closed::ByClient | Closed::Stopping | Closed::Replaced) => {
             tracing::debug!(%peer, "zk connection closed")
         }
         Err(e) => tracing::info!(%peer, "zk connection closed: {e}"),
@@ -321,7 +323,9 @@ impl Connection {
                     }
                     // The session ended (closed by this client, or expired). A reply still
                     // owed (the closeSession's own) goes out before the connection closes.
-                    Some(Item::Ended(_)) | None => {
+                    // Another connection took the session over (the client reconnected).
+                    None => return Err(Closed::Replaced),
+                    Some(Item::Ended(_)) => {
                         if let Some(pending) = inflight.take() {
                             let answer = pending.await;
                             self.owed -= 1;
