@@ -187,3 +187,50 @@ fn zkcli_leader_election_walkthrough() {
     t3.send("ls /election");
     t3.expect("[leader_0000000002]");
 }
+
+#[test]
+fn zkcli_commands_beyond_the_walkthrough() {
+    if !Path::new(ZKCLI).exists() {
+        eprintln!("skipping: {ZKCLI} is not installed (apt-get install zookeeper)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let zk: SocketAddr = format!("127.0.0.1:{}", support::free_port())
+        .parse()
+        .unwrap();
+    let _node = Node::start(
+        1,
+        &dir.path().join("n1"),
+        &["--zk-addr".to_string(), zk.to_string()],
+    );
+    let mut sh = Shell::start("zkCli", zk);
+    sh.expect("state:SyncConnected type:None");
+    // Each command, then what zkCli.sh prints for it.
+    let steps: &[(&str, &str)] = &[
+        ("create /a x", "Created /a"),
+        ("create /a/b", "Created /a/b"),
+        ("create /a/b/c", "Created /a/b/c"),
+        ("getAllChildrenNumber /a", "\n2\n"),
+        ("sync /a", "Sync is OK"),
+        ("get -w /a", "\nx\n"),
+        ("removewatches /a -d", "type:DataWatchRemoved path:/a"),
+        ("removewatches /a -d", "No such watcher for /a"),
+        ("getAcl /a", "'world,'anyone\n: cdrwa"),
+        ("setAcl /a digest:u:p:cdrwa", "Acl is not valid : /a"),
+        ("create -c /cont", "Created /cont"),
+        ("create /cont/x", "Created /cont/x"),
+        ("delete /cont/x", ""),
+        // The container went with its last child.
+        ("ls /", "[a, zookeeper]"),
+        ("ls -s /a", "numChildren = 1"),
+        ("create /a/b", "Node already exists: /a/b"),
+        ("delete /a", "Node not empty: /a"),
+        ("set -v 7 /a y", "version No is not valid : /a"),
+        ("deleteall /a", ""),
+        ("ls /", "[zookeeper]"),
+    ];
+    for (command, answer) in steps {
+        sh.send(command);
+        sh.expect(answer);
+    }
+}
