@@ -32,8 +32,13 @@ struct Shell {
 
 impl Shell {
     fn start(name: &'static str, server: SocketAddr) -> Shell {
+        Shell::start_with(name, &server.to_string())
+    }
+
+    /// `servers`: zkCli.sh's `-server` list, `HOST:PORT,HOST:PORT,...`.
+    fn start_with(name: &'static str, servers: &str) -> Shell {
         let mut child = Command::new(ZKCLI)
-            .args(["-server", &server.to_string()])
+            .args(["-server", servers])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -233,4 +238,62 @@ fn zkcli_commands_beyond_the_walkthrough() {
         sh.send(command);
         sh.expect(answer);
     }
+}
+
+/// `srvr`'s `Connections:` count of the ZooKeeper port at `addr` (this query's own included).
+fn connections(addr: SocketAddr) -> Option<u64> {
+    use std::io::Read;
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    s.write_all(b"srvr").ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    out.lines()
+        .find_map(|l| l.strip_prefix("Connections: "))
+        .and_then(|n| n.trim().parse().ok())
+}
+
+#[test]
+fn zkcli_watch_survives_a_reconnect_to_another_node() {
+    if !Path::new(ZKCLI).exists() {
+        eprintln!("skipping: {ZKCLI} is not installed (apt-get install zookeeper)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (mut nodes, zk) = start_ensemble(dir.path());
+    let all = zk
+        .iter()
+        .map(|a| a.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    // The watcher may use any node; it picks one at random.
+    let mut w = Shell::start_with("watcher", &all);
+    w.expect("state:SyncConnected type:None");
+    w.send("create /w v0");
+    w.expect("Created /w");
+    w.send("get -w /w");
+    w.expect("\nv0\n");
+
+    // Kill the node the watcher is connected to (the only one with a client besides the
+    // `srvr` query itself). Its watch lived there only.
+    let deadline = Instant::now() + Duration::from_millis(EXPECT_TIMEOUT_MS);
+    let under = loop {
+        if let Some(i) = (0..3).find(|i| connections(zk[*i]) == Some(2)) {
+            break i;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no node shows the watcher's connection"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    nodes[under].kill9();
+    w.expect("state:Disconnected");
+    w.expect("state:SyncConnected type:None");
+
+    // The Java client set its watch again on the node it reconnected to (setWatches), so a
+    // change made through another node fires it there.
+    let mut s = Shell::start("setter", zk[(under + 1) % 3]);
+    s.expect("state:SyncConnected type:None");
+    s.send("set /w v1");
+    w.expect("WatchedEvent state:SyncConnected type:NodeDataChanged path:/w");
 }
