@@ -28,21 +28,25 @@ fn kazoo_installed() -> bool {
 /// How long the ensemble may take to elect a leader.
 const LEADER_TIMEOUT_MS: u64 = 30_000;
 
+/// A four-letter word's answer, or "" if the port does not answer.
+fn four_letter(addr: &str, word: &str) -> String {
+    use std::io::{Read, Write};
+    let mut out = String::new();
+    if let Ok(mut s) = std::net::TcpStream::connect(addr)
+        && s.write_all(word.as_bytes()).is_ok()
+    {
+        let _ = s.read_to_string(&mut out);
+    }
+    out
+}
+
 /// Which of the targets (`HOST:PORT=PID`) leads, by its `srvr` four-letter word.
 fn leader_index(targets: &[String]) -> usize {
-    use std::io::{Read, Write};
     let deadline = Instant::now() + Duration::from_millis(LEADER_TIMEOUT_MS);
     loop {
         for (i, t) in targets.iter().enumerate() {
             let addr = t.split('=').next().unwrap();
-            let Ok(mut s) = std::net::TcpStream::connect(addr) else {
-                continue;
-            };
-            let mut out = String::new();
-            if s.write_all(b"srvr").is_ok()
-                && s.read_to_string(&mut out).is_ok()
-                && out.contains("Mode: leader")
-            {
+            if four_letter(addr, "srvr").contains("Mode: leader") {
                 return i;
             }
         }
@@ -78,6 +82,17 @@ fn kazoo_election_and_lock_survive_a_killed_node() {
     }
     // The node under client 1 is the ensemble's leader: killing it also costs an election.
     let leader = leader_index(&targets);
+    // The leader's `mntr` counts its synced followers.
+    let leader_zk = targets[leader].split('=').next().unwrap().to_string();
+    let deadline = Instant::now() + Duration::from_millis(LEADER_TIMEOUT_MS);
+    while !four_letter(&leader_zk, "mntr").contains("zk_synced_followers\t2\n") {
+        assert!(
+            Instant::now() < deadline,
+            "the leader's mntr never showed 2 synced followers:\n{}",
+            four_letter(&leader_zk, "mntr")
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     targets.swap(0, leader);
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/zk/kazoo_recipes.py");
     let mut child = Command::new("python3")

@@ -362,3 +362,95 @@ fn four_letter_words_answer_in_text() {
     }
     assert!(four_letter(addr, "stat").contains("Clients:"));
 }
+
+#[test]
+fn multi_reports_every_op_and_multiread_answers_each_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_node, addr) = start_node(&dir);
+    let mut a = Wire::open(addr);
+    a.handshake(0, 0, &[0; 16]).unwrap();
+    assert_eq!(a.create("/m", "d", 0).err, code::OK);
+
+    // create2 /m/x, then a check that fails: the multi fails as a whole; the header says OK
+    // and each op's result says what happened (ZooKeeper's MultiResponse).
+    let failed = a.call(op::MULTI, |w| {
+        w.int(op::CREATE2).bool(false).int(-1);
+        w.string("/m/x").buffer(b"");
+        keeper::zk::proto::open_acl(w);
+        w.int(0);
+        w.int(op::CHECK).bool(false).int(-1).string("/m").int(5);
+        w.int(-1).bool(true).int(-1);
+    });
+    assert_eq!(failed.err, code::OK);
+    let mut r = Reader::new(&failed.body);
+    let mut results = Vec::new();
+    loop {
+        let (kind, done, err) = (r.int().unwrap(), r.bool().unwrap(), r.int().unwrap());
+        if done {
+            break;
+        }
+        assert_eq!(kind, op::ERROR);
+        assert_eq!(r.int().unwrap(), err, "ErrorResponse repeats the code");
+        results.push(err);
+    }
+    assert_eq!(results, vec![code::OK, code::BAD_VERSION]);
+    assert_eq!(
+        a.get_data("/m/x", false).err,
+        code::NO_NODE,
+        "nothing applied"
+    );
+
+    // multiRead: each read answered on its own, errors included.
+    let reads = a.call(op::MULTI_READ, |w| {
+        w.int(op::GET_DATA)
+            .bool(false)
+            .int(-1)
+            .string("/m")
+            .bool(false);
+        w.int(op::GET_CHILDREN)
+            .bool(false)
+            .int(-1)
+            .string("/none")
+            .bool(false);
+        w.int(op::GET_CHILDREN)
+            .bool(false)
+            .int(-1)
+            .string("/")
+            .bool(false);
+        w.int(-1).bool(true).int(-1);
+    });
+    assert_eq!(reads.err, code::OK);
+    let mut r = Reader::new(&reads.body);
+    assert_eq!((r.int().unwrap(), r.bool().unwrap()), (op::GET_DATA, false));
+    r.int().unwrap();
+    assert_eq!(r.buffer().unwrap(), b"d");
+    skip_stat(&mut r);
+    let (kind, done, err) = (r.int().unwrap(), r.bool().unwrap(), r.int().unwrap());
+    assert_eq!((kind, done, err), (op::ERROR, false, code::NO_NODE));
+    assert_eq!(r.int().unwrap(), code::NO_NODE);
+    assert_eq!(
+        (r.int().unwrap(), r.bool().unwrap()),
+        (op::GET_CHILDREN, false)
+    );
+    r.int().unwrap();
+    assert_eq!(
+        r.vector(|r| r.string()).unwrap(),
+        vec!["m".to_string(), "zookeeper".to_string()]
+    );
+    assert_eq!((r.int().unwrap(), r.bool().unwrap()), (-1, true));
+}
+
+/// Skips a jute `Stat` (czxid, mzxid, ctime, mtime, version, cversion, aversion,
+/// ephemeralOwner, dataLength, numChildren, pzxid).
+fn skip_stat(r: &mut Reader) {
+    for _ in 0..4 {
+        r.long().unwrap();
+    }
+    for _ in 0..3 {
+        r.int().unwrap();
+    }
+    r.long().unwrap();
+    r.int().unwrap();
+    r.int().unwrap();
+    r.long().unwrap();
+}
