@@ -9,6 +9,8 @@
 //! - [`http`]: the client API (axum), `docs/API.md`.
 //! - [`sse`]: per-session watch event queues and their server-sent-event streams.
 //! - [`peer`]: the TCP transport between servers.
+//! - `crate::zk` (the ZooKeeper port, `--zk-addr`) reaches the driver and the event hub as
+//!   [`http`] and [`sse`] do.
 //!
 //! Deliberately absent: retries, timeouts of requests (the core answers `timeout`), any
 //! interpretation of peer messages. The shell only bounds what the core cannot see: queues,
