@@ -176,13 +176,49 @@ pub enum ClientRequest {
         last_zxid: Zxid,
         path: String,
     },
+    /// Sets watches again after a reconnect (ZooKeeper's setWatches): a watch whose node
+    /// changed after `relative_zxid` (the last zxid the client saw) fires at once instead.
+    SetWatches {
+        session: SessionId,
+        last_zxid: Zxid,
+        relative_zxid: Zxid,
+        data: Vec<String>,
+        exist: Vec<String>,
+        child: Vec<String>,
+    },
+    /// Removes (or with `check_only`, checks for) the session's watches of `kind` on `path`;
+    /// `no_watcher` when there is none (ZooKeeper's removeWatches / checkWatches).
+    RemoveWatches {
+        session: SessionId,
+        path: String,
+        kind: WatchKind,
+        check_only: bool,
+    },
+}
+
+/// Which watches `RemoveWatches` means (ZooKeeper's WatcherType).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum WatchKind {
+    Child,
+    Data,
+    Any,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Read {
-    Exists { path: String },
-    GetData { path: String },
-    GetChildren { path: String },
+    Exists {
+        path: String,
+    },
+    GetData {
+        path: String,
+    },
+    GetChildren {
+        path: String,
+    },
+    /// How many nodes lie below `path`, at any depth (ZooKeeper's getAllChildrenNumber).
+    AllChildrenNumber {
+        path: String,
+    },
 }
 
 /// A successful reply. Each carries, beside it in `Output::Reply`, the node's applied zxid.
@@ -214,6 +250,9 @@ pub enum Response {
     },
     Multi {
         results: Vec<OpResult>,
+    },
+    Count {
+        count: u64,
     },
 }
 

@@ -549,6 +549,81 @@ impl Core {
                 self.touch(session);
                 self.request_sync(request, session, AfterSync::Done, false, deadline);
             }
+            ClientRequest::SetWatches {
+                session,
+                last_zxid,
+                relative_zxid,
+                data,
+                exist,
+                child,
+            } => {
+                if let Some(e) = self.check_session(session, last_zxid) {
+                    return self.reply_error(request, e);
+                }
+                self.touch(session);
+                self.set_watches(session, relative_zxid, data, exist, child);
+                self.reply_ok(request, Response::Done);
+            }
+            ClientRequest::RemoveWatches {
+                session,
+                path,
+                kind,
+                check_only,
+            } => {
+                self.touch(session);
+                if self.watches.remove(&path, session, kind, check_only) {
+                    self.reply_ok(request, Response::Done);
+                } else {
+                    let message = format!("no watch of this session on {path}");
+                    self.reply_err(request, ErrorCode::NoWatcher, &message);
+                }
+            }
+        }
+    }
+
+    /// ZooKeeper's `DataTree.setWatches`: each watch the client held before it reconnected is
+    /// set again, unless what it watches changed after `relative_zxid`, the last zxid the
+    /// client saw; then the event it missed fires at once (in this reply's batch, so before
+    /// the reply).
+    fn set_watches(
+        &mut self,
+        session: SessionId,
+        relative_zxid: Zxid,
+        data: Vec<String>,
+        exist: Vec<String>,
+        child: Vec<String>,
+    ) {
+        let mut missed = Vec::new();
+        for path in data {
+            match self.tree.get(&path) {
+                None => missed.push((EventKind::Deleted, path)),
+                Some((_, stat)) if stat.mzxid > relative_zxid => {
+                    missed.push((EventKind::DataChanged, path))
+                }
+                Some(_) => _ = self.watches.add_data(&path, session),
+            }
+        }
+        for path in exist {
+            match self.tree.get(&path) {
+                Some(_) => missed.push((EventKind::Created, path)),
+                None => _ = self.watches.add_data(&path, session),
+            }
+        }
+        for path in child {
+            match self.tree.get(&path) {
+                None => missed.push((EventKind::Deleted, path)),
+                Some((_, stat)) if stat.pzxid > relative_zxid => {
+                    missed.push((EventKind::ChildrenChanged, path))
+                }
+                Some(_) => _ = self.watches.add_child(&path, session),
+            }
+        }
+        let zxid = self.tree.last_applied();
+        for (kind, path) in missed {
+            self.out.push(Output::Event {
+                session,
+                event: WatchEvent { kind, path, zxid },
+            });
         }
     }
 
@@ -566,11 +641,15 @@ impl Core {
             }
             ClientRequest::Multi { ops, .. } => ops,
             ClientRequest::Read { read, .. } => {
-                let (Read::Exists { path } | Read::GetData { path } | Read::GetChildren { path }) =
-                    read;
+                let (Read::Exists { path }
+                | Read::GetData { path }
+                | Read::GetChildren { path }
+                | Read::AllChildrenNumber { path }) = read;
                 return crate::path::validate(path);
             }
-            ClientRequest::Sync { path, .. } => return crate::path::validate(path),
+            ClientRequest::Sync { path, .. } | ClientRequest::RemoveWatches { path, .. } => {
+                return crate::path::validate(path);
+            }
             _ => return Ok(()),
         };
         for op in ops {
@@ -791,6 +870,10 @@ impl Core {
                     }
                     Ok(r)
                 }
+                None => Err(no_node(path)),
+            },
+            Read::AllChildrenNumber { path } => match self.tree.descendant_count(path) {
+                Some(count) => Ok(Response::Count { count }),
                 None => Err(no_node(path)),
             },
         };

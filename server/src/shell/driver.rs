@@ -170,7 +170,9 @@ fn session_of(body: &ClientRequest) -> Option<SessionId> {
         | ClientRequest::Write { session, .. }
         | ClientRequest::Multi { session, .. }
         | ClientRequest::Read { session, .. }
-        | ClientRequest::Sync { session, .. } => Some(*session),
+        | ClientRequest::Sync { session, .. }
+        | ClientRequest::SetWatches { session, .. }
+        | ClientRequest::RemoveWatches { session, .. } => Some(*session),
     }
 }
 
