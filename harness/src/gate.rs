@@ -47,9 +47,9 @@ pub const BUG_MATRIX: &[BugEntry] = &[
     BugEntry {
         bug: "no-fsync",
         workload: "register",
-        faults: "kill-all",
+        faults: "power-loss",
         keeperd_args: &[],
-        why: "kill -9 of every node loses acknowledged writes that were never synced",
+        why: "a power loss drops acknowledged writes that reached the kernel but were never synced",
     },
     BugEntry {
         bug: "split-brain",
