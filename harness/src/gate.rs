@@ -99,7 +99,7 @@ pub const BUG_MATRIX: &[BugEntry] = &[
 pub const CORRECT_FAULT_SETS: &[&str] = &[
     "none",
     "partition,partition-leader",
-    "kill,kill-leader,kill-all,pause",
+    "kill,kill-leader,kill-all,pause,power-loss",
     "depose-leader",
 ];
 
