@@ -26,6 +26,11 @@ pub fn lazyfs_for(config: &TestConfig) -> anyhow::Result<Option<std::path::PathB
     {
         return Ok(None);
     }
+    if config.backend == crate::config::Backend::Docker {
+        return Err(anyhow!(UsageError(
+            cluster::lazyfs::NO_POWER_LOSS_ON_DOCKER.to_string()
+        )));
+    }
     let beside = std::env::current_exe()
         .ok()
         .and_then(|exe| exe.parent().map(|d| d.join("schism-lazyfs")));
