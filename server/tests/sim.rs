@@ -439,6 +439,21 @@ impl Sim {
                 *slot = None;
             }
             self.requests.retain(|(n, _), _| *n != id);
+            // The dead process's connections close: every live node that is not cut off from
+            // it hears so (a partitioned one does not, as no RST crosses a partition).
+            for other in self.ids.clone() {
+                if other != id && !self.cut.contains(&(id, other)) {
+                    self.input(other, Input::PeerDisconnected { peer: id });
+                }
+            }
+        } else if roll < 75 {
+            // A stale or spurious disconnect notice (a link that reset while the peer lives):
+            // it may cost an election, never safety.
+            let id = self.ids[self.rng.random_range(0..self.ids.len())];
+            let peer = self.ids[self.rng.random_range(0..self.ids.len())];
+            if peer != id {
+                self.input(id, Input::PeerDisconnected { peer });
+            }
         } else {
             // Restart every crashed node from its disk.
             for id in self.ids.clone() {

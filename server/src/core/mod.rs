@@ -226,6 +226,13 @@ pub enum Input {
         from: NodeId,
         msg: PeerMsg,
     },
+    /// The shell saw a connection from `peer` end (closed or reset): the peer's process died
+    /// or dropped the link. A partition sends no such notice, so nothing may depend on getting
+    /// one; a stale notice (the peer already reconnected) may arrive too, and costs at most an
+    /// election.
+    PeerDisconnected {
+        peer: NodeId,
+    },
 }
 
 /// What to write to disk. Applied in order; see the durability rule above.

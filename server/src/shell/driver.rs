@@ -51,6 +51,10 @@ pub enum DriverInput {
         from: NodeId,
         msg: PeerMsg,
     },
+    /// A connection from this peer ended (see `Input::PeerDisconnected`).
+    PeerDisconnected {
+        peer: NodeId,
+    },
     Status(oneshot::Sender<Status>),
     Digest(oneshot::Sender<DigestReply>),
 }
@@ -158,6 +162,12 @@ impl DriverHandle {
     /// its socket, which pushes back on the sending peer.
     pub async fn peer(&self, from: NodeId, msg: PeerMsg) -> bool {
         self.tx.send(DriverInput::Peer { from, msg }).await.is_ok()
+    }
+
+    /// Tells the core that the connection from `peer` ended. Sent on the channel that carried
+    /// the connection's messages, so the core sees it after all of them.
+    pub async fn peer_disconnected(&self, peer: NodeId) {
+        let _ = self.tx.send(DriverInput::PeerDisconnected { peer }).await;
     }
 }
 
@@ -349,8 +359,9 @@ impl Driver {
         loop {
             let mut inputs = Vec::new();
             let now = self.clock.now();
-            if now < self.next_tick && self.loopback.is_empty() {
-                let wait = Duration::from_millis(self.next_tick - now);
+            let due = self.tick_due();
+            if now < due && self.loopback.is_empty() {
+                let wait = Duration::from_millis(due - now);
                 let wake = waiter.block_on(async {
                     tokio::select! {
                         biased;
@@ -375,6 +386,13 @@ impl Driver {
             }
             self.batch(inputs)?;
         }
+    }
+
+    /// When the core next needs a tick: the regular schedule, or earlier when it asks.
+    fn tick_due(&self) -> Millis {
+        self.core
+            .next_deadline()
+            .map_or(self.next_tick, |at| at.min(self.next_tick))
     }
 
     /// The final sync of a graceful stop. Requests still pending are dropped: their handlers
@@ -420,11 +438,14 @@ impl Driver {
                 DriverInput::Peer { from, msg } => {
                     outputs.extend(self.core.step(now, Input::Peer { from, msg }));
                 }
+                DriverInput::PeerDisconnected { peer } => {
+                    outputs.extend(self.core.step(now, Input::PeerDisconnected { peer }));
+                }
                 DriverInput::Status(tx) => deferred.push(Deferred::Status(tx)),
                 DriverInput::Digest(tx) => deferred.push(Deferred::Digest(tx)),
             }
         }
-        if now >= self.next_tick {
+        if now >= self.tick_due() {
             outputs.extend(self.core.step(now, Input::Tick));
             self.next_tick = now + self.tick_every_ms;
             // Handlers that gave up (client gone, outer bound hit) leave closed oneshots.
