@@ -16,6 +16,8 @@ use rand_chacha::ChaCha8Rng;
 use std::collections::{BTreeMap, BTreeSet};
 
 const TICK_MS: u64 = 100;
+/// How often a leader's step that sends proposals ends in a crash before its fsync.
+const CRASH_BEFORE_FSYNC_ODDS: f64 = 0.02;
 
 /// What a node has on disk.
 #[derive(Clone, Default)]
@@ -172,6 +174,23 @@ impl Sim {
                     o => eprintln!("{now} {id} out: {o:?}"),
                 }
             }
+        }
+        // The shell sends a leader's proposals before its fsync: sometimes the node dies right
+        // then, with the proposals out and nothing of the step on disk.
+        let early = |o: &Output| matches!(o, Output::Send { msg, .. } if msg.may_precede_fsync());
+        if self.faults
+            && outputs.iter().any(early)
+            && outputs.iter().any(|o| matches!(o, Output::Persist(_)))
+            && self.rng.random_bool(CRASH_BEFORE_FSYNC_ODDS)
+        {
+            for o in outputs {
+                if let Output::Send { to, msg } = o
+                    && msg.may_precede_fsync()
+                {
+                    self.send(id, to, msg);
+                }
+            }
+            return self.crash(id);
         }
         // The durability rule: persist everything, then let messages and replies out.
         for o in &outputs {
@@ -432,20 +451,9 @@ impl Sim {
             }
             self.heal_at = self.now + self.rng.random_range(500..5_000);
         } else if roll < 70 {
-            // Crash a node (it loses everything it had not persisted: nothing, here, since the
-            // simulated disk is written at the end of each step).
+            // Crash a node.
             let id = self.ids[self.rng.random_range(0..self.ids.len())];
-            if let Some(slot) = self.nodes.get_mut(&id) {
-                *slot = None;
-            }
-            self.requests.retain(|(n, _), _| *n != id);
-            // The dead process's connections close: every live node that is not cut off from
-            // it hears so (a partitioned one does not, as no RST crosses a partition).
-            for other in self.ids.clone() {
-                if other != id && !self.cut.contains(&(id, other)) {
-                    self.input(other, Input::PeerDisconnected { peer: id });
-                }
-            }
+            self.crash(id);
         } else if roll < 75 {
             // A stale or spurious disconnect notice (a link that reset while the peer lives):
             // it may cost an election, never safety.
@@ -462,6 +470,22 @@ impl Sim {
                     self.nodes.insert(id, Some(core));
                     self.applied.remove(&id);
                 }
+            }
+        }
+    }
+
+    /// Node `id` dies, losing nothing but its memory (the simulated disk is written when a
+    /// step's outputs are carried out).
+    fn crash(&mut self, id: u64) {
+        if let Some(slot) = self.nodes.get_mut(&id) {
+            *slot = None;
+        }
+        self.requests.retain(|(n, _), _| *n != id);
+        // The dead process's connections close: every live node that is not cut off from it
+        // hears so (a partitioned one does not, as no RST crosses a partition).
+        for other in self.ids.clone() {
+            if other != id && !self.cut.contains(&(id, other)) {
+                self.input(other, Input::PeerDisconnected { peer: id });
             }
         }
     }

@@ -8,7 +8,9 @@
 //! **The durability rule the shell must keep:** every `Output::Persist` returned by a batch of
 //! `step` calls is durable (written and fsynced) before any `Send`, `Reply` or `Event` of that
 //! batch leaves the process. The core relies on it: a follower's ACK of a proposal, and its ACK
-//! of NEWLEADER, are only ever sent after the proposals they acknowledge are on disk.
+//! of NEWLEADER, are only ever sent after the proposals they acknowledge are on disk. The one
+//! exception is a leader's PROPOSAL, which may leave before the fsync
+//! ([`PeerMsg::may_precede_fsync`] says why that is safe).
 
 mod election;
 mod msg;

@@ -452,8 +452,29 @@ impl Driver {
             self.pending.retain(|_, (_, tx)| !tx.is_closed());
         }
 
-        // The durability rule: every Persist of the batch is on disk before any of its effects
-        // leaves the process. One fsync for the whole batch is the group commit.
+        // A leader's proposals leave before the fsync, so that the followers' fsyncs overlap
+        // the leader's own (see `PeerMsg::may_precede_fsync`). A link's messages stay in
+        // order: once one message to a peer waits for the fsync, so do all after it.
+        let mut held: Vec<NodeId> = Vec::new();
+        let outputs: Vec<Output> = outputs
+            .into_iter()
+            .filter_map(|output| match output {
+                Output::Send { to, msg }
+                    if to != self.id && msg.may_precede_fsync() && !held.contains(&to) =>
+                {
+                    self.transport.send(to, msg);
+                    None
+                }
+                Output::Send { to, msg } => {
+                    held.push(to);
+                    Some(Output::Send { to, msg })
+                }
+                other => Some(other),
+            })
+            .collect();
+
+        // The durability rule: every Persist of the batch is on disk before any of its other
+        // effects leaves the process. One fsync for the whole batch is the group commit.
         let mut persisted = false;
         for output in &outputs {
             if let Output::Persist(p) = output {
