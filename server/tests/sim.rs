@@ -671,3 +671,56 @@ fn the_simulator_catches_injected_protocol_bugs() {
         assert!(caught.is_some(), "the simulator missed {}", bug.name());
     }
 }
+
+/// A follower that sees its leader's connection close stops following at once and answers the
+/// write it forwarded with an indeterminate error, instead of holding it until the sync limit
+/// or the request timeout; a closed link to another follower changes nothing.
+#[test]
+fn a_follower_that_loses_its_leaders_link_answers_in_flight_writes_at_once() {
+    let mut sim = Sim::new(11, 3);
+    sim.faults = false;
+    sim.run_for(3_000, 0, 0);
+    let leader = sim.leader().expect("a leader after a fault-free start");
+    let followers: Vec<u64> = sim.ids.iter().copied().filter(|id| *id != leader).collect();
+    let (follower, other) = (followers[0], followers[1]);
+    let now = sim.now;
+    let core = sim.nodes.get_mut(&follower).unwrap().as_mut().unwrap();
+    let write = ClientRequest::CreateSession {
+        timeout_ms: 2_000,
+        last_zxid: 0,
+    };
+    let out = core.step(
+        now,
+        Input::Client {
+            request: 1,
+            body: write,
+        },
+    );
+    assert!(
+        out.iter().any(|o| matches!(
+            o,
+            Output::Send { to, msg: PeerMsg::Forward { .. } } if *to == leader
+        )),
+        "the follower forwards the write: {out:?}"
+    );
+
+    let out = core.step(now, Input::PeerDisconnected { peer: other });
+    assert!(
+        out.is_empty(),
+        "another follower's link is no news: {out:?}"
+    );
+    assert_eq!(core.status().role, Role::Following);
+
+    let out = core.step(now, Input::PeerDisconnected { peer: leader });
+    let answered = out.iter().find_map(|o| match o {
+        Output::Reply {
+            request: 1, result, ..
+        } => Some(result.clone()),
+        _ => None,
+    });
+    match answered {
+        Some(Err(e)) => assert!(e.error.is_indeterminate(), "{e:?}"),
+        other => panic!("the write in flight is answered indeterminate at once, got {other:?}"),
+    }
+    assert_eq!(core.status().role, Role::Looking);
+}
