@@ -30,11 +30,20 @@ pub(crate) struct Election {
     settled: BTreeMap<NodeId, (Vote, u64, Role)>,
     /// When a quorum agrees with our vote: decide at this time unless a better vote comes.
     finalize_at: Option<Millis>,
+    /// FOLLOWERINFO from nodes that decided for this one before it decided itself (their
+    /// finalize wait ended first): handed to the leader it becomes, instead of being dropped
+    /// and resent a tick later. One per sender, the latest.
+    early_followers: BTreeMap<NodeId, PeerMsg>,
     next_notify_at: Millis,
     notify_interval_ms: u64,
 }
 
 impl Election {
+    /// Keeps a FOLLOWERINFO that arrived while this node was still electing.
+    pub(super) fn keep_follower_info(&mut self, from: NodeId, msg: PeerMsg) {
+        self.early_followers.insert(from, msg);
+    }
+
     /// When this election decides unless a better vote arrives first.
     pub(super) fn finalize_at(&self) -> Option<Millis> {
         self.finalize_at
@@ -173,6 +182,18 @@ impl Core {
                     e.votes.insert(me, vote);
                     e.finalize_at = None;
                     self.broadcast_notification();
+                } else if self.vote_beats(&self.vote, &vote) {
+                    // The sender has not heard our better vote: typically it got our
+                    // notification while it still followed the leader both just lost, and
+                    // answered it as a follower. Tell it now rather than at our next resend,
+                    // which would put a notification interval on every such failover. (One
+                    // more notification: the election's rules are unchanged.)
+                    let msg = PeerMsg::Notification {
+                        vote: self.vote,
+                        round: self.round,
+                        state: Role::Looking,
+                    };
+                    self.send(from, msg);
                 }
                 self.election_mut().votes.insert(from, vote);
                 self.check_election();
@@ -229,8 +250,16 @@ impl Core {
     fn decide(&mut self, vote: Vote, round: u64) {
         self.round = round;
         self.vote = vote;
+        let early = match &mut self.state {
+            State::Looking(e) => std::mem::take(&mut e.early_followers),
+            _ => BTreeMap::new(),
+        };
         if vote.id == self.cfg.id {
             self.become_leader();
+            // As if they had arrived now: a delayed message, which the leader handles anyway.
+            for (from, msg) in early {
+                self.leader_receive(from, msg);
+            }
         } else {
             self.become_follower(vote.id);
         }

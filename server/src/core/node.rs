@@ -174,6 +174,11 @@ impl Core {
             PeerMsg::Notification { vote, round, state } => {
                 self.on_notification(from, vote, round, state)
             }
+            PeerMsg::FollowerInfo { .. } if matches!(self.state, State::Looking(_)) => {
+                if let State::Looking(e) = &mut self.state {
+                    e.keep_follower_info(from, msg);
+                }
+            }
             PeerMsg::FollowerInfo { .. }
             | PeerMsg::AckEpoch { .. }
             | PeerMsg::AckNewLeader { .. }
