@@ -34,7 +34,9 @@
 //!   one whose clock alone moved) is discarded: time passing silently on one node is the same
 //!   execution as that node's clock standing still, and dropping it keeps `now` (which the core
 //!   hashes) from multiplying the state space. A restart moves the node's clock by
-//!   `RESTART_GAP_MS`, as real time passes while a node is down. Requests and sessions never time out within the horizon:
+//!   `RESTART_GAP_MS`, as real time passes while a node is down. A third timer, `LeaderLink`,
+//!   tells a follower that its leader's connection closed (`Input::PeerDisconnected`), at any
+//!   moment and without time passing, true or stale. Requests and sessions never time out within the horizon:
 //!   they only produce indeterminate replies, which the properties do not need.
 //! - **Duplicates.** stateright remembers the last delivered message in the state; the model
 //!   forgets it, and a delivery that changes no actor and adds no message is a no-op.
@@ -210,6 +212,10 @@ fn stable_hash<T: Hash>(t: &T) -> u64 {
 enum Timer {
     Tick,
     Expire,
+    /// The connection from the leader this node follows closes (the shell's
+    /// `Input::PeerDisconnected`): the leader crashed, or its link reset. It may fire at any
+    /// moment, true or stale, as the shell's notice may be.
+    LeaderLink,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -391,6 +397,7 @@ impl Actor for Member {
                 o.save(disk.clone());
                 o.set_timer(Timer::Tick, model_timeout());
                 o.set_timer(Timer::Expire, model_timeout());
+                o.set_timer(Timer::LeaderLink, model_timeout());
                 State::Server(Box::new(Node {
                     core,
                     now,
@@ -436,6 +443,17 @@ impl Actor for Member {
         let step = match timer {
             Timer::Tick => TICK_STEP_MS,
             Timer::Expire => EXPIRE_STEP_MS,
+            Timer::LeaderLink => {
+                let (Member::Server { id, .. }, State::Server(n)) = (self, &**state) else {
+                    return;
+                };
+                let status = n.core.status();
+                if let Some(leader) = status.leader.filter(|l| *l != *id) {
+                    let input = Input::PeerDisconnected { peer: leader };
+                    self.feed(state, None, input, None, o);
+                }
+                return;
+            }
         };
         self.feed(state, Some(step), Input::Tick, None, o);
     }
@@ -756,12 +774,13 @@ impl Chooser<KeeperModel> for Effective {
     }
 
     fn choose_action(&self, rng: &mut u64, state: &SysState, actions: &[Action]) -> usize {
-        // Faults (a node's timeouts all expiring, a crash) one step in FAULT_ODDS, so that
+        // Faults (a node's timeouts all expiring, its leader's link closing, a crash) one step in FAULT_ODDS, so that
         // the protocol gets far enough between them to have something to lose.
         let is_fault = |a: &Action| {
             matches!(
                 a,
-                ActorModelAction::Timeout(_, Timer::Expire) | ActorModelAction::Crash(_)
+                ActorModelAction::Timeout(_, Timer::Expire | Timer::LeaderLink)
+                    | ActorModelAction::Crash(_)
             )
         };
         let want_fault = splitmix(rng).is_multiple_of(self.0.inner.cfg.fault_odds);

@@ -8,7 +8,9 @@
 //! **The durability rule the shell must keep:** every `Output::Persist` returned by a batch of
 //! `step` calls is durable (written and fsynced) before any `Send`, `Reply` or `Event` of that
 //! batch leaves the process. The core relies on it: a follower's ACK of a proposal, and its ACK
-//! of NEWLEADER, are only ever sent after the proposals they acknowledge are on disk.
+//! of NEWLEADER, are only ever sent after the proposals they acknowledge are on disk. The one
+//! exception is a leader's PROPOSAL, which may leave before the fsync
+//! ([`PeerMsg::may_precede_fsync`] says why that is safe).
 
 mod election;
 mod msg;
@@ -267,6 +269,13 @@ pub enum Input {
     Peer {
         from: NodeId,
         msg: PeerMsg,
+    },
+    /// The shell saw a connection from `peer` end (closed or reset): the peer's process died
+    /// or dropped the link. A partition sends no such notice, so nothing may depend on getting
+    /// one; a stale notice (the peer already reconnected) may arrive too, and costs at most an
+    /// election.
+    PeerDisconnected {
+        peer: NodeId,
     },
 }
 

@@ -142,6 +142,7 @@ impl Core {
                     self.peer(from, msg);
                 }
             }
+            Input::PeerDisconnected { peer } => self.on_peer_disconnected(peer),
         }
         std::mem::take(&mut self.out)
     }
@@ -173,6 +174,11 @@ impl Core {
             PeerMsg::Notification { vote, round, state } => {
                 self.on_notification(from, vote, round, state)
             }
+            PeerMsg::FollowerInfo { .. } if matches!(self.state, State::Looking(_)) => {
+                if let State::Looking(e) = &mut self.state {
+                    e.keep_follower_info(from, msg);
+                }
+            }
             PeerMsg::FollowerInfo { .. }
             | PeerMsg::AckEpoch { .. }
             | PeerMsg::AckNewLeader { .. }
@@ -192,6 +198,15 @@ impl Core {
     }
 
     // ---- queries for the shell ----------------------------------------------------------
+
+    /// A time before the next regular tick at which the core wants a `Tick`: the end of an
+    /// election's finalize wait, so that a failover does not also wait for the tick schedule.
+    pub fn next_deadline(&self) -> Option<Millis> {
+        match &self.state {
+            State::Looking(e) => e.finalize_at(),
+            _ => None,
+        }
+    }
 
     pub fn status(&self) -> Status {
         let (role, leader, synced) = match &self.state {
@@ -348,7 +363,14 @@ impl Core {
             .collect();
         for (id, is_txn) in waiting {
             if is_txn {
-                self.reply_err(id, ErrorCode::Timeout, "the node lost its leader");
+                // Like ZooKeeper's connection loss: the write may still commit under the next
+                // leader, so its outcome is unknown. Answering now lets the client move on
+                // instead of waiting out the request timeout.
+                self.reply_err(
+                    id,
+                    ErrorCode::ConnectionLoss,
+                    "the node lost its leader with the write in flight; the outcome is unknown",
+                );
             } else {
                 self.reply_err(id, ErrorCode::NotReady, "the node lost its leader");
             }
