@@ -1059,7 +1059,7 @@ fn random_walks_through_reelections_are_safe() {
 /// The shortest path from a cold start to an established leader is about ten steps (votes, a
 /// finalize timer, FOLLOWERINFO, LEADERINFO, ACKEPOCH, NEWLEADER and its ack): below that the
 /// "one leader per epoch" claim would hold vacuously, so the cold check asserts it got there.
-const COLD_DEPTH: usize = 12;
+const COLD_DEPTH: usize = 13;
 const COLD_DEEP_DEPTH: usize = 14;
 const WARM_DEPTH: usize = 8;
 const WARM_DEEP_DEPTH: usize = 9; // capped by EXHAUSTIVE_STATE_CAP
