@@ -8,7 +8,8 @@
 //!   rule).
 //! - [`http`]: the client API (axum), `docs/API.md`.
 //! - [`sse`]: per-session watch event queues and their server-sent-event streams.
-//! - [`peer`]: the TCP transport between servers.
+//! - [`peer`]: the TCP transport between servers; [`peer_admission`]: the ensemble secret
+//!   and the bounded slots that decide which incoming peer connections are heard.
 //!
 //! Deliberately absent: retries, timeouts of requests (the core answers `timeout`), any
 //! interpretation of peer messages. The shell only bounds what the core cannot see: queues,
@@ -17,9 +18,11 @@
 mod driver;
 mod http;
 mod peer;
+mod peer_admission;
 mod sse;
 
 pub use peer::{MAX_FRAME_BYTES, PEER_FRAME_VERSION};
+pub use peer_admission::{PEER_SECRET_ENV, PeerSecret};
 
 use crate::api::NodeId;
 use crate::core::Bug;
@@ -60,6 +63,8 @@ pub struct ServerConfig {
     pub snapshot_every: u64,
     pub request_timeout_ms: u64,
     pub bug: Option<Bug>,
+    /// The ensemble secret peers prove they know. `None`: any member's hello is believed.
+    pub peer_secret: Option<PeerSecret>,
 }
 
 impl ServerConfig {
@@ -76,6 +81,7 @@ impl ServerConfig {
             snapshot_every: DEFAULT_SNAPSHOT_EVERY,
             request_timeout_ms: DEFAULT_REQUEST_TIMEOUT_MS,
             bug: None,
+            peer_secret: None,
         }
     }
 
@@ -182,7 +188,18 @@ pub async fn start(config: ServerConfig, shutdown: CancellationToken) -> anyhow:
     let peers = CancellationToken::new();
     let driver_stop = CancellationToken::new();
     let hub = Arc::new(sse::EventHub::default());
-    let transport = peer::Transport::start(config.id, others.clone(), peers.clone());
+    if peer_listener.is_some() && config.peer_secret.is_none() {
+        tracing::warn!(
+            "no peer secret (--peer-secret-file or {PEER_SECRET_ENV}): any process that can \
+             reach the peer port can act as a member of this ensemble"
+        );
+    }
+    let transport = peer::Transport::start(
+        config.id,
+        others.clone(),
+        config.peer_secret.clone(),
+        peers.clone(),
+    );
     let spawned = driver::spawn(
         driver::DriverConfig {
             core: config.core_config(),
@@ -209,6 +226,7 @@ pub async fn start(config: ServerConfig, shutdown: CancellationToken) -> anyhow:
             listener,
             config.id,
             members,
+            config.peer_secret.clone(),
             driver.clone(),
             peers.clone(),
         ));
