@@ -17,10 +17,15 @@
 
 mod driver;
 mod http;
+mod http_listener;
 mod peer;
 mod peer_admission;
 mod sse;
 
+pub use http_listener::{
+    HTTP_BODY_READ_TIMEOUT_MS, HTTP_HEADER_READ_TIMEOUT_MS, HTTP_IDLE_TIMEOUT_MS, HttpLimits,
+    MAX_HTTP_CONNECTIONS,
+};
 pub use peer::{MAX_FRAME_BYTES, PEER_FRAME_VERSION};
 pub use peer_admission::{PEER_SECRET_ENV, PeerSecret};
 
@@ -65,6 +70,8 @@ pub struct ServerConfig {
     pub bug: Option<Bug>,
     /// The ensemble secret peers prove they know. `None`: any member's hello is believed.
     pub peer_secret: Option<PeerSecret>,
+    /// Time and connection limits of the client API.
+    pub http_limits: HttpLimits,
 }
 
 impl ServerConfig {
@@ -82,6 +89,7 @@ impl ServerConfig {
             request_timeout_ms: DEFAULT_REQUEST_TIMEOUT_MS,
             bug: None,
             peer_secret: None,
+            http_limits: HttpLimits::default(),
         }
     }
 
@@ -103,6 +111,7 @@ impl ServerConfig {
             self.request_timeout_ms > 0,
             "--request-timeout-ms must be positive"
         );
+        self.http_limits.validate().map_err(anyhow::Error::msg)?;
         if !self.peers.is_empty() {
             anyhow::ensure!(
                 self.peers.contains_key(&self.id),
@@ -237,13 +246,14 @@ pub async fn start(config: ServerConfig, shutdown: CancellationToken) -> anyhow:
         hub,
         stop: clients.clone(),
         body_limit: config.max_data_bytes.saturating_mul(2) + http::BODY_SLACK_BYTES,
+        body_read_ms: config.http_limits.body_read_ms,
     });
-    let http_stop = clients.clone();
-    let mut http_task = tokio::spawn(async move {
-        axum::serve(client_listener, app)
-            .with_graceful_shutdown(http_stop.cancelled_owned())
-            .await
-    });
+    let mut http_task = tokio::spawn(http_listener::serve(
+        client_listener,
+        app,
+        config.http_limits,
+        clients.clone(),
+    ));
 
     let id = config.id;
     tracing::info!(id, %client_addr, ?peer_addr, voters = ?config.voters(), "node started");
@@ -256,7 +266,7 @@ pub async fn start(config: ServerConfig, shutdown: CancellationToken) -> anyhow:
             outcome = &mut driver_done => Some(driver::outcome(outcome)),
             served = &mut http_task => {
                 http_finished = true;
-                // The server ends by itself only on an accept error it cannot recover from.
+                // The server ends by itself only when it panicked.
                 (!clients.is_cancelled())
                     .then(|| Err(anyhow::anyhow!("the HTTP server stopped: {served:?}")))
             }
