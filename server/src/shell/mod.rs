@@ -166,6 +166,18 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> anyhow::R
 /// means the node never served (bad settings, unusable data directory, port in use).
 pub async fn start(config: ServerConfig, shutdown: CancellationToken) -> anyhow::Result<Running> {
     config.validate()?;
+    // Logged before anything can fail, so that a node that cannot start shows what it was
+    // doing above its error line (issue 11).
+    tracing::info!(
+        id = config.id,
+        version = env!("CARGO_PKG_VERSION"),
+        data_dir = %config.data_dir.display(),
+        client_addr = %config.client_addr,
+        peer_addr = ?config.peer_addr,
+        voters = ?config.voters(),
+        peer_secret = config.peer_secret.is_some(),
+        "starting"
+    );
     let client_listener = TcpListener::bind(config.client_addr)
         .await
         .with_context(|| format!("cannot listen for clients on {}", config.client_addr))?;
@@ -209,6 +221,7 @@ pub async fn start(config: ServerConfig, shutdown: CancellationToken) -> anyhow:
         config.peer_secret.clone(),
         peers.clone(),
     );
+    tracing::info!(data_dir = %config.data_dir.display(), "recovering from the data directory");
     let spawned = driver::spawn(
         driver::DriverConfig {
             core: config.core_config(),
