@@ -353,7 +353,12 @@ impl DockerCluster {
         let body = ContainerCreateBody {
             image: Some(image),
             cmd: Some(self.spec.keeperd_args(node, &addrs, DATA_DIR)),
-            env: Some(vec![format!("{RUN_ENV}={}", self.tag)]),
+            env: Some(
+                std::iter::once((RUN_ENV.to_string(), self.tag.to_string()))
+                    .chain(self.spec.keeperd_env())
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect(),
+            ),
             labels: Some(self.labels()),
             stop_timeout: Some((STOP_GRACE_MS / 1000) as i64),
             host_config: Some(HostConfig {

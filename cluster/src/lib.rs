@@ -114,6 +114,42 @@ pub struct ClusterSpec {
     /// the power-loss fault can drop its unsynced writes (netns and local backends only).
     #[serde(default)]
     pub lazyfs: Option<PathBuf>,
+    /// The ensemble secret of this run, fresh for every spec; every node gets it in
+    /// [`PEER_SECRET_ENV`]. Never written to the run's records.
+    #[serde(skip, default = "RunSecret::generate")]
+    pub peer_secret: RunSecret,
+}
+
+/// The environment variable `keeperd` reads its ensemble secret from (keeper's
+/// `shell::PEER_SECRET_ENV`; an environment variable, unlike an argument, is not shown by `ps`).
+pub const PEER_SECRET_ENV: &str = "KEEPER_PEER_SECRET";
+/// Random bytes in a run's secret (hex-encoded, twice as many characters).
+const RUN_SECRET_BYTES: usize = 32;
+
+/// A run's ensemble secret. Its `Debug` does not show it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RunSecret(String);
+
+impl std::fmt::Debug for RunSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RunSecret(..)")
+    }
+}
+
+impl RunSecret {
+    /// A fresh secret from the kernel's random source.
+    pub fn generate() -> RunSecret {
+        use std::io::Read;
+        let mut bytes = [0u8; RUN_SECRET_BYTES];
+        std::fs::File::open("/dev/urandom")
+            .and_then(|mut f| f.read_exact(&mut bytes))
+            .expect("/dev/urandom is readable on Linux");
+        RunSecret(bytes.iter().map(|b| format!("{b:02x}")).collect())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
 }
 
 impl ClusterSpec {
@@ -127,6 +163,7 @@ impl ClusterSpec {
             extra_args: Vec::new(),
             base_dir,
             lazyfs: None,
+            peer_secret: RunSecret::generate(),
         }
     }
 
@@ -156,6 +193,14 @@ impl ClusterSpec {
             )));
         }
         Ok(())
+    }
+
+    /// The environment every node starts with, besides its command line: the run's secret.
+    pub fn keeperd_env(&self) -> Vec<(String, String)> {
+        vec![(
+            PEER_SECRET_ENV.to_string(),
+            self.peer_secret.as_str().to_string(),
+        )]
     }
 
     /// `keeperd`'s arguments for `node`, given every node's address.

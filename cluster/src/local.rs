@@ -59,6 +59,7 @@ impl LocalCluster {
         );
         Ok(Launch {
             argv,
+            env: self.spec.keeperd_env(),
             log: dir.join("keeperd.log"),
             pidfile: dir.join("keeperd.pid"),
         })

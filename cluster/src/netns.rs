@@ -115,6 +115,7 @@ impl NetnsCluster {
         );
         Ok(Launch {
             argv,
+            env: self.spec.keeperd_env(),
             log: dir.join("keeperd.log"),
             pidfile: dir.join("keeperd.pid"),
         })

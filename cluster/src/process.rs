@@ -48,6 +48,8 @@ pub struct Supervisor {
 /// How to start one node: the full command line and where its files go.
 pub struct Launch {
     pub argv: Vec<String>,
+    /// Environment variables besides the inherited ones (the run's peer secret).
+    pub env: Vec<(String, String)>,
     pub log: PathBuf,
     pub pidfile: PathBuf,
 }
@@ -97,6 +99,7 @@ impl Supervisor {
         let mut cmd = Command::new(program);
         cmd.args(args)
             .env(RUN_ENV, &self.tag)
+            .envs(launch.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(err)

@@ -95,6 +95,15 @@ pub async fn run_test(
         outcome.error = Some(e.into());
         return outcome;
     }
+    // The backend's privileges and tools before anything is created: a run that cannot start
+    // leaves no results directory behind (issue 11).
+    let kind = backend_kind(req.config.backend);
+    if let Err(e) = cluster::preflight::check(kind) {
+        outcome.error = Some(anyhow!(UsageError(format!(
+            "cannot use the {kind} backend: {e}"
+        ))));
+        return outcome;
+    }
     let run = match RunDir::create(
         &req.results_root,
         &req.config.workload,
@@ -217,11 +226,7 @@ async fn run_cluster_phases(
             ))),
         ));
     }
-    let kind = match config.backend {
-        Backend::Netns => BackendKind::Netns,
-        Backend::Docker => BackendKind::Docker,
-        Backend::Local => BackendKind::Local,
-    };
+    let kind = backend_kind(config.backend);
     let cluster = Cluster::new(kind, spec).await.map_err(|e| {
         (
             false,
@@ -588,6 +593,14 @@ pub fn replay_request(
         command_line,
         replay_of: Some(absolute(dir)?),
     })
+}
+
+fn backend_kind(backend: Backend) -> BackendKind {
+    match backend {
+        Backend::Netns => BackendKind::Netns,
+        Backend::Docker => BackendKind::Docker,
+        Backend::Local => BackendKind::Local,
+    }
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@ use std::process::{Command, Stdio};
 
 /// The log file header and record frame sizes, as the format defines them.
 const LOG_HEADER_BYTES: usize = 32;
-const FRAME_BYTES: usize = 8;
+const FRAME_BYTES: usize = 12;
 
 fn txn(zxid: Zxid) -> Txn {
     Txn {
@@ -197,13 +197,45 @@ fn a_torn_last_record_is_cut_at_every_cut_point() {
         fs::write(dir.path().join(&name), &bytes[..cut]).unwrap();
         assert_recovers_and_continues(dir.path(), 4, last_start);
     }
-    // The last record complete in length but damaged (a page that did not reach the disk).
-    for at in [last_start + FRAME_BYTES, last_end - 1] {
+    // The last record complete in length, its end never written (a block the filesystem
+    // zero-filled after the crash).
+    for from in [last_start + 5, last_start + FRAME_BYTES, last_end - 1] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut damaged = bytes.clone();
+        damaged[from..].fill(0);
+        fs::write(dir.path().join(&name), &damaged).unwrap();
+        assert_recovers_and_continues(dir.path(), 4, last_start);
+    }
+}
+
+/// Issue 11: a flipped byte anywhere in the last complete record (its frame or its payload)
+/// is damage to a record that may have been acknowledged, not a torn write: the open is
+/// refused with one line naming the file and the record's offset, and nothing is cut.
+#[test]
+fn a_flipped_byte_in_the_last_complete_record_is_refused_not_cut() {
+    let (source, bytes) = dir_with_records(5);
+    let name = log_path(source.path()).file_name().unwrap().to_owned();
+    let (last_start, last_end) = *records(&bytes).last().unwrap();
+    for at in last_start..last_end {
         let dir = tempfile::tempdir().unwrap();
         let mut damaged = bytes.clone();
         damaged[at] ^= 0x20;
         fs::write(dir.path().join(&name), &damaged).unwrap();
-        assert_recovers_and_continues(dir.path(), 4, last_start);
+        let before = contents(dir.path());
+        match Storage::open(dir.path()) {
+            Err(e @ StorageError::Corrupt { .. }) => {
+                let message = e.to_string();
+                assert!(
+                    message.contains(name.to_str().unwrap())
+                        && message.contains(&format!("offset {last_start}"))
+                        && !message.contains('\n'),
+                    "byte {at}: one line naming file and offset: {message}"
+                );
+            }
+            Err(e) => panic!("byte {at}: expected Corrupt, got {e}"),
+            Ok(_) => panic!("byte {at}: a damaged last record was accepted (cut or read)"),
+        }
+        assert_eq!(contents(dir.path()), before, "byte {at}: nothing was cut");
     }
 }
 
@@ -212,15 +244,25 @@ fn garbage_after_the_last_record_is_cut() {
     let (source, bytes) = dir_with_records(5);
     let name = log_path(source.path()).file_name().unwrap().to_owned();
     let mut rng = ChaCha8Rng::seed_from_u64(2);
+    // An intact frame promising more than was written, and what may follow it.
+    let promise = |payload: &[u8]| {
+        let mut frame = [200u32.to_le_bytes(), 1234u32.to_le_bytes()].concat();
+        let crc = crc32fast::hash(&frame);
+        frame.extend_from_slice(&crc.to_le_bytes());
+        frame.extend_from_slice(payload);
+        frame
+    };
     let mut tails: Vec<Vec<u8>> = vec![
         vec![0xff; 3],
-        vec![0xff; 100],
+        vec![0xff; FRAME_BYTES - 1],
         vec![0; 4096],
-        // A frame header promising more than was written.
-        [200u32.to_le_bytes(), 1234u32.to_le_bytes()].concat(),
+        promise(b""),
+        promise(b"{\"zxid\":6"),
+        [&promise(b"{\"zx")[..], &[0u8; 500]].concat(),
     ];
     for _ in 0..50 {
-        let len = rng.random_range(1..300);
+        // Fewer bytes than a frame, whatever they are.
+        let len = rng.random_range(1..FRAME_BYTES);
         tails.push((0..len).map(|_| rng.random::<u8>()).collect());
     }
     for tail in tails {
@@ -230,17 +272,39 @@ fn garbage_after_the_last_record_is_cut() {
     }
 }
 
+/// Bytes after the last record that are not the start of one (a damaged frame, not a torn
+/// write: a crash leaves a short or zero-filled tail) are refused rather than cut.
+#[test]
+fn garbage_frames_after_the_last_record_are_refused() {
+    let (source, bytes) = dir_with_records(5);
+    let name = log_path(source.path()).file_name().unwrap().to_owned();
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    for _ in 0..50 {
+        let len = rng.random_range(FRAME_BYTES..300);
+        let mut tail: Vec<u8> = (0..len).map(|_| rng.random::<u8>()).collect();
+        *tail.last_mut().unwrap() |= 1;
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join(&name), [&bytes[..], &tail].concat()).unwrap();
+        match Storage::open(dir.path()) {
+            Err(StorageError::Corrupt { offset, .. }) => assert_eq!(offset as usize, bytes.len()),
+            Err(e) => panic!("expected Corrupt, got {e}"),
+            Ok(_) => panic!("a log with a garbage frame opened"),
+        }
+    }
+}
+
 #[test]
 fn a_bad_record_before_the_last_fails_open_and_changes_nothing() {
     let (source, bytes) = dir_with_records(10);
     let name = log_path(source.path()).file_name().unwrap().to_owned();
     let recs = records(&bytes);
     for (k, &(start, end)) in recs.iter().enumerate().take(recs.len() - 1) {
-        // In the length, in the crc, and in the payload.
+        // In the length, in the crcs, and in the payload.
         for at in [
             start + 1,
             start + 3,
             start + 5,
+            start + 9,
             start + FRAME_BYTES + 2,
             end - 1,
         ] {

@@ -7,7 +7,7 @@
 use clap::Parser;
 use keeper::api::NodeId;
 use keeper::core::Bug;
-use keeper::shell::{self, ServerConfig};
+use keeper::shell::{self, PEER_SECRET_ENV, PeerSecret, ServerConfig};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -62,6 +62,12 @@ struct Args {
     /// Also serve ZooKeeper's client protocol here (zkCli.sh, kazoo, Curator; docs/API.md).
     #[arg(long)]
     zk_addr: Option<SocketAddr>,
+    /// A file holding the ensemble's shared secret (at least 16 bytes), which peers must prove
+    /// they know. Default: the environment variable KEEPER_PEER_SECRET; neither: peers are
+    /// not authenticated (a warning says so). Never given on the command line, where `ps`
+    /// would show it.
+    #[arg(long)]
+    peer_secret_file: Option<PathBuf>,
     /// A JSON file with any of the keys above (`data_dir`, `client_addr`, ... with
     /// underscores); `peers` may be a string as above or an object `{"1": "HOST:PORT"}`.
     #[arg(long)]
@@ -82,6 +88,7 @@ struct FileConfig {
     request_timeout_ms: Option<u64>,
     bug: Option<String>,
     zk_addr: Option<SocketAddr>,
+    peer_secret_file: Option<PathBuf>,
 }
 
 #[derive(Deserialize, Debug)]
@@ -190,6 +197,16 @@ fn server_config(args: Args) -> Result<ServerConfig, String> {
         })?;
         config.bug = Some(bug);
     }
+    config.peer_secret = match args.peer_secret_file.or(file.peer_secret_file) {
+        Some(path) => Some(PeerSecret::from_file(&path)?),
+        None => match std::env::var_os(PEER_SECRET_ENV) {
+            Some(text) => Some(
+                PeerSecret::new(text.as_encoded_bytes())
+                    .map_err(|e| format!("{PEER_SECRET_ENV}: {e}"))?,
+            ),
+            None => None,
+        },
+    };
     config.validate().map_err(|e| e.to_string())?;
     Ok(config)
 }

@@ -708,25 +708,37 @@ impl Core {
     /// applied less than the client has already seen (ZooKeeper refuses such a connection, so
     /// a client never goes back in time by failing over).
     fn check_session(&self, session: SessionId, last_zxid: Zxid) -> Option<KeeperError> {
-        // Behind the client first: a node that has not applied the session's creation yet must
-        // not declare it expired.
-        if last_zxid > self.tree.last_applied() || session > self.tree.last_applied() {
-            return Some(KeeperError::new(
+        let applied = self.tree.last_applied();
+        let behind = |seen: Zxid| {
+            KeeperError::new(
                 ErrorCode::NotReady,
                 format!(
-                    "this server has applied up to {:#x}, behind the client's {:#x}",
-                    self.tree.last_applied(),
-                    last_zxid.max(session)
+                    "this server has applied up to {applied:#x}, behind the client's {seen:#x}"
                 ),
-            ));
+            )
+        };
+        if last_zxid > applied {
+            return Some(behind(last_zxid));
         }
-        if self.tree.session(session).is_none() {
-            return Some(KeeperError::new(
-                ErrorCode::SessionExpired,
-                format!("session {session:#x} has expired or was closed"),
-            ));
+        if self.tree.session(session).is_some() {
+            return None;
         }
-        None
+        // A session id is the zxid of the transaction that created it, so an unknown id above
+        // what this node applied may be a session whose creation has not reached it yet: a
+        // client that omits `last_zxid` gets `not_ready` for it, not a false expiry. But only
+        // where that is possible. The leader applies every commit first, and no session comes
+        // from an epoch this node has not accepted yet; there the id names no session, and
+        // waiting would be for ever (issue 11: session u64::MAX was `not_ready` for good).
+        let maybe_not_applied_yet = session > applied
+            && !matches!(self.state, State::Leading(_))
+            && session >> 32 <= u64::from(self.accepted_epoch);
+        if maybe_not_applied_yet {
+            return Some(behind(session));
+        }
+        Some(KeeperError::new(
+            ErrorCode::SessionExpired,
+            format!("session {session:#x} has expired, was closed or never existed"),
+        ))
     }
 
     /// A client of this node showed its session is alive.

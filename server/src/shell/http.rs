@@ -33,6 +33,8 @@ pub struct AppState {
     pub hub: Arc<EventHub>,
     pub stop: CancellationToken,
     pub body_limit: usize,
+    /// How long reading a request body may take (`HttpLimits::body_read_ms`).
+    pub body_read_ms: u64,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -62,13 +64,19 @@ pub fn router(state: AppState) -> Router {
 pub struct ApiError {
     status: StatusCode,
     body: KeeperError,
+    /// Close the connection after the reply: the request's body was not read to its end.
+    close: bool,
 }
 
 impl From<KeeperError> for ApiError {
     fn from(body: KeeperError) -> ApiError {
         let status = StatusCode::from_u16(body.error.http_status())
             .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        ApiError { status, body }
+        ApiError {
+            status,
+            body,
+            close: false,
+        }
     }
 }
 
@@ -81,13 +89,26 @@ impl ApiError {
         ApiError {
             status,
             body: KeeperError::new(error, message),
+            close: false,
         }
+    }
+
+    fn closing(mut self) -> ApiError {
+        self.close = true;
+        self
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(self.body)).into_response()
+        let mut response = (self.status, Json(self.body)).into_response();
+        if self.close {
+            response.headers_mut().insert(
+                axum::http::header::CONNECTION,
+                axum::http::HeaderValue::from_static("close"),
+            );
+        }
+        response
     }
 }
 
@@ -100,42 +121,67 @@ pub struct Body<T>(T);
 /// Like [`Body`], but an empty body means `T::default()`.
 pub struct OptionalBody<T>(T);
 
-async fn body_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
-    Bytes::from_request(req, state)
-        .await
-        .map_err(|rejection: BytesRejection| {
-            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::with_status(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    ErrorCode::BadArguments,
-                    "request body too large (the limit is twice --max-data-bytes plus 64 KiB)",
-                )
-            } else {
-                ApiError::bad(format!(
-                    "cannot read the request body: {}",
-                    rejection.body_text()
-                ))
-            }
-        })
+/// Reads a request body within the body limit and the body read time (issue 11: a request
+/// announcing a huge body, or one whose body stops, must not hold the connection).
+async fn body_bytes(req: Request, state: &AppState) -> Result<Bytes, ApiError> {
+    let too_large = || {
+        ApiError::with_status(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::BadArguments,
+            "request body too large (the limit is twice --max-data-bytes plus 64 KiB)",
+        )
+        .closing()
+    };
+    let announced = req
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if announced.is_some_and(|len| len > state.body_limit as u64) {
+        return Err(too_large());
+    }
+    let read = Bytes::from_request(req, state);
+    let Ok(read) = tokio::time::timeout(Duration::from_millis(state.body_read_ms), read).await
+    else {
+        return Err(ApiError::with_status(
+            StatusCode::REQUEST_TIMEOUT,
+            ErrorCode::BadArguments,
+            format!(
+                "the request body did not arrive within {} ms",
+                state.body_read_ms
+            ),
+        )
+        .closing());
+    };
+    read.map_err(|rejection: BytesRejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            too_large()
+        } else {
+            ApiError::bad(format!(
+                "cannot read the request body: {}",
+                rejection.body_text()
+            ))
+        }
+    })
 }
 
 fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(bytes).map_err(|e| ApiError::bad(format!("invalid request body: {e}")))
 }
 
-impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
+impl<T: DeserializeOwned> FromRequest<AppState> for Body<T> {
     type Rejection = ApiError;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
         let bytes = body_bytes(req, state).await?;
         parse(&bytes).map(Body)
     }
 }
 
-impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for OptionalBody<T> {
+impl<T: DeserializeOwned + Default> FromRequest<AppState> for OptionalBody<T> {
     type Rejection = ApiError;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
         let bytes = body_bytes(req, state).await?;
         if bytes.iter().all(|b| b.is_ascii_whitespace()) {
             return Ok(OptionalBody(T::default()));

@@ -11,6 +11,8 @@
 //! - [`peer`]: the TCP transport between servers.
 //! - `crate::zk` (the ZooKeeper port, `--zk-addr`) reaches the driver and the event hub as
 //!   [`http`] and [`sse`] do.
+//! - [`peer`]: the TCP transport between servers; [`peer_admission`]: the ensemble secret
+//!   and the bounded slots that decide which incoming peer connections are heard.
 //!
 //! Deliberately absent: retries, timeouts of requests (the core answers `timeout`), any
 //! interpretation of peer messages. The shell only bounds what the core cannot see: queues,
@@ -18,10 +20,17 @@
 
 pub(crate) mod driver;
 mod http;
+mod http_listener;
 mod peer;
+mod peer_admission;
 pub(crate) mod sse;
 
+pub use http_listener::{
+    HTTP_BODY_READ_TIMEOUT_MS, HTTP_HEADER_READ_TIMEOUT_MS, HTTP_IDLE_TIMEOUT_MS, HttpLimits,
+    MAX_HTTP_CONNECTIONS,
+};
 pub use peer::{MAX_FRAME_BYTES, PEER_FRAME_VERSION};
+pub use peer_admission::{PEER_SECRET_ENV, PeerSecret};
 
 use crate::api::NodeId;
 use crate::core::Bug;
@@ -64,6 +73,10 @@ pub struct ServerConfig {
     pub bug: Option<Bug>,
     /// Where ZooKeeper clients connect (`crate::zk`); `None`: no ZooKeeper port.
     pub zk_addr: Option<SocketAddr>,
+    /// The ensemble secret peers prove they know. `None`: any member's hello is believed.
+    pub peer_secret: Option<PeerSecret>,
+    /// Time and connection limits of the client API.
+    pub http_limits: HttpLimits,
 }
 
 impl ServerConfig {
@@ -81,6 +94,8 @@ impl ServerConfig {
             request_timeout_ms: DEFAULT_REQUEST_TIMEOUT_MS,
             bug: None,
             zk_addr: None,
+            peer_secret: None,
+            http_limits: HttpLimits::default(),
         }
     }
 
@@ -102,6 +117,7 @@ impl ServerConfig {
             self.request_timeout_ms > 0,
             "--request-timeout-ms must be positive"
         );
+        self.http_limits.validate().map_err(anyhow::Error::msg)?;
         if !self.peers.is_empty() {
             anyhow::ensure!(
                 self.peers.contains_key(&self.id),
@@ -158,6 +174,18 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> anyhow::R
 /// means the node never served (bad settings, unusable data directory, port in use).
 pub async fn start(config: ServerConfig, shutdown: CancellationToken) -> anyhow::Result<Running> {
     config.validate()?;
+    // Logged before anything can fail, so that a node that cannot start shows what it was
+    // doing above its error line (issue 11).
+    tracing::info!(
+        id = config.id,
+        version = env!("CARGO_PKG_VERSION"),
+        data_dir = %config.data_dir.display(),
+        client_addr = %config.client_addr,
+        peer_addr = ?config.peer_addr,
+        voters = ?config.voters(),
+        peer_secret = config.peer_secret.is_some(),
+        "starting"
+    );
     let client_listener = TcpListener::bind(config.client_addr)
         .await
         .with_context(|| format!("cannot listen for clients on {}", config.client_addr))?;
@@ -201,7 +229,19 @@ pub async fn start(config: ServerConfig, shutdown: CancellationToken) -> anyhow:
     let peers = CancellationToken::new();
     let driver_stop = CancellationToken::new();
     let hub = Arc::new(sse::EventHub::default());
-    let transport = peer::Transport::start(config.id, others.clone(), peers.clone());
+    if peer_listener.is_some() && config.peer_secret.is_none() {
+        tracing::warn!(
+            "no peer secret (--peer-secret-file or {PEER_SECRET_ENV}): any process that can \
+             reach the peer port can act as a member of this ensemble"
+        );
+    }
+    let transport = peer::Transport::start(
+        config.id,
+        others.clone(),
+        config.peer_secret.clone(),
+        peers.clone(),
+    );
+    tracing::info!(data_dir = %config.data_dir.display(), "recovering from the data directory");
     let spawned = driver::spawn(
         driver::DriverConfig {
             core: config.core_config(),
@@ -228,6 +268,7 @@ pub async fn start(config: ServerConfig, shutdown: CancellationToken) -> anyhow:
             listener,
             config.id,
             members,
+            config.peer_secret.clone(),
             driver.clone(),
             peers.clone(),
         ));
@@ -254,13 +295,14 @@ pub async fn start(config: ServerConfig, shutdown: CancellationToken) -> anyhow:
         hub,
         stop: clients.clone(),
         body_limit: config.max_data_bytes.saturating_mul(2) + http::BODY_SLACK_BYTES,
+        body_read_ms: config.http_limits.body_read_ms,
     });
-    let http_stop = clients.clone();
-    let mut http_task = tokio::spawn(async move {
-        axum::serve(client_listener, app)
-            .with_graceful_shutdown(http_stop.cancelled_owned())
-            .await
-    });
+    let mut http_task = tokio::spawn(http_listener::serve(
+        client_listener,
+        app,
+        config.http_limits,
+        clients.clone(),
+    ));
 
     let id = config.id;
     tracing::info!(id, %client_addr, ?peer_addr, ?zk_addr, voters = ?config.voters(), "node started");
@@ -273,7 +315,7 @@ pub async fn start(config: ServerConfig, shutdown: CancellationToken) -> anyhow:
             outcome = &mut driver_done => Some(driver::outcome(outcome)),
             served = &mut http_task => {
                 http_finished = true;
-                // The server ends by itself only on an accept error it cannot recover from.
+                // The server ends by itself only when it panicked.
                 (!clients.is_cancelled())
                     .then(|| Err(anyhow::anyhow!("the HTTP server stopped: {served:?}")))
             }

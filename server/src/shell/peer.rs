@@ -1,8 +1,10 @@
 //! The TCP transport between keeper servers.
 //!
 //! Frame: `[u32 big-endian length][u8 version][serde_json payload]`, where the length counts
-//! the version byte and the payload. The first frame of a connection is a [`Hello`]; every
-//! later frame is one [`PeerMsg`].
+//! the version byte and the payload. A connection opens with a handshake: the connector's
+//! [`Hello`], then the acceptor's challenge, the connector's proof that it knows the ensemble
+//! secret and the acceptor's verdict (see [`super::peer_admission`]); every later frame, from
+//! the connector only, is one [`PeerMsg`].
 //!
 //! Each node keeps one outgoing connection per peer and only writes to it; connections that
 //! peers open to it are only read. So a message from A to B always travels on A's connection,
@@ -11,20 +13,22 @@
 //! a failed write, a peer that is down) messages are dropped rather than waited for.
 
 use super::driver::DriverHandle;
+use super::peer_admission::{self, Challenge, PeerSecret, PeerSlots, Proof, Slot, Verdict};
 use crate::api::NodeId;
 use crate::core::PeerMsg;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-/// The frame format version this build speaks.
-pub const PEER_FRAME_VERSION: u8 = 1;
+/// The frame format version this build speaks (2: the authenticated handshake).
+pub const PEER_FRAME_VERSION: u8 = 2;
 /// Largest frame (version byte and payload); a SNAP sync of a large tree is the biggest.
 pub const MAX_FRAME_BYTES: usize = 64 << 20;
 /// Messages queued for one peer at most; on overflow the queue and the connection are dropped.
@@ -35,13 +39,17 @@ pub const MAX_RECONNECT_BACKOFF_MS: u64 = 1000;
 pub const CONNECT_TIMEOUT_MS: u64 = 1000;
 /// A write that makes no progress for this long means the peer is not reading: drop it.
 pub const PEER_WRITE_TIMEOUT_MS: u64 = 5000;
-/// An incoming connection must say who it is within this long.
-pub const HELLO_TIMEOUT_MS: u64 = 5000;
-/// Incoming peer connections at once; more are refused.
+/// An incoming connection must say who it is and prove it within this long; an outgoing one
+/// must get its verdict within this long.
+pub const HANDSHAKE_TIMEOUT_MS: u64 = 3000;
+/// Incoming peer connections at once, handshakes included (see `peer_admission` for who
+/// makes way when they are all taken).
 pub const MAX_INCOMING_PEER_CONNECTIONS: usize = 64;
+/// Largest handshake frame: a hello, a challenge, a proof or a verdict is far smaller.
+const MAX_HANDSHAKE_FRAME_BYTES: usize = 4096;
 
 /// The first frame on every connection.
-#[derive(Serialize, Deserialize, Debug, PartialEq, Eq)]
+#[derive(Serialize, serde::Deserialize, Debug, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 struct Hello {
     from: NodeId,
@@ -74,12 +82,19 @@ impl Transport {
     pub fn start(
         me: NodeId,
         peers: BTreeMap<NodeId, SocketAddr>,
+        secret: Option<PeerSecret>,
         stop: CancellationToken,
     ) -> Transport {
         let mut outboxes = BTreeMap::new();
         for (peer, addr) in peers {
             let outbox = Arc::new(Outbox::default());
-            tokio::spawn(write_loop(me, peer, addr, outbox.clone(), stop.clone()));
+            let link = Link {
+                me,
+                peer,
+                addr,
+                secret: secret.clone(),
+            };
+            tokio::spawn(write_loop(link, outbox.clone(), stop.clone()));
             outboxes.insert(peer, outbox);
         }
         Transport { outboxes }
@@ -125,6 +140,34 @@ fn encode_frame(buf: &mut Vec<u8>, payload: &[u8]) -> bool {
 
 /// Reads one frame's payload. `Ok(None)` on a clean end of stream before a frame starts.
 async fn read_frame(r: &mut (impl AsyncRead + Unpin)) -> std::io::Result<Option<Vec<u8>>> {
+    read_frame_within(r, MAX_FRAME_BYTES).await
+}
+
+/// One handshake message; a connection that ends or sends something else is refused.
+async fn read_handshake<T: DeserializeOwned>(
+    r: &mut (impl AsyncRead + Unpin),
+    what: &str,
+) -> std::io::Result<T> {
+    let frame = read_frame_within(r, MAX_HANDSHAKE_FRAME_BYTES)
+        .await?
+        .ok_or_else(|| std::io::Error::other(format!("closed before its {what}")))?;
+    serde_json::from_slice(&frame).map_err(|e| std::io::Error::other(format!("bad {what}: {e}")))
+}
+
+async fn write_handshake(
+    w: &mut (impl tokio::io::AsyncWrite + Unpin),
+    msg: &impl Serialize,
+) -> std::io::Result<()> {
+    let payload = serde_json::to_vec(msg).map_err(std::io::Error::other)?;
+    let mut frame = Vec::new();
+    encode_frame(&mut frame, &payload);
+    write_all_bounded(w, &frame).await
+}
+
+async fn read_frame_within(
+    r: &mut (impl AsyncRead + Unpin),
+    max_bytes: usize,
+) -> std::io::Result<Option<Vec<u8>>> {
     let mut len = [0u8; 4];
     match r.read_exact(&mut len).await {
         Ok(_) => {}
@@ -132,9 +175,9 @@ async fn read_frame(r: &mut (impl AsyncRead + Unpin)) -> std::io::Result<Option<
         Err(e) => return Err(e),
     }
     let len = u32::from_be_bytes(len) as usize;
-    if len == 0 || len > MAX_FRAME_BYTES {
+    if len == 0 || len > max_bytes {
         return Err(std::io::Error::other(format!(
-            "frame of {len} bytes (allowed: 1..={MAX_FRAME_BYTES})"
+            "frame of {len} bytes (allowed: 1..={max_bytes})"
         )));
     }
     let mut version = [0u8; 1];
@@ -150,18 +193,22 @@ async fn read_frame(r: &mut (impl AsyncRead + Unpin)) -> std::io::Result<Option<
     Ok(Some(payload))
 }
 
-/// Keeps one connection to `peer` and writes its outbox to it.
-async fn write_loop(
+/// One direction of the link between this node and a peer: who we are, whom we connect to.
+#[derive(Clone)]
+struct Link {
     me: NodeId,
     peer: NodeId,
     addr: SocketAddr,
-    outbox: Arc<Outbox>,
-    stop: CancellationToken,
-) {
+    secret: Option<PeerSecret>,
+}
+
+/// Keeps one connection to `peer` and writes its outbox to it.
+async fn write_loop(link: Link, outbox: Arc<Outbox>, stop: CancellationToken) {
+    let (peer, addr) = (link.peer, link.addr);
     let mut backoff_ms = INITIAL_RECONNECT_BACKOFF_MS;
     let mut failures = 0u32;
     while !stop.is_cancelled() {
-        let stream = match connect(me, peer, addr).await {
+        let stream = match connect(&link).await {
             Ok(stream) => stream,
             Err(e) => {
                 // What was queued for a peer we cannot reach is stale by the time we can.
@@ -194,21 +241,42 @@ async fn write_loop(
     }
 }
 
-async fn connect(me: NodeId, peer: NodeId, addr: SocketAddr) -> std::io::Result<TcpStream> {
+/// Connects and authenticates: hello, the peer's challenge, our proof, its verdict.
+async fn connect(link: &Link) -> std::io::Result<TcpStream> {
     let timeout = Duration::from_millis(CONNECT_TIMEOUT_MS);
-    let mut stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
+    let mut stream = tokio::time::timeout(timeout, TcpStream::connect(link.addr))
         .await
         .map_err(|_| std::io::Error::other(format!("no answer in {CONNECT_TIMEOUT_MS} ms")))??;
     stream.set_nodelay(true)?;
-    let hello = serde_json::to_vec(&Hello {
-        from: me,
-        to: peer,
-        version: PEER_FRAME_VERSION,
-    })
-    .map_err(std::io::Error::other)?;
-    let mut frame = Vec::new();
-    encode_frame(&mut frame, &hello);
-    write_all_bounded(&mut stream, &frame).await?;
+    let handshake = async {
+        let hello = Hello {
+            from: link.me,
+            to: link.peer,
+            version: PEER_FRAME_VERSION,
+        };
+        write_handshake(&mut stream, &hello).await?;
+        let challenge: Challenge = read_handshake(&mut stream, "challenge").await?;
+        let nonce = peer_admission::from_hex(&challenge.nonce)
+            .ok_or_else(|| std::io::Error::other("the challenge's nonce is not hex"))?;
+        let proof = match &link.secret {
+            Some(secret) => peer_admission::to_hex(&secret.proof(link.me, link.peer, &nonce)),
+            None => String::new(),
+        };
+        write_handshake(&mut stream, &Proof { proof }).await?;
+        let verdict: Verdict = read_handshake(&mut stream, "verdict").await?;
+        if !verdict.accepted {
+            return Err(std::io::Error::other(format!(
+                "the peer refused this server: {}",
+                verdict.reason
+            )));
+        }
+        Ok(())
+    };
+    tokio::time::timeout(Duration::from_millis(HANDSHAKE_TIMEOUT_MS), handshake)
+        .await
+        .map_err(|_| {
+            std::io::Error::other(format!("no handshake within {HANDSHAKE_TIMEOUT_MS} ms"))
+        })??;
     Ok(stream)
 }
 
@@ -275,16 +343,22 @@ async fn send_until_broken(
     }
 }
 
-/// Accepts connections from peers and feeds what they send to the driver.
+/// Accepts connections from peers and feeds what they send to the driver, once they have
+/// proven they know `secret` (any connection from a member, without one).
 pub async fn accept(
     listener: TcpListener,
     me: NodeId,
     members: Vec<NodeId>,
+    secret: Option<PeerSecret>,
     driver: DriverHandle,
     stop: CancellationToken,
 ) {
-    let members = Arc::new(members);
-    let slots = Arc::new(Semaphore::new(MAX_INCOMING_PEER_CONNECTIONS));
+    let acceptor = Arc::new(Acceptor {
+        me,
+        members,
+        secret,
+        slots: Arc::new(PeerSlots::default()),
+    });
     loop {
         let accepted = tokio::select! {
             _ = stop.cancelled() => return,
@@ -299,48 +373,124 @@ pub async fn accept(
                 continue;
             }
         };
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
+        let Some(slot) = acceptor.slots.admit() else {
             tracing::warn!(%remote, "too many peer connections; refusing one");
             continue;
         };
-        let (members, driver, stop) = (members.clone(), driver.clone(), stop.clone());
+        let (acceptor, driver, stop) = (acceptor.clone(), driver.clone(), stop.clone());
         tokio::spawn(async move {
-            let _slot = slot;
-            if let Err(e) = read_peer(stream, me, &members, &driver, &stop).await {
+            let evicted = slot.evicted.clone();
+            let outcome = tokio::select! {
+                _ = evicted.cancelled() => Err(std::io::Error::other(
+                    "replaced by a newer connection, or evicted while in its handshake",
+                )),
+                outcome = read_peer(stream, &acceptor, &slot, &driver, &stop) => outcome,
+            };
+            if let Err(e) = outcome {
                 tracing::info!(%remote, "peer connection closed: {e}");
             }
         });
     }
 }
 
-async fn read_peer(
-    mut stream: TcpStream,
+/// What every incoming connection is checked against.
+struct Acceptor {
     me: NodeId,
-    members: &[NodeId],
-    driver: &DriverHandle,
-    stop: &CancellationToken,
-) -> std::io::Result<()> {
-    stream.set_nodelay(true)?;
-    let hello = tokio::time::timeout(
-        Duration::from_millis(HELLO_TIMEOUT_MS),
-        read_frame(&mut stream),
-    )
-    .await
-    .map_err(|_| std::io::Error::other("no hello"))??
-    .ok_or_else(|| std::io::Error::other("closed before its hello"))?;
-    let hello: Hello = serde_json::from_slice(&hello)
-        .map_err(|e| std::io::Error::other(format!("bad hello: {e}")))?;
-    if !members.contains(&hello.from) || hello.to != me || hello.version != PEER_FRAME_VERSION {
+    members: Vec<NodeId>,
+    secret: Option<PeerSecret>,
+    slots: Arc<PeerSlots>,
+}
+
+impl Acceptor {
+    /// Runs the acceptor's side of the handshake: `Ok(Some(id))` for a proven member,
+    /// `Ok(None)` for a refused connection (the verdict is sent, the caller closes).
+    async fn handshake(
+        &self,
+        stream: &mut TcpStream,
+        slot: &Slot,
+    ) -> std::io::Result<Option<NodeId>> {
+        let hello: Hello = read_handshake(stream, "hello").await?;
+        let refusal = if !self.members.contains(&hello.from) {
+            Some(format!("{} is not a member of this ensemble", hello.from))
+        } else if hello.to != self.me {
+            Some(format!("this is server {}, not {}", self.me, hello.to))
+        } else if hello.version != PEER_FRAME_VERSION {
+            Some(format!(
+                "hello version {}, this server speaks {PEER_FRAME_VERSION}",
+                hello.version
+            ))
+        } else {
+            None
+        };
+        if let Some(reason) = refusal {
+            return self.refuse(stream, &hello, reason).await;
+        }
+        self.slots.claim(slot, hello.from);
+        let nonce = peer_admission::new_nonce()?;
+        let challenge = Challenge {
+            nonce: peer_admission::to_hex(&nonce),
+        };
+        write_handshake(stream, &challenge).await?;
+        let proof: Proof = read_handshake(stream, "proof").await?;
+        if let Some(secret) = &self.secret {
+            let proven = peer_admission::from_hex(&proof.proof)
+                .is_some_and(|p| secret.verify(hello.from, self.me, &nonce, &p));
+            if !proven {
+                let reason = "wrong proof of the ensemble secret (is the same secret \
+                              configured on every member?)";
+                return self.refuse(stream, &hello, reason.to_string()).await;
+            }
+        }
+        self.slots.prove(slot);
+        let verdict = Verdict {
+            accepted: true,
+            reason: String::new(),
+        };
+        write_handshake(stream, &verdict).await?;
+        Ok(Some(hello.from))
+    }
+
+    async fn refuse(
+        &self,
+        stream: &mut TcpStream,
+        hello: &Hello,
+        reason: String,
+    ) -> std::io::Result<Option<NodeId>> {
         tracing::warn!(
             from = hello.from,
             to = hello.to,
             version = hello.version,
-            "refusing a peer connection: not a member of this ensemble, or not meant for this \
-             server"
+            "refusing a peer connection: {reason}"
         );
-        return Ok(());
+        let verdict = Verdict {
+            accepted: false,
+            reason,
+        };
+        // Best effort: the connection is closed either way.
+        let _ = write_handshake(stream, &verdict).await;
+        Ok(None)
     }
-    let from = hello.from;
+}
+
+async fn read_peer(
+    mut stream: TcpStream,
+    acceptor: &Acceptor,
+    slot: &Slot,
+    driver: &DriverHandle,
+    stop: &CancellationToken,
+) -> std::io::Result<()> {
+    stream.set_nodelay(true)?;
+    let handshake = tokio::time::timeout(
+        Duration::from_millis(HANDSHAKE_TIMEOUT_MS),
+        acceptor.handshake(&mut stream, slot),
+    )
+    .await
+    .map_err(|_| {
+        std::io::Error::other(format!("no handshake within {HANDSHAKE_TIMEOUT_MS} ms"))
+    })??;
+    let Some(from) = handshake else {
+        return Ok(());
+    };
     tracing::debug!(from, "peer connected");
     let mut reader = tokio::io::BufReader::new(stream);
     let ended = loop {
@@ -399,9 +549,37 @@ mod tests {
         }
     }
 
-    /// A member's messages reach the driver; a stranger's connection is dropped unread.
+    fn link(me: NodeId, peer: NodeId, addr: SocketAddr, secret: Option<&[u8]>) -> Link {
+        Link {
+            me,
+            peer,
+            addr,
+            secret: secret.map(|s| PeerSecret::new(s).unwrap()),
+        }
+    }
+
+    const SECRET: &[u8] = b"the ensemble secret of this test";
+
+    /// Reads from a connection the acceptor refused: it must be closed (not held open).
+    async fn assert_closed(mut conn: TcpStream) {
+        let mut buf = [0u8; 512];
+        let closed = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                match conn.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {} // the verdict
+                }
+            }
+        })
+        .await;
+        assert!(closed.is_ok(), "the acceptor closes a refused connection");
+    }
+
+    /// A member that proves the secret gets its messages to the driver; a stranger, a member
+    /// addressing another server, a member without the secret and one with a wrong secret are
+    /// all refused and closed.
     #[tokio::test]
-    async fn only_members_get_through() {
+    async fn only_proven_members_get_through() {
         use super::super::driver::{DriverHandle, DriverInput};
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -411,25 +589,45 @@ mod tests {
             listener,
             1,
             vec![2],
+            Some(PeerSecret::new(SECRET).unwrap()),
             DriverHandle::for_test(tx),
             stop.clone(),
         ));
 
-        // A stranger (id 9), then a member addressing the wrong server: both refused.
-        for (from, to) in [(9, 1), (2, 5)] {
-            let mut conn = connect(from, to, addr).await.unwrap();
-            let mut frame = Vec::new();
-            encode_frame(&mut frame, &serde_json::to_vec(&ping()).unwrap());
-            let _ = conn.write_all(&frame).await;
-            let mut byte = [0u8; 1];
-            let closed = tokio::time::timeout(Duration::from_secs(10), conn.read(&mut byte))
-                .await
-                .expect("the acceptor closes the connection");
-            assert!(matches!(closed, Ok(0) | Err(_)));
+        let wrong: &[u8] = b"not the ensemble secret at all";
+        for (from, to, secret) in [
+            (9, 1, Some(SECRET)),
+            (2, 5, Some(SECRET)),
+            (2, 1, None),
+            (2, 1, Some(wrong)),
+        ] {
+            let refused = connect(&link(from, to, addr, secret)).await;
+            assert!(
+                refused.is_err(),
+                "{from}->{to} with {secret:?} was accepted"
+            );
         }
+        // The same by hand, sending messages after the hello without any proof: the acceptor
+        // closes the connection and nothing reaches the driver.
+        let mut conn = TcpStream::connect(addr).await.unwrap();
+        let hello = Hello {
+            from: 2,
+            to: 1,
+            version: PEER_FRAME_VERSION,
+        };
+        write_handshake(&mut conn, &hello).await.unwrap();
+        let mut frames = Vec::new();
+        encode_frame(&mut frames, &serde_json::to_vec(&ping()).unwrap());
+        let _ = conn.write_all(&frames).await;
+        assert_closed(conn).await;
+        assert!(
+            rx.try_recv().is_err(),
+            "nothing unproven reached the driver"
+        );
 
         // A member, through the real writer.
-        let transport = Transport::start(2, BTreeMap::from([(1, addr)]), stop.clone());
+        let secret = Some(PeerSecret::new(SECRET).unwrap());
+        let transport = Transport::start(2, BTreeMap::from([(1, addr)]), secret, stop.clone());
         transport.send(1, ping());
         let got = tokio::time::timeout(Duration::from_secs(10), rx.recv())
             .await
@@ -439,6 +637,27 @@ mod tests {
             DriverInput::Peer { from, msg } => assert_eq!((from, msg), (2, ping())),
             _ => panic!("expected a peer message"),
         }
+        stop.cancel();
+    }
+
+    /// Without a secret any member gets in (and a stranger still does not).
+    #[tokio::test]
+    async fn without_a_secret_members_get_through() {
+        use super::super::driver::DriverHandle;
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, _rx) = tokio::sync::mpsc::channel(16);
+        let stop = CancellationToken::new();
+        tokio::spawn(accept(
+            listener,
+            1,
+            vec![2],
+            None,
+            DriverHandle::for_test(tx),
+            stop.clone(),
+        ));
+        assert!(connect(&link(2, 1, addr, None)).await.is_ok());
+        assert!(connect(&link(9, 1, addr, None)).await.is_err());
         stop.cancel();
     }
 }

@@ -1,6 +1,15 @@
 //! The write-ahead log file: a header naming the snapshot the log continues from, then
-//! crc-framed records `[u32 LE payload length][u32 LE crc32 of payload][payload: Txn as JSON]`
-//! in strictly increasing zxid order.
+//! crc-framed records in strictly increasing zxid order:
+//! `[u32 LE payload length][u32 LE crc32 of payload][u32 LE crc32 of the 8 bytes before][payload: Txn as JSON]`.
+//!
+//! The frame's own checksum is what tells a torn write from damage (issue 11). A record whose
+//! frame is intact and whose payload is all in the file was written completely, so a payload
+//! that does not match its crc is corruption, even in the last record: it may have been fsynced
+//! and acknowledged, and cutting it would silently lose it. Only a tail that was never
+//! completely written is cut: fewer bytes than a frame, an intact frame whose payload runs past
+//! the end of the file, or bytes that end in zeros up to the end of the file (a filesystem
+//! fills a block that the crash kept from being written with zeros; an encoded txn never
+//! contains a zero byte).
 
 use super::{Base, MAX_RECORD_BYTES, StorageError};
 use crate::api::Zxid;
@@ -8,10 +17,11 @@ use crate::txn::Txn;
 use std::path::Path;
 
 const LOG_MAGIC: &[u8; 8] = b"KEEPLOG\0";
-const LOG_FORMAT_VERSION: u32 = 1;
+/// 2: frames carry a checksum of their length and payload checksum.
+const LOG_FORMAT_VERSION: u32 = 2;
 /// magic, version, snapshot generation (0: none), snapshot zxid, crc32 of the fields before it.
 pub(super) const HEADER_BYTES: usize = 8 + 4 + 8 + 8 + 4;
-pub(super) const FRAME_BYTES: usize = 8;
+pub(super) const FRAME_BYTES: usize = 12;
 
 pub(super) fn encode_header(base: Option<Base>) -> [u8; HEADER_BYTES] {
     let (gen_, zxid) = base.map_or((0, 0), |b| (b.generation, b.zxid));
@@ -70,49 +80,67 @@ pub(super) fn encode_record(txn: &Txn) -> Result<Vec<u8>, String> {
     let mut out = Vec::with_capacity(FRAME_BYTES + payload.len());
     out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
     out.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+    let frame_crc = crc32fast::hash(&out[0..8]);
+    out.extend_from_slice(&frame_crc.to_le_bytes());
     out.extend_from_slice(&payload);
     Ok(out)
 }
 
-/// The payload of the frame at `at` and where the next frame starts, or why it is not intact.
-fn frame_at(bytes: &[u8], at: usize) -> Result<(&[u8], usize), String> {
+/// What the bytes at a record's offset turned out to be.
+enum Frame<'a> {
+    Intact {
+        payload: &'a [u8],
+        next: usize,
+    },
+    /// A write the crash cut short: the tail from here on is cut.
+    Torn(String),
+    /// A record that was completely written and is damaged: the log is refused.
+    Corrupt(String),
+}
+
+/// Reads the frame at `at`. `zeros_from` is where the file's final run of zero bytes starts
+/// (the file's length if it does not end in a zero).
+fn frame_at(bytes: &[u8], at: usize, zeros_from: usize) -> Frame<'_> {
     let rest = bytes.len() - at;
     if rest < FRAME_BYTES {
-        return Err(format!("{rest} bytes left, too few for a record frame"));
+        return Frame::Torn(format!("{rest} bytes left, too few for a record frame"));
     }
-    let len = u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes")) as usize;
-    let crc = u32::from_le_bytes(bytes[at + 4..at + 8].try_into().expect("4 bytes"));
-    // A zero length would make eight zero bytes (a zero-filled tail) a valid frame.
-    if len == 0 {
-        return Err("record length 0".into());
+    let word =
+        |i: usize| u32::from_le_bytes(bytes[at + i..at + i + 4].try_into().expect("4 bytes"));
+    let (len, crc, frame_crc) = (word(0) as usize, word(4), word(8));
+    if crc32fast::hash(&bytes[at..at + 8]) != frame_crc {
+        return if zeros_from < at + FRAME_BYTES {
+            Frame::Torn("record frame ends in zeros up to the end of the file".into())
+        } else {
+            Frame::Corrupt("record frame crc mismatch".into())
+        };
     }
-    if len > MAX_RECORD_BYTES {
-        return Err(format!(
-            "record length {len} above MAX_RECORD_BYTES {MAX_RECORD_BYTES}"
+    // The frame is as written: a length it promises is what was written, so a bad one is not a
+    // torn write but a bug or a foreign file.
+    if len == 0 || len > MAX_RECORD_BYTES {
+        return Frame::Corrupt(format!(
+            "record length {len} (allowed: 1..={MAX_RECORD_BYTES})"
         ));
     }
     if len > rest - FRAME_BYTES {
-        return Err(format!(
-            "record length {len} runs past the end of the file ({} bytes left)",
+        return Frame::Torn(format!(
+            "record of {len} bytes runs past the end of the file ({} bytes left)",
             rest - FRAME_BYTES
         ));
     }
-    let payload = &bytes[at + FRAME_BYTES..at + FRAME_BYTES + len];
+    let end = at + FRAME_BYTES + len;
+    let payload = &bytes[at + FRAME_BYTES..end];
     if crc32fast::hash(payload) != crc {
-        return Err("record crc mismatch".into());
+        return if zeros_from < end {
+            Frame::Torn("record ends in zeros up to the end of the file".into())
+        } else {
+            Frame::Corrupt(format!(
+                "record crc mismatch in a complete record (its frame is intact and all {len} \
+                 bytes are present: damage, not a torn write)"
+            ))
+        };
     }
-    Ok((payload, at + FRAME_BYTES + len))
-}
-
-/// The first offset after `after` where an intact record starts, if any. This is what tells a
-/// torn tail (nothing intact follows the bad bytes: a crash cut the last write short) from
-/// corruption (a damaged record with good ones after it: cutting there would lose them).
-/// Cheap in practice: inside JSON payloads the four bytes read as a length are printable, so
-/// they exceed `MAX_RECORD_BYTES` and are rejected before any crc is computed.
-fn intact_record_after(bytes: &[u8], after: usize) -> Option<usize> {
-    (after + 1..bytes.len().saturating_sub(FRAME_BYTES - 1)).find(|&at| {
-        frame_at(bytes, at).is_ok_and(|(payload, _)| serde_json::from_slice::<Txn>(payload).is_ok())
-    })
+    Frame::Intact { payload, next: end }
 }
 
 pub(super) struct Scan {
@@ -144,16 +172,12 @@ pub(super) fn scan(path: &Path, bytes: &[u8]) -> Result<Scan, StorageError> {
     };
     let mut last = base.map(|b| b.zxid);
     let mut at = HEADER_BYTES;
+    let zeros_from = bytes.len() - bytes.iter().rev().take_while(|&&b| b == 0).count();
     while at < bytes.len() {
-        let (payload, next) = match frame_at(bytes, at) {
-            Ok(frame) => frame,
-            Err(reason) => {
-                if let Some(good) = intact_record_after(bytes, at) {
-                    return Err(corrupt(
-                        at,
-                        format!("{reason}, and an intact record follows at offset {good}"),
-                    ));
-                }
+        let (payload, next) = match frame_at(bytes, at, zeros_from) {
+            Frame::Intact { payload, next } => (payload, next),
+            Frame::Corrupt(reason) => return Err(corrupt(at, reason)),
+            Frame::Torn(reason) => {
                 scan.torn = Some((at as u64, reason));
                 break;
             }

@@ -34,7 +34,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-/// Largest payload of one log record. A longer length field is damage (or a torn tail).
+/// Largest payload of one log record. A longer length in an intact frame is damage.
 pub const MAX_RECORD_BYTES: usize = 64 << 20;
 /// Appends are gathered in memory up to this much before they reach the file without a `sync`.
 const LOG_BUFFER_BYTES: usize = 1 << 20;
@@ -180,9 +180,9 @@ fn write_whole(
 
 impl Storage {
     /// Opens (creating if needed) the data directory and recovers the newest snapshot, the log
-    /// records after it and the epochs. A torn tail of the log (bad bytes with no intact
-    /// record after them) is cut off; a bad record followed by an intact one is corruption and
-    /// fails the open, changing nothing on disk.
+    /// records after it and the epochs. A torn tail of the log (a last write that never
+    /// completed, see `log`) is cut off; a damaged record that was completely written, the
+    /// last one included, is corruption and fails the open, changing nothing on disk.
     pub fn open(dir: &Path) -> Result<(Storage, Recovered), StorageError> {
         fs::create_dir_all(dir).map_err(io_err(dir))?;
         let dir_handle = File::open(dir).map_err(io_err(dir))?;
