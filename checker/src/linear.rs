@@ -161,6 +161,12 @@ struct InfoSets {
     ids: HashMap<Box<[u32]>, u32, FxBuild>,
     /// (set, op) -> set with op added.
     grown: HashMap<(u32, u32), u32, FxBuild>,
+    /// Each set again as a bitset over the info operations' call order (`slot`), so that the
+    /// search's most frequent question, "is this info operation linearized?", is one load.
+    bits: Vec<u64>,
+    words_per_set: usize,
+    /// Per operation id: its place among the info operations (unused for `ok` ones).
+    slot: Vec<u32>,
     words: u64,
 }
 
@@ -168,11 +174,14 @@ struct InfoSets {
 const NO_INFO: u32 = 0;
 
 impl InfoSets {
-    fn new() -> InfoSets {
+    fn new(slot: Vec<u32>, info_ops: usize) -> InfoSets {
         let mut s = InfoSets {
             sets: Vec::new(),
             ids: HashMap::default(),
             grown: HashMap::default(),
+            bits: Vec::new(),
+            words_per_set: info_ops.div_ceil(64).max(1),
+            slot,
             words: 0,
         };
         s.intern(Box::new([]));
@@ -185,13 +194,20 @@ impl InfoSets {
         }
         let id = self.sets.len() as u32;
         self.words += 2 * set.len() as u64;
+        let base = self.bits.len();
+        self.bits.resize(base + self.words_per_set, 0);
+        for &op in set.iter() {
+            let k = self.slot[op as usize] as usize;
+            self.bits[base + k / 64] |= 1 << (k % 64);
+        }
         self.sets.push(set.clone());
         self.ids.insert(set, id);
         id
     }
 
     fn contains(&self, set: u32, op: u32) -> bool {
-        self.sets[set as usize].binary_search(&op).is_ok()
+        let k = self.slot[op as usize] as usize;
+        self.bits[set as usize * self.words_per_set + k / 64] & (1 << (k % 64)) != 0
     }
 
     fn with(&mut self, set: u32, op: u32) -> u32 {
@@ -230,7 +246,10 @@ impl InfoSets {
     }
 
     fn bytes(&self) -> u64 {
-        self.words * 4 + (self.sets.len() as u64) * 48 + (self.grown.len() as u64) * 24
+        self.words * 4
+            + (self.sets.len() as u64) * 48
+            + (self.grown.len() as u64) * 24
+            + (self.bits.capacity() as u64) * 8
     }
 }
 
@@ -338,8 +357,9 @@ struct Frame<S> {
     via: Via<S>,
     /// Trace of the linearization so far (`explain` only).
     trace: u32,
-    /// Next candidate: 0 is the returning operation, 1..=open ops, then the info operations
-    /// called before the event, most recent first.
+    /// Next candidate: the open `ok` operations that keep the state (`0..k`, `k` open ones),
+    /// the returning operation (`k`), the other open ones (`k+1..=2k`), then the info
+    /// operations called before the event, most recent first.
     cursor: usize,
 }
 
@@ -374,9 +394,9 @@ where
 /// The events of the history are walked in order. A call only makes its operation available.
 /// At the return of an operation that is not linearized yet, the search must linearize it now,
 /// possibly after some other available operations (open `ok` ones, and `info` ones, which never
-/// return and may also never be linearized): each choice is a move, tried in this order: the
-/// returning operation itself, then open `ok` operations by return time, then `info` operations,
-/// most recently called first. Deferring every linearization to the latest return that needs it
+/// return and may also never be linearized): each choice is a move, tried in this order: open
+/// `ok` operations that keep the state, the returning operation itself, the other open `ok`
+/// operations by return time, then `info` operations, most recently called first. Deferring every linearization to the latest return that needs it
 /// loses nothing (Lowe's argument: moving an operation's linearization point later, up to the
 /// next return, keeps the order and so the states), and it keeps the search from guessing
 /// early, which is what porcupine's search pays for on long histories of one key.
@@ -417,7 +437,11 @@ where
     // Events in history order: (position, op id, is return). An `ok` operation without a
     // return position returns after everything.
     let mut events: Vec<(usize, u32, bool)> = Vec::with_capacity(2 * n);
-    let mut classes: HashMap<(&S::Op, &Option<S::Ret>), u32, FxBuild> = HashMap::default();
+    type Class<'a, S> = (
+        &'a <S as SequentialSpec>::Op,
+        &'a Option<<S as SequentialSpec>::Ret>,
+    );
+    let mut classes: HashMap<Class<S>, u32, FxBuild> = HashMap::default();
     let mut info: Vec<OpInfo> = Vec::with_capacity(n);
     for (id, &i) in subset.iter().enumerate() {
         let o = &ops[i];
@@ -488,7 +512,11 @@ where
     };
     let returning = |r: usize| events[returns[r].0].1;
 
-    let mut sets = InfoSets::new();
+    let mut slot = vec![0u32; n];
+    for (k, &id) in info_order.iter().enumerate() {
+        slot[id as usize] = k as u32;
+    }
+    let mut sets = InfoSets::new(slot, info_order.len());
     let mut memo: Memo<S> = Memo::new();
     // Trace of linearized operations: (op id, parent entry, length).
     let mut trace: Vec<(u32, u32, u32)> = vec![(NO_ENTRY, NO_ENTRY, 0)];
@@ -581,24 +609,39 @@ where
         // of their class.
         let cursor = top.cursor;
         top.cursor += 1;
+        // Move order: first the open `ok` operations that leave the state as it is (a read of
+        // the current value: taking it now costs nothing, and a read left behind a write is
+        // what sends the search back the furthest), then the returning operation, then the other
+        // open `ok` operations, then the `info` ones. The order only steers the search: every
+        // move is tried before the node is given up.
+        let k = open.len();
+        // Some(true): only if it keeps the state; Some(false): only if it does not.
+        let mut keeps: Option<bool> = None;
         let y =
-            if cursor == 0 {
-                x
-            } else if cursor <= open.len() {
-                let y = open[cursor - 1];
+            if cursor < k || (cursor > k && cursor <= 2 * k) {
+                let y = if cursor < k {
+                    keeps = Some(true);
+                    open[cursor]
+                } else {
+                    keeps = Some(false);
+                    open[cursor - k - 1]
+                };
                 if y == x || top.open.binary_search(&y).is_ok() {
                     continue;
                 }
                 let class = info[y as usize].class;
                 // An identical open operation returning earlier, not linearized, goes first.
-                if open[..cursor - 1].iter().any(|&o| {
+                let pos = open.iter().position(|&o| o == y).unwrap_or(0);
+                if open[..pos].iter().any(|&o| {
                     info[o as usize].class == class && top.open.binary_search(&o).is_err()
                 }) {
                     continue;
                 }
                 y
-            } else if cursor <= open.len() + info_called.len() {
-                let y = info_called[info_called.len() - (cursor - open.len())];
+            } else if cursor == k {
+                x
+            } else if cursor <= 2 * k + info_called.len() {
+                let y = info_called[info_called.len() - (cursor - 2 * k)];
                 if sets.contains(top.info, y) {
                     continue;
                 }
@@ -639,6 +682,9 @@ where
             continue;
         }
         let unchanged = after == top.state;
+        if keeps.is_some_and(|k| k != unchanged) {
+            continue;
+        }
         if o.ret.is_none() && unchanged {
             continue;
         }
