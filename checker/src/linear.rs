@@ -210,6 +210,29 @@ impl InfoSets {
         self.bits[set as usize * self.words_per_set + k / 64] & (1 << (k % 64)) != 0
     }
 
+    /// The latest info operation (by call) before slot `limit` that is not in `set`: the
+    /// search skips linearized ones a word at a time.
+    fn free_below(&self, set: u32, limit: u32) -> Option<u32> {
+        let base = set as usize * self.words_per_set;
+        let mut k = limit as usize;
+        while k > 0 {
+            let w = (k - 1) / 64;
+            // the free bits of word w below k
+            let below = k - w * 64;
+            let mask = if below == 64 {
+                u64::MAX
+            } else {
+                (1u64 << below) - 1
+            };
+            let free = !self.bits[base + w] & mask;
+            if free != 0 {
+                return Some((w * 64 + 63 - free.leading_zeros() as usize) as u32);
+            }
+            k = w * 64;
+        }
+        None
+    }
+
     fn with(&mut self, set: u32, op: u32) -> u32 {
         if let Some(&id) = self.grown.get(&(set, op)) {
             return id;
@@ -361,6 +384,9 @@ struct Frame<S> {
     /// the returning operation (`k`), the other open ones (`k+1..=2k`), then the info
     /// operations called before the event, most recent first.
     cursor: usize,
+    /// In the info phase: the next candidate is the latest free info operation called before
+    /// this slot (call order).
+    info_next: u32,
 }
 
 /// Per operation, what the search needs besides the spec.
@@ -554,6 +580,7 @@ where
                 via: Via::Start,
                 trace: 0,
                 cursor: 0,
+                info_next: returns[r].3,
             });
         }
     }
@@ -604,7 +631,6 @@ where
         let r = top.event;
         let x = returning(r);
         let open = open_at(r);
-        let info_called = &info_order[..returns[r].3 as usize];
         // The candidate under the cursor, skipping those linearized already or not the first
         // of their class.
         let cursor = top.cursor;
@@ -640,11 +666,9 @@ where
                 y
             } else if cursor == k {
                 x
-            } else if cursor <= 2 * k + info_called.len() {
-                let y = info_called[info_called.len() - (cursor - 2 * k)];
-                if sets.contains(top.info, y) {
-                    continue;
-                }
+            } else if let Some(slot) = sets.free_below(top.info, top.info_next) {
+                top.info_next = slot;
+                let y = info_order[slot as usize];
                 let class = info[y as usize].class;
                 if open.iter().any(|&o| {
                     info[o as usize].class == class && top.open.binary_search(&o).is_err()
@@ -758,6 +782,7 @@ where
             via,
             trace: t,
             cursor: 0,
+            info_next: returns[event].3,
         });
     };
     budget
