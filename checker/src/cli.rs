@@ -184,8 +184,82 @@ fn run_many(args: &CheckArgs, paths: &[PathBuf]) -> i32 {
     worst
 }
 
+/// The histories of issue 16, by name: each is a `bench-checker` flag set (seed 1 unless
+/// `--seed` says otherwise), with the cas-register model.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum BenchCase {
+    /// 1,000,000 operations on 1,000 keys, 20 processes, 1% info.
+    Wide,
+    /// 100,000 operations on 10 keys, 20 processes, 1% info.
+    Hot10,
+    /// As `hot10` with 5% info.
+    Hot10Info5,
+    /// As `hot10` with 20% info.
+    Hot10Info20,
+    /// 5,000 operations on one key, 20 processes, no info.
+    Single,
+    /// As `hot10-info5` with one planted violation.
+    Hot10Violation,
+    /// Every case above, one after the other (peak memory is reset between them).
+    All,
+}
+
+impl BenchCase {
+    const EACH: [BenchCase; 6] = [
+        BenchCase::Wide,
+        BenchCase::Hot10,
+        BenchCase::Hot10Info5,
+        BenchCase::Hot10Info20,
+        BenchCase::Single,
+        BenchCase::Hot10Violation,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            BenchCase::Wide => "wide",
+            BenchCase::Hot10 => "hot10",
+            BenchCase::Hot10Info5 => "hot10-info5",
+            BenchCase::Hot10Info20 => "hot10-info20",
+            BenchCase::Single => "single",
+            BenchCase::Hot10Violation => "hot10-violation",
+            BenchCase::All => "all",
+        }
+    }
+
+    /// (ops, keys, processes, info share, violation)
+    fn shape(self) -> (usize, usize, usize, f64, bool) {
+        match self {
+            BenchCase::Wide => (1_000_000, 1_000, 20, 0.01, false),
+            BenchCase::Hot10 => (100_000, 10, 20, 0.01, false),
+            BenchCase::Hot10Info5 => (100_000, 10, 20, 0.05, false),
+            BenchCase::Hot10Info20 => (100_000, 10, 20, 0.2, false),
+            BenchCase::Single => (5_000, 1, 20, 0.0, false),
+            BenchCase::Hot10Violation | BenchCase::All => (100_000, 10, 20, 0.05, true),
+        }
+    }
+
+    /// `args` with this case's history shape.
+    fn apply(self, args: &BenchArgs) -> BenchArgs {
+        let (ops, keys, processes, info_share, violation) = self.shape();
+        BenchArgs {
+            case: None,
+            ops,
+            keys,
+            processes,
+            info_share,
+            violation,
+            model: ModelKind::CasRegister,
+            ..args.clone()
+        }
+    }
+}
+
 #[derive(clap::Args, Debug, Clone)]
 pub struct BenchArgs {
+    /// A named history of issue 16 (sets --ops, --keys, --processes, --info-share,
+    /// --violation and --model cas-register); `all` runs each in turn.
+    #[arg(long, value_enum, conflicts_with_all = ["ops", "keys", "processes", "info_share", "violation", "model"])]
+    pub case: Option<BenchCase>,
     /// Client operations in the generated history.
     #[arg(long, default_value_t = 1_000_000)]
     pub ops: usize,
@@ -222,9 +296,32 @@ pub fn peak_rss_kib() -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// Starts a new peak for [`peak_rss_kib`] (Linux: writing 5 to `clear_refs` resets VmHWM).
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
 /// `schism bench-checker`: generates a large history, checks it, reports time and peak memory.
-/// Exit code 0 when the verdict is the expected one (valid, or invalid with `--violation`).
+/// Exit code 0 when the verdict is the expected one (valid, or invalid with `--violation`);
+/// with `--case all`, when every case's is.
 pub fn bench(args: &BenchArgs) -> i32 {
+    match args.case {
+        None => bench_one(args),
+        Some(BenchCase::All) => {
+            let mut worst = 0;
+            for case in BenchCase::EACH {
+                println!("== case {}", case.name());
+                reset_peak_rss();
+                worst = worst.max(bench_one(&case.apply(args)));
+                println!();
+            }
+            worst
+        }
+        Some(case) => bench_one(&case.apply(args)),
+    }
+}
+
+fn bench_one(args: &BenchArgs) -> i32 {
     if !(0.0..=1.0).contains(&args.info_share) || args.keys == 0 || args.processes == 0 {
         eprintln!("error: --info-share must be within 0..1, --keys and --processes at least 1");
         return EXIT_BAD_INPUT;

@@ -1,19 +1,10 @@
-//! Linearizability: Wing & Gong's search with Lowe's memoisation, as in porcupine.
+//! Linearizability: Lowe's just-in-time linearization, searched depth first with a memo of the
+//! nodes entered, as porcupine memoises Wing & Gong's search.
 //!
-//! The history of one key becomes a doubly linked list of call and return entries in history
-//! order. The search walks it from the front: at a call it tries to apply the operation to the
-//! model; if the step is allowed and (set of linearized operations, new state) was never seen, it
-//! lifts the operation out of the list and starts again from the front. Reaching a return entry
-//! means its operation should have been linearized by now: backtrack. An `info` operation has
-//! no return entry (it may take effect at any time after its call, or never), so the history is
-//! linearizable as soon as every `ok` operation is linearized.
-//!
-//! At each node of the search, `ok` operations are tried before `info` ones: an info operation
-//! only needs to take effect just before something that depends on it, so the info ones are
-//! tried only when the walk reaches a return. Histories with many info operations are what make
-//! this search slow (each may or may not have happened), so [`decide`] first runs cheap
-//! searches that allow only a few info operations in a row, and falls back to the exhaustive
-//! one when they find nothing.
+//! The search walks the history of one key event by event and linearizes an operation only
+//! when its return forces it to (see [`search_order`] for the moves, their order and the rules
+//! that cut redundant ones). An `info` operation never returns: it may take effect at any time
+//! after its call, or never, so it is linearized only where some later move depends on it.
 //!
 //! P-compositionality: keys are independent objects, so each key is searched alone, keys in
 //! parallel on every core; the first violation stops every search.
@@ -39,11 +30,6 @@ const SHRINK_TIME_LIMIT_MS: u64 = 10_000;
 const SHRINK_STEP_LIMIT: u64 = 500_000;
 /// Keys listed in the details with the time their search took.
 const SLOWEST_KEYS_LISTED: usize = 5;
-/// Info operations in a row the fast first searches may linearize, one search per bound.
-const FAST_INFO_CHAINS: [usize; 3] = [1, 2, 3];
-/// Step allowance of the fast first search: per operation, plus a constant.
-const FAST_STEPS_PER_OP: u64 = 256;
-const FAST_STEPS_BASE: u64 = 100_000;
 
 /// FxHash (rustc's): the cache hashes a bitset and a small state per step, and SipHash would be
 /// most of the search's time.
@@ -168,188 +154,469 @@ pub struct SearchOp<S: SequentialSpec> {
     pub ret_at: Option<usize>,
 }
 
-/// Set of linearized operations.
-struct Bits(Box<[u64]>);
+/// Sorted sets of linearized `info` operations, interned: a search node holds the id of its set,
+/// and a set grows one operation at a time, so most nodes share a few sets.
+struct InfoSets {
+    sets: Vec<Box<[u32]>>,
+    ids: HashMap<Box<[u32]>, u32, FxBuild>,
+    /// (set, op) -> set with op added.
+    grown: HashMap<(u32, u32), u32, FxBuild>,
+    /// Each set again as a bitset over the info operations' call order (`slot`), so that the
+    /// search's most frequent question, "is this info operation linearized?", is one load.
+    bits: Vec<u64>,
+    words_per_set: usize,
+    /// Per operation id: its place among the info operations (unused for `ok` ones).
+    slot: Vec<u32>,
+    words: u64,
+}
 
-impl Bits {
-    fn new(n: usize) -> Bits {
-        Bits(vec![0; n.div_ceil(64)].into_boxed_slice())
+/// The empty info set.
+const NO_INFO: u32 = 0;
+
+impl InfoSets {
+    fn new(slot: Vec<u32>, info_ops: usize) -> InfoSets {
+        let mut s = InfoSets {
+            sets: Vec::new(),
+            ids: HashMap::default(),
+            grown: HashMap::default(),
+            bits: Vec::new(),
+            words_per_set: info_ops.div_ceil(64).max(1),
+            slot,
+            words: 0,
+        };
+        s.intern(Box::new([]));
+        s
     }
-    fn set(&mut self, i: usize) {
-        self.0[i / 64] |= 1 << (i % 64);
+
+    fn intern(&mut self, set: Box<[u32]>) -> u32 {
+        if let Some(&id) = self.ids.get(&set) {
+            return id;
+        }
+        let id = self.sets.len() as u32;
+        self.words += 2 * set.len() as u64;
+        let base = self.bits.len();
+        self.bits.resize(base + self.words_per_set, 0);
+        for &op in set.iter() {
+            let k = self.slot[op as usize] as usize;
+            self.bits[base + k / 64] |= 1 << (k % 64);
+        }
+        self.sets.push(set.clone());
+        self.ids.insert(set, id);
+        id
     }
-    fn clear(&mut self, i: usize) {
-        self.0[i / 64] &= !(1 << (i % 64));
+
+    fn contains(&self, set: u32, op: u32) -> bool {
+        let k = self.slot[op as usize] as usize;
+        self.bits[set as usize * self.words_per_set + k / 64] & (1 << (k % 64)) != 0
+    }
+
+    /// The latest info operation (by call) before slot `limit` that is not in `set`: the
+    /// search skips linearized ones a word at a time.
+    fn free_below(&self, set: u32, limit: u32) -> Option<u32> {
+        let base = set as usize * self.words_per_set;
+        let mut k = limit as usize;
+        while k > 0 {
+            let w = (k - 1) / 64;
+            // the free bits of word w below k
+            let below = k - w * 64;
+            let mask = if below == 64 {
+                u64::MAX
+            } else {
+                (1u64 << below) - 1
+            };
+            let free = !self.bits[base + w] & mask;
+            if free != 0 {
+                return Some((w * 64 + 63 - free.leading_zeros() as usize) as u32);
+            }
+            k = w * 64;
+        }
+        None
+    }
+
+    fn with(&mut self, set: u32, op: u32) -> u32 {
+        if let Some(&id) = self.grown.get(&(set, op)) {
+            return id;
+        }
+        let mut v = self.sets[set as usize].to_vec();
+        if let Err(at) = v.binary_search(&op) {
+            v.insert(at, op);
+        }
+        let id = self.intern(v.into_boxed_slice());
+        self.grown.insert((set, op), id);
+        id
+    }
+
+    /// Is set `a` included in set `b`?
+    fn subset(&self, a: u32, b: u32) -> bool {
+        if a == b || a == NO_INFO {
+            return true;
+        }
+        let (a, b) = (&self.sets[a as usize], &self.sets[b as usize]);
+        if a.len() > b.len() {
+            return false;
+        }
+        let mut j = 0;
+        for &x in a.iter() {
+            while j < b.len() && b[j] < x {
+                j += 1;
+            }
+            if j == b.len() || b[j] != x {
+                return false;
+            }
+            j += 1;
+        }
+        true
+    }
+
+    fn bytes(&self) -> u64 {
+        self.words * 4
+            + (self.sets.len() as u64) * 48
+            + (self.grown.len() as u64) * 24
+            + (self.bits.capacity() as u64) * 8
     }
 }
 
-/// Lowe's memo of visited (linearized set, state) pairs. The sets live in one flat arena, so
-/// an entry costs its words and its state, with no allocation of its own, and dropping a cache
-/// of millions of entries is a handful of frees.
-struct Cache<S> {
-    words: usize,
-    bits: Vec<u64>,
-    states: Vec<S>,
-    /// The info chain length the pair was reached with (bounded searches only: a pair reached
-    /// again with a shorter chain has more moves left, so it is not a repeat).
-    chains: Vec<u8>,
-    /// Next entry with the same hash, `NO_ENTRY` at the end of a chain.
-    chain: Vec<u32>,
-    /// Hash of (set, state) -> most recent entry with that hash.
+/// Lowe's memo of the search nodes entered, with subsumption on info operations.
+///
+/// A node is (return event, open `ok` operations linearized, `info` operations linearized,
+/// state); the event and the open operations say which `ok` operations are linearized (every one
+/// that returned before the event, none called after it), so this small key stands for the whole
+/// linearized set. A node is skipped when an entered node has the same event, open set and state
+/// and a subset of its info operations: `info` operations are optional, so the entered node can
+/// take every path the new one can (the extra info operations are simply never linearized), and
+/// that path is no longer. Entered nodes are searched to the end unless the search succeeds, so
+/// skipping loses no linearization.
+struct Memo<S> {
+    /// Hash of (event, open set, state) -> most recent entry with that hash.
     table: HashMap<u64, u32, FxBuild>,
+    entries: Vec<MemoEntry<S>>,
+    /// The open sets of all entries, end to end.
+    open_words: Vec<u32>,
+}
+
+struct MemoEntry<S> {
+    event: u32,
+    open_at: u32,
+    open_len: u32,
+    info: u32,
+    state: S,
+    /// Next entry with the same hash, `NO_ENTRY` at the end of a chain.
+    next: u32,
 }
 
 const NO_ENTRY: u32 = u32::MAX;
 
-impl<S: Eq + Hash> Cache<S> {
-    fn new(words: usize) -> Cache<S> {
-        Cache {
-            words,
-            bits: Vec::new(),
-            states: Vec::new(),
-            chains: Vec::new(),
-            chain: Vec::new(),
+impl<S: Eq + Hash + Clone> Memo<S> {
+    fn new() -> Memo<S> {
+        Memo {
             table: HashMap::default(),
+            entries: Vec::new(),
+            open_words: Vec::new(),
         }
     }
 
-    /// Records the pair; false if it was already there.
-    fn insert(&mut self, bits: &[u64], state: &S, chain: u8) -> bool
-    where
-        S: Clone,
-    {
+    /// Records the node; false if an entered node subsumes it.
+    fn enter(&mut self, event: u32, open: &[u32], info: u32, state: &S, sets: &InfoSets) -> bool {
         let mut h = FxHasher::default();
-        bits.hash(&mut h);
+        event.hash(&mut h);
+        open.hash(&mut h);
         state.hash(&mut h);
         let hash = h.finish();
-        let w = self.words;
         let head = self.table.get(&hash).copied().unwrap_or(NO_ENTRY);
         let mut i = head;
         while i != NO_ENTRY {
-            let at = i as usize;
-            if self.chains[at] <= chain
-                && self.bits[at * w..(at + 1) * w] == *bits
-                && self.states[at] == *state
+            let e = &self.entries[i as usize];
+            if e.event == event
+                && e.state == *state
+                && self.open_words[e.open_at as usize..(e.open_at + e.open_len) as usize] == *open
+                && sets.subset(e.info, info)
             {
                 return false;
             }
-            i = self.chain[at];
+            i = e.next;
         }
-        let id = self.states.len() as u32;
-        self.bits.extend_from_slice(bits);
-        self.states.push(state.clone());
-        self.chains.push(chain);
-        self.chain.push(head);
+        let id = self.entries.len() as u32;
+        self.entries.push(MemoEntry {
+            event,
+            open_at: self.open_words.len() as u32,
+            open_len: open.len() as u32,
+            info,
+            state: state.clone(),
+            next: head,
+        });
+        self.open_words.extend_from_slice(open);
         self.table.insert(hash, id);
         true
     }
 
     /// Heap bytes held, counting spare capacity.
     fn bytes(&self) -> u64 {
-        (self.bits.capacity() * 8
-            + self.states.capacity() * std::mem::size_of::<S>()
-            + self.chains.capacity()
-            + self.chain.capacity() * 4
+        (self.entries.capacity() * std::mem::size_of::<MemoEntry<S>>()
+            + self.open_words.capacity() * 4
             + self.table.capacity() * (8 + 4 + 1)) as u64
     }
 }
 
-const RETURN_BIT: u32 = 1 << 31;
+/// How the search reached a node: the rules that cut redundant orders look at the last move.
+enum Via<S> {
+    /// The first node, or a node reached by linearizing the returning operation.
+    Start,
+    /// An `info` operation was linearized from `parent`.
+    Info { parent: S },
+    /// An operation was linearized that left the state as it was.
+    Unchanged { op: u32 },
+    /// Any other operation.
+    Changed,
+}
 
-/// Searches for a linearization of `ops[subset]` from `init`.
-///
-/// `max_chain` bounds how many info operations may be linearized in a row. Bounded, the search
-/// is a fast heuristic: a linearization it finds is real, but "not linearizable" only means
-/// "none with such short chains" (its memo tells pairs apart by the chain they were reached with,
-/// so within its bound it is exhaustive). Only the unbounded search (`None`) proves a violation.
+/// A node of the search and where its loop over candidate moves stands.
+struct Frame<S> {
+    /// Index of the return event (in `events`) this node must get past.
+    event: usize,
+    /// Open `ok` operations already linearized, sorted.
+    open: Vec<u32>,
+    info: u32,
+    state: S,
+    via: Via<S>,
+    /// Trace of the linearization so far (`explain` only).
+    trace: u32,
+    /// Next candidate: the open `ok` operations that keep the state (`0..k`, `k` open ones),
+    /// the returning operation (`k`), the other open ones (`k+1..=2k`), then the info
+    /// operations called before the event, most recent first.
+    cursor: usize,
+    /// In the info phase: the next candidate is the latest free info operation called before
+    /// this slot (call order).
+    info_next: u32,
+}
+
+/// Per operation, what the search needs besides the spec.
+struct OpInfo {
+    is_info: bool,
+    /// Operations with equal (op, ret) share a class.
+    class: u32,
+    /// Earlier-called info operation of the same class (`NO_ENTRY`: none).
+    prev_same_info: u32,
+}
+
+/// Searches for a linearization of `ops[subset]` from `init`. See [`search_order`].
 pub fn search<S>(
     init: &S,
     ops: &[SearchOp<S>],
     subset: &[usize],
     budget: &Budget,
     step_limit: Option<u64>,
-    max_chain: Option<usize>,
     explain: bool,
 ) -> Outcome
 where
-    S: SequentialSpec + Clone + Eq + Hash,
+    S: SequentialSpec<Op: Eq + Hash, Ret: Eq + Hash> + Clone + Eq + Hash,
 {
-    search_order(init, ops, subset, budget, step_limit, max_chain, explain).0
+    search_order(init, ops, subset, budget, step_limit, explain).0
 }
 
-/// [`search`], also returning the linearization found (positions in `subset`), when `explain`.
+/// Just-in-time linearization (Lowe, "Testing for linearizability", 2017) as a depth-first
+/// search with a memo; also returns the linearization found (positions in `subset`) when
+/// `explain`.
+///
+/// The events of the history are walked in order. A call only makes its operation available.
+/// At the return of an operation that is not linearized yet, the search must linearize it now,
+/// possibly after some other available operations (open `ok` ones, and `info` ones, which never
+/// return and may also never be linearized): each choice is a move, tried in this order: open
+/// `ok` operations that keep the state, the returning operation itself, the other open `ok`
+/// operations by return time, then `info` operations, most recently called first. Deferring every linearization to the latest return that needs it
+/// loses nothing (Lowe's argument: moving an operation's linearization point later, up to the
+/// next return, keeps the order and so the states), and it keeps the search from guessing
+/// early, which is what porcupine's search pays for on long histories of one key.
+///
+/// Three rules skip moves that only repeat another node's search; each keeps, for any
+/// linearization it skips, one of the same length that the search does try:
+/// - *Identical operations* (same op, same return): of those available and not linearized, only
+///   the one returning first (for `info` ones: called first) is tried. Swapping two identical
+///   operations in a linearization changes no state, and the one returning first may take the
+///   earlier place (it was called by then) while the other takes the later place (before the
+///   earlier return, so before its own).
+/// - *An info operation must matter*: an `info` operation that leaves the state as it is is not
+///   tried (drop it from the linearization: nothing changes). After an `info` operation `i`
+///   from state `s`, a move `m` is not tried when `m` from `s` is allowed and reaches the
+///   same state as after `i, m`: the sibling node reached by `m` alone has the same state and one
+///   more info operation still available, so it subsumes this one.
+/// - *Unchanged states in order*: after a move that left the state as it was, another such move
+///   is tried only for an operation later in the order the first rule uses (by return, then
+///   `info` ones by call): two moves that both keep the state commute, so the node is reached
+///   the other way round as well. The two rules must use one order, or each would cut the order
+///   the other keeps.
+///
+/// The budget's stop flag, clock and memory account are looked at every
+/// [`BUDGET_CHECK_STEPS`] steps.
 fn search_order<S>(
     init: &S,
     ops: &[SearchOp<S>],
     subset: &[usize],
     budget: &Budget,
     step_limit: Option<u64>,
-    max_chain: Option<usize>,
     explain: bool,
 ) -> (Outcome, Vec<usize>)
 where
-    S: SequentialSpec + Clone + Eq + Hash,
+    S: SequentialSpec<Op: Eq + Hash, Ret: Eq + Hash> + Clone + Eq + Hash,
 {
     let n = subset.len();
-    // Entries: 0 is the head sentinel, 1..=m the calls and returns in history order, m+1 the tail.
-    let mut order: Vec<(usize, u32)> = Vec::with_capacity(2 * n);
+    let op = |id: u32| &ops[subset[id as usize]];
+    // Events in history order: (position, op id, is return). An `ok` operation without a
+    // return position returns after everything.
+    let mut events: Vec<(usize, u32, bool)> = Vec::with_capacity(2 * n);
+    type Class<'a, S> = (
+        &'a <S as SequentialSpec>::Op,
+        &'a Option<<S as SequentialSpec>::Ret>,
+    );
+    let mut classes: HashMap<Class<S>, u32, FxBuild> = HashMap::default();
+    let mut info: Vec<OpInfo> = Vec::with_capacity(n);
     for (id, &i) in subset.iter().enumerate() {
-        order.push((ops[i].call, id as u32));
-        if let Some(r) = ops[i].ret_at {
-            order.push((r, id as u32 | RETURN_BIT));
+        let o = &ops[i];
+        events.push((o.call, id as u32, false));
+        if o.ret.is_some() {
+            events.push((o.ret_at.unwrap_or(usize::MAX), id as u32, true));
+        }
+        let next_class = classes.len() as u32;
+        let class = *classes.entry((&o.op, &o.ret)).or_insert(next_class);
+        info.push(OpInfo {
+            is_info: o.ret.is_none(),
+            class,
+            prev_same_info: NO_ENTRY,
+        });
+    }
+    events.sort_unstable_by_key(|&(pos, id, ret)| (pos, ret, id));
+    // Per return event: the open `ok` operations (called before it, returning at it or later)
+    // by return time, and how many info operations were called before it.
+    let mut info_order: Vec<u32> = Vec::new();
+    let mut open_now: Vec<u32> = Vec::new();
+    let mut ret_pos = vec![usize::MAX; n];
+    for &(pos, id, ret) in &events {
+        if ret {
+            ret_pos[id as usize] = pos;
         }
     }
-    order.sort_unstable_by_key(|&(pos, _)| pos);
-    let m = order.len();
-    let tail = m + 1;
-    let mut next: Vec<usize> = (1..=m + 1).chain(std::iter::once(tail)).collect();
-    let mut prev: Vec<usize> = std::iter::once(0).chain(0..=m).collect();
-    let mut entry_of: Vec<u32> = Vec::with_capacity(m + 2);
-    entry_of.push(0);
-    // For each op (by subset position): its return entry (0 = none).
-    let mut ret_entry = vec![0usize; n];
-    for (e, &(_, tag)) in order.iter().enumerate() {
-        let e = e + 1;
-        entry_of.push(tag);
-        let id = (tag & !RETURN_BIT) as usize;
-        if tag & RETURN_BIT != 0 {
-            ret_entry[id] = e;
+    let mut last_info_of_class: HashMap<u32, u32, FxBuild> = HashMap::default();
+    // (event index, start in open_words, len, info count)
+    let mut returns: Vec<(usize, u32, u32, u32)> = Vec::new();
+    let mut open_words: Vec<u32> = Vec::new();
+    for (e, &(_, id, ret)) in events.iter().enumerate() {
+        if ret {
+            let at = open_words.len() as u32;
+            open_words.extend_from_slice(&open_now);
+            returns.push((e, at, open_now.len() as u32, info_order.len() as u32));
+            open_now.retain(|&o| o != id);
+        } else if info[id as usize].is_info {
+            let class = info[id as usize].class;
+            if let Some(prev) = last_info_of_class.insert(class, id) {
+                info[id as usize].prev_same_info = prev;
+            }
+            info_order.push(id);
+        } else {
+            let at = open_now
+                .iter()
+                .position(|&o| ret_pos[o as usize] > ret_pos[id as usize])
+                .unwrap_or(open_now.len());
+            open_now.insert(at, id);
         }
     }
-    entry_of.push(0);
+    // One total order of the operations for the rules that pick one of two orders: `ok` ones
+    // by return, then `info` ones by call. The identical-operations rule and the unchanged-state
+    // rule must agree on it, or each would cut the order the other keeps.
+    let mut rank = vec![0u32; n];
+    {
+        let mut by_rank: Vec<u32> = (0..n as u32)
+            .filter(|&id| !info[id as usize].is_info)
+            .collect();
+        by_rank.sort_unstable_by_key(|&id| ret_pos[id as usize]);
+        by_rank.extend_from_slice(&info_order);
+        for (k, &id) in by_rank.iter().enumerate() {
+            rank[id as usize] = k as u32;
+        }
+    }
+    let open_at = |r: usize| {
+        let (_, at, len, _) = returns[r];
+        &open_words[at as usize..(at + len) as usize]
+    };
+    let returning = |r: usize| events[returns[r].0].1;
 
-    let mut ok_left = subset.iter().filter(|&&i| ops[i].ret.is_some()).count();
-    let mut linearized = Bits::new(n);
-    let mut cache: Cache<S> = Cache::new(linearized.0.len());
-    // (call entry, state before it, info chain length before it)
-    let mut calls: Vec<(usize, S, usize)> = Vec::new();
-    // Ok operations are tried before info ones at each node (an info operation is only needed
-    // when something after it depends on it), and `chain` counts the info operations on top of
-    // the stack, bounded by `max_chain`.
-    let mut info_phase = false;
-    let mut chain = 0usize;
-    let mut longest: Vec<usize> = Vec::new();
-    let mut state = init.clone();
-    let mut entry = next[0];
+    let mut slot = vec![0u32; n];
+    for (k, &id) in info_order.iter().enumerate() {
+        slot[id as usize] = k as u32;
+    }
+    let mut sets = InfoSets::new(slot, info_order.len());
+    let mut memo: Memo<S> = Memo::new();
+    // Trace of linearized operations: (op id, parent entry, length).
+    let mut trace: Vec<(u32, u32, u32)> = vec![(NO_ENTRY, NO_ENTRY, 0)];
+    let mut deepest: u32 = 0;
     let mut steps: u64 = 0;
     let mut accounted: u64 = 0;
 
-    let outcome = loop {
-        if ok_left == 0 {
-            if explain {
-                longest = calls
-                    .iter()
-                    .map(|&(e, _, _)| entry_of[e] as usize)
-                    .collect();
+    // The first return whose operation is not linearized, from return `r` on, dropping the
+    // operations returned on the way from `open`; `None`: past the end.
+    let skip_linearized = |mut r: usize, open: &mut Vec<u32>| -> Option<usize> {
+        while r < returns.len() {
+            let x = returning(r);
+            match open.binary_search(&x) {
+                Ok(at) => {
+                    open.remove(at);
+                    r += 1;
+                }
+                Err(_) => return Some(r),
             }
-            break Outcome::Linearizable;
+        }
+        None
+    };
+
+    let mut stack: Vec<Frame<S>> = Vec::new();
+    let mut first_open = Vec::new();
+    match skip_linearized(0, &mut first_open) {
+        None => return (Outcome::Linearizable, Vec::new()),
+        Some(r) => {
+            memo.enter(r as u32, &[], NO_INFO, init, &sets);
+            stack.push(Frame {
+                event: r,
+                open: first_open,
+                info: NO_INFO,
+                state: init.clone(),
+                via: Via::Start,
+                trace: 0,
+                cursor: 0,
+                info_next: returns[r].3,
+            });
+        }
+    }
+
+    let path = |trace: &[(u32, u32, u32)], mut t: u32| {
+        let mut v = Vec::new();
+        while t != 0 {
+            v.push(trace[t as usize].0 as usize);
+            t = trace[t as usize].1;
+        }
+        v.reverse();
+        v
+    };
+
+    let outcome = 'search: loop {
+        if stack.is_empty() {
+            break Outcome::NotLinearizable {
+                longest: if explain {
+                    path(&trace, deepest)
+                } else {
+                    Vec::new()
+                },
+            };
         }
         steps += 1;
         if steps.is_multiple_of(BUDGET_CHECK_STEPS) {
-            let bytes = cache.bytes();
+            let bytes = memo.bytes()
+                + sets.bytes()
+                + (trace.capacity() * 12) as u64
+                + (stack.capacity() * std::mem::size_of::<Frame<S>>()) as u64;
             budget
                 .memory_used_bytes
-                .fetch_add(bytes - accounted, Ordering::Relaxed);
+                .fetch_add(bytes.saturating_sub(accounted), Ordering::Relaxed);
+            budget
+                .memory_used_bytes
+                .fetch_sub(accounted.saturating_sub(bytes), Ordering::Relaxed);
             accounted = bytes;
             if let Some(why) = budget.exceeded() {
                 break Outcome::Unknown(why);
@@ -358,123 +625,177 @@ where
                 break Outcome::Unknown(Unknown::StepLimit);
             }
         }
-        let tag = entry_of[entry];
-        let at_return = entry == tail || tag & RETURN_BIT != 0;
-        if at_return && !info_phase {
-            // A return: its operation should have been linearized by now. Before giving up on
-            // this node, try the info operations called before it.
-            info_phase = true;
-            entry = next[0];
+        let Some(top) = stack.last_mut() else {
             continue;
-        }
-        if at_return {
-            let Some((e, s, chain_before)) = calls.pop() else {
-                break Outcome::NotLinearizable {
-                    longest: std::mem::take(&mut longest),
+        };
+        let r = top.event;
+        let x = returning(r);
+        let open = open_at(r);
+        // The candidate under the cursor, skipping those linearized already or not the first
+        // of their class.
+        let cursor = top.cursor;
+        top.cursor += 1;
+        // Move order: first the open `ok` operations that leave the state as it is (a read of
+        // the current value: taking it now costs nothing, and a read left behind a write is
+        // what sends the search back the furthest), then the returning operation, then the other
+        // open `ok` operations, then the `info` ones. The order only steers the search: every
+        // move is tried before the node is given up.
+        let k = open.len();
+        // Some(true): only if it keeps the state; Some(false): only if it does not.
+        let mut keeps: Option<bool> = None;
+        let y =
+            if cursor < k || (cursor > k && cursor <= 2 * k) {
+                let y = if cursor < k {
+                    keeps = Some(true);
+                    open[cursor]
+                } else {
+                    keeps = Some(false);
+                    open[cursor - k - 1]
                 };
+                if y == x || top.open.binary_search(&y).is_ok() {
+                    continue;
+                }
+                let class = info[y as usize].class;
+                // An identical open operation returning earlier, not linearized, goes first.
+                let pos = open.iter().position(|&o| o == y).unwrap_or(0);
+                if open[..pos].iter().any(|&o| {
+                    info[o as usize].class == class && top.open.binary_search(&o).is_err()
+                }) {
+                    continue;
+                }
+                y
+            } else if cursor == k {
+                x
+            } else if let Some(slot) = sets.free_below(top.info, top.info_next) {
+                top.info_next = slot;
+                let y = info_order[slot as usize];
+                let class = info[y as usize].class;
+                if open.iter().any(|&o| {
+                    info[o as usize].class == class && top.open.binary_search(&o).is_err()
+                }) {
+                    continue;
+                }
+                let mut p = info[y as usize].prev_same_info;
+                let mut earlier_free = false;
+                while p != NO_ENTRY {
+                    if !sets.contains(top.info, p) {
+                        earlier_free = true;
+                        break;
+                    }
+                    p = info[p as usize].prev_same_info;
+                }
+                if earlier_free {
+                    continue;
+                }
+                y
+            } else {
+                // Every move tried: backtrack.
+                stack.pop();
+                continue;
             };
-            let id = entry_of[e] as usize;
-            linearized.clear(id);
-            state = s;
-            chain = chain_before;
-            info_phase = ops[subset[id]].ret.is_none();
-            if !info_phase {
-                ok_left += 1;
-            }
-            let r = ret_entry[id];
-            if r != 0 {
-                next[prev[r]] = r;
-                prev[next[r]] = r;
-            }
-            next[prev[e]] = e;
-            prev[next[e]] = e;
-            entry = next[e];
-            continue;
-        }
-        let id = tag as usize;
-        let sop = &ops[subset[id]];
-        let is_info = sop.ret.is_none();
-        if is_info != info_phase || (is_info && max_chain.is_some_and(|l| chain >= l)) {
-            entry = next[entry];
-            continue;
-        }
-        let mut after = state.clone();
-        let allowed = match &sop.ret {
-            Some(r) => after.is_valid_step(&sop.op, r),
+        let o = op(y);
+        let mut after = top.state.clone();
+        let allowed = match &o.ret {
+            Some(ret) => after.is_valid_step(&o.op, ret),
             None => {
-                after.invoke(&sop.op);
+                after.invoke(&o.op);
                 true
             }
         };
-        if allowed {
-            linearized.set(id);
-            let tag = match (max_chain, is_info) {
-                (None, _) => 0,
-                (Some(_), true) => (chain + 1).min(u8::MAX as usize) as u8,
-                (Some(_), false) => 0,
-            };
-            if cache.insert(&linearized.0, &after, tag) {
-                calls.push((entry, std::mem::replace(&mut state, after), chain));
-                if is_info {
-                    chain += 1;
-                } else {
-                    ok_left -= 1;
-                    chain = 0;
+        if !allowed {
+            continue;
+        }
+        let unchanged = after == top.state;
+        if keeps.is_some_and(|k| k != unchanged) {
+            continue;
+        }
+        if o.ret.is_none() && unchanged {
+            continue;
+        }
+        match &top.via {
+            Via::Info { parent } => {
+                let mut alone = parent.clone();
+                let ok = match &o.ret {
+                    Some(ret) => alone.is_valid_step(&o.op, ret),
+                    None => {
+                        alone.invoke(&o.op);
+                        true
+                    }
+                };
+                if ok && alone == after {
+                    continue;
                 }
-                info_phase = false;
-                // lift the call and its return out of the list
-                next[prev[entry]] = next[entry];
-                prev[next[entry]] = prev[entry];
-                let r = ret_entry[id];
-                if r != 0 {
-                    next[prev[r]] = next[r];
-                    prev[next[r]] = prev[r];
-                }
-                if explain && calls.len() > longest.len() {
-                    longest = calls
-                        .iter()
-                        .map(|&(e, _, _)| entry_of[e] as usize)
-                        .collect();
-                }
-                entry = next[0];
+            }
+            Via::Unchanged { op: last } if unchanged && rank[y as usize] < rank[*last as usize] => {
                 continue;
             }
-            linearized.clear(id);
+            _ => {}
         }
-        entry = next[entry];
+        let t = if explain {
+            let depth = trace[top.trace as usize].2 + 1;
+            trace.push((y, top.trace, depth));
+            let t = (trace.len() - 1) as u32;
+            if depth > trace[deepest as usize].2 {
+                deepest = t;
+            }
+            t
+        } else {
+            0
+        };
+        let mut open_lin = top.open.clone();
+        let mut info_lin = top.info;
+        let event;
+        let via;
+        if y == x {
+            match skip_linearized(r + 1, &mut open_lin) {
+                None => {
+                    break 'search Outcome::Linearizable;
+                }
+                Some(next) => event = next,
+            }
+            via = Via::Start;
+        } else {
+            event = r;
+            if info[y as usize].is_info {
+                info_lin = sets.with(info_lin, y);
+                via = Via::Info {
+                    parent: top.state.clone(),
+                };
+            } else {
+                let at = open_lin.binary_search(&y).unwrap_err();
+                open_lin.insert(at, y);
+                via = if unchanged {
+                    Via::Unchanged { op: y }
+                } else {
+                    Via::Changed
+                };
+            }
+        }
+        if !memo.enter(event as u32, &open_lin, info_lin, &after, &sets) {
+            continue;
+        }
+        stack.push(Frame {
+            event,
+            open: open_lin,
+            info: info_lin,
+            state: after,
+            via,
+            trace: t,
+            cursor: 0,
+            info_next: returns[event].3,
+        });
     };
     budget
         .memory_used_bytes
         .fetch_sub(accounted, Ordering::Relaxed);
-    (outcome, longest)
-}
-
-/// [`search`] with the info-chain heuristic first: most histories linearize with at most
-/// a few info operations in a row, and that search is cheap; only when it finds
-/// nothing does the exhaustive search run.
-pub fn decide<S>(
-    init: &S,
-    ops: &[SearchOp<S>],
-    subset: &[usize],
-    budget: &Budget,
-    step_limit: Option<u64>,
-    explain: bool,
-) -> Outcome
-where
-    S: SequentialSpec + Clone + Eq + Hash,
-{
-    if subset.iter().any(|&i| ops[i].ret.is_none()) {
-        let fast_steps = FAST_STEPS_PER_OP * subset.len() as u64 + FAST_STEPS_BASE;
-        let limit = step_limit.map_or(fast_steps, |l| l.min(fast_steps));
-        for chain in FAST_INFO_CHAINS {
-            match search(init, ops, subset, budget, Some(limit), Some(chain), false) {
-                Outcome::Linearizable => return Outcome::Linearizable,
-                Outcome::Unknown(u) if u != Unknown::StepLimit => return Outcome::Unknown(u),
-                _ => {}
-            }
+    let order = match (&outcome, explain) {
+        (Outcome::Linearizable, true) => {
+            // The last move taken is the final trace entry.
+            path(&trace, (trace.len() - 1) as u32)
         }
-    }
-    search(init, ops, subset, budget, step_limit, None, explain)
+        _ => Vec::new(),
+    };
+    (outcome, order)
 }
 
 /// One key's history in the model's terms.
@@ -593,7 +914,7 @@ pub fn check<M: Model>(
                     let key_started = Instant::now();
                     let r = prepare(model, ops, &keys[k].1).map(|p| {
                         let all: Vec<usize> = (0..p.ops.len()).collect();
-                        match decide(&p.init, &p.ops, &all, &budget, None, false) {
+                        match search(&p.init, &p.ops, &all, &budget, None, false) {
                             Outcome::Linearizable => KeyResult::Valid,
                             Outcome::NotLinearizable { .. } => KeyResult::Invalid,
                             Outcome::Unknown(u) => KeyResult::Unknown(u),
@@ -697,14 +1018,14 @@ pub fn check<M: Model>(
 }
 
 /// Is `subset`, from state `init`, shown non-linearizable within the shrink step limit?
-fn invalid<S: SequentialSpec + Clone + Eq + Hash>(
+fn invalid<S: SequentialSpec<Op: Eq + Hash, Ret: Eq + Hash> + Clone + Eq + Hash>(
     init: &S,
     p: &Prepared<S>,
     subset: &[usize],
     budget: &Budget,
 ) -> bool {
     matches!(
-        decide(init, &p.ops, subset, budget, Some(SHRINK_STEP_LIMIT), false),
+        search(init, &p.ops, subset, budget, Some(SHRINK_STEP_LIMIT), false),
         Outcome::NotLinearizable { .. }
     )
 }
@@ -743,7 +1064,7 @@ fn replay<S: SequentialSpec>(state: &mut S, p: &Prepared<S>, subset: &[usize], o
 /// of a linearization of the others, every smaller candidate must keep it so.
 pub fn shrink<S>(p: &Prepared<S>) -> Shrunk<S>
 where
-    S: SequentialSpec<Op: Clone, Ret: Clone> + Clone + Eq + Hash,
+    S: SequentialSpec<Op: Clone + Eq + Hash, Ret: Clone + Eq + Hash> + Clone + Eq + Hash,
 {
     let budget = Budget::new(Some(Duration::from_millis(SHRINK_TIME_LIMIT_MS)), None);
     let mut by_call: Vec<usize> = (0..p.ops.len()).collect();
@@ -760,15 +1081,7 @@ where
     let mut cur: Vec<usize> = by_call[..hi].to_vec();
     let mut init = p.init.clone();
     let mut skipped = 0;
-    let longest = match search(
-        &init,
-        &p.ops,
-        &cur,
-        &budget,
-        Some(SHRINK_STEP_LIMIT),
-        None,
-        true,
-    ) {
+    let longest = match search(&init, &p.ops, &cur, &budget, Some(SHRINK_STEP_LIMIT), true) {
         Outcome::NotLinearizable { longest } => longest,
         _ => Vec::new(),
     };
@@ -835,21 +1148,13 @@ where
 /// from `init`? (Then only real time keeps it out.)
 fn placeable<S>(init: &S, p: &Prepared<S>, subset: &[usize], f: usize, budget: &Budget) -> bool
 where
-    S: SequentialSpec + Clone + Eq + Hash,
+    S: SequentialSpec<Op: Eq + Hash, Ret: Eq + Hash> + Clone + Eq + Hash,
 {
     let Some(ret) = &p.ops[f].ret else {
         return true;
     };
     let rest: Vec<usize> = subset.iter().copied().filter(|&i| i != f).collect();
-    let (outcome, order) = search_order(
-        init,
-        &p.ops,
-        &rest,
-        budget,
-        Some(SHRINK_STEP_LIMIT),
-        None,
-        true,
-    );
+    let (outcome, order) = search_order(init, &p.ops, &rest, budget, Some(SHRINK_STEP_LIMIT), true);
     if outcome != Outcome::Linearizable {
         return false;
     }
@@ -880,7 +1185,6 @@ pub fn counterexample<M: Model>(
         &p.ops,
         &subset,
         &Budget::new(Some(Duration::from_millis(SHRINK_TIME_LIMIT_MS)), None),
-        None,
         None,
         true,
     );

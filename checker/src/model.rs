@@ -77,8 +77,10 @@ pub struct Step<S: SequentialSpec> {
 
 /// How a sequential specification reads a history.
 pub trait Model: Sync {
-    type Spec: SequentialSpec<Op: Clone + Debug + Send + Sync, Ret: Clone + Debug + Send + Sync>
-        + Clone
+    type Spec: SequentialSpec<
+            Op: Clone + Debug + Eq + Hash + Send + Sync,
+            Ret: Clone + Debug + Eq + Hash + Send + Sync,
+        > + Clone
         + Eq
         + Hash
         + Debug
