@@ -46,6 +46,8 @@ pub enum Command {
     Gate(crate::gate::GateArgs),
     /// Nightly torture: loop over seeds, workloads and fault mixes; keep every failing run.
     Torture(crate::gate::TortureArgs),
+    /// The whole test in simulated time: keeper's core, faults, clients and checkers, per seed.
+    Sim(crate::sim::SimArgs),
 }
 
 /// Options every test run takes.
@@ -193,6 +195,7 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> i32 {
     match &cli.command {
         Command::Check(args) => return checker::cli::run(args),
         Command::BenchChecker(args) => return checker::cli::bench(args),
+        Command::Sim(args) => return crate::sim::run(args),
         _ => {}
     }
     let _ = tracing_subscriber::fmt()
@@ -319,7 +322,7 @@ async fn run_command(
             Ok(outcome.exit_code())
         }
         // CPU-bound and synchronous: handled before the runtime starts (see main_with_args).
-        Command::Check(_) | Command::BenchChecker(_) => {
+        Command::Check(_) | Command::BenchChecker(_) | Command::Sim(_) => {
             anyhow::bail!("internal: the checker commands run without a runtime")
         }
         Command::Serve(args) => {

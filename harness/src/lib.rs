@@ -24,6 +24,7 @@ pub mod recovery;
 pub mod report;
 pub mod runner;
 pub mod serve;
+pub mod sim;
 pub mod status;
 pub mod store;
 pub mod verdict;

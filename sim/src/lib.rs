@@ -1,0 +1,1199 @@
+//! `schism sim`: a whole schism test in simulated time. The real keeper `Core` of every node runs
+//! in one thread under a simulated network (loss, delay, reordering, duplication, partitions in
+//! Jepsen's shapes, one-way cuts), simulated disks (what a node persisted survives its crash),
+//! crashes, restarts and pauses, while simulated clients run the register workload (reads, writes
+//! and cas on a few keys, through random nodes, with sessions). Everything is drawn from one seed
+//! (`ChaCha8Rng`), and each seed draws its own fault mix, cluster size and intensities (swarm
+//! testing). The clients' history, status samples and a recovery record are checked by schism's
+//! real checkers, so a failing seed is an ordinary results directory.
+//!
+//! Deliberately not here: a wall clock, OS randomness, unordered maps (iteration order would leak
+//! into the schedule), threads. The harness (`schism sim`) owns those. Not simulated (yet): lost
+//! unsynced writes (the core's contract is that a step's persists are durable before its sends,
+//! so losing them would test a broken shell, not the core), torn writes, clock skew, watches.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use checker::history::{Event, EventType};
+use checker::liveness::{NodeEnd, Recovery};
+use checker::reader::StatusSample;
+use checker::{CheckOptions, RunVerdict};
+use keeper::api::{Consistency, ErrorCode, KeeperError, Op, Role, SessionId, Zxid};
+use keeper::core::{
+    Bug, ClientRequest, Config, Core, Input, Output, PeerMsg, Persist, Read, Recovered, Response,
+};
+use keeper::tree::Snapshot;
+use keeper::txn::Txn;
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+use serde_json::{Value, json};
+
+/// Whether this build can inject server bugs (keeper's `bugs` feature, through ours).
+pub const BUGS_ENABLED: bool = cfg!(feature = "bugs");
+
+/// The simulated clock advances in steps of this many ms.
+const STEP_MS: u64 = 5;
+/// Every node gets a tick this often (the core needs one at least every `tick_ms`).
+const TICK_MS: u64 = 100;
+/// The simulated time the cores start at (ms since the Unix epoch, as the shell would say).
+const START_MS: u64 = 1_000_000;
+/// A client gives up on an operation after this long and records it as indeterminate.
+const OP_TIMEOUT_MS: u64 = 2_000;
+/// The core's own request timeout (it answers `timeout` past it).
+const REQUEST_TIMEOUT_MS: u64 = 1_500;
+/// Session timeout the clients ask for.
+const SESSION_TIMEOUT_MS: u64 = 3_000;
+/// Status samples are taken this often, as the harness's poller does.
+const STATUS_EVERY_MS: u64 = 250;
+/// Before the faults: the cluster gets this long to elect, and the keys are created.
+const WARMUP_MS: u64 = 3_000;
+/// After the heal, the cluster must elect, acknowledge a write, serve a read and converge
+/// within this much simulated time.
+pub const RECOVERY_BOUND_MS: u64 = 20_000;
+/// Bounds on the simulated network delay of one message, in ms.
+const MAX_DELAY_MS: u64 = 60;
+/// Time budget of the linearizability search per seed.
+const CHECK_TIME_LIMIT_S: u64 = 20;
+/// A process id for the setup client, above any worker's.
+const SETUP_PROCESS: u64 = 1_000_000;
+/// Errors of the liveness probe kept for the recovery record.
+const MAX_PROBE_ERRORS: usize = 10;
+
+/// What the user fixes; everything else a seed draws.
+#[derive(Clone, Debug, Serialize)]
+pub struct SimConfig {
+    pub seed: u64,
+    /// 3 or 5; `None`: the seed draws it.
+    pub nodes: Option<usize>,
+    /// A server bug to inject (needs the `bugs` feature).
+    pub bug: Option<Bug>,
+    /// Also lose single messages and reorder them within a link, which TCP never does. The
+    /// core's contract says it tolerates both, but seeds with them lose liveness (see
+    /// docs/SIM.md), so they are off unless asked for.
+    pub lossy_links: bool,
+}
+
+/// What a seed drew: its swarm of faults and intensities.
+#[derive(Clone, Debug, Serialize)]
+pub struct Swarm {
+    pub nodes: usize,
+    pub clients: usize,
+    pub keys: usize,
+    /// Simulated ms of workload under faults.
+    pub fault_ms: u64,
+    /// Mean simulated ms between two faults.
+    pub fault_every_ms: u64,
+    pub loss: f64,
+    pub duplicate: f64,
+    pub reorder: f64,
+    pub max_delay_ms: u64,
+    pub partitions: bool,
+    pub one_way_cuts: bool,
+    pub crashes: bool,
+    pub pauses: bool,
+    /// Client operations per simulated second, over all clients.
+    pub op_rate: u64,
+}
+
+impl Swarm {
+    fn draw(rng: &mut ChaCha8Rng, nodes: Option<usize>, lossy: bool) -> Swarm {
+        let nodes = nodes.unwrap_or(if rng.random_bool(0.5) { 3 } else { 5 });
+        let mut s = Swarm {
+            nodes,
+            clients: rng.random_range(2..=6),
+            keys: rng.random_range(2..=5),
+            fault_ms: rng.random_range(10_000..=20_000),
+            fault_every_ms: rng.random_range(500..=5_000),
+            loss: if lossy && rng.random_bool(0.5) {
+                rng.random_range(0.0..0.15)
+            } else {
+                0.0
+            },
+            duplicate: if rng.random_bool(0.3) {
+                rng.random_range(0.0..0.05)
+            } else {
+                0.0
+            },
+            reorder: if lossy && rng.random_bool(0.3) {
+                rng.random_range(0.0..0.1)
+            } else {
+                0.0
+            },
+            max_delay_ms: rng.random_range(2..=MAX_DELAY_MS),
+            partitions: rng.random_bool(0.7),
+            one_way_cuts: rng.random_bool(0.3),
+            crashes: rng.random_bool(0.6),
+            pauses: rng.random_bool(0.4),
+            op_rate: rng.random_range(10..=50),
+        };
+        // A seed with no fault at all tests little; give it at least partitions.
+        if !(s.partitions || s.one_way_cuts || s.crashes || s.pauses) {
+            s.partitions = true;
+        }
+        s
+    }
+}
+
+/// What a node has on disk: everything it persisted (a step's persists are durable before its
+/// sends, per the core's durability rule).
+#[derive(Clone, Default)]
+struct Disk {
+    snapshot: Option<Snapshot>,
+    log: Vec<Txn>,
+    accepted_epoch: u32,
+    current_epoch: u32,
+}
+
+impl Disk {
+    fn persist(&mut self, p: &Persist) {
+        match p {
+            Persist::Append(txns) => self.log.extend(txns.iter().cloned()),
+            Persist::TruncateAfter(z) => self.log.retain(|t| t.zxid <= *z),
+            Persist::Snapshot(s) => {
+                self.snapshot = Some(s.clone());
+                self.log.clear();
+            }
+            Persist::Epochs {
+                accepted_epoch,
+                current_epoch,
+            } => {
+                self.accepted_epoch = *accepted_epoch;
+                self.current_epoch = *current_epoch;
+            }
+        }
+    }
+
+    fn recovered(&self) -> Recovered {
+        Recovered {
+            snapshot: self.snapshot.clone(),
+            log: self.log.clone(),
+            accepted_epoch: self.accepted_epoch,
+            current_epoch: self.current_epoch,
+        }
+    }
+}
+
+/// A node: its core when running, its disk always.
+struct Node {
+    core: Option<Core>,
+    disk: Disk,
+    /// Paused until this time (a SIGSTOP): its inputs wait in `held`.
+    paused_until: Option<u64>,
+    held: Vec<Input>,
+}
+
+/// What a client asked and is waiting for.
+#[derive(Clone, Debug)]
+enum Pending {
+    Session,
+    Heartbeat,
+    /// An operation of the history: its f, key and invocation value.
+    Op {
+        f: &'static str,
+        key: String,
+        value: Value,
+    },
+}
+
+struct Client {
+    process: u64,
+    session: Option<SessionId>,
+    last_zxid: Zxid,
+    node: u64,
+    /// (node, request, what, deadline ms).
+    pending: Option<(u64, u64, Pending, u64)>,
+    last_sent_ms: u64,
+    /// The version this client last saw per key, for its next cas.
+    versions: BTreeMap<String, i32>,
+}
+
+/// Who waits for a request's reply.
+#[derive(Clone, Copy)]
+enum Waiter {
+    Client(usize),
+    Probe,
+}
+
+/// The liveness phase's probe: session, then write, then linearizable read.
+#[derive(Default)]
+struct Probe {
+    session: Option<SessionId>,
+    pending: Option<(u64, u64, u64)>,
+    written: Option<Zxid>,
+    last_error: Option<ErrorCode>,
+    errors: Vec<String>,
+}
+
+/// The outcome of one seed.
+#[derive(Debug)]
+pub struct SimOutcome {
+    pub seed: u64,
+    pub swarm: Swarm,
+    pub history: Vec<Event>,
+    pub status: Vec<StatusSample>,
+    pub recovery: Recovery,
+    pub verdict: RunVerdict,
+    /// FNV-1a of the history's JSONL text: equal for two runs of one seed.
+    pub history_hash: u64,
+    /// Simulated ms the seed covered.
+    pub simulated_ms: u64,
+}
+
+pub struct Sim {
+    rng: ChaCha8Rng,
+    swarm: Swarm,
+    bug: Option<Bug>,
+    now: u64,
+    ids: Vec<u64>,
+    nodes: BTreeMap<u64, Node>,
+    /// Messages in flight, by (delivery ms, sequence): a stable delivery order.
+    net: BTreeMap<(u64, u64), (u64, u64, PeerMsg)>,
+    net_seq: u64,
+    /// Latest delivery time per link: links are FIFO unless the seed reorders.
+    fifo: BTreeMap<(u64, u64), u64>,
+    /// Directed pairs (from, to) that cannot talk.
+    cut: BTreeSet<(u64, u64)>,
+    heal_cut_at: Option<u64>,
+    faults: bool,
+    next_request: u64,
+    waiters: BTreeMap<(u64, u64), Waiter>,
+    clients: Vec<Client>,
+    next_process: u64,
+    history: Vec<Event>,
+    status: Vec<StatusSample>,
+    probe: Probe,
+    restart_at: BTreeMap<u64, u64>,
+    next_value: u64,
+}
+
+fn node_name(id: u64) -> String {
+    format!("n{id}")
+}
+
+fn key_name(k: usize) -> String {
+    format!("/r{k}")
+}
+
+impl Sim {
+    pub fn new(cfg: &SimConfig) -> Sim {
+        let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
+        let swarm = Swarm::draw(&mut rng, cfg.nodes, cfg.lossy_links);
+        let ids: Vec<u64> = (1..=swarm.nodes as u64).collect();
+        let mut sim = Sim {
+            rng,
+            bug: cfg.bug,
+            now: START_MS,
+            ids: ids.clone(),
+            nodes: BTreeMap::new(),
+            net: BTreeMap::new(),
+            net_seq: 0,
+            fifo: BTreeMap::new(),
+            cut: BTreeSet::new(),
+            heal_cut_at: None,
+            faults: false,
+            next_request: 1,
+            waiters: BTreeMap::new(),
+            clients: Vec::new(),
+            next_process: swarm.clients as u64,
+            history: Vec::new(),
+            status: Vec::new(),
+            probe: Probe::default(),
+            restart_at: BTreeMap::new(),
+            next_value: 0,
+            swarm,
+        };
+        for &id in &ids {
+            let core = Core::new(sim.config(id), Recovered::default(), sim.now);
+            sim.nodes.insert(
+                id,
+                Node {
+                    core: Some(core),
+                    disk: Disk::default(),
+                    paused_until: None,
+                    held: Vec::new(),
+                },
+            );
+        }
+        for process in 0..sim.swarm.clients as u64 {
+            let node = sim.random_node();
+            sim.clients.push(Client {
+                process,
+                session: None,
+                last_zxid: 0,
+                node,
+                pending: None,
+                last_sent_ms: 0,
+                versions: BTreeMap::new(),
+            });
+        }
+        sim
+    }
+
+    fn config(&self, id: u64) -> Config {
+        let mut c = Config::new(id, self.ids.clone());
+        c.tick_ms = TICK_MS;
+        c.request_timeout_ms = REQUEST_TIMEOUT_MS;
+        c.bug = self.bug;
+        c
+    }
+
+    fn random_node(&mut self) -> u64 {
+        self.ids[self.rng.random_range(0..self.ids.len())]
+    }
+
+    fn elapsed_ns(&self) -> u64 {
+        (self.now - START_MS) * 1_000_000
+    }
+
+    fn record(&mut self, mut e: Event) {
+        e.index = self.history.len() as u64;
+        e.time = self.elapsed_ns();
+        self.history.push(e);
+    }
+
+    // ---- nodes -------------------------------------------------------------------------
+
+    fn input(&mut self, id: u64, input: Input) {
+        let now = self.now;
+        let node = self.nodes.get_mut(&id).expect("a known node");
+        if node.paused_until.is_some() {
+            if !matches!(input, Input::Tick) {
+                node.held.push(input);
+            }
+            return;
+        }
+        let Some(core) = node.core.as_mut() else {
+            return;
+        };
+        let outputs = core.step(now, input);
+        // The durability rule: persist everything, then let messages and replies out.
+        for o in &outputs {
+            if let Output::Persist(p) = o {
+                node.disk.persist(p);
+            }
+        }
+        for o in outputs {
+            match o {
+                Output::Send { to, msg } => self.send(id, to, msg),
+                Output::Reply {
+                    request,
+                    zxid,
+                    result,
+                } => self.reply(id, request, zxid, result),
+                _ => {}
+            }
+        }
+    }
+
+    fn send(&mut self, from: u64, to: u64, msg: PeerMsg) {
+        if self.faults && self.rng.random_bool(self.swarm.loss) {
+            return;
+        }
+        // A duplicated `Forward` is proposed twice by the leader (a client's one write applied
+        // twice: found by this simulator, see docs/SIM.md). Real links are TCP and do not
+        // duplicate, so until the core deduplicates forwards they are never duplicated here.
+        let duplicable = !matches!(msg, PeerMsg::Forward { .. });
+        let copies = if self.faults && duplicable && self.rng.random_bool(self.swarm.duplicate) {
+            2
+        } else {
+            1
+        };
+        for _ in 0..copies {
+            let delay = self.rng.random_range(1..=self.swarm.max_delay_ms);
+            let mut at = self.now + delay;
+            let reorder = self.faults && self.rng.random_bool(self.swarm.reorder);
+            let last = self.fifo.entry((from, to)).or_insert(0);
+            if !reorder {
+                at = at.max(*last);
+            }
+            *last = (*last).max(at);
+            self.net_seq += 1;
+            self.net.insert((at, self.net_seq), (from, to, msg.clone()));
+        }
+    }
+
+    fn deliver_due(&mut self) {
+        while let Some(entry) = self.net.first_entry() {
+            if entry.key().0 > self.now {
+                break;
+            }
+            let (from, to, msg) = entry.remove();
+            if self.cut.contains(&(from, to)) {
+                // A cut link is TCP under a partition: what was sent waits and arrives, in
+                // order, when the link heals (messages silently lost mid-stream would be a gap
+                // no real link has; see `SimConfig::lossy_links`).
+                let at = self.heal_cut_at.unwrap_or(self.now).max(self.now + STEP_MS);
+                self.net_seq += 1;
+                self.net.insert((at, self.net_seq), (from, to, msg));
+                continue;
+            }
+            self.input(to, Input::Peer { from, msg });
+        }
+    }
+
+    fn crash(&mut self, id: u64) {
+        let node = self.nodes.get_mut(&id).expect("a known node");
+        node.core = None;
+        node.paused_until = None;
+        node.held.clear();
+        // Its clients lose their connections: whatever they asked is now indeterminate.
+        let lost: Vec<(u64, u64)> = self
+            .waiters
+            .keys()
+            .filter(|(n, _)| *n == id)
+            .copied()
+            .collect();
+        for k in lost {
+            let waiter = self.waiters.remove(&k).expect("listed");
+            let err = KeeperError::new(ErrorCode::ConnectionLoss, "node crashed");
+            self.complete(waiter, k.0, 0, Err(err));
+        }
+    }
+
+    fn restart(&mut self, id: u64) {
+        let cfg = self.config(id);
+        let now = self.now;
+        let node = self.nodes.get_mut(&id).expect("a known node");
+        if node.core.is_none() {
+            node.core = Some(Core::new(cfg, node.disk.recovered(), now));
+        }
+    }
+
+    fn resume(&mut self, id: u64) {
+        let node = self.nodes.get_mut(&id).expect("a known node");
+        node.paused_until = None;
+        let held = std::mem::take(&mut node.held);
+        for input in held {
+            self.input(id, input);
+        }
+    }
+
+    // ---- faults ------------------------------------------------------------------------
+
+    fn shuffled_ids(&mut self) -> Vec<u64> {
+        let mut ids = self.ids.clone();
+        for i in (1..ids.len()).rev() {
+            let j = self.rng.random_range(0..=i);
+            ids.swap(i, j);
+        }
+        ids
+    }
+
+    /// Cuts every link between the two sides, both ways.
+    fn split(&mut self, side: &BTreeSet<u64>) {
+        for &a in &self.ids {
+            for &b in &self.ids {
+                if side.contains(&a) != side.contains(&b) {
+                    self.cut.insert((a, b));
+                }
+            }
+        }
+    }
+
+    fn fault(&mut self) {
+        let mut kinds = Vec::new();
+        if self.swarm.partitions {
+            kinds.push(0);
+        }
+        if self.swarm.one_way_cuts {
+            kinds.push(1);
+        }
+        if self.swarm.crashes {
+            kinds.push(2);
+        }
+        if self.swarm.pauses {
+            kinds.push(3);
+        }
+        let kind = kinds[self.rng.random_range(0..kinds.len())];
+        let heal_in = self.rng.random_range(500..=8_000);
+        match kind {
+            0 => {
+                // Jepsen's shapes: one node isolated, a random majority/minority split, a
+                // bridge (two halves joined by one node), or (5 nodes) a ring of majorities.
+                self.cut.clear();
+                let ids = self.shuffled_ids();
+                let n = ids.len();
+                match self.rng.random_range(0..4) {
+                    0 => self.split(&ids[..1].iter().copied().collect()),
+                    1 => {
+                        let k = self.rng.random_range(1..=n / 2);
+                        self.split(&ids[..k].iter().copied().collect());
+                    }
+                    2 => {
+                        let half = n / 2;
+                        let bridge = ids[half];
+                        let (a, b) = (&ids[..half], &ids[half + 1..]);
+                        for &x in a {
+                            for &y in b {
+                                self.cut.insert((x, y));
+                                self.cut.insert((y, x));
+                            }
+                        }
+                        let _ = bridge;
+                    }
+                    _ => {
+                        // Ring: each node talks to its two neighbours only.
+                        for i in 0..n {
+                            for j in 0..n {
+                                let d = (i + n - j) % n;
+                                if d > 1 && d < n - 1 {
+                                    self.cut.insert((ids[i], ids[j]));
+                                }
+                            }
+                        }
+                    }
+                }
+                self.heal_cut_at = Some(self.now + heal_in);
+            }
+            1 => {
+                let ids = self.shuffled_ids();
+                self.cut.insert((ids[0], ids[1]));
+                self.heal_cut_at = Some(self.now + heal_in);
+            }
+            2 => {
+                let id = self.random_node();
+                self.crash(id);
+                self.restart_at.insert(id, self.now + heal_in);
+            }
+            _ => {
+                let id = self.random_node();
+                let node = self.nodes.get_mut(&id).expect("a known node");
+                if node.core.is_some() && node.paused_until.is_none() {
+                    node.paused_until = Some(self.now + heal_in);
+                }
+            }
+        }
+    }
+
+    fn heal_due(&mut self) {
+        if self.heal_cut_at.is_some_and(|t| t <= self.now) {
+            self.cut.clear();
+            self.heal_cut_at = None;
+        }
+        let due: Vec<u64> = self
+            .restart_at
+            .iter()
+            .filter(|(_, t)| **t <= self.now)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in due {
+            self.restart_at.remove(&id);
+            self.restart(id);
+        }
+        let resume: Vec<u64> = self
+            .nodes
+            .iter()
+            .filter(|(_, n)| n.paused_until.is_some_and(|t| t <= self.now))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in resume {
+            self.resume(id);
+        }
+    }
+
+    fn heal_all(&mut self) {
+        self.faults = false;
+        self.cut.clear();
+        self.heal_cut_at = None;
+        self.restart_at.clear();
+        for id in self.ids.clone() {
+            self.restart(id);
+            if self.nodes[&id].paused_until.is_some() {
+                self.resume(id);
+            }
+        }
+    }
+
+    // ---- clients -----------------------------------------------------------------------
+
+    fn request(&mut self, node: u64, waiter: Waiter, body: ClientRequest) -> u64 {
+        let request = self.next_request;
+        self.next_request += 1;
+        self.waiters.insert((node, request), waiter);
+        let running = self.nodes[&node].core.is_some();
+        if running {
+            self.input(node, Input::Client { request, body });
+        } else {
+            self.waiters.remove(&(node, request));
+            let err = KeeperError::new(ErrorCode::ConnectionLoss, "connection refused");
+            // Refused connections are definite in reality, but a client cannot always tell:
+            // treat as indeterminate, the conservative choice.
+            self.complete(waiter, node, 0, Err(err));
+        }
+        request
+    }
+
+    /// A client starts its next step, if idle.
+    fn client_step(&mut self, c: usize, issue_op: bool) {
+        if self.clients[c].pending.is_some() {
+            return;
+        }
+        let now = self.now;
+        let node = self.clients[c].node;
+        let deadline = now + OP_TIMEOUT_MS;
+        let Some(session) = self.clients[c].session else {
+            if now >= self.clients[c].last_sent_ms + 200 {
+                self.clients[c].last_sent_ms = now;
+                self.clients[c].pending = Some((node, 0, Pending::Session, deadline));
+                let body = ClientRequest::CreateSession {
+                    timeout_ms: SESSION_TIMEOUT_MS,
+                    last_zxid: self.clients[c].last_zxid,
+                };
+                let r = self.request(node, Waiter::Client(c), body);
+                if let Some(p) = self.clients[c].pending.as_mut() {
+                    p.1 = r;
+                }
+            }
+            return;
+        };
+        let last_zxid = self.clients[c].last_zxid;
+        if !issue_op {
+            if now >= self.clients[c].last_sent_ms + SESSION_TIMEOUT_MS / 3 {
+                self.clients[c].last_sent_ms = now;
+                self.clients[c].pending = Some((node, 0, Pending::Heartbeat, deadline));
+                let r = self.request(
+                    node,
+                    Waiter::Client(c),
+                    ClientRequest::Heartbeat { session, last_zxid },
+                );
+                if let Some(p) = self.clients[c].pending.as_mut() {
+                    p.1 = r;
+                }
+            }
+            return;
+        }
+        let key = key_name(self.rng.random_range(0..self.swarm.keys));
+        let roll = self.rng.random_range(0..100);
+        // Distinct values keep the linearizability search small.
+        self.next_value += 1;
+        let value = self.next_value;
+        let (f, inv, body) = if roll < 45 {
+            (
+                "read",
+                Value::Null,
+                ClientRequest::Read {
+                    session,
+                    last_zxid,
+                    read: Read::GetData { path: key.clone() },
+                    watch: false,
+                    consistency: Consistency::Linearizable,
+                },
+            )
+        } else if roll < 75 {
+            (
+                "write",
+                json!(value),
+                ClientRequest::Write {
+                    session,
+                    last_zxid,
+                    op: Op::SetData {
+                        path: key.clone(),
+                        data: value.to_string(),
+                        version: -1,
+                    },
+                },
+            )
+        } else {
+            let from = self.clients[c].versions.get(&key).copied().unwrap_or(0);
+            (
+                "cas",
+                json!({"from_version": from, "to": value}),
+                ClientRequest::Write {
+                    session,
+                    last_zxid,
+                    op: Op::SetData {
+                        path: key.clone(),
+                        data: value.to_string(),
+                        version: from,
+                    },
+                },
+            )
+        };
+        let process = self.clients[c].process;
+        let mut e = Event::new(0, 0, process, EventType::Invoke, f, inv.clone());
+        e.key = Some(key.clone());
+        e.node = Some(node_name(node));
+        e.session = Some(session);
+        self.record(e);
+        self.clients[c].last_sent_ms = now;
+        self.clients[c].pending = Some((node, 0, Pending::Op { f, key, value: inv }, deadline));
+        let r = self.request(node, Waiter::Client(c), body);
+        if let Some(p) = self.clients[c].pending.as_mut() {
+            p.1 = r;
+        }
+    }
+
+    fn reply(
+        &mut self,
+        node: u64,
+        request: u64,
+        zxid: Zxid,
+        result: Result<Response, KeeperError>,
+    ) {
+        if let Some(w) = self.waiters.remove(&(node, request)) {
+            self.complete(w, node, zxid, result);
+        }
+    }
+
+    fn complete(
+        &mut self,
+        waiter: Waiter,
+        node: u64,
+        zxid: Zxid,
+        result: Result<Response, KeeperError>,
+    ) {
+        match waiter {
+            Waiter::Client(c) => self.client_complete(c, node, zxid, result),
+            Waiter::Probe => self.probe_complete(result),
+        }
+    }
+
+    fn client_complete(
+        &mut self,
+        c: usize,
+        node: u64,
+        zxid: Zxid,
+        result: Result<Response, KeeperError>,
+    ) {
+        let Some((_, _, pending, _)) = self.clients[c].pending.take() else {
+            return;
+        };
+        if let Err(e) = &result {
+            // Try another node next time: this one may be down, partitioned or behind.
+            self.clients[c].node = self.random_node();
+            if e.error == ErrorCode::SessionExpired {
+                self.clients[c].session = None;
+            }
+        }
+        if result.is_ok() {
+            self.clients[c].last_zxid = self.clients[c].last_zxid.max(zxid);
+        }
+        let (f, key, inv) = match pending {
+            Pending::Session => {
+                if let Ok(Response::Session { session, .. }) = result {
+                    self.clients[c].session = Some(session);
+                }
+                return;
+            }
+            Pending::Heartbeat => return,
+            Pending::Op { f, key, value } => (f, key, value),
+        };
+        let client = &self.clients[c];
+        let (process, session) = (client.process, client.session);
+        let mut e = match result {
+            Ok(resp) => {
+                let value = match resp {
+                    Response::Data { data, stat } => {
+                        self.clients[c].versions.insert(key.clone(), stat.version);
+                        let data: Value =
+                            serde_json::from_str(&data).unwrap_or(Value::String(data));
+                        json!([data, stat.version])
+                    }
+                    Response::Stat { stat } => {
+                        self.clients[c].versions.insert(key.clone(), stat.version);
+                        json!({"version": stat.version})
+                    }
+                    _ => Value::Null,
+                };
+                let mut e = Event::new(0, 0, process, EventType::Ok, f, value);
+                e.zxid = Some(zxid);
+                e
+            }
+            Err(err) if f == "read" && err.error == ErrorCode::NoNode => {
+                let mut e = Event::new(0, 0, process, EventType::Ok, f, Value::Null);
+                e.zxid = Some(zxid);
+                e
+            }
+            Err(err) => {
+                let kind = if err.error.is_indeterminate() {
+                    EventType::Info
+                } else {
+                    EventType::Fail
+                };
+                if f == "cas" && err.error == ErrorCode::BadVersion {
+                    self.clients[c].versions.remove(&key);
+                }
+                let mut e = Event::new(0, 0, process, kind, f, inv);
+                e.error = Some(err.error.as_str().to_string());
+                e
+            }
+        };
+        e.key = Some(key);
+        e.node = Some(node_name(node));
+        e.session = session;
+        let info = e.kind == EventType::Info;
+        self.record(e);
+        if info {
+            // Jepsen: a process that got `info` never invokes again.
+            self.clients[c].process = self.next_process;
+            self.next_process += 1;
+        }
+    }
+
+    /// Operations past their deadline become indeterminate (the client stops waiting).
+    fn expire_requests(&mut self) {
+        for c in 0..self.clients.len() {
+            let Some((node, request, _, deadline)) = self.clients[c].pending else {
+                continue;
+            };
+            if self.now >= deadline {
+                self.waiters.remove(&(node, request));
+                let err = KeeperError::new(ErrorCode::Timeout, "client timeout");
+                self.client_complete(c, node, 0, Err(err));
+            }
+        }
+        if let Some((node, request, deadline)) = self.probe.pending
+            && self.now >= deadline
+        {
+            self.waiters.remove(&(node, request));
+            self.probe_complete(Err(KeeperError::new(ErrorCode::Timeout, "probe timeout")));
+        }
+    }
+
+    // ---- the run -----------------------------------------------------------------------
+
+    fn leader(&self) -> Option<u64> {
+        self.nodes.iter().find_map(|(id, n)| {
+            n.core
+                .as_ref()
+                .filter(|c| c.status().role == Role::Leading)
+                .map(|_| *id)
+        })
+    }
+
+    fn sample_status(&mut self) {
+        let time = self.elapsed_ns();
+        for (id, n) in &self.nodes {
+            let mut s = StatusSample {
+                time,
+                node: node_name(*id),
+                status: None,
+                error: None,
+                digest: None,
+            };
+            match (&n.core, n.paused_until) {
+                (Some(core), None) => {
+                    s.status = serde_json::to_value(core.status()).ok();
+                    s.digest = serde_json::to_value(core.digest()).ok();
+                }
+                (Some(_), Some(_)) => s.error = Some("timeout (paused)".into()),
+                (None, _) => s.error = Some("connection refused (crashed)".into()),
+            }
+            self.status.push(s);
+        }
+    }
+
+    /// Advances simulated time by `ms`, with clients issuing operations if `ops`.
+    fn run_for(&mut self, ms: u64, ops: bool) {
+        let end = self.now + ms;
+        while self.now < end {
+            self.tick(ops);
+        }
+    }
+
+    fn tick(&mut self, ops: bool) {
+        self.now += STEP_MS;
+        if self.now.is_multiple_of(TICK_MS) {
+            for id in self.ids.clone() {
+                self.input(id, Input::Tick);
+            }
+        }
+        if self.now.is_multiple_of(STATUS_EVERY_MS) {
+            self.sample_status();
+        }
+        self.heal_due();
+        self.deliver_due();
+        self.expire_requests();
+        // Each client issues operations at its share of the rate, heartbeats otherwise.
+        let per_step = self.swarm.op_rate as f64 * STEP_MS as f64 / 1_000.0;
+        for c in 0..self.clients.len() {
+            let issue = ops
+                && self
+                    .rng
+                    .random_bool((per_step / self.clients.len() as f64).min(1.0));
+            self.client_step(c, issue);
+        }
+        if self.faults
+            && self
+                .rng
+                .random_bool((STEP_MS as f64 / self.swarm.fault_every_ms as f64).min(1.0))
+        {
+            self.fault();
+        }
+    }
+
+    fn probe_send(&mut self, body: ClientRequest) {
+        let node = self.leader().unwrap_or_else(|| self.ids[0]);
+        let r = self.request(node, Waiter::Probe, body);
+        if self.waiters.contains_key(&(node, r)) {
+            self.probe.pending = Some((node, r, self.now + OP_TIMEOUT_MS));
+        }
+    }
+
+    fn probe_complete(&mut self, result: Result<Response, KeeperError>) {
+        self.probe.pending = None;
+        match result {
+            Ok(Response::Session { session, .. }) => self.probe.session = Some(session),
+            Ok(Response::Created { stat, .. }) | Ok(Response::Stat { stat }) => {
+                self.probe.written = Some(stat.mzxid)
+            }
+            Ok(Response::Data { .. }) => self.probe.errors.push("read-ok".into()),
+            Ok(_) => {}
+            Err(e) => {
+                if e.error == ErrorCode::NodeExists {
+                    self.probe.written = Some(0);
+                }
+                self.probe.last_error = Some(e.error);
+                self.probe.errors.truncate(MAX_PROBE_ERRORS - 1);
+                self.probe
+                    .errors
+                    .push(format!("{}: {}", e.error.as_str(), e.message))
+            }
+        }
+    }
+
+    /// After the heal: elect, write, read, converge, all within `RECOVERY_BOUND_MS`.
+    fn liveness(&mut self) -> Recovery {
+        let healed_at = self.elapsed_ns();
+        let start = self.now;
+        let mut rec = Recovery {
+            timeout_ms: RECOVERY_BOUND_MS,
+            healed_at,
+            ..Recovery::default()
+        };
+        let mut read_done = false;
+        let mut last_applied: Option<Zxid> = None;
+        while self.now < start + RECOVERY_BOUND_MS {
+            self.tick(false);
+            if !self.now.is_multiple_of(TICK_MS) {
+                continue;
+            }
+            let since = self.now - start;
+            let statuses: Vec<_> = self
+                .nodes
+                .values()
+                .filter_map(|n| n.core.as_ref().map(|c| c.status()))
+                .collect();
+            if rec.leader_ms.is_none() {
+                let leaders: BTreeSet<_> = statuses.iter().map(|s| s.leader).collect();
+                if statuses.len() == self.ids.len()
+                    && statuses.iter().all(|s| s.serving)
+                    && leaders.len() == 1
+                    && !leaders.contains(&None)
+                {
+                    rec.leader_ms = Some(since);
+                }
+                continue;
+            }
+            if self.probe.pending.is_none() {
+                match (self.probe.session, self.probe.written, read_done) {
+                    (None, _, _) => self.probe_send(ClientRequest::CreateSession {
+                        timeout_ms: SESSION_TIMEOUT_MS,
+                        last_zxid: 0,
+                    }),
+                    (Some(session), None, _) => self.probe_send(ClientRequest::Write {
+                        session,
+                        last_zxid: 0,
+                        op: Op::Create {
+                            path: "/sim-probe".into(),
+                            data: "probe".into(),
+                            mode: keeper::api::CreateMode::Persistent,
+                        },
+                    }),
+                    (Some(session), Some(z), false) => {
+                        rec.write_ms.get_or_insert(since);
+                        let before = self.probe.errors.len();
+                        self.probe_send(ClientRequest::Read {
+                            session,
+                            last_zxid: z,
+                            read: Read::GetData {
+                                path: "/sim-probe".into(),
+                            },
+                            watch: false,
+                            consistency: Consistency::Linearizable,
+                        });
+                        let _ = before;
+                    }
+                    _ => {}
+                }
+            }
+            if !read_done && self.probe.errors.last().is_some_and(|e| e == "read-ok") {
+                self.probe.errors.pop();
+                read_done = true;
+                rec.read_ms = Some(since);
+            }
+            let applied: BTreeSet<Zxid> = statuses.iter().map(|s| s.applied_zxid).collect();
+            if statuses.len() == self.ids.len() && applied.len() == 1 {
+                let z = *applied.first().expect("one");
+                if rec.converged_ms.is_none() && last_applied == Some(z) && read_done {
+                    rec.converged_ms = Some(since);
+                    break;
+                }
+                last_applied = Some(z);
+            } else {
+                last_applied = None;
+            }
+        }
+        rec.nodes = self
+            .nodes
+            .iter()
+            .map(|(id, n)| match &n.core {
+                Some(c) => {
+                    let d = c.digest();
+                    NodeEnd {
+                        node: node_name(*id),
+                        zxid: Some(d.zxid),
+                        digest: Some(d.digest),
+                        error: None,
+                    }
+                }
+                None => NodeEnd {
+                    node: node_name(*id),
+                    error: Some("down".into()),
+                    ..NodeEnd::default()
+                },
+            })
+            .collect();
+        rec.errors = std::mem::take(&mut self.probe.errors);
+        rec.errors.truncate(10);
+        rec
+    }
+
+    /// Creates the keys through the clients' ordinary path, as the setup process.
+    fn create_keys(&mut self) {
+        // One session for setup, through whichever node leads.
+        for k in 0..self.swarm.keys {
+            let key = key_name(k);
+            let process = SETUP_PROCESS + k as u64;
+            let mut e = Event::new(0, 0, process, EventType::Invoke, "create", json!(0));
+            e.key = Some(key.clone());
+            self.record(e);
+            let outcome = self.setup_create(&key);
+            let mut e = match outcome {
+                Ok(zxid) => {
+                    let mut e = Event::new(0, 0, process, EventType::Ok, "create", Value::Null);
+                    e.zxid = Some(zxid);
+                    e
+                }
+                Err(err) => {
+                    let kind = if err.error.is_indeterminate() {
+                        EventType::Info
+                    } else {
+                        EventType::Fail
+                    };
+                    let mut e = Event::new(0, 0, process, kind, "create", json!(0));
+                    e.error = Some(err.error.as_str().to_string());
+                    e
+                }
+            };
+            e.key = Some(key);
+            self.record(e);
+        }
+    }
+
+    /// Runs one create to completion (fault-free phase), returning its zxid. Retries refusals
+    /// that say nothing was done (`not_ready`); once an attempt was indeterminate, the outcome
+    /// can only be `ok` or indeterminate.
+    fn setup_create(&mut self, key: &str) -> Result<Zxid, KeeperError> {
+        let deadline = self.now + OP_TIMEOUT_MS;
+        self.probe = Probe::default();
+        let mut uncertain = false;
+        let result = loop {
+            if self.now >= deadline {
+                break Err(KeeperError::new(ErrorCode::Timeout, "setup create"));
+            }
+            if self.probe.pending.is_none() {
+                match self.probe.last_error.take() {
+                    Some(code) if code.is_indeterminate() => uncertain = true,
+                    Some(ErrorCode::NotReady) | None => {}
+                    Some(code) => {
+                        let code = if uncertain { ErrorCode::Timeout } else { code };
+                        break Err(KeeperError::new(code, "setup create"));
+                    }
+                }
+                match (self.probe.session, self.probe.written) {
+                    (_, Some(z)) => break Ok(z),
+                    (None, _) => self.probe_send(ClientRequest::CreateSession {
+                        timeout_ms: SESSION_TIMEOUT_MS,
+                        last_zxid: 0,
+                    }),
+                    (Some(session), None) => self.probe_send(ClientRequest::Write {
+                        session,
+                        last_zxid: 0,
+                        op: Op::Create {
+                            path: key.to_string(),
+                            data: "0".into(),
+                            mode: keeper::api::CreateMode::Persistent,
+                        },
+                    }),
+                }
+            }
+            self.tick(false);
+        };
+        self.probe = Probe::default();
+        result
+    }
+}
+
+/// FNV-1a over bytes: a stable hash (std's `DefaultHasher` may change between releases).
+pub fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+/// The history as `history.jsonl` text.
+pub fn history_jsonl(history: &[Event]) -> String {
+    let mut out = String::new();
+    for e in history {
+        out.push_str(&serde_json::to_string(e).expect("an event serializes"));
+        out.push('\n');
+    }
+    out
+}
+
+/// Runs one seed: warm-up, keys, workload under faults, heal, liveness; then checks it all.
+pub fn run_seed(cfg: &SimConfig) -> SimOutcome {
+    let mut sim = Sim::new(cfg);
+    sim.run_for(WARMUP_MS, false);
+    sim.create_keys();
+    sim.faults = true;
+    let fault_ms = sim.swarm.fault_ms;
+    sim.run_for(fault_ms, true);
+    sim.heal_all();
+    let recovery = sim.liveness();
+    let simulated_ms = sim.now - START_MS;
+    let opts = CheckOptions {
+        time_limit: Some(std::time::Duration::from_secs(CHECK_TIME_LIMIT_S)),
+        threads: Some(1),
+        ..CheckOptions::default()
+    };
+    let mut verdict = match checker::check_history(&sim.history, Some("register"), &opts) {
+        Ok(v) => v,
+        Err(e) => {
+            // A history the checker cannot read is the simulator's bug: say so as unknown.
+            let mut v = RunVerdict::from_checkers(Some("register".into()), 0, vec![]);
+            v.verdict = checker::Verdict::Unknown;
+            v.warnings.push(format!("cannot check the history: {e}"));
+            v
+        }
+    };
+    verdict.push(checker::check_status(&sim.status));
+    verdict.push(checker::invariants::convergence(&sim.status));
+    verdict.push(checker::liveness::recovery(&recovery));
+    let text = history_jsonl(&sim.history);
+    SimOutcome {
+        seed: cfg.seed,
+        swarm: sim.swarm.clone(),
+        history_hash: fnv1a(text.as_bytes()),
+        history: sim.history,
+        status: sim.status,
+        recovery,
+        verdict,
+        simulated_ms,
+    }
+}
