@@ -936,5 +936,6 @@ pub fn counterexample<M: Model>(
         initial_state: Some(model.describe(&init, &p.vals)),
         linearization: steps,
         explanation,
+        faults: Vec::new(),
     }
 }
