@@ -36,7 +36,8 @@ lint:
 fmt:
 	$(CARGO) fmt --all
 
-# The catch matrix (issue 6). `make gate GATE_ARGS=--short` runs only the bug rows, for CI.
+# The catch matrix. `make gate GATE_ARGS=--short` runs the bug rows and a short set of
+# correct-server rows (every workload and fault kind once), for CI.
 gate: build build-bugs
 	$(SCHISM) gate $(GATE_ARGS)
 

@@ -51,6 +51,8 @@ pub struct Leftovers {
     pub networks: BTreeSet<String>,
     pub volumes: BTreeSet<String>,
     pub processes: BTreeSet<u32>,
+    /// lazyfs mounts, as `schism-<tag>-n? on <mount point>`.
+    pub mounts: BTreeSet<String>,
 }
 
 impl Leftovers {
@@ -62,6 +64,7 @@ impl Leftovers {
             && self.networks.is_empty()
             && self.volumes.is_empty()
             && self.processes.is_empty()
+            && self.mounts.is_empty()
     }
 }
 
@@ -163,6 +166,29 @@ fn processes() -> Vec<(RunTag, u32)> {
         .collect()
 }
 
+/// lazyfs mounts named `schism-<tag>-n<i>`.
+fn mounts() -> Vec<(RunTag, std::path::PathBuf)> {
+    crate::lazyfs::mounted()
+        .into_iter()
+        .filter_map(|(source, point)| Some((tag_of(&source)?, point)))
+        .collect()
+}
+
+/// lazyfs control sockets `<registry>/<tag>-n<i>.lazyfs.sock`.
+fn lazyfs_sockets() -> Vec<(RunTag, std::path::PathBuf)> {
+    let Ok(dir) = std::fs::read_dir(ledger::registry_dir()) else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            let stem = name.strip_suffix(".lazyfs.sock")?;
+            let (tag, _) = stem.rsplit_once("-n")?;
+            Some((RunTag::parse(tag)?, e.path()))
+        })
+        .collect()
+}
+
 struct DockerObjects {
     containers: Vec<(RunTag, String)>,
     networks: Vec<(RunTag, String)>,
@@ -246,6 +272,11 @@ pub async fn list_leftovers() -> Leftovers {
     found
         .processes
         .extend(processes().into_iter().map(|(_, p)| p));
+    found.mounts.extend(
+        mounts()
+            .into_iter()
+            .map(|(tag, point)| format!("{}-n? on {}", tag.prefix(), point.display())),
+    );
     if let Some(docker) = docker_if_present(false).await
         && let Ok(objects) = docker_objects(&docker).await
     {
@@ -301,6 +332,23 @@ pub async fn clean_leftovers(options: &CleanOptions) -> CleanReport {
                 }
                 Err(e) => report.errors.push(format!("killing process {pid}: {e}")),
             }
+        }
+    }
+
+    // After the processes: a killed lazyfs daemon leaves its mount behind, unusable.
+    for (tag, mount) in mounts().into_iter().filter(|(t, _)| dead(t)) {
+        match crate::lazyfs::unmount(&mount).await {
+            Ok(()) => report
+                .removed
+                .push(format!("mount {} (run {tag})", mount.display())),
+            Err(e) => report.errors.push(e.to_string()),
+        }
+    }
+    for (tag, socket) in lazyfs_sockets().into_iter().filter(|(t, _)| dead(t)) {
+        if std::fs::remove_file(&socket).is_ok() {
+            report
+                .removed
+                .push(format!("socket {} (run {tag})", socket.display()));
         }
     }
 

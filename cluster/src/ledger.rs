@@ -27,6 +27,9 @@ pub struct LedgerData {
     pub containers: Vec<String>,
     pub networks: Vec<String>,
     pub volumes: Vec<String>,
+    /// lazyfs mount points (the nodes' data directories when power-loss is on).
+    #[serde(default)]
+    pub mounts: Vec<PathBuf>,
 }
 
 /// The directory holding every run's ledger. A fixed path, not `$TMPDIR`: a `clean` run with

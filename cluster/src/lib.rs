@@ -17,6 +17,7 @@
 pub mod clean;
 pub mod docker;
 pub mod host;
+pub mod lazyfs;
 pub mod ledger;
 pub mod local;
 pub mod netns;
@@ -109,6 +110,10 @@ pub struct ClusterSpec {
     /// The run's directory: node data (`nodes/<node>/data`), logs (`nodes/<node>/keeperd.log`),
     /// pidfiles. Docker keeps data on volumes instead.
     pub base_dir: PathBuf,
+    /// The `schism-lazyfs` binary: when set, each node's data directory is a lazyfs mount, so
+    /// the power-loss fault can drop its unsynced writes (netns and local backends only).
+    #[serde(default)]
+    pub lazyfs: Option<PathBuf>,
 }
 
 impl ClusterSpec {
@@ -121,6 +126,7 @@ impl ClusterSpec {
             bug: None,
             extra_args: Vec::new(),
             base_dir,
+            lazyfs: None,
         }
     }
 
@@ -361,6 +367,16 @@ pub trait Backend: Send + Sync {
     /// Kills every node and removes everything the run created. Idempotent.
     fn teardown(&self) -> impl Future<Output = Result<()>> + Send;
 
+    /// Drops every write the node did not fsync (a power loss of its disk); the node must be
+    /// down. Returns what was dropped. Only lazyfs-backed nodes (see [`lazyfs`]) can do this.
+    fn lose_unsynced(&self, _node: NodeId) -> impl Future<Output = Result<String>> + Send {
+        async move {
+            Err(ClusterError::Unsupported(
+                lazyfs::NO_POWER_LOSS_ON_DOCKER.to_string(),
+            ))
+        }
+    }
+
     /// Stop then start.
     fn restart(&self, node: NodeId) -> impl Future<Output = Result<()>> + Send {
         async move {
@@ -398,6 +414,14 @@ impl Cluster {
     pub async fn new(kind: BackendKind, spec: ClusterSpec) -> Result<Cluster> {
         spec.validate()?;
         preflight::check(kind)?;
+        if spec.lazyfs.is_some() {
+            if kind == BackendKind::Docker {
+                return Err(ClusterError::Unsupported(
+                    lazyfs::NO_POWER_LOSS_ON_DOCKER.to_string(),
+                ));
+            }
+            lazyfs::check()?;
+        }
         Ok(match kind {
             BackendKind::Local => Cluster::Local(local::LocalCluster::new(spec)),
             BackendKind::Netns => Cluster::Netns(netns::NetnsCluster::new(spec)),
@@ -461,6 +485,9 @@ impl Backend for Cluster {
     }
     async fn restart(&self, node: NodeId) -> Result<()> {
         dispatch!(self, c => c.restart(node).await)
+    }
+    async fn lose_unsynced(&self, node: NodeId) -> Result<String> {
+        dispatch!(self, c => c.lose_unsynced(node).await)
     }
 }
 

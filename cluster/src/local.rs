@@ -1,6 +1,7 @@
 //! The local backend: plain processes, each on its own loopback address (127.a.b.<id>, chosen
 //! per run so two runs never share one). It needs no privileges; it cannot cut or shape links.
 
+use crate::lazyfs::Disks;
 use crate::ledger::Ledger;
 use crate::process::{self, Launch, Supervisor};
 use crate::{
@@ -21,6 +22,7 @@ pub struct LocalCluster {
     spec: ClusterSpec,
     supervisor: Supervisor,
     ledger: Ledger,
+    disks: Disks,
     addrs: Mutex<Vec<NodeAddr>>,
 }
 
@@ -35,6 +37,7 @@ impl LocalCluster {
                 BackendKind::Local,
                 spec.base_dir.clone(),
             ),
+            disks: Disks::new(&spec),
             addrs: Mutex::new(Vec::new()),
             spec,
         }
@@ -109,6 +112,7 @@ impl Backend for LocalCluster {
         self.ledger.update(|_| {})?;
         let addrs = self.choose_addrs()?;
         *self.addrs.lock().unwrap_or_else(|p| p.into_inner()) = addrs;
+        self.disks.setup(&self.spec, &self.ledger).await?;
         for node in self.spec.node_ids() {
             self.start(node).await?;
         }
@@ -141,11 +145,21 @@ impl Backend for LocalCluster {
     async fn collect_logs(&self, dir: &Path) -> Result<()> {
         process::collect_logs(&self.spec, dir)
     }
+    async fn lose_unsynced(&self, node: NodeId) -> Result<String> {
+        check_node(&self.spec, node)?;
+        if self.supervisor.state(node).await? != NodeState::Down {
+            return Err(ClusterError::Invalid(format!(
+                "node {node} must be down before its unsynced writes are dropped"
+            )));
+        }
+        self.disks.lose_unsynced(node).await
+    }
     async fn run_on_node(&self, _node: NodeId, _argv: &[String]) -> Result<CommandRecord> {
         Err(ClusterError::Unsupported(NO_NETWORK_FAULTS.to_string()))
     }
     async fn teardown(&self) -> Result<()> {
         self.supervisor.kill_all().await;
+        self.disks.teardown(&self.ledger.snapshot().mounts).await?;
         self.ledger.remove();
         Ok(())
     }

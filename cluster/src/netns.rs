@@ -10,6 +10,7 @@
 //! `-m comment --comment schism-<tag>` so `clean` can find it.
 
 use crate::host::{self, argv, run, run_ok};
+use crate::lazyfs::Disks;
 use crate::ledger::{self, Ledger};
 use crate::process::{self, Launch, Supervisor};
 use crate::{
@@ -59,6 +60,7 @@ pub struct NetnsCluster {
     tag: RunTag,
     supervisor: Supervisor,
     ledger: Ledger,
+    disks: Disks,
     addrs: Mutex<Vec<NodeAddr>>,
 }
 
@@ -73,6 +75,7 @@ impl NetnsCluster {
                 BackendKind::Netns,
                 spec.base_dir.clone(),
             ),
+            disks: Disks::new(&spec),
             addrs: Mutex::new(Vec::new()),
             tag,
             spec,
@@ -273,6 +276,7 @@ impl Backend for NetnsCluster {
     async fn setup(&self) -> Result<()> {
         self.ledger.update(|_| {})?;
         self.create_network().await?;
+        self.disks.setup(&self.spec, &self.ledger).await?;
         for node in self.spec.node_ids() {
             self.start(node).await?;
         }
@@ -305,6 +309,15 @@ impl Backend for NetnsCluster {
     async fn collect_logs(&self, dir: &Path) -> Result<()> {
         process::collect_logs(&self.spec, dir)
     }
+    async fn lose_unsynced(&self, node: NodeId) -> Result<String> {
+        check_node(&self.spec, node)?;
+        if self.supervisor.state(node).await? != NodeState::Down {
+            return Err(ClusterError::Invalid(format!(
+                "node {node} must be down before its unsynced writes are dropped"
+            )));
+        }
+        self.disks.lose_unsynced(node).await
+    }
     async fn run_on_node(&self, node: NodeId, cmd: &[String]) -> Result<CommandRecord> {
         check_node(&self.spec, node)?;
         let mut full = self.in_ns(node, &[]);
@@ -315,7 +328,7 @@ impl Backend for NetnsCluster {
     async fn teardown(&self) -> Result<()> {
         self.supervisor.kill_all().await;
         let recorded = self.ledger.snapshot();
-        let mut first_error = None;
+        let mut first_error = self.disks.teardown(&recorded.mounts).await.err();
         for ns in &recorded.namespaces {
             if let Err(e) = remove_namespace(ns).await {
                 first_error.get_or_insert(e);

@@ -217,6 +217,11 @@ pub fn wipe_dir(dir: &Path) -> Result<()> {
     match std::fs::remove_dir_all(dir) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        // A lazyfs mount point: its contents are gone, and the fsync of the directory makes
+        // that durable, so a later power loss does not bring them back.
+        Err(e) if e.kind() == std::io::ErrorKind::ResourceBusy => std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| ClusterError::io(format!("syncing {}", dir.display()), e)),
         Err(e) => Err(ClusterError::io(format!("removing {}", dir.display()), e)),
     }
 }

@@ -15,6 +15,34 @@ use std::path::Path;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
+/// The `schism-lazyfs` binary the cluster mounts each node's data directory with, when the
+/// test's faults include `power-loss` (it is looked for next to schism); `None` otherwise, so
+/// tests without that fault keep plain directories.
+pub fn lazyfs_for(config: &TestConfig) -> anyhow::Result<Option<std::path::PathBuf>> {
+    if !config
+        .nemesis
+        .iter()
+        .any(|k| k == FaultKind::PowerLoss.name())
+    {
+        return Ok(None);
+    }
+    if config.backend == crate::config::Backend::Docker {
+        return Err(anyhow!(UsageError(
+            cluster::lazyfs::NO_POWER_LOSS_ON_DOCKER.to_string()
+        )));
+    }
+    let beside = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|d| d.join("schism-lazyfs")));
+    match beside {
+        Some(path) if path.is_file() => Ok(Some(path)),
+        _ => Err(anyhow!(UsageError(
+            "power-loss needs schism-lazyfs next to schism: build it with `cargo build -p lazyfs`"
+                .to_string()
+        ))),
+    }
+}
+
 /// A nemesis that is running (or none, for a test without faults).
 pub struct RunningNemesis {
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,

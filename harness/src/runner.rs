@@ -205,6 +205,7 @@ async fn run_cluster_phases(
     );
     spec.bug = config.server_bug.clone();
     spec.extra_args = config.keeperd_args.clone();
+    spec.lazyfs = crate::faults::lazyfs_for(config).map_err(|e| (false, e))?;
     if config.backend == Backend::Docker && is_static_elf(&config.keeperd) != Some(true) {
         return Err((
             false,

@@ -32,6 +32,9 @@ pub enum FaultKind {
     /// node looks for a leader at once, the deposed one holding the longest log of an older
     /// epoch: the election must still prefer the newer epoch.
     DeposeLeader,
+    /// Lose every write a node did not fsync (its data directory is a lazyfs mount), SIGKILL
+    /// it, and restart it at heal, as a power failure would.
+    PowerLoss,
 }
 
 /// Every fault name, for usage messages.
@@ -46,6 +49,7 @@ pub const FAULT_KINDS: &[&str] = &[
     "kill-leader",
     "depose-leader",
     "kill-all",
+    "power-loss",
 ];
 /// The faults that run commands in nodes' network namespaces (refused by the local backend).
 pub const NETWORK_FAULTS: &[&str] = &[
@@ -58,7 +62,7 @@ pub const NETWORK_FAULTS: &[&str] = &[
 ];
 
 impl FaultKind {
-    pub const ALL: [FaultKind; 10] = [
+    pub const ALL: [FaultKind; 11] = [
         FaultKind::Partition,
         FaultKind::Kill,
         FaultKind::Pause,
@@ -69,6 +73,7 @@ impl FaultKind {
         FaultKind::KillLeader,
         FaultKind::DeposeLeader,
         FaultKind::KillAll,
+        FaultKind::PowerLoss,
     ];
 
     pub fn name(self) -> &'static str {
@@ -83,6 +88,7 @@ impl FaultKind {
             FaultKind::KillLeader => "kill-leader",
             FaultKind::DeposeLeader => "depose-leader",
             FaultKind::KillAll => "kill-all",
+            FaultKind::PowerLoss => "power-loss",
         }
     }
 
@@ -165,6 +171,10 @@ pub enum Fault {
     Pause {
         targets: Targets,
     },
+    /// See `FaultKind::PowerLoss`.
+    PowerLoss {
+        targets: Targets,
+    },
     Slow {
         nodes: Vec<NodeId>,
         rate_kbit: u32,
@@ -189,6 +199,7 @@ impl Fault {
             Fault::Kill { .. } => FaultKind::Kill,
             Fault::Depose => FaultKind::DeposeLeader,
             Fault::Pause { .. } => FaultKind::Pause,
+            Fault::PowerLoss { .. } => FaultKind::PowerLoss,
             Fault::Slow { .. } => FaultKind::Slow,
             Fault::Flaky { .. } => FaultKind::Flaky,
             Fault::Delay { .. } => FaultKind::Delay,
@@ -202,6 +213,7 @@ impl Fault {
             Fault::Kill { targets } => format!("kill {}", targets_name(targets)),
             Fault::Depose => "depose the leader and kill its successor".to_string(),
             Fault::Pause { targets } => format!("pause {}", targets_name(targets)),
+            Fault::PowerLoss { targets } => format!("power loss of {}", targets_name(targets)),
             Fault::Slow { nodes, rate_kbit } => {
                 format!("slow {} to {rate_kbit} kbit/s", list(nodes))
             }

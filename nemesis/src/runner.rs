@@ -35,6 +35,9 @@ pub struct ActionLog {
     pub ok: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// What the action reported (a power loss: what it dropped).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }
 
 #[derive(Serialize, Clone, Copy, Debug, PartialEq, Eq)]
@@ -124,6 +127,11 @@ pub async fn check_support(backend: BackendKind, kinds: &[FaultKind]) -> Result<
             cluster::local::NO_NETWORK_FAULTS.to_string(),
         ));
     }
+    if kinds.contains(&FaultKind::PowerLoss) && backend == BackendKind::Docker {
+        return Err(NemesisError::Unsupported(
+            cluster::lazyfs::NO_POWER_LOSS_ON_DOCKER.to_string(),
+        ));
+    }
     if kinds.contains(&FaultKind::Delay) && !netem_available().await {
         return Err(NemesisError::Unsupported(crate::NO_NETEM.to_string()));
     }
@@ -184,6 +192,13 @@ impl Outcome {
         }
     }
 
+    /// Attaches what the last action on `node` reported.
+    fn detail(&mut self, node: NodeId, detail: String) {
+        if let Some(last) = self.actions.iter_mut().rev().find(|a| a.node == node) {
+            last.detail = Some(detail);
+        }
+    }
+
     fn action(&mut self, node: NodeId, action: &'static str, result: cluster::Result<()>) {
         let error = result.err();
         self.actions.push(ActionLog {
@@ -191,6 +206,7 @@ impl Outcome {
             action,
             ok: error.is_none(),
             error: error.as_ref().map(|e| e.to_string()),
+            detail: None,
         });
         if let Some(e) = error {
             self.error.get_or_insert(NemesisError::Cluster(e));
@@ -291,6 +307,26 @@ async fn start_fault<C: Backend>(cluster: &C, fault: &Fault) -> Outcome {
             }
             out
         }
+        Fault::PowerLoss { targets } => {
+            let (nodes, resolution) = resolve_targets(cluster, targets).await;
+            let mut out = Outcome::new(nodes.clone());
+            out.resolution = resolution;
+            // Killed first, so nothing the node does after the loss can reach its disk; the
+            // process and its unsynced writes then die together, as at a power cut.
+            for &node in &nodes {
+                let r = cluster.kill(node).await;
+                out.action(node, "kill", r);
+            }
+            for &node in &nodes {
+                let r = cluster.lose_unsynced(node).await;
+                let detail = r.as_ref().ok().cloned();
+                out.action(node, "lose-unsynced", r.map(|_| ()));
+                if let Some(detail) = detail {
+                    out.detail(node, detail);
+                }
+            }
+            out
+        }
         Fault::Pause { targets } => {
             let (nodes, resolution) = resolve_targets(cluster, targets).await;
             let mut out = Outcome::new(nodes.clone());
@@ -369,7 +405,7 @@ async fn heal_fault<C: Backend>(cluster: &C, active: &Active) -> Outcome {
                     out.command(cluster, node, cmd).await;
                 }
             }
-            FaultKind::Kill | FaultKind::KillLeader | FaultKind::KillAll => {
+            FaultKind::Kill | FaultKind::KillLeader | FaultKind::KillAll | FaultKind::PowerLoss => {
                 let r = cluster.start(node).await;
                 out.action(node, "start", r);
             }

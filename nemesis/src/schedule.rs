@@ -213,6 +213,15 @@ fn generate_fault(kind: FaultKind, nodes: &[NodeId], rng: &mut ChaCha8Rng) -> Fa
         FaultKind::Pause => Fault::Pause {
             targets: process_targets(nodes, rng),
         },
+        // Half the time every node at once (a rack losing power): losing unsynced writes on a
+        // minority only is repaired from the others, so it rarely shows a missing fsync.
+        FaultKind::PowerLoss => Fault::PowerLoss {
+            targets: if rng.random_bool(0.5) {
+                Targets::All
+            } else {
+                process_targets(nodes, rng)
+            },
+        },
         FaultKind::Slow => Fault::Slow {
             nodes: minority(nodes, rng),
             rate_kbit: SLOW_RATE_KBIT,

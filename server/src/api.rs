@@ -182,6 +182,8 @@ pub enum ErrorCode {
     SessionExpired,
     BadArguments,
     RuntimeInconsistency,
+    /// removeWatches / checkWatches found no such watch.
+    NoWatcher,
     /// The node is not serving (no leader, still syncing, or behind the client's `last_zxid`).
     /// Definite: the request was not accepted.
     NotReady,
@@ -202,7 +204,7 @@ impl ErrorCode {
     pub fn http_status(self) -> u16 {
         match self {
             ErrorCode::Ok => 200,
-            ErrorCode::NoNode => 404,
+            ErrorCode::NoNode | ErrorCode::NoWatcher => 404,
             ErrorCode::NodeExists
             | ErrorCode::BadVersion
             | ErrorCode::NotEmpty
@@ -227,6 +229,7 @@ impl ErrorCode {
             ErrorCode::SessionExpired => "session_expired",
             ErrorCode::BadArguments => "bad_arguments",
             ErrorCode::RuntimeInconsistency => "runtime_inconsistency",
+            ErrorCode::NoWatcher => "no_watcher",
             ErrorCode::NotReady => "not_ready",
             ErrorCode::Timeout => "timeout",
             ErrorCode::ConnectionLoss => "connection_loss",

@@ -4,6 +4,7 @@
 //! watches, kept consistent across an ensemble by a ZAB-style protocol. The protocol, the
 //! tree, sessions and watches live in [`core`], a deterministic state machine with no I/O;
 //! [`shell`] runs it on tokio with real sockets, timers and an fsynced log ([`storage`]).
+//! Clients use its HTTP API ([`api`]) or ZooKeeper's own wire protocol ([`zk`]).
 //! keeper deliberately has no ACLs, quotas, observers or dynamic reconfiguration.
 
 pub mod api;
@@ -13,3 +14,4 @@ pub mod shell;
 pub mod storage;
 pub mod tree;
 pub mod txn;
+pub mod zk;

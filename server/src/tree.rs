@@ -245,6 +245,23 @@ impl DataTree {
             .map(|n| (n.children.iter().cloned().collect(), &n.stat))
     }
 
+    /// How many nodes lie below `path` at any depth, if it exists.
+    pub fn descendant_count(&self, path: &str) -> Option<u64> {
+        self.nodes.get(path)?;
+        let prefix = if path == "/" {
+            "/".to_string()
+        } else {
+            format!("{path}/")
+        };
+        let below = self
+            .nodes
+            .range(prefix.clone()..)
+            .take_while(|(p, _)| p.starts_with(&prefix))
+            .filter(|(p, _)| p.as_str() != path)
+            .count();
+        Some(below as u64)
+    }
+
     pub fn session(&self, id: SessionId) -> Option<&SessionEntry> {
         self.sessions.get(&id)
     }

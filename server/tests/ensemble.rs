@@ -105,6 +105,26 @@ fn signal(node: &Node, sig: nix::sys::signal::Signal) {
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(node.pid()), sig).expect("signal keeperd");
 }
 
+/// Waits until every thread of the node's process is stopped (state `T` in /proc).
+async fn wait_stopped(node: &Node) {
+    let tasks = format!("/proc/{}/task", node.pid());
+    eventually("the paused node's threads to stop", || {
+        let tasks = tasks.clone();
+        async move {
+            let entries = std::fs::read_dir(&tasks).ok()?;
+            let all_stopped = entries.flatten().all(|t| {
+                std::fs::read_to_string(t.path().join("stat")).is_ok_and(|stat| {
+                    // The state follows the command name, which is in parentheses.
+                    stat.rsplit_once(") ")
+                        .is_some_and(|(_, rest)| rest.starts_with('T'))
+                })
+            });
+            all_stopped.then_some(())
+        }
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_survive_leader_and_follower_loss_and_catch_up() {
     let mut e = Ensemble::start(3, &["--snapshot-every", "300"]);
@@ -187,6 +207,9 @@ async fn a_paused_leader_steps_down_and_its_stale_writes_never_commit() {
     api.create(session, "/p", "", "persistent").await.ok();
 
     signal(e.node(leader), nix::sys::signal::Signal::SIGSTOP);
+    // The stop is asynchronous: a write that reaches the leader before every thread has
+    // stopped may still be proposed, and legitimately committed by the next leader.
+    wait_stopped(e.node(leader)).await;
     // While it is stopped, a write sent to it waits in its socket buffer.
     let stale = tokio::spawn({
         let api = api.clone();

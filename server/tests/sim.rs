@@ -16,6 +16,8 @@ use rand_chacha::ChaCha8Rng;
 use std::collections::{BTreeMap, BTreeSet};
 
 const TICK_MS: u64 = 100;
+/// How often a leader's step that sends proposals ends in a crash before its fsync.
+const CRASH_BEFORE_FSYNC_ODDS: f64 = 0.02;
 
 /// What a node has on disk.
 #[derive(Clone, Default)]
@@ -172,6 +174,23 @@ impl Sim {
                     o => eprintln!("{now} {id} out: {o:?}"),
                 }
             }
+        }
+        // The shell sends a leader's proposals before its fsync: sometimes the node dies right
+        // then, with the proposals out and nothing of the step on disk.
+        let early = |o: &Output| matches!(o, Output::Send { msg, .. } if msg.may_precede_fsync());
+        if self.faults
+            && outputs.iter().any(early)
+            && outputs.iter().any(|o| matches!(o, Output::Persist(_)))
+            && self.rng.random_bool(CRASH_BEFORE_FSYNC_ODDS)
+        {
+            for o in outputs {
+                if let Output::Send { to, msg } = o
+                    && msg.may_precede_fsync()
+                {
+                    self.send(id, to, msg);
+                }
+            }
+            return self.crash(id);
         }
         // The durability rule: persist everything, then let messages and replies out.
         for o in &outputs {
@@ -432,13 +451,17 @@ impl Sim {
             }
             self.heal_at = self.now + self.rng.random_range(500..5_000);
         } else if roll < 70 {
-            // Crash a node (it loses everything it had not persisted: nothing, here, since the
-            // simulated disk is written at the end of each step).
+            // Crash a node.
             let id = self.ids[self.rng.random_range(0..self.ids.len())];
-            if let Some(slot) = self.nodes.get_mut(&id) {
-                *slot = None;
+            self.crash(id);
+        } else if roll < 75 {
+            // A stale or spurious disconnect notice (a link that reset while the peer lives):
+            // it may cost an election, never safety.
+            let id = self.ids[self.rng.random_range(0..self.ids.len())];
+            let peer = self.ids[self.rng.random_range(0..self.ids.len())];
+            if peer != id {
+                self.input(id, Input::PeerDisconnected { peer });
             }
-            self.requests.retain(|(n, _), _| *n != id);
         } else {
             // Restart every crashed node from its disk.
             for id in self.ids.clone() {
@@ -447,6 +470,22 @@ impl Sim {
                     self.nodes.insert(id, Some(core));
                     self.applied.remove(&id);
                 }
+            }
+        }
+    }
+
+    /// Node `id` dies, losing nothing but its memory (the simulated disk is written when a
+    /// step's outputs are carried out).
+    fn crash(&mut self, id: u64) {
+        if let Some(slot) = self.nodes.get_mut(&id) {
+            *slot = None;
+        }
+        self.requests.retain(|(n, _), _| *n != id);
+        // The dead process's connections close: every live node that is not cut off from it
+        // hears so (a partitioned one does not, as no RST crosses a partition).
+        for other in self.ids.clone() {
+            if other != id && !self.cut.contains(&(id, other)) {
+                self.input(other, Input::PeerDisconnected { peer: id });
             }
         }
     }
@@ -631,4 +670,57 @@ fn the_simulator_catches_injected_protocol_bugs() {
         );
         assert!(caught.is_some(), "the simulator missed {}", bug.name());
     }
+}
+
+/// A follower that sees its leader's connection close stops following at once and answers the
+/// write it forwarded with an indeterminate error, instead of holding it until the sync limit
+/// or the request timeout; a closed link to another follower changes nothing.
+#[test]
+fn a_follower_that_loses_its_leaders_link_answers_in_flight_writes_at_once() {
+    let mut sim = Sim::new(11, 3);
+    sim.faults = false;
+    sim.run_for(3_000, 0, 0);
+    let leader = sim.leader().expect("a leader after a fault-free start");
+    let followers: Vec<u64> = sim.ids.iter().copied().filter(|id| *id != leader).collect();
+    let (follower, other) = (followers[0], followers[1]);
+    let now = sim.now;
+    let core = sim.nodes.get_mut(&follower).unwrap().as_mut().unwrap();
+    let write = ClientRequest::CreateSession {
+        timeout_ms: 2_000,
+        last_zxid: 0,
+    };
+    let out = core.step(
+        now,
+        Input::Client {
+            request: 1,
+            body: write,
+        },
+    );
+    assert!(
+        out.iter().any(|o| matches!(
+            o,
+            Output::Send { to, msg: PeerMsg::Forward { .. } } if *to == leader
+        )),
+        "the follower forwards the write: {out:?}"
+    );
+
+    let out = core.step(now, Input::PeerDisconnected { peer: other });
+    assert!(
+        out.is_empty(),
+        "another follower's link is no news: {out:?}"
+    );
+    assert_eq!(core.status().role, Role::Following);
+
+    let out = core.step(now, Input::PeerDisconnected { peer: leader });
+    let answered = out.iter().find_map(|o| match o {
+        Output::Reply {
+            request: 1, result, ..
+        } => Some(result.clone()),
+        _ => None,
+    });
+    match answered {
+        Some(Err(e)) => assert!(e.error.is_indeterminate(), "{e:?}"),
+        other => panic!("the write in flight is answered indeterminate at once, got {other:?}"),
+    }
+    assert_eq!(core.status().role, Role::Looking);
 }

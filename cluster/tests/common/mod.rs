@@ -169,6 +169,7 @@ pub async fn leftovers_of(tag: &str) -> Leftovers {
         networks: all.networks.into_iter().filter(ours).collect(),
         volumes: all.volumes.into_iter().filter(ours).collect(),
         processes: Default::default(),
+        mounts: all.mounts.into_iter().filter(ours).collect(),
     };
     found.processes = processes_with_tag(tag);
     found

@@ -59,6 +59,9 @@ struct Args {
     /// Fault injection (builds with feature `bugs` only): stale-read, early-ack, no-fsync, ...
     #[arg(long)]
     bug: Option<String>,
+    /// Also serve ZooKeeper's client protocol here (zkCli.sh, kazoo, Curator; docs/API.md).
+    #[arg(long)]
+    zk_addr: Option<SocketAddr>,
     /// A JSON file with any of the keys above (`data_dir`, `client_addr`, ... with
     /// underscores); `peers` may be a string as above or an object `{"1": "HOST:PORT"}`.
     #[arg(long)]
@@ -78,6 +81,7 @@ struct FileConfig {
     snapshot_every: Option<u64>,
     request_timeout_ms: Option<u64>,
     bug: Option<String>,
+    zk_addr: Option<SocketAddr>,
 }
 
 #[derive(Deserialize, Debug)]
@@ -175,6 +179,7 @@ fn server_config(args: Args) -> Result<ServerConfig, String> {
     if let Some(v) = args.request_timeout_ms.or(file.request_timeout_ms) {
         config.request_timeout_ms = v;
     }
+    config.zk_addr = args.zk_addr.or(file.zk_addr);
     if let Some(name) = args.bug.or(file.bug) {
         if !cfg!(feature = "bugs") {
             return Err("--bug needs a build with the `bugs` feature".to_string());

@@ -14,7 +14,10 @@ use std::collections::BTreeMap;
 
 /// How long a node waits, once a quorum agrees with its vote, for a better vote to arrive
 /// (ZooKeeper's finalizeWait).
-pub const FINALIZE_WAIT_MS: u64 = 200;
+/// ZooKeeper waits 200 ms; on a LAN every vote of a round arrives within a few ms, and this
+/// wait is on the critical path of every failover. Deciding too early is never unsafe: a
+/// leader that finds a follower ahead of it in discovery steps down and the election reruns.
+pub const FINALIZE_WAIT_MS: u64 = 100;
 /// First and largest interval between re-sent notifications while no decision is reached.
 pub const NOTIFICATION_MIN_MS: u64 = 100;
 pub const NOTIFICATION_MAX_MS: u64 = 1_600;
@@ -27,8 +30,24 @@ pub(crate) struct Election {
     settled: BTreeMap<NodeId, (Vote, u64, Role)>,
     /// When a quorum agrees with our vote: decide at this time unless a better vote comes.
     finalize_at: Option<Millis>,
+    /// FOLLOWERINFO from nodes that decided for this one before it decided itself (their
+    /// finalize wait ended first): handed to the leader it becomes, instead of being dropped
+    /// and resent a tick later. One per sender, the latest.
+    early_followers: BTreeMap<NodeId, PeerMsg>,
     next_notify_at: Millis,
     notify_interval_ms: u64,
+}
+
+impl Election {
+    /// Keeps a FOLLOWERINFO that arrived while this node was still electing.
+    pub(super) fn keep_follower_info(&mut self, from: NodeId, msg: PeerMsg) {
+        self.early_followers.insert(from, msg);
+    }
+
+    /// When this election decides unless a better vote arrives first.
+    pub(super) fn finalize_at(&self) -> Option<Millis> {
+        self.finalize_at
+    }
 }
 
 impl Core {
@@ -163,6 +182,18 @@ impl Core {
                     e.votes.insert(me, vote);
                     e.finalize_at = None;
                     self.broadcast_notification();
+                } else if self.vote_beats(&self.vote, &vote) {
+                    // The sender has not heard our better vote: typically it got our
+                    // notification while it still followed the leader both just lost, and
+                    // answered it as a follower. Tell it now rather than at our next resend,
+                    // which would put a notification interval on every such failover. (One
+                    // more notification: the election's rules are unchanged.)
+                    let msg = PeerMsg::Notification {
+                        vote: self.vote,
+                        round: self.round,
+                        state: Role::Looking,
+                    };
+                    self.send(from, msg);
                 }
                 self.election_mut().votes.insert(from, vote);
                 self.check_election();
@@ -217,10 +248,25 @@ impl Core {
     }
 
     fn decide(&mut self, vote: Vote, round: u64) {
+        // BUG(election-never-settles): once the ensemble has had a leader (epoch 1 or later),
+        // a LOOKING node never concludes an election, neither by a quorum of votes nor by
+        // joining a ruling leader, as in ZOOKEEPER-1419 ("Leader election never settles"). A
+        // fresh ensemble elects; any re-election or restart leaves nodes looking for ever.
+        if self.cfg.has_bug(Bug::ElectionNeverSettles) && self.current_epoch >= 1 {
+            return;
+        }
         self.round = round;
         self.vote = vote;
+        let early = match &mut self.state {
+            State::Looking(e) => std::mem::take(&mut e.early_followers),
+            _ => BTreeMap::new(),
+        };
         if vote.id == self.cfg.id {
             self.become_leader();
+            // As if they had arrived now: a delayed message, which the leader handles anyway.
+            for (from, msg) in early {
+                self.leader_receive(from, msg);
+            }
         } else {
             self.become_follower(vote.id);
         }

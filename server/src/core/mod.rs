@@ -8,7 +8,9 @@
 //! **The durability rule the shell must keep:** every `Output::Persist` returned by a batch of
 //! `step` calls is durable (written and fsynced) before any `Send`, `Reply` or `Event` of that
 //! batch leaves the process. The core relies on it: a follower's ACK of a proposal, and its ACK
-//! of NEWLEADER, are only ever sent after the proposals they acknowledge are on disk.
+//! of NEWLEADER, are only ever sent after the proposals they acknowledge are on disk. The one
+//! exception is a leader's PROPOSAL, which may leave before the fsync
+//! ([`PeerMsg::may_precede_fsync`] says why that is safe).
 
 mod election;
 mod msg;
@@ -44,10 +46,11 @@ pub enum Bug {
     EphemeralLeak,
     SequenceReuse,
     WatchDrop,
+    ElectionNeverSettles,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 9] = [
+    pub const ALL: [Bug; 10] = [
         Bug::StaleRead,
         Bug::EarlyAck,
         Bug::NoFsync,
@@ -57,6 +60,7 @@ impl Bug {
         Bug::EphemeralLeak,
         Bug::SequenceReuse,
         Bug::WatchDrop,
+        Bug::ElectionNeverSettles,
     ];
 
     pub fn name(self) -> &'static str {
@@ -70,6 +74,7 @@ impl Bug {
             Bug::EphemeralLeak => "ephemeral-leak",
             Bug::SequenceReuse => "sequence-reuse",
             Bug::WatchDrop => "watch-drop",
+            Bug::ElectionNeverSettles => "election-never-settles",
         }
     }
 
@@ -173,13 +178,49 @@ pub enum ClientRequest {
         last_zxid: Zxid,
         path: String,
     },
+    /// Sets watches again after a reconnect (ZooKeeper's setWatches): a watch whose node
+    /// changed after `relative_zxid` (the last zxid the client saw) fires at once instead.
+    SetWatches {
+        session: SessionId,
+        last_zxid: Zxid,
+        relative_zxid: Zxid,
+        data: Vec<String>,
+        exist: Vec<String>,
+        child: Vec<String>,
+    },
+    /// Removes (or with `check_only`, checks for) the session's watches of `kind` on `path`;
+    /// `no_watcher` when there is none (ZooKeeper's removeWatches / checkWatches).
+    RemoveWatches {
+        session: SessionId,
+        path: String,
+        kind: WatchKind,
+        check_only: bool,
+    },
+}
+
+/// Which watches `RemoveWatches` means (ZooKeeper's WatcherType).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum WatchKind {
+    Child,
+    Data,
+    Any,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Read {
-    Exists { path: String },
-    GetData { path: String },
-    GetChildren { path: String },
+    Exists {
+        path: String,
+    },
+    GetData {
+        path: String,
+    },
+    GetChildren {
+        path: String,
+    },
+    /// How many nodes lie below `path`, at any depth (ZooKeeper's getAllChildrenNumber).
+    AllChildrenNumber {
+        path: String,
+    },
 }
 
 /// A successful reply. Each carries, beside it in `Output::Reply`, the node's applied zxid.
@@ -212,6 +253,9 @@ pub enum Response {
     Multi {
         results: Vec<OpResult>,
     },
+    Count {
+        count: u64,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -225,6 +269,13 @@ pub enum Input {
     Peer {
         from: NodeId,
         msg: PeerMsg,
+    },
+    /// The shell saw a connection from `peer` end (closed or reset): the peer's process died
+    /// or dropped the link. A partition sends no such notice, so nothing may depend on getting
+    /// one; a stale notice (the peer already reconnected) may arrive too, and costs at most an
+    /// election.
+    PeerDisconnected {
+        peer: NodeId,
     },
 }
 

@@ -134,6 +134,17 @@ pub enum PeerMsg {
 }
 
 impl PeerMsg {
+    /// Whether the shell may send this message before the batch that produced it is durable:
+    /// only a leader's PROPOSAL (ZooKeeper's leader, too, sends a proposal to its followers
+    /// while logging it). It promises nothing about the leader's disk: the leader counts its
+    /// own ack at once, but a commit also needs a follower's ACK, which can only arrive in a
+    /// later batch, after this one's fsync. If the leader dies before its fsync, the proposal
+    /// is one that a quorum may hold and a later leader may commit, like any proposal whose
+    /// commit was not yet known; its client was never answered.
+    pub fn may_precede_fsync(&self) -> bool {
+        matches!(self, PeerMsg::Proposal { .. })
+    }
+
     /// A short name for logs.
     pub fn name(&self) -> &'static str {
         match self {

@@ -142,6 +142,7 @@ impl Core {
                     self.peer(from, msg);
                 }
             }
+            Input::PeerDisconnected { peer } => self.on_peer_disconnected(peer),
         }
         std::mem::take(&mut self.out)
     }
@@ -173,6 +174,11 @@ impl Core {
             PeerMsg::Notification { vote, round, state } => {
                 self.on_notification(from, vote, round, state)
             }
+            PeerMsg::FollowerInfo { .. } if matches!(self.state, State::Looking(_)) => {
+                if let State::Looking(e) = &mut self.state {
+                    e.keep_follower_info(from, msg);
+                }
+            }
             PeerMsg::FollowerInfo { .. }
             | PeerMsg::AckEpoch { .. }
             | PeerMsg::AckNewLeader { .. }
@@ -192,6 +198,15 @@ impl Core {
     }
 
     // ---- queries for the shell ----------------------------------------------------------
+
+    /// A time before the next regular tick at which the core wants a `Tick`: the end of an
+    /// election's finalize wait, so that a failover does not also wait for the tick schedule.
+    pub fn next_deadline(&self) -> Option<Millis> {
+        match &self.state {
+            State::Looking(e) => e.finalize_at(),
+            _ => None,
+        }
+    }
 
     pub fn status(&self) -> Status {
         let (role, leader, synced) = match &self.state {
@@ -348,7 +363,14 @@ impl Core {
             .collect();
         for (id, is_txn) in waiting {
             if is_txn {
-                self.reply_err(id, ErrorCode::Timeout, "the node lost its leader");
+                // Like ZooKeeper's connection loss: the write may still commit under the next
+                // leader, so its outcome is unknown. Answering now lets the client move on
+                // instead of waiting out the request timeout.
+                self.reply_err(
+                    id,
+                    ErrorCode::ConnectionLoss,
+                    "the node lost its leader with the write in flight; the outcome is unknown",
+                );
             } else {
                 self.reply_err(id, ErrorCode::NotReady, "the node lost its leader");
             }
@@ -549,6 +571,81 @@ impl Core {
                 self.touch(session);
                 self.request_sync(request, session, AfterSync::Done, false, deadline);
             }
+            ClientRequest::SetWatches {
+                session,
+                last_zxid,
+                relative_zxid,
+                data,
+                exist,
+                child,
+            } => {
+                if let Some(e) = self.check_session(session, last_zxid) {
+                    return self.reply_error(request, e);
+                }
+                self.touch(session);
+                self.set_watches(session, relative_zxid, data, exist, child);
+                self.reply_ok(request, Response::Done);
+            }
+            ClientRequest::RemoveWatches {
+                session,
+                path,
+                kind,
+                check_only,
+            } => {
+                self.touch(session);
+                if self.watches.remove(&path, session, kind, check_only) {
+                    self.reply_ok(request, Response::Done);
+                } else {
+                    let message = format!("no watch of this session on {path}");
+                    self.reply_err(request, ErrorCode::NoWatcher, &message);
+                }
+            }
+        }
+    }
+
+    /// ZooKeeper's `DataTree.setWatches`: each watch the client held before it reconnected is
+    /// set again, unless what it watches changed after `relative_zxid`, the last zxid the
+    /// client saw; then the event it missed fires at once (in this reply's batch, so before
+    /// the reply).
+    fn set_watches(
+        &mut self,
+        session: SessionId,
+        relative_zxid: Zxid,
+        data: Vec<String>,
+        exist: Vec<String>,
+        child: Vec<String>,
+    ) {
+        let mut missed = Vec::new();
+        for path in data {
+            match self.tree.get(&path) {
+                None => missed.push((EventKind::Deleted, path)),
+                Some((_, stat)) if stat.mzxid > relative_zxid => {
+                    missed.push((EventKind::DataChanged, path))
+                }
+                Some(_) => _ = self.watches.add_data(&path, session),
+            }
+        }
+        for path in exist {
+            match self.tree.get(&path) {
+                Some(_) => missed.push((EventKind::Created, path)),
+                None => _ = self.watches.add_data(&path, session),
+            }
+        }
+        for path in child {
+            match self.tree.get(&path) {
+                None => missed.push((EventKind::Deleted, path)),
+                Some((_, stat)) if stat.pzxid > relative_zxid => {
+                    missed.push((EventKind::ChildrenChanged, path))
+                }
+                Some(_) => _ = self.watches.add_child(&path, session),
+            }
+        }
+        let zxid = self.tree.last_applied();
+        for (kind, path) in missed {
+            self.out.push(Output::Event {
+                session,
+                event: WatchEvent { kind, path, zxid },
+            });
         }
     }
 
@@ -566,11 +663,15 @@ impl Core {
             }
             ClientRequest::Multi { ops, .. } => ops,
             ClientRequest::Read { read, .. } => {
-                let (Read::Exists { path } | Read::GetData { path } | Read::GetChildren { path }) =
-                    read;
+                let (Read::Exists { path }
+                | Read::GetData { path }
+                | Read::GetChildren { path }
+                | Read::AllChildrenNumber { path }) = read;
                 return crate::path::validate(path);
             }
-            ClientRequest::Sync { path, .. } => return crate::path::validate(path),
+            ClientRequest::Sync { path, .. } | ClientRequest::RemoveWatches { path, .. } => {
+                return crate::path::validate(path);
+            }
             _ => return Ok(()),
         };
         for op in ops {
@@ -791,6 +892,10 @@ impl Core {
                     }
                     Ok(r)
                 }
+                None => Err(no_node(path)),
+            },
+            Read::AllChildrenNumber { path } => match self.tree.descendant_count(path) {
+                Some(count) => Ok(Response::Count { count }),
                 None => Err(no_node(path)),
             },
         };

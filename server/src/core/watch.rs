@@ -65,6 +65,39 @@ impl Watches {
         fired
     }
 
+    /// Removes the session's watches of `kind` on `path` (only looks with `check_only`).
+    /// False when it has none there.
+    pub fn remove(
+        &mut self,
+        path: &str,
+        session: SessionId,
+        kind: super::WatchKind,
+        check_only: bool,
+    ) -> bool {
+        use super::WatchKind;
+        let mut found = false;
+        for (map, matches) in [
+            (&mut self.data, kind != WatchKind::Child),
+            (&mut self.child, kind != WatchKind::Data),
+        ] {
+            let Some(sessions) = map.get_mut(path).filter(|_| matches) else {
+                continue;
+            };
+            if !sessions.contains(&session) {
+                continue;
+            }
+            found = true;
+            if !check_only {
+                sessions.remove(&session);
+                self.count -= 1;
+                if sessions.is_empty() {
+                    map.remove(path);
+                }
+            }
+        }
+        found
+    }
+
     /// Forgets every watch of a session that ended.
     pub fn remove_session(&mut self, session: SessionId) {
         for map in [&mut self.data, &mut self.child] {
@@ -106,6 +139,23 @@ mod tests {
             w.fire(EventKind::ChildrenChanged, "/a"),
             BTreeSet::from([1])
         );
+    }
+
+    #[test]
+    fn remove_takes_only_the_kind_asked_for_and_check_only_looks() {
+        use crate::core::WatchKind;
+        let mut w = Watches::default();
+        w.add_data("/a", 1);
+        w.add_child("/a", 1);
+        assert!(w.remove("/a", 1, WatchKind::Data, true));
+        assert_eq!(w.len(), 2);
+        assert!(w.remove("/a", 1, WatchKind::Data, false));
+        assert!(!w.remove("/a", 1, WatchKind::Data, false));
+        assert!(!w.remove("/a", 2, WatchKind::Any, false));
+        assert_eq!(w.len(), 1);
+        assert!(w.remove("/a", 1, WatchKind::Any, false));
+        assert_eq!(w.len(), 0);
+        assert!(w.fire(EventKind::Deleted, "/a").is_empty());
     }
 
     #[test]

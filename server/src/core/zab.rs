@@ -832,6 +832,21 @@ impl Core {
         }
     }
 
+    /// The connection from `peer` ended. A follower whose leader's connection closed starts
+    /// electing at once instead of waiting out the sync limit, as ZooKeeper's follower does
+    /// when its socket to the leader fails. This only stops following: the election that
+    /// follows has its usual rules, and a follower may stop following at any moment in ZAB
+    /// (the sync-limit path does the same, later), so no safety rests on the notice being
+    /// true. Silent failures (partitions) still go through the sync limit in `follower_tick`.
+    pub(super) fn on_peer_disconnected(&mut self, peer: NodeId) {
+        if let State::Following(f) = &self.state
+            && f.leader == peer
+        {
+            tracing::info!(leader = peer, "the connection from the leader closed");
+            self.start_looking();
+        }
+    }
+
     pub(super) fn follower_receive(&mut self, from: NodeId, msg: PeerMsg) {
         let now = self.now;
         let State::Following(f) = &mut self.state else {

@@ -1,10 +1,14 @@
 //! The driver: the only owner of the `Core` and the `Storage`.
 //!
-//! It runs on a dedicated thread because its work is synchronous: stepping the core is plain
-//! computation and `Storage::sync` blocks in fsync. Async code talks to it through one bounded
-//! channel ([`DriverHandle`]); what comes out goes to oneshots, peer outboxes and session event
-//! queues, all of which accept a value without waiting, so a slow client or peer never stalls
-//! the driver.
+//! It runs as one task on the runtime's worker threads, not on a thread of its own: a request's
+//! path (HTTP handler → driver → peer writer, peer reader → driver → handler) then hands each
+//! step to the next task on the same worker (tokio runs a task woken by the running one next),
+//! where a dedicated thread cost an OS wake-up per hop, the largest cost of a write on a loaded
+//! machine. Its work is synchronous (stepping the core, and `Storage::sync`, which blocks in
+//! fsync for a fraction of a millisecond per batch); the runtime's other workers serve
+//! meanwhile. Async code talks to it through one bounded channel ([`DriverHandle`]); what comes
+//! out goes to oneshots, peer outboxes and session event queues, all of which accept a value
+//! without waiting, so a slow client or peer never stalls the driver.
 
 use super::peer::Transport;
 use super::sse::EventHub;
@@ -50,6 +54,10 @@ pub enum DriverInput {
     Peer {
         from: NodeId,
         msg: PeerMsg,
+    },
+    /// A connection from this peer ended (see `Input::PeerDisconnected`).
+    PeerDisconnected {
+        peer: NodeId,
     },
     Status(oneshot::Sender<Status>),
     Digest(oneshot::Sender<DigestReply>),
@@ -159,6 +167,12 @@ impl DriverHandle {
     pub async fn peer(&self, from: NodeId, msg: PeerMsg) -> bool {
         self.tx.send(DriverInput::Peer { from, msg }).await.is_ok()
     }
+
+    /// Tells the core that the connection from `peer` ended. Sent on the channel that carried
+    /// the connection's messages, so the core sees it after all of them.
+    pub async fn peer_disconnected(&self, peer: NodeId) {
+        let _ = self.tx.send(DriverInput::PeerDisconnected { peer }).await;
+    }
 }
 
 /// The session a request acts for, if any.
@@ -170,7 +184,9 @@ fn session_of(body: &ClientRequest) -> Option<SessionId> {
         | ClientRequest::Write { session, .. }
         | ClientRequest::Multi { session, .. }
         | ClientRequest::Read { session, .. }
-        | ClientRequest::Sync { session, .. } => Some(*session),
+        | ClientRequest::Sync { session, .. }
+        | ClientRequest::SetWatches { session, .. }
+        | ClientRequest::RemoveWatches { session, .. } => Some(*session),
     }
 }
 
@@ -185,18 +201,18 @@ pub struct DriverConfig {
     pub fsync: bool,
 }
 
-/// The driver thread's result: `Ok` after a requested stop, `Err` after a fatal error.
+/// The driver's result: `Ok` after a requested stop, `Err` after a fatal error.
 pub type DriverDone = oneshot::Receiver<anyhow::Result<()>>;
 
-/// Turns what the driver thread reported (or its silence, if it panicked) into a result.
+/// Turns what the driver reported (or its silence, if it panicked) into a result.
 pub fn outcome(
     received: Result<anyhow::Result<()>, oneshot::error::RecvError>,
 ) -> anyhow::Result<()> {
-    received.unwrap_or_else(|_| Err(anyhow::anyhow!("the driver thread panicked")))
+    received.unwrap_or_else(|_| Err(anyhow::anyhow!("the driver panicked")))
 }
 
-/// Opens the storage and recovers the core on a new thread, then runs the driver there until
-/// `stop`. Returns once the storage is open, or the error that prevented it.
+/// Opens the storage and recovers the core (on a blocking thread), then runs the driver as a
+/// task until `stop`. Returns once the storage is open, or the error that prevented it.
 pub async fn spawn(
     config: DriverConfig,
     transport: Transport,
@@ -204,7 +220,6 @@ pub async fn spawn(
     stop: CancellationToken,
 ) -> anyhow::Result<(DriverHandle, DriverDone)> {
     let (tx, rx) = mpsc::channel(MAX_DRIVER_QUEUE);
-    let (opened_tx, opened_rx) = oneshot::channel::<anyhow::Result<()>>();
     let (done_tx, done_rx) = oneshot::channel();
     let reply_bound = Duration::from_millis(config.core.request_timeout_ms + REPLY_MARGIN_MS);
     let id = config.core.id;
@@ -213,30 +228,20 @@ pub async fn spawn(
         reply_bound,
         hub: hub.clone(),
     };
-    std::thread::Builder::new()
-        .name(format!("keeper-driver-{id}"))
-        .spawn(move || {
-            let driver = match Driver::open(config, transport, hub) {
-                Ok(driver) => {
-                    let _ = opened_tx.send(Ok(()));
-                    driver
-                }
-                Err(e) => {
-                    let _ = opened_tx.send(Err(e));
-                    return;
-                }
-            };
-            let result = driver.run(rx, stop);
-            if let Err(e) = &result {
-                tracing::error!(id, "stopping: {e:#}");
-            }
-            let _ = done_tx.send(result);
-        })?;
-    match opened_rx.await {
-        Ok(Ok(())) => Ok((handle, done_rx)),
-        Ok(Err(e)) => Err(e),
-        Err(_) => Err(anyhow::anyhow!("the driver thread panicked while starting")),
-    }
+    let opened = tokio::task::spawn_blocking(move || Driver::open(config, transport, hub)).await;
+    let driver = match opened {
+        Ok(Ok(driver)) => driver,
+        Ok(Err(e)) => return Err(e),
+        Err(_) => return Err(anyhow::anyhow!("the driver panicked while starting")),
+    };
+    tokio::spawn(async move {
+        let result = driver.run(rx, stop).await;
+        if let Err(e) = &result {
+            tracing::error!(id, "stopping: {e:#}");
+        }
+        let _ = done_tx.send(result);
+    });
+    Ok((handle, done_rx))
 }
 
 /// Wall-clock time that never goes backwards: the wall clock at startup plus monotonic time.
@@ -337,28 +342,23 @@ impl Driver {
         })
     }
 
-    fn run(
+    async fn run(
         mut self,
         mut rx: mpsc::Receiver<DriverInput>,
         stop: CancellationToken,
     ) -> anyhow::Result<()> {
-        // Only for waiting: a timer and the channel. All the work happens on this thread.
-        let waiter = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .build()?;
         loop {
             let mut inputs = Vec::new();
             let now = self.clock.now();
-            if now < self.next_tick && self.loopback.is_empty() {
-                let wait = Duration::from_millis(self.next_tick - now);
-                let wake = waiter.block_on(async {
-                    tokio::select! {
-                        biased;
-                        _ = stop.cancelled() => Wake::Stop,
-                        input = rx.recv() => input.map_or(Wake::Stop, Wake::Input),
-                        _ = tokio::time::sleep(wait) => Wake::Tick,
-                    }
-                });
+            let due = self.tick_due();
+            if now < due && self.loopback.is_empty() {
+                let wait = Duration::from_millis(due - now);
+                let wake = tokio::select! {
+                    biased;
+                    _ = stop.cancelled() => Wake::Stop,
+                    input = rx.recv() => input.map_or(Wake::Stop, Wake::Input),
+                    _ = tokio::time::sleep(wait) => Wake::Tick,
+                };
                 match wake {
                     Wake::Stop => return self.finish(),
                     Wake::Input(input) => inputs.push(input),
@@ -374,7 +374,17 @@ impl Driver {
                 }
             }
             self.batch(inputs)?;
+            // The batch woke handlers and peer writers on this worker: let them run (and
+            // send) before the next batch, instead of after it.
+            tokio::task::yield_now().await;
         }
+    }
+
+    /// When the core next needs a tick: the regular schedule, or earlier when it asks.
+    fn tick_due(&self) -> Millis {
+        self.core
+            .next_deadline()
+            .map_or(self.next_tick, |at| at.min(self.next_tick))
     }
 
     /// The final sync of a graceful stop. Requests still pending are dropped: their handlers
@@ -420,19 +430,43 @@ impl Driver {
                 DriverInput::Peer { from, msg } => {
                     outputs.extend(self.core.step(now, Input::Peer { from, msg }));
                 }
+                DriverInput::PeerDisconnected { peer } => {
+                    outputs.extend(self.core.step(now, Input::PeerDisconnected { peer }));
+                }
                 DriverInput::Status(tx) => deferred.push(Deferred::Status(tx)),
                 DriverInput::Digest(tx) => deferred.push(Deferred::Digest(tx)),
             }
         }
-        if now >= self.next_tick {
+        if now >= self.tick_due() {
             outputs.extend(self.core.step(now, Input::Tick));
             self.next_tick = now + self.tick_every_ms;
             // Handlers that gave up (client gone, outer bound hit) leave closed oneshots.
             self.pending.retain(|_, (_, tx)| !tx.is_closed());
         }
 
-        // The durability rule: every Persist of the batch is on disk before any of its effects
-        // leaves the process. One fsync for the whole batch is the group commit.
+        // A leader's proposals leave before the fsync, so that the followers' fsyncs overlap
+        // the leader's own (see `PeerMsg::may_precede_fsync`). A link's messages stay in
+        // order: once one message to a peer waits for the fsync, so do all after it.
+        let mut held: Vec<NodeId> = Vec::new();
+        let outputs: Vec<Output> = outputs
+            .into_iter()
+            .filter_map(|output| match output {
+                Output::Send { to, msg }
+                    if to != self.id && msg.may_precede_fsync() && !held.contains(&to) =>
+                {
+                    self.transport.send(to, msg);
+                    None
+                }
+                Output::Send { to, msg } => {
+                    held.push(to);
+                    Some(Output::Send { to, msg })
+                }
+                other => Some(other),
+            })
+            .collect();
+
+        // The durability rule: every Persist of the batch is on disk before any of its other
+        // effects leaves the process. One fsync for the whole batch is the group commit.
         let mut persisted = false;
         for output in &outputs {
             if let Output::Persist(p) = output {

@@ -9,15 +9,17 @@
 //! - [`http`]: the client API (axum), `docs/API.md`.
 //! - [`sse`]: per-session watch event queues and their server-sent-event streams.
 //! - [`peer`]: the TCP transport between servers.
+//! - `crate::zk` (the ZooKeeper port, `--zk-addr`) reaches the driver and the event hub as
+//!   [`http`] and [`sse`] do.
 //!
 //! Deliberately absent: retries, timeouts of requests (the core answers `timeout`), any
 //! interpretation of peer messages. The shell only bounds what the core cannot see: queues,
 //! frame and body sizes, and how long a handler waits for the driver.
 
-mod driver;
+pub(crate) mod driver;
 mod http;
 mod peer;
-mod sse;
+pub(crate) mod sse;
 
 pub use peer::{MAX_FRAME_BYTES, PEER_FRAME_VERSION};
 
@@ -60,6 +62,8 @@ pub struct ServerConfig {
     pub snapshot_every: u64,
     pub request_timeout_ms: u64,
     pub bug: Option<Bug>,
+    /// Where ZooKeeper clients connect (`crate::zk`); `None`: no ZooKeeper port.
+    pub zk_addr: Option<SocketAddr>,
 }
 
 impl ServerConfig {
@@ -76,6 +80,7 @@ impl ServerConfig {
             snapshot_every: DEFAULT_SNAPSHOT_EVERY,
             request_timeout_ms: DEFAULT_REQUEST_TIMEOUT_MS,
             bug: None,
+            zk_addr: None,
         }
     }
 
@@ -124,6 +129,8 @@ impl ServerConfig {
 /// A node that has opened its storage and bound its sockets.
 pub struct Running {
     pub client_addr: SocketAddr,
+    /// The ZooKeeper port, if `zk_addr` was given.
+    pub zk_addr: Option<SocketAddr>,
     pub peer_addr: Option<SocketAddr>,
     task: JoinHandle<anyhow::Result<()>>,
 }
@@ -167,6 +174,18 @@ pub async fn start(config: ServerConfig, shutdown: CancellationToken) -> anyhow:
                 .await
                 .with_context(|| format!("cannot listen for peers on {addr}"))?,
         ),
+        None => None,
+    };
+    let zk_listener = match config.zk_addr {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen for ZooKeeper clients on {addr}"))?,
+        ),
+        None => None,
+    };
+    let zk_addr = match &zk_listener {
+        Some(l) => Some(l.local_addr()?),
         None => None,
     };
     let peer_addr = match &peer_listener {
@@ -214,6 +233,22 @@ pub async fn start(config: ServerConfig, shutdown: CancellationToken) -> anyhow:
         ));
     }
 
+    if let Some(listener) = zk_listener {
+        let core = config.core_config();
+        let settings = crate::zk::Settings {
+            min_session_ms: core.min_session_ticks * core.tick_ms,
+            max_session_ms: core.max_session_ticks * core.tick_ms,
+            max_frame_bytes: config.max_data_bytes + crate::zk::FRAME_SLACK_BYTES,
+        };
+        tokio::spawn(crate::zk::serve(
+            listener,
+            driver.clone(),
+            hub.clone(),
+            settings,
+            clients.clone(),
+        ));
+    }
+
     let app = http::router(http::AppState {
         driver: driver.clone(),
         hub,
@@ -228,7 +263,7 @@ pub async fn start(config: ServerConfig, shutdown: CancellationToken) -> anyhow:
     });
 
     let id = config.id;
-    tracing::info!(id, %client_addr, ?peer_addr, voters = ?config.voters(), "node started");
+    tracing::info!(id, %client_addr, ?peer_addr, ?zk_addr, voters = ?config.voters(), "node started");
     let task = tokio::spawn(async move {
         let mut driver_done = driver_done;
         let mut http_finished = false;
@@ -274,6 +309,7 @@ pub async fn start(config: ServerConfig, shutdown: CancellationToken) -> anyhow:
     });
     Ok(Running {
         client_addr,
+        zk_addr,
         peer_addr,
         task,
     })

@@ -343,20 +343,31 @@ async fn read_peer(
     let from = hello.from;
     tracing::debug!(from, "peer connected");
     let mut reader = tokio::io::BufReader::new(stream);
-    loop {
+    let ended = loop {
         let frame = tokio::select! {
             _ = stop.cancelled() => return Ok(()),
-            frame = read_frame(&mut reader) => frame?,
+            frame = read_frame(&mut reader) => frame,
         };
-        let Some(frame) = frame else {
-            return Ok(());
+        let frame = match frame {
+            Ok(Some(frame)) => frame,
+            Ok(None) => break Ok(()),
+            Err(e) => break Err(e),
         };
-        let msg: PeerMsg = serde_json::from_slice(&frame)
-            .map_err(|e| std::io::Error::other(format!("bad message from {from}: {e}")))?;
+        let msg: PeerMsg = match serde_json::from_slice(&frame) {
+            Ok(msg) => msg,
+            Err(e) => {
+                break Err(std::io::Error::other(format!(
+                    "bad message from {from}: {e}"
+                )));
+            }
+        };
         if !driver.peer(from, msg).await {
             return Ok(());
         }
-    }
+    };
+    // A closed or reset connection: a follower whose leader this was elects at once.
+    driver.peer_disconnected(from).await;
+    ended
 }
 
 #[cfg(test)]

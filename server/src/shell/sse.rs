@@ -31,8 +31,9 @@ pub const EVENT_FLUSH_WAIT_MS: u64 = 1_000;
 /// Interval of SSE keep-alive comments: a client notices a dead node after a few of them.
 pub const KEEP_ALIVE_MS: u64 = 1_000;
 
+/// What a session's queue holds, in order.
 #[derive(Clone, Debug)]
-enum Item {
+pub enum Item {
     Watch(WatchEvent),
     Overflow { dropped: u64 },
     Ended(SessionEvent),
@@ -183,6 +184,19 @@ impl EventHub {
         session: SessionId,
         stop: CancellationToken,
     ) -> impl futures::Stream<Item = Result<Event, std::convert::Infallible>> + use<> {
+        use futures::StreamExt;
+        self.attach_items(session, stop)
+            .map(|item| Ok(to_event(&item)))
+    }
+
+    /// As `attach`, for a connection that encodes the items itself (the ZooKeeper port). An
+    /// item counts as taken when the stream yields it, so the consumer must send it before it
+    /// sends any reply it receives afterwards.
+    pub fn attach_items(
+        self: &Arc<Self>,
+        session: SessionId,
+        stop: CancellationToken,
+    ) -> impl futures::Stream<Item = Item> + use<> {
         let generation = self
             .generations
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -209,7 +223,7 @@ impl EventHub {
         };
         futures::stream::unfold(state, |mut st| async move {
             let item = st.next().await?;
-            Some((Ok(to_event(&item)), st))
+            Some((item, st))
         })
     }
 

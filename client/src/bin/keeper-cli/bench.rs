@@ -37,7 +37,21 @@ struct WorkerResult {
     first_error: Option<String>,
 }
 
+/// What one bench run measured.
+#[derive(Clone, Debug)]
+pub struct BenchSummary {
+    pub per_sec: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+}
+
 pub async fn run(config: BenchConfig) -> anyhow::Result<()> {
+    measure(config).await.map(drop)
+}
+
+/// Runs the load, prints its report and returns the figures.
+pub async fn measure(config: BenchConfig) -> anyhow::Result<BenchSummary> {
     if config.concurrency == 0 {
         bail!("--concurrency must be at least 1");
     }
@@ -114,7 +128,12 @@ pub async fn run(config: BenchConfig) -> anyhow::Result<()> {
     if total.ok == 0 {
         bail!("no write succeeded");
     }
-    Ok(())
+    Ok(BenchSummary {
+        per_sec: total.ok as f64 / elapsed,
+        p50_ms: quantile(0.50),
+        p99_ms: quantile(0.99),
+        max_ms: quantile(1.0),
+    })
 }
 
 async fn run_worker(

@@ -1,6 +1,7 @@
 //! keeper-cli: a shell for keeper in the spirit of zkCli.sh, and a write benchmark.
 
 mod bench;
+mod ensemble;
 mod shell;
 
 use std::io::{IsTerminal, Write};
@@ -63,6 +64,25 @@ enum Mode {
         #[arg(long, value_enum, default_value = "set")]
         op: bench::BenchOp,
     },
+    /// Starts a 3-node loopback ensemble and measures failover (SIGKILL and isolation of the
+    /// leader) and writes/s at 1 and 32 clients. Needs root (iptables, node group ids).
+    BenchEnsemble {
+        /// The keeperd binary (default: next to keeper-cli).
+        #[arg(long)]
+        keeperd: Option<std::path::PathBuf>,
+        /// Failover trials per fault.
+        #[arg(long, default_value_t = 5)]
+        trials: usize,
+        /// Length of each throughput run.
+        #[arg(long, default_value_t = 10)]
+        duration_secs: u64,
+        /// Client ports are BASE+1..3, peer ports BASE+11..13.
+        #[arg(long, default_value_t = 23_000)]
+        base_port: u16,
+        /// Skip the isolation trials (they need iptables).
+        #[arg(long)]
+        skip_isolation: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -99,6 +119,39 @@ fn main() -> ExitCode {
                     Ok(()) => EXIT_OK,
                     Err(e) => {
                         eprintln!("keeper-cli bench: {e:#}");
+                        EXIT_COMMAND_FAILED
+                    }
+                }
+            }
+            Some(Mode::BenchEnsemble {
+                keeperd,
+                trials,
+                duration_secs,
+                base_port,
+                skip_isolation,
+            }) => {
+                let keeperd = keeperd.unwrap_or_else(|| {
+                    std::env::current_exe()
+                        .ok()
+                        .and_then(|exe| exe.parent().map(|d| d.join("keeperd")))
+                        .unwrap_or_else(|| "keeperd".into())
+                });
+                let config = ensemble::EnsembleConfig {
+                    keeperd,
+                    trials,
+                    duration: Duration::from_secs(duration_secs),
+                    base_port,
+                    skip_isolation,
+                };
+                // Ctrl-C drops the run, which kills the nodes and removes the iptables rules.
+                let outcome = tokio::select! {
+                    outcome = ensemble::run(config) => outcome,
+                    _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+                };
+                match outcome {
+                    Ok(()) => EXIT_OK,
+                    Err(e) => {
+                        eprintln!("keeper-cli bench-ensemble: {e:#}");
                         EXIT_COMMAND_FAILED
                     }
                 }
