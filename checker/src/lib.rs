@@ -6,6 +6,7 @@
 
 pub mod cli;
 pub mod edn;
+pub mod faults;
 pub mod generate;
 pub mod history;
 pub mod html;
@@ -17,6 +18,7 @@ pub mod reader;
 pub mod run;
 pub mod verdict;
 
+pub use faults::FaultPeriod;
 pub use history::{Event, EventType, Op};
 pub use html::counterexample_html;
 pub use model::ModelKind;

@@ -1240,5 +1240,6 @@ pub fn counterexample<M: Model>(
         initial_state: Some(model.describe(&init, &p.vals)),
         linearization: steps,
         explanation,
+        faults: Vec::new(),
     }
 }

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use crate::faults::{FaultLog, NEMESIS_FILE};
 use crate::history::{self, Event, EventType, Op};
 use crate::invariants;
 use crate::linear::{self, Limits, TranslateError};
@@ -263,7 +264,28 @@ pub fn check_run_dir(dir: &Path, opts: &CheckOptions) -> Result<RunVerdict, Chec
     if recovery.exists() {
         v.push(crate::liveness::check_recovery_file(&recovery)?);
     }
+    attach_faults(
+        &mut v,
+        &crate::faults::read_fault_log(&dir.join(NEMESIS_FILE)),
+    );
     Ok(v)
+}
+
+/// Gives every counterexample the run's fault periods, so it can say which faults were in
+/// effect while its operations ran. The checkers never see faults: they judge the history alone.
+fn attach_faults(v: &mut RunVerdict, log: &FaultLog) {
+    let mut attached = false;
+    for cx in v
+        .checkers
+        .iter_mut()
+        .filter_map(|c| c.counterexample.as_mut())
+    {
+        cx.faults = log.periods.clone();
+        attached = true;
+    }
+    if let (true, Some(note)) = (attached, log.note()) {
+        v.warnings.push(note);
+    }
 }
 
 /// `check_run_dir` for a directory, `check_file` for anything else.

@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::faults::FaultPeriod;
 use crate::history::{EventType, Op};
 
 /// `unknown` is honest when a checker ran out of budget or had nothing to check; it is never
@@ -112,6 +113,29 @@ impl OpView {
         }
     }
 
+    /// The epoch of the zxid the server replied with: the leader's term it was served in
+    /// (`zxid >> 32`).
+    pub fn epoch(&self) -> Option<u64> {
+        self.zxid.map(|z| z >> 32)
+    }
+
+    /// `n3 · epoch 1 · zxid 0x100000007`: where the operation was served and which state it
+    /// saw. In hex the zxid reads as the epoch followed by eight digits of its counter
+    /// (`zxid & 0xffffffff`). Empty when the history recorded neither.
+    pub fn served(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(n) = &self.node {
+            parts.push(n.clone());
+        }
+        if let (Some(z), Some(e)) = (self.zxid, self.epoch()) {
+            parts.push(format!("epoch {e}"));
+            parts.push(format!("zxid {z:#x}"));
+        } else if self.node.is_some() {
+            parts.push("no zxid".to_string());
+        }
+        parts.join(" · ")
+    }
+
     /// `p3 write 5 -> ok`.
     pub fn label(&self) -> String {
         let mut s = format!("p{} {}", self.process, self.f);
@@ -153,6 +177,10 @@ pub struct Counterexample {
     pub linearization: Vec<LinearizedStep>,
     /// What is wrong, in a sentence or two.
     pub explanation: String,
+    /// The fault periods of the run (from its nemesis log), on the clock of the operations'
+    /// times; empty when the history came without one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub faults: Vec<FaultPeriod>,
 }
 
 impl Counterexample {
@@ -165,7 +193,74 @@ impl Counterexample {
             initial_state: None,
             linearization: Vec::new(),
             explanation,
+            faults: Vec::new(),
         }
+    }
+
+    /// The instant the last operation ended (or began, for one that never did): an
+    /// indeterminate operation counts as running until then.
+    pub fn end_time(&self) -> u64 {
+        self.ops
+            .iter()
+            .map(|o| o.complete_time.unwrap_or(o.invoke_time).max(o.invoke_time))
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// When the operation may have taken effect: from its invocation to its completion; an
+    /// `info` one until the end of the counterexample.
+    pub fn running(&self, op: &OpView) -> (u64, u64) {
+        match (op.kind, op.complete_time) {
+            (EventType::Info, _) | (_, None) => (op.invoke_time, self.end_time()),
+            (_, Some(end)) => (op.invoke_time, end),
+        }
+    }
+
+    /// The faults in effect at some instant while `op` ran.
+    pub fn faults_during(&self, op: &OpView) -> Vec<&FaultPeriod> {
+        let (from, to) = self.running(op);
+        self.faults
+            .iter()
+            .filter(|f| f.overlaps(from, Some(to)))
+            .collect()
+    }
+
+    /// The faults in effect at some instant while any operation ran.
+    pub fn relevant_faults(&self) -> Vec<&FaultPeriod> {
+        let Some(from) = self.ops.iter().map(|o| o.invoke_time).min() else {
+            return Vec::new();
+        };
+        let to = self.end_time();
+        self.faults
+            .iter()
+            .filter(|f| f.overlaps(from, Some(to)))
+            .collect()
+    }
+
+    /// Which node served which operations in which epoch: `epoch 1: n3 [0] [2]; epoch 2: n1
+    /// [1]`. Ordered by epoch, so a newer leader's operations come after an older one's.
+    /// `None` when no operation has a zxid.
+    pub fn epochs_summary(&self) -> Option<String> {
+        let mut groups: std::collections::BTreeMap<(u64, &str), Vec<usize>> = Default::default();
+        for (i, o) in self.ops.iter().enumerate() {
+            if let Some(e) = o.epoch() {
+                groups
+                    .entry((e, o.node.as_deref().unwrap_or("?")))
+                    .or_default()
+                    .push(i);
+            }
+        }
+        if groups.is_empty() {
+            return None;
+        }
+        let parts: Vec<String> = groups
+            .iter()
+            .map(|((e, n), ops)| {
+                let ids: Vec<String> = ops.iter().map(|i| format!("[{i}]")).collect();
+                format!("epoch {e} on {n}: {}", ids.join(" "))
+            })
+            .collect();
+        Some(parts.join("; "))
     }
 
     /// A short text timeline: one line per operation, then the partial linearization.
@@ -180,6 +275,13 @@ impl Counterexample {
         }
         let t0 = self.ops.iter().map(|o| o.invoke_time).min().unwrap_or(0);
         let ms = |t: u64| (t.saturating_sub(t0)) as f64 / 1e6;
+        // A second line per operation says where it was served and under which faults, when
+        // the history or the run recorded either (a Jepsen history usually has neither).
+        let explained = !self.faults.is_empty()
+            || self
+                .ops
+                .iter()
+                .any(|o| o.node.is_some() || o.zxid.is_some());
         for (i, o) in self.ops.iter().enumerate() {
             let end = match o.complete_time {
                 Some(t) if o.kind != EventType::Info => format!("{:>10.3}", ms(t)),
@@ -190,6 +292,37 @@ impl Counterexample {
                 ms(o.invoke_time),
                 o.label()
             ));
+            if explained {
+                let served = match o.served() {
+                    s if s.is_empty() => "node not recorded".to_string(),
+                    s => s,
+                };
+                let faults: Vec<String> = self.faults_during(o).iter().map(|f| f.label()).collect();
+                let during = if faults.is_empty() {
+                    "no fault active".to_string()
+                } else {
+                    format!("during {}", faults.join(", "))
+                };
+                out.push_str(&format!("{:>7}{served} · {during}\n", ""));
+            }
+        }
+        if let Some(summary) = self.epochs_summary() {
+            out.push_str(&format!("served in: {summary}\n"));
+        }
+        let faults = self.relevant_faults();
+        if !faults.is_empty() {
+            out.push_str("faults while they ran (ms on the same clock):\n");
+            let signed_ms = |t: u64| (t as f64 - t0 as f64) / 1e6;
+            for f in faults {
+                let end = f.end_ns.map_or(format!("{:>10}", "not healed"), |e| {
+                    format!("{:>10.3}", signed_ms(e))
+                });
+                out.push_str(&format!(
+                    "  {:>10.3} .. {end} ms  {}\n",
+                    signed_ms(f.start_ns),
+                    f.label()
+                ));
+            }
         }
         if self.initial_state.is_some() || !self.linearization.is_empty() {
             out.push_str(&format!(

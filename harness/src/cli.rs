@@ -487,6 +487,13 @@ pub fn print_summary(outcome: &RunOutcome) {
         for n in &results.notes {
             println!("  note: {n}");
         }
+        if let Some(cx) = results
+            .checkers
+            .iter()
+            .find_map(|c| c.counterexample.as_ref())
+        {
+            print!("\n{}\n", cx.timeline());
+        }
         println!("verdict: {}", results.verdict.as_str());
     }
     if let Some(e) = &outcome.error {

@@ -199,7 +199,7 @@ pub fn render(input: &ReportInput<'_>) -> String {
             let _ = write!(
                 h,
                 r#"<tr><td>{}</td><td class="num">{:.3}</td><td class="num">{}</td></tr>"#,
-                escape(&f.label),
+                escape(&f.label()),
                 f.start_ns as f64 / 1e9,
                 f.end_ns
                     .map(|e| format!("{:.3}", e as f64 / 1e9))
@@ -221,10 +221,23 @@ pub fn render(input: &ReportInput<'_>) -> String {
     }
 
     if let Some(page) = input.counterexample_html {
+        // The text first: which node and epoch served each operation, under which faults, is
+        // readable without scrolling the page below.
+        let text = results
+            .checkers
+            .iter()
+            .find_map(|c| c.counterexample.as_ref())
+            .map(|cx| {
+                format!(
+                    r#"<pre class="counterexample">{}</pre>"#,
+                    escape(&cx.timeline())
+                )
+            })
+            .unwrap_or_default();
         // srcdoc keeps the checker's page self-contained and its styles apart from ours.
         let _ = write!(
             h,
-            r#"<h2 id="counterexample">Counterexample</h2><iframe sandbox="allow-scripts" title="counterexample" srcdoc="{}"></iframe>"#,
+            r#"<h2 id="counterexample">Counterexample</h2>{text}<iframe sandbox="allow-scripts" title="counterexample" srcdoc="{}"></iframe>"#,
             escape(page)
         );
     }

@@ -8,8 +8,9 @@ mod ops;
 mod plot;
 mod timeline;
 
+pub use checker::faults::FaultPeriod;
 pub use html::{escape, render};
-pub use ops::{CompletedOp, FaultPeriod, Quantiles, completed_ops, fault_periods, quantiles};
+pub use ops::{CompletedOp, Quantiles, completed_ops, quantiles};
 
 use crate::store::{
     COUNTEREXAMPLE_FILE, HISTORY_FILE, NEMESIS_FILE, REPORT_FILE, RunDir, TestRecord, read_jsonl,
@@ -47,10 +48,9 @@ pub fn write_for_run(run: &RunDir, results: &Results) -> anyhow::Result<std::pat
             Vec::new()
         }
     };
-    let faults = match std::fs::read_to_string(run.file(NEMESIS_FILE)) {
-        Ok(text) => fault_periods(&text, &mut notes),
-        Err(_) => Vec::new(),
-    };
+    let fault_log = checker::faults::read_fault_log(&run.file(NEMESIS_FILE));
+    notes.extend(fault_log.note());
+    let faults = fault_log.periods;
     let counterexample = results
         .counterexample
         .as_deref()

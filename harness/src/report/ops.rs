@@ -1,5 +1,5 @@
-//! The history as the report draws it: completed operations with their latency, and fault
-//! periods from the nemesis log.
+//! The history as the report draws it: completed operations with their latency. (Fault periods
+//! come from the checker's reader of the nemesis log, `checker::faults`.)
 
 use checker::history::{Event, EventType};
 use serde_json::Value;
@@ -62,79 +62,6 @@ pub fn completed_ops(events: &[Event]) -> Vec<CompletedOp> {
         }
     }
     ops
-}
-
-/// A period during which a fault was in effect.
-#[derive(Clone, Debug, PartialEq)]
-pub struct FaultPeriod {
-    pub label: String,
-    pub start_ns: u64,
-    /// None when the fault was never healed within the log.
-    pub end_ns: Option<u64>,
-}
-
-/// Fault periods from `nemesis.jsonl` (the nemesis crate's `LogEntry` lines: `time_ns`,
-/// `step`, `fault`, `description`, `phase` `start`/`heal`; a `heal-all` line without a step
-/// ends every open period). Unrecognised lines are noted, not fatal: the report is still
-/// useful without shading.
-pub fn fault_periods(text: &str, notes: &mut Vec<String>) -> Vec<FaultPeriod> {
-    let mut periods: Vec<FaultPeriod> = Vec::new();
-    let mut open: HashMap<String, usize> = HashMap::new();
-    let mut skipped = 0usize;
-    for line in text.lines().filter(|l| !l.trim().is_empty()) {
-        let Ok(v) = serde_json::from_str::<Value>(line) else {
-            skipped += 1;
-            continue;
-        };
-        let Some(time) = v
-            .get("time_ns")
-            .or_else(|| v.get("time"))
-            .and_then(Value::as_u64)
-        else {
-            skipped += 1;
-            continue;
-        };
-        let text_field = |names: &[&str]| {
-            names.iter().find_map(|n| v.get(*n)).map(|f| match f {
-                Value::String(s) => s.clone(),
-                other => other.to_string(),
-            })
-        };
-        let label =
-            text_field(&["description", "label", "fault"]).unwrap_or_else(|| "fault".into());
-        let fault = text_field(&["fault"]).unwrap_or_default();
-        let mut phase = text_field(&["phase", "type"]).unwrap_or_default();
-        if fault == "heal-all" {
-            phase = "heal_all".into();
-        }
-        let id = text_field(&["step", "id"]).unwrap_or_else(|| label.clone());
-        match phase.as_str() {
-            "start" | "begin" | "inject" => {
-                open.insert(id, periods.len());
-                periods.push(FaultPeriod {
-                    label,
-                    start_ns: time,
-                    end_ns: None,
-                });
-            }
-            "heal" | "stop" | "end" | "heal_all" | "heal-all" => {
-                if phase == "heal_all" || phase == "heal-all" {
-                    for (_, i) in open.drain() {
-                        periods[i].end_ns = Some(time);
-                    }
-                } else if let Some(i) = open.remove(&id) {
-                    periods[i].end_ns = Some(time);
-                }
-            }
-            _ => {}
-        }
-    }
-    if skipped > 0 {
-        notes.push(format!(
-            "{skipped} lines of the nemesis log were not understood"
-        ));
-    }
-    periods
 }
 
 /// Latency quantiles of one group of operations, in nanoseconds.
@@ -227,24 +154,5 @@ mod tests {
         assert_eq!(q.len(), 1);
         assert_eq!((q[0].count, q[0].p50, q[0].max), (100, 51, 100));
         assert!(q[0].p90 <= q[0].p99 && q[0].p99 <= q[0].max);
-    }
-
-    #[test]
-    fn fault_periods_pair_start_and_heal() {
-        let log = r#"{"time_ns":100,"step":0,"fault":"partition","description":"partition isolate n1","phase":"start"}
-{"time_ns":150,"step":1,"fault":"kill","description":"kill n2","phase":"start"}
-{"time_ns":200,"step":0,"fault":"partition","description":"partition isolate n1","phase":"heal"}
-not json
-{"time_ns":300,"fault":"heal-all","description":"heal all","phase":"heal"}
-"#;
-        let mut notes = Vec::new();
-        let periods = fault_periods(log, &mut notes);
-        assert_eq!(periods.len(), 2);
-        assert_eq!((periods[0].start_ns, periods[0].end_ns), (100, Some(200)));
-        assert_eq!(
-            (periods[1].label.as_str(), periods[1].end_ns),
-            ("kill n2", Some(300))
-        );
-        assert_eq!(notes.len(), 1);
     }
 }

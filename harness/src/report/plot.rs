@@ -1,6 +1,7 @@
 //! The report's charts, drawn by plotters into SVG strings that the page inlines.
 
-use super::ops::{CompletedOp, FaultPeriod};
+use super::ops::CompletedOp;
+use checker::faults::FaultPeriod;
 use checker::history::EventType;
 use plotters::prelude::*;
 
@@ -223,7 +224,7 @@ where
     chart
         .draw_series(faults.iter().enumerate().map(|(i, f)| {
             Text::new(
-                f.label.clone(),
+                f.label(),
                 (secs(f.start_ns), top(i % 3)),
                 ("sans-serif", 12).into_font().color(&FAULT_COLOR),
             )

@@ -2,8 +2,9 @@
 //! invocation to its completion, coloured by outcome, with a tooltip naming it.
 
 use super::html::escape;
-use super::ops::{CompletedOp, FaultPeriod};
+use super::ops::CompletedOp;
 use super::plot::{FAIL_COLOR, INFO_COLOR, OK_COLOR};
+use checker::faults::FaultPeriod;
 use checker::history::EventType;
 use plotters::style::RGBColor;
 use std::collections::BTreeMap;
@@ -67,7 +68,7 @@ pub fn timeline_svg(ops: &[CompletedOp], faults: &[FaultPeriod]) -> (String, Opt
             svg,
             r#"<rect x="{a:.1}" y="0" width="{:.1}" height="{height}" fill="rgb(120,80,200)" fill-opacity="0.10"><title>{}</title></rect>"#,
             (b - a).max(1.0),
-            escape(&f.label)
+            escape(&f.label())
         );
     }
     for (process, row) in &rows {
