@@ -86,8 +86,16 @@ pub fn register_history(violation: bool) -> Vec<Event> {
     h.push(event(11, 2_003, 3, Ok, "read", "r0-0", last));
     // A cas that succeeds: every kind of operation succeeded once (the stats checker).
     let cas = json!({"from_version": 2, "to": 5});
-    h.push(event(12, 2_004, 4, Invoke, "cas", "r0-0", cas.clone()));
-    h.push(event(13, 2_006, 4, Ok, "cas", "r0-0", json!({"version": 3})));
+    h.push(event(12, 2_004, 4, Invoke, "cas", "r0-0", cas));
+    h.push(event(
+        13,
+        2_006,
+        4,
+        Ok,
+        "cas",
+        "r0-0",
+        json!({"version": 3}),
+    ));
     h[7].error = Some("bad_version".into());
     h[9].error = Some("timeout".into());
     h
