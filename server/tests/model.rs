@@ -1061,7 +1061,7 @@ fn random_walks_through_reelections_are_safe() {
 /// "one leader per epoch" claim would hold vacuously, so the cold check asserts it got there.
 const COLD_DEPTH: usize = 13;
 const COLD_DEEP_DEPTH: usize = 14;
-const WARM_DEPTH: usize = 8;
+const WARM_DEPTH: usize = 7;
 const WARM_DEEP_DEPTH: usize = 9; // capped by EXHAUSTIVE_STATE_CAP
 /// A memory guard: breadth-first search keeps its whole frontier (three cores each) in memory,
 /// and the warm search at depth 9 outgrew 22 GB. A search that stops here says so.

@@ -75,3 +75,18 @@ fn injected_bugs_are_found() {
         assert!(found.is_some(), "the simulator missed {}", bug.name());
     }
 }
+
+/// Seed 113 once left a cluster that followed one leader but never committed again: both
+/// followers had re-synced while proposals were outstanding, and their NEWLEADER acks were not
+/// counted as acks of the proposals their sync carried. The cluster must now recover.
+#[test]
+fn a_quorum_resynced_during_outstanding_proposals_still_commits() {
+    let o = run_seed(&config(113));
+    let recovery = o
+        .verdict
+        .checkers
+        .iter()
+        .find(|c| c.name == "recovery")
+        .expect("a recovery verdict");
+    assert_eq!(recovery.verdict, Verdict::Valid, "{}", recovery.summary);
+}

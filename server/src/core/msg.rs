@@ -75,8 +75,13 @@ pub enum PeerMsg {
         epoch: u32,
         last_zxid: Zxid,
     },
+    /// Sent once the synced history is durable. `last_zxid` is the follower's last zxid then:
+    /// everything through it is on its disk, so the leader counts the ack as an ack of each
+    /// proposal through it that is still outstanding (a sync carries them in bulk, never as
+    /// PROPOSALs). It is the follower's own claim, true even when the ack arrives late.
     AckNewLeader {
         epoch: u32,
+        last_zxid: Zxid,
     },
     /// The leader is established; commit everything up to `committed` and serve.
     UpToDate {

@@ -437,7 +437,10 @@ impl Core {
                     self.check_epoch_acks();
                 }
             }
-            PeerMsg::AckNewLeader { epoch: e } => {
+            PeerMsg::AckNewLeader {
+                epoch: e,
+                last_zxid: through,
+            } => {
                 let Some(x) = l.learners.get_mut(&from) else {
                     return;
                 };
@@ -449,8 +452,19 @@ impl Core {
                 l.newleader_acks.insert(from);
                 if l.phase == LeaderPhase::Broadcast {
                     x.stage = LearnerStage::UpToDate;
+                    // A learner synced while proposals were outstanding received them in its
+                    // sync, not as PROPOSALs, so it never acks them one by one: its NEWLEADER
+                    // ack (sent only once that history is durable) is its ack of each of them
+                    // through the last zxid it names, its own claim about its disk, so a late
+                    // duplicate of an older ack claims nothing false. Without this, proposals
+                    // outstanding when a quorum of followers re-synced never gain a quorum and
+                    // commits stall for ever (found by `schism sim`, seed 113).
+                    for (_, have) in l.acks.range_mut(..=through) {
+                        have.insert(from);
+                    }
                     let committed = self.committed;
                     self.send(from, PeerMsg::UpToDate { epoch, committed });
+                    self.try_commit();
                 } else {
                     self.check_newleader();
                 }
@@ -903,7 +917,8 @@ impl Core {
                 // requires ("a follower acks NEWLEADER only after the proposals are on disk").
                 self.current_epoch = epoch;
                 self.persist_epochs();
-                self.send(from, PeerMsg::AckNewLeader { epoch });
+                let last_zxid = self.last_zxid();
+                self.send(from, PeerMsg::AckNewLeader { epoch, last_zxid });
             }
             PeerMsg::UpToDate { epoch, committed } => {
                 if epoch != f.epoch || f.stage != FollowerStage::AckedNewLeader {

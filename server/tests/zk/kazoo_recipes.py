@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 
+from kazoo.retry import KazooRetry
 from kazoo.client import KazooClient, KazooState
 from kazoo.recipe.election import Election
 from kazoo.recipe.lock import Lock
@@ -47,10 +48,13 @@ def client(hosts):
 
 
 def owned_by(c, parent, session):
-    """Children of `parent` that are ephemeral nodes of `session`."""
+    """Children of `parent` that are ephemeral nodes of `session`. Retried on connection loss,
+    as any ZooKeeper client must: a server that loses its leader drops its clients until the
+    ensemble has elected again (ZooKeeper does the same)."""
+    retry = KazooRetry(max_tries=-1, delay=0.1, max_delay=1, deadline=WAIT_S)
     out = []
-    for child in c.get_children(parent):
-        stat = c.exists(f"{parent}/{child}")
+    for child in retry(c.get_children, parent):
+        stat = retry(c.exists, f"{parent}/{child}")
         if stat is not None and stat.ephemeralOwner == session:
             out.append(child)
     return sorted(out)
