@@ -97,12 +97,16 @@ fn int_of(v: &Value) -> Option<i128> {
 /// Stats, as Jepsen's: every kind of operation the clients issued (`f`) succeeded at least once.
 /// A run in which no write ever succeeded shows nothing about writes, whatever the other checkers
 /// say, so it is `unknown` ("no write ever succeeded"), never `valid`. Observations (watch events,
-/// expiries) are not issued, so they are not counted.
-pub fn stats(ops: &[Op<'_>]) -> CheckerResult {
+/// expiries) are not issued, so they are not counted; nor are `recovery_ops`, which a workload
+/// issues only to start afresh (see `run::workload_recovery_ops`).
+pub fn stats(ops: &[Op<'_>], recovery_ops: &[&str]) -> CheckerResult {
     const NAME: &str = "stats";
     // f -> (issued, ok, fail, info)
     let mut by_f: BTreeMap<&str, [usize; 4]> = BTreeMap::new();
-    for op in ops.iter().filter(|o| !o.invoke.is_observation()) {
+    for op in ops
+        .iter()
+        .filter(|o| !o.invoke.is_observation() && !recovery_ops.contains(&o.f()))
+    {
         let c = by_f.entry(op.f()).or_default();
         c[0] += 1;
         match op.kind() {
