@@ -37,6 +37,19 @@ fn all_completed_as(f: &str, kind: EventType, n: u64) -> Vec<Event> {
     events
 }
 
+/// Appends `more` after `h`, renumbered, by processes of their own.
+fn append(h: &mut Vec<Event>, more: Vec<Event>) {
+    let base = h.len() as u64;
+    for (i, e) in more.into_iter().enumerate() {
+        h.push(Event {
+            index: base + i as u64,
+            time: (base + i as u64) * 1000,
+            process: e.process + 10,
+            ..e
+        });
+    }
+}
+
 fn named<'a>(v: &'a RunVerdict, name: &str) -> &'a CheckerResult {
     v.checkers
         .iter()
@@ -80,18 +93,7 @@ fn a_history_where_every_operation_timed_out_is_not_valid() {
 #[test]
 fn one_kind_that_never_succeeded_makes_the_run_unknown() {
     let mut h = all_completed_as("write", EventType::Ok, 3);
-    let base = h.len() as u64;
-    for (i, e) in all_completed_as("cas", EventType::Fail, 2)
-        .into_iter()
-        .enumerate()
-    {
-        h.push(Event {
-            index: base + i as u64,
-            time: (base + i as u64) * 1000,
-            process: e.process + 10,
-            ..e
-        });
-    }
+    append(&mut h, all_completed_as("cas", EventType::Fail, 2));
     let v = check_history(&h, Some("register"), &opts(Some(ModelKind::Register))).unwrap();
     let stats = named(&v, "stats");
     assert_eq!(stats.verdict, Verdict::Unknown, "{stats:?}");
@@ -305,18 +307,10 @@ fn a_watch_clients_recovery_closes_need_not_succeed() {
     // A troubled watch client closes its session to start afresh; after a pause that session
     // has expired, so every such close may fail in a correct run.
     let mut h = all_completed_as("set_data", EventType::Ok, 3);
-    let base = h.len() as u64;
-    for (i, e) in all_completed_as("close_session", EventType::Fail, 2)
-        .into_iter()
-        .enumerate()
-    {
-        h.push(Event {
-            index: base + i as u64,
-            time: (base + i as u64) * 1000,
-            process: e.process + 10,
-            ..e
-        });
-    }
+    append(
+        &mut h,
+        all_completed_as("close_session", EventType::Fail, 2),
+    );
     let v = check_history(&h, Some("watch"), &opts(None)).unwrap();
     assert_eq!(named(&v, "stats").verdict, Verdict::Valid, "{v:?}");
     // In the session workload, closing is what is being tested: it must succeed once.

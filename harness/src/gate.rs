@@ -528,7 +528,7 @@ pub fn render_doc(report: &GateReport) -> String {
         if report.pass { "PASS" } else { "FAIL" }
     ));
     out.push_str(
-        "A bug counts as caught only when one of the checkers in *must flag* reports `invalid`;          every checker's verdict of the deciding run is shown beside it. The correct server's rows          must be `valid` (every checker, liveness included).
+        "A bug counts as caught only when one of the checkers in *must flag* reports `invalid`; every checker's verdict of the deciding run is shown beside it. The correct server's rows must be `valid` (every checker, liveness included).
 
 ",
     );
