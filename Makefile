@@ -3,7 +3,9 @@ SHELL := /bin/bash
 CARGO ?= cargo
 SCHISM := target/debug/schism
 
-.PHONY: all build build-bugs run test lint fmt gate clean-leftovers
+STATIC_TARGET := x86_64-unknown-linux-gnu
+
+.PHONY: all build build-bugs build-static run test lint fmt gate clean-leftovers
 
 all: build
 
@@ -16,6 +18,11 @@ build-bugs:
 	$(CARGO) build -p keeper --features bugs --bin keeperd
 	install -m 755 target/debug/keeperd target/debug/keeperd-bugs
 	$(CARGO) build -p keeper --bin keeperd
+
+# keeperd linked statically, for the docker backend's `FROM scratch` image (a dynamic binary has
+# no loader there). `schism test --backend docker` picks it up from this path.
+build-static:
+	RUSTFLAGS='-C target-feature=+crt-static' $(CARGO) build --release --target $(STATIC_TARGET) -p keeper --bin keeperd
 
 # A short real test: a 5-node keeper ensemble, register workload, partitions + kills + pauses,
 # about a minute; ends with the verdict and the path of the report.

@@ -220,8 +220,7 @@ async fn run_cluster_phases(
             false,
             anyhow!(UsageError(format!(
                 "the docker backend needs a statically linked keeperd, and {} is not one: build it with \
-                 RUSTFLAGS='-C target-feature=+crt-static' cargo build --release --target {STATIC_TARGET} -p keeper \
-                 and pass --keeperd target/{STATIC_TARGET}/release/keeperd",
+                 `make build-static` (target/{STATIC_TARGET}/release/keeperd, found by default)",
                 config.keeperd.display()
             ))),
         ));
