@@ -9,7 +9,7 @@
 
 use crate::host::{argv, run};
 use crate::ledger::Ledger;
-use crate::{ClusterError, ClusterSpec, NodeId, RUN_ENV, Result, RunTag};
+use crate::{ClusterError, ClusterSpec, NodeId, NodeState, RUN_ENV, Result, RunTag};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -105,8 +105,14 @@ impl Disks {
         Ok(())
     }
 
-    /// Drops everything the node did not sync. The node must be down (killed).
-    pub async fn lose_unsynced(&self, node: NodeId) -> Result<String> {
+    /// Drops everything the node did not sync. The node must be down (killed): `state` is what
+    /// the backend's supervisor says of it.
+    pub async fn lose_unsynced(&self, node: NodeId, state: NodeState) -> Result<String> {
+        if state != NodeState::Down {
+            return Err(ClusterError::Invalid(format!(
+                "node {node} must be down before its unsynced writes are dropped"
+            )));
+        }
         if self.binary.is_none() {
             return Err(ClusterError::Unsupported(
                 "this cluster's data directories are not lazyfs mounts: power-loss must be in --nemesis when the cluster is set up".to_string(),

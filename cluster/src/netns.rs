@@ -312,12 +312,8 @@ impl Backend for NetnsCluster {
     }
     async fn lose_unsynced(&self, node: NodeId) -> Result<String> {
         check_node(&self.spec, node)?;
-        if self.supervisor.state(node).await? != NodeState::Down {
-            return Err(ClusterError::Invalid(format!(
-                "node {node} must be down before its unsynced writes are dropped"
-            )));
-        }
-        self.disks.lose_unsynced(node).await
+        let state = self.supervisor.state(node).await?;
+        self.disks.lose_unsynced(node, state).await
     }
     async fn run_on_node(&self, node: NodeId, cmd: &[String]) -> Result<CommandRecord> {
         check_node(&self.spec, node)?;

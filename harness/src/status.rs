@@ -222,19 +222,13 @@ pub async fn wait_until_converged(
     timeout: Duration,
     cancel: &CancellationToken,
 ) -> anyhow::Result<bool> {
-    let client = status_client()?;
     let deadline = Instant::now() + timeout;
     let mut agreed_before = None;
     loop {
-        let client = &client;
-        let asks = nodes.iter().map(|n| async move {
-            let url = format!("{}/v1/digest", n.url);
-            get_json(client, &url, Duration::from_millis(STATUS_TIMEOUT_MS * 4)).await
-        });
-        let zxids: std::collections::BTreeSet<Option<u64>> = futures::future::join_all(asks)
-            .await
+        let zxids: std::collections::BTreeSet<Option<u64>> = digests(nodes)
+            .await?
             .into_iter()
-            .map(|r| r.ok().and_then(|d| d.get("zxid").and_then(|z| z.as_u64())))
+            .map(|(_, r)| r.ok().and_then(|d| d.get("zxid").and_then(|z| z.as_u64())))
             .collect();
         let agreed = match zxids.iter().next() {
             Some(Some(z)) if zxids.len() == 1 => Some(*z),
