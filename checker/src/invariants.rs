@@ -819,10 +819,13 @@ pub const OLD_LEADER_BOUND_MS: u64 = LEADER_SYNC_LIMIT_MS + LEADER_STEP_DOWN_MAR
 
 /// Single leader: never two nodes leading in one epoch, no node's epoch goes down, and a leader
 /// of an older epoch stops leading within [`OLD_LEADER_BOUND_MS`] of being seen to lead after a
-/// newer epoch's leader was established. The bound is measured from the first sample that shows
-/// the old leader still leading after that point, not from the new leader's start, so a paused
-/// old leader (silent while stopped, stepping down at its first tick after) is not mistaken for one
-/// that kept leading; a partitioned one answers every sample, so its whole overlap is seen.
+/// newer epoch's leader was established. The bound counts the time the old leader was seen
+/// running: it is measured from the first sample that shows it still leading after that point,
+/// and again from the first one after any sample it did not answer, so a paused old leader
+/// (silent while stopped, and still saying it leads in the moment after it resumes, before its
+/// first tick steps it down) is not mistaken for one that kept leading (found by `schism sim
+/// --seed 576`: paused 4.2 s across the new leader's start). A partitioned one answers every
+/// sample, so its whole overlap is seen.
 pub fn single_leader(samples: &[StatusSample]) -> CheckerResult {
     const NAME: &str = "single-leader";
     // epoch -> node -> first time seen leading it
@@ -834,8 +837,13 @@ pub fn single_leader(samples: &[StatusSample]) -> CheckerResult {
     // (node, its epoch, newer epoch, newer leader) -> (first, last) time seen still leading
     let mut overlaps: BTreeMap<(String, u64), (u64, String, u64, u64)> = BTreeMap::new();
     let bound_ns = OLD_LEADER_BOUND_MS * 1_000_000;
+    // node -> time of its latest sample that got no answer
+    let mut last_silent: HashMap<&str, u64> = HashMap::new();
     for s in sorted {
-        let Some(st) = &s.status else { continue };
+        let Some(st) = &s.status else {
+            last_silent.insert(&s.node, s.time);
+            continue;
+        };
         answered += 1;
         let Some(epoch) = st.get("epoch").and_then(Value::as_u64) else {
             continue;
@@ -878,6 +886,13 @@ pub fn single_leader(samples: &[StatusSample]) -> CheckerResult {
                 s.time,
                 s.time,
             ));
+            if last_silent
+                .get(s.node.as_str())
+                .is_some_and(|&t| t > entry.3)
+            {
+                // Silent since it was last seen leading: count again from now.
+                entry.2 = s.time;
+            }
             entry.3 = s.time;
             let (new_epoch, new_leader, first, last) = entry.clone();
             if last - first > bound_ns {

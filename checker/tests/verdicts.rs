@@ -185,6 +185,54 @@ fn an_old_leader_that_steps_down_in_time_is_valid() {
     assert_eq!(c.verdict, Verdict::Valid, "{c:?}");
 }
 
+fn silent(time_ms: u64, node: &str) -> StatusSample {
+    StatusSample {
+        time: time_ms * 1_000_000,
+        node: node.into(),
+        status: None,
+        error: Some("timeout".into()),
+        digest: None,
+    }
+}
+
+/// n1 leads epoch 1 and is seen leading once after n2 was established in epoch 2 (at 5 s), then
+/// is silent (paused) for 4 s, then seen leading for `after_resume_ms` more.
+fn paused_across_the_new_reign(after_resume_ms: u64) -> Vec<StatusSample> {
+    let mut samples = Vec::new();
+    for t in (0..=5_250).step_by(250) {
+        samples.push(sample(t, "n1", "leading", 1));
+    }
+    for t in (5_000..40_000).step_by(250) {
+        samples.push(sample(t, "n2", "leading", 2));
+    }
+    for t in (5_500..9_500).step_by(250) {
+        samples.push(silent(t, "n1"));
+    }
+    for t in (9_500..=9_500 + after_resume_ms).step_by(250) {
+        samples.push(sample(t, "n1", "leading", 1));
+    }
+    for t in (9_750 + after_resume_ms..40_000).step_by(250) {
+        samples.push(sample(t, "n1", "following", 2));
+    }
+    samples
+}
+
+#[test]
+fn an_old_leader_paused_across_the_new_reign_counts_only_its_running_time() {
+    // `schism sim --seed 576`: still leading in the moment after it resumes is not "kept
+    // leading" for the 4 s it could not run.
+    let c = check_status(&paused_across_the_new_reign(0));
+    assert_eq!(c.verdict, Verdict::Valid, "{c:?}");
+    // But once resumed it must step down within the bound like any other old leader.
+    let c = check_status(&paused_across_the_new_reign(5_000));
+    assert_eq!(c.verdict, Verdict::Invalid, "{c:?}");
+    assert!(
+        c.summary.contains("n1 kept leading epoch 1"),
+        "{}",
+        c.summary
+    );
+}
+
 #[test]
 fn convergence_without_two_replicas_at_one_zxid_is_unknown() {
     let samples: Vec<StatusSample> = ["n1", "n2", "n3"]

@@ -46,6 +46,9 @@ pub struct SimArgs {
     /// Also lose and reorder single messages within a link (which TCP never does).
     #[arg(long)]
     pub lossy_links: bool,
+    /// Print each node's inputs and outputs to stderr (use with `--seed`: a replay).
+    #[arg(long)]
+    pub trace: bool,
     /// Where failing seeds are written (under `sim/`).
     #[arg(long, default_value = "results")]
     pub results: PathBuf,
@@ -113,6 +116,7 @@ pub fn run(args: &SimArgs) -> i32 {
                         nodes: args.nodes,
                         bug,
                         lossy_links: args.lossy_links,
+                        trace: args.trace,
                     };
                     let r = match run_one(&cfg, args) {
                         Ok(r) => r,

@@ -72,6 +72,9 @@ pub struct SimConfig {
     /// core's contract says it tolerates both, but seeds with them lose liveness (see
     /// docs/SIM.md), so they are off unless asked for.
     pub lossy_links: bool,
+    /// Print every input each node's core takes, with its role, epoch and zxids, and what the
+    /// step sent or answered, to stderr: the way to read how a failing seed went wrong.
+    pub trace: bool,
 }
 
 /// What a seed drew: its swarm of faults and intensities.
@@ -265,6 +268,7 @@ pub struct Sim {
     probe: Probe,
     restart_at: BTreeMap<u64, u64>,
     next_value: u64,
+    trace: bool,
 }
 
 fn node_name(id: u64) -> String {
@@ -301,6 +305,7 @@ impl Sim {
             probe: Probe::default(),
             restart_at: BTreeMap::new(),
             next_value: 0,
+            trace: cfg.trace,
             swarm,
         };
         for &id in &ids {
@@ -366,7 +371,20 @@ impl Sim {
         let Some(core) = node.core.as_mut() else {
             return;
         };
+        let trace = self.trace;
+        if trace {
+            let st = core.status();
+            eprintln!(
+                "{now} n{id} [{:?} e{} z{:#x} c{:#x}] <- {input:?}",
+                st.role, st.epoch, st.last_zxid, st.committed_zxid
+            );
+        }
         let outputs = core.step(now, input);
+        if trace {
+            for o in outputs.iter().filter(|o| !matches!(o, Output::Persist(_))) {
+                eprintln!("    -> {o:?}");
+            }
+        }
         // The durability rule: persist everything, then let messages and replies out.
         for o in &outputs {
             if let Output::Persist(p) = o {
@@ -390,11 +408,7 @@ impl Sim {
         if self.faults && self.rng.random_bool(self.swarm.loss) {
             return;
         }
-        // A duplicated `Forward` is proposed twice by the leader (a client's one write applied
-        // twice: found by this simulator, see docs/SIM.md). Real links are TCP and do not
-        // duplicate, so until the core deduplicates forwards they are never duplicated here.
-        let duplicable = !matches!(msg, PeerMsg::Forward { .. });
-        let copies = if self.faults && duplicable && self.rng.random_bool(self.swarm.duplicate) {
+        let copies = if self.faults && self.rng.random_bool(self.swarm.duplicate) {
             2
         } else {
             1

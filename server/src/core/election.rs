@@ -124,14 +124,15 @@ impl Core {
             // A settled node answers a LOOKING one with the leader it follows, so that a node
             // that restarts or heals finds the ruling leader instead of starting a new reign.
             if state == Role::Looking {
-                let my_state = match &self.state {
-                    State::Leading(_) => Role::Leading,
-                    _ => Role::Following,
+                let (my_state, leader) = match &self.state {
+                    State::Leading(_) => (Role::Leading, self.cfg.id),
+                    State::Following(f) => (Role::Following, f.leader),
+                    State::Looking(_) => unreachable!("matched above"),
                 };
                 self.send(
                     from,
                     PeerMsg::Notification {
-                        vote: self.vote,
+                        vote: self.reign_vote(leader),
                         round: self.round,
                         state: my_state,
                     },
@@ -231,17 +232,36 @@ impl Core {
         }
     }
 
-    /// Joins a ruling leader once a quorum of settled nodes names it and it says it leads
-    /// (ZooKeeper's `checkLeader` over outofelection).
+    /// What a settled node tells a LOOKING one: the leader it is with and the epoch of that
+    /// reign as this node knows it (ZooKeeper's `updateElectionVote`). Not the vote it decided
+    /// on: the nodes of one reign can have decided on different votes for the same leader (one
+    /// joined it in an earlier round, from what the others said then, and the leader was then
+    /// elected in a later round with its newer history), and a node that compared whole votes
+    /// would never find a quorum naming one leader (found by `schism sim --seed 13`: a healed
+    /// node stayed LOOKING for ever beside a working quorum).
+    fn reign_vote(&self, leader: NodeId) -> Vote {
+        Vote {
+            epoch: self.current_epoch,
+            zxid: self.vote.zxid,
+            id: leader,
+        }
+    }
+
+    /// Joins a ruling leader once a quorum of settled nodes names it, in one epoch, and it says
+    /// it leads that epoch (ZooKeeper's `checkLeader` over outofelection). Settled votes agree
+    /// when they name the same leader and epoch; their zxids are not compared, as in
+    /// ZooKeeper's `Vote.equals` for nodes out of election (ZOOKEEPER-1805). Joining on stale
+    /// answers is safe: the leader's discovery admits the node or it elects again.
     fn check_settled(&mut self, vote: Vote, round: u64) {
         let State::Looking(e) = &self.state else {
             return;
         };
-        let agree = e.settled.values().filter(|(v, _, _)| *v == vote).count();
+        let same_reign = |v: &Vote| v.id == vote.id && v.epoch == vote.epoch;
+        let agree = e.settled.values().filter(|(v, _, _)| same_reign(v)).count();
         let leader_says_so = vote.id != self.cfg.id
             && e.settled
                 .get(&vote.id)
-                .is_some_and(|(v, _, role)| *v == vote && *role == Role::Leading);
+                .is_some_and(|(v, _, role)| same_reign(v) && *role == Role::Leading);
         if self.is_quorum(agree) && leader_says_so {
             self.decide(vote, round);
         }

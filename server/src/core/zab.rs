@@ -79,6 +79,12 @@ struct Learner {
     accepted_epoch: u32,
     last_heard: Millis,
     pong_seq: u64,
+    /// The latest request this follower forwarded in this attempt. A follower numbers its
+    /// requests in increasing order and forwards writes as they arrive, over a FIFO link, so a
+    /// FORWARD at or below it is a duplicate: proposing it again would apply one client write
+    /// twice (found by `schism sim` when links duplicated messages). Dropping a reordered one
+    /// is safe too: its client times out with an indeterminate outcome.
+    last_forward: RequestId,
 }
 
 /// A linearizable read waiting for a quorum to answer a ping sent after it arrived.
@@ -390,6 +396,7 @@ impl Core {
                         accepted_epoch,
                         last_heard: now,
                         pong_seq: 0,
+                        last_forward: 0,
                     },
                 );
                 l.newleader_acks.remove(&from);
@@ -518,6 +525,10 @@ impl Core {
                 }
                 if let Some(x) = l.learners.get_mut(&from) {
                     x.last_heard = now;
+                    if request <= x.last_forward {
+                        return;
+                    }
+                    x.last_forward = request;
                 }
                 let origin = Origin {
                     node: from,
