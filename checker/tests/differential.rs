@@ -5,7 +5,7 @@ use std::fmt::Debug;
 use std::hash::Hash;
 
 use checker::linear::{self, Budget, Outcome, SearchOp};
-use checker::model::{CasOp, CasRegister, Mutex, MutexOp, Val, Znode, ZnodeOp};
+use checker::model::{CasOp, CasRegister, Footprint, Mutex, MutexOp, Val, Znode, ZnodeOp};
 use proptest::prelude::*;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -136,9 +136,13 @@ where
 
 fn ours<S>(init: &S, sims: &[Sim<S::Op, S::Ret>]) -> bool
 where
-    S: SequentialSpec<Op: Clone + Eq + Hash, Ret: Clone + Eq + Hash> + Clone + Eq + Hash,
+    S: SequentialSpec<Op: Clone + Eq + Hash, Ret: Clone + Eq + Hash>
+        + Footprint
+        + Clone
+        + Eq
+        + Hash,
 {
-    let ops: Vec<SearchOp<S>> = sims
+    let mut ops: Vec<SearchOp<S>> = sims
         .iter()
         .map(|s| SearchOp {
             op: s.op.clone(),
@@ -147,6 +151,8 @@ where
             ret_at: s.ret_at,
         })
         .collect();
+    // As `linear::prepare` does; the reference sees the values as they were.
+    linear::erase_unseen(&mut ops);
     let all: Vec<usize> = (0..ops.len()).collect();
     let verdict = |o: Outcome| match o {
         Outcome::Linearizable => true,
@@ -191,6 +197,7 @@ where
 fn agree<S, F>(seed: u64, shape: Shape, init: S, gen_op: F) -> Result<bool, TestCaseError>
 where
     S: SequentialSpec<Op: Clone + Debug + Eq + Hash, Ret: Clone + Debug + Eq + Hash>
+        + Footprint
         + Clone
         + Eq
         + Hash,
@@ -212,8 +219,18 @@ where
     Ok(a)
 }
 
+/// The `k`-th value of a small history: nil, then values past [`Val::UNSEEN`], which no history
+/// value interns to.
+fn val(k: u32) -> Val {
+    if k == 0 {
+        Val::NIL
+    } else {
+        Val(Val::UNSEEN.0 + k)
+    }
+}
+
 fn cas_op(rng: &mut ChaCha8Rng) -> CasOp {
-    let v = |rng: &mut ChaCha8Rng| Val(rng.random_range(0..3));
+    let v = |rng: &mut ChaCha8Rng| val(rng.random_range(0..3));
     match rng.random_range(0..3) {
         0 => CasOp::Read,
         1 => CasOp::Write(v(rng)),
@@ -224,7 +241,7 @@ fn cas_op(rng: &mut ChaCha8Rng) -> CasOp {
 /// As [`cas_op`] with more values, so that fewer wrong returns happen to be explained by
 /// some pending `info` operation.
 fn cas_op_wide(rng: &mut ChaCha8Rng) -> CasOp {
-    let v = |rng: &mut ChaCha8Rng| Val(rng.random_range(0..8));
+    let v = |rng: &mut ChaCha8Rng| val(rng.random_range(0..8));
     match rng.random_range(0..3) {
         0 => CasOp::Read,
         1 => CasOp::Write(v(rng)),
@@ -243,11 +260,11 @@ fn znode_op(rng: &mut ChaCha8Rng) -> ZnodeOp {
     match rng.random_range(0..5) {
         0 | 1 => ZnodeOp::Read,
         2 => ZnodeOp::Set {
-            data: Val(rng.random_range(1..3)),
+            data: val(rng.random_range(1..3)),
             expected: version(rng),
         },
         3 => ZnodeOp::Create {
-            data: Val(rng.random_range(1..3)),
+            data: val(rng.random_range(1..3)),
         },
         _ => ZnodeOp::Delete {
             expected: version(rng),
