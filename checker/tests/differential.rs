@@ -272,6 +272,32 @@ fn znode_op(rng: &mut ChaCha8Rng) -> ZnodeOp {
     }
 }
 
+/// As [`znode_op`] with more data values, most of them never read back, and conditional sets
+/// on the versions most likely to be current: `info` sets of unread data are what
+/// `linear::erase_unseen` merges, and the versions are what the no-overshoot rule bounds.
+fn znode_op_wide(rng: &mut ChaCha8Rng) -> ZnodeOp {
+    let version = |rng: &mut ChaCha8Rng| {
+        if rng.random_bool(0.4) {
+            None
+        } else {
+            Some(rng.random_range(0..4))
+        }
+    };
+    match rng.random_range(0..8) {
+        0..=2 => ZnodeOp::Read,
+        3..=5 => ZnodeOp::Set {
+            data: val(rng.random_range(1..9)),
+            expected: version(rng),
+        },
+        6 => ZnodeOp::Create {
+            data: val(rng.random_range(1..9)),
+        },
+        _ => ZnodeOp::Delete {
+            expected: version(rng),
+        },
+    }
+}
+
 fn mutex_op(rng: &mut ChaCha8Rng) -> MutexOp {
     if rng.random_bool(0.5) {
         MutexOp::Acquire
@@ -342,30 +368,88 @@ proptest! {
     }
 }
 
+/// Many clients at once, and a third or more of the operations ending `info`: the shape of the
+/// hot-key benchmarks, as large as stateright's search still answers quickly.
+fn many(threads: usize, max_ops: usize, lie: f64, info: f64) -> Shape {
+    Shape {
+        threads,
+        max_ops,
+        lie,
+        info,
+        respawn: true,
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 100, ..ProptestConfig::default() })]
+
+    #[test]
+    fn cas_register_many_processes_agrees(
+        seed in any::<u64>(), threads in 8usize..13, ops in 9usize..12,
+        lie in 0.0f64..0.9, info in 0.2f64..0.5,
+    ) {
+        agree(seed, many(threads, ops, lie, info), CasRegister(Val(0)), cas_op_wide)?;
+    }
+
+    #[test]
+    fn znode_many_processes_agrees(
+        seed in any::<u64>(), threads in 8usize..13, ops in 9usize..12,
+        lie in 0.0f64..0.9, info in 0.2f64..0.5,
+    ) {
+        agree(seed, many(threads, ops, lie, info), Znode(None), znode_op_wide)?;
+    }
+}
+
+/// Counts the verdicts of our search on 300 histories of one shape.
+fn verdicts<S>(
+    init: &S,
+    shape: Shape,
+    gen_op: fn(&mut ChaCha8Rng) -> S::Op,
+) -> (usize, usize, usize, usize)
+where
+    S: SequentialSpec<Op: Clone + Eq + Hash, Ret: Clone + Eq + Hash>
+        + Footprint
+        + Clone
+        + Eq
+        + Hash,
+{
+    let (mut valid, mut invalid, mut ops, mut info) = (0, 0, 0, 0);
+    for seed in 0..300 {
+        let sims = simulate(seed, shape, init, gen_op);
+        ops += sims.len();
+        info += sims.iter().filter(|s| s.ret.is_none()).count();
+        if ours(init, &sims) {
+            valid += 1;
+        } else {
+            invalid += 1;
+        }
+    }
+    (valid, invalid, ops, info)
+}
+
 /// Both verdicts occur, with `info` operations: the comparisons above are not vacuous.
 #[test]
 fn random_histories_cover_both_verdicts() {
-    type Gen = fn(&mut ChaCha8Rng) -> CasOp;
-    for (name, shape, gen_op, min_info) in [
-        ("small", small(3, 7, 0.3), cas_op as Gen, 100),
+    let cas = CasRegister(Val(0));
+    for (name, counts, min_info) in [
+        ("small", verdicts(&cas, small(3, 7, 0.3), cas_op), 100),
         (
             "crowded",
-            crowded(7, 12, 0.6, 0.2),
-            cas_op_wide as Gen,
+            verdicts(&cas, crowded(7, 12, 0.6, 0.2), cas_op_wide),
             1000,
         ),
+        (
+            "many cas-register",
+            verdicts(&cas, many(10, 11, 0.9, 0.2), cas_op_wide),
+            900,
+        ),
+        (
+            "many znode",
+            verdicts(&Znode(None), many(10, 11, 0.9, 0.2), znode_op_wide),
+            900,
+        ),
     ] {
-        let (mut valid, mut invalid, mut ops, mut info) = (0, 0, 0, 0);
-        for seed in 0..300 {
-            let sims = simulate(seed, shape, &CasRegister(Val(0)), gen_op);
-            ops += sims.len();
-            info += sims.iter().filter(|s| s.ret.is_none()).count();
-            if ours(&CasRegister(Val(0)), &sims) {
-                valid += 1;
-            } else {
-                invalid += 1;
-            }
-        }
+        let (valid, invalid, ops, info) = counts;
         assert!(
             valid > 30 && invalid > 30,
             "{name}: valid {valid}, invalid {invalid}"
