@@ -460,3 +460,93 @@ fn random_histories_cover_both_verdicts() {
         );
     }
 }
+
+/// An operation of a hand-written history: `ret` `None` ends `info`, `ret_at` `None` never
+/// returns.
+fn sim<O, R>(
+    thread: usize,
+    op: O,
+    ret: Option<R>,
+    call: usize,
+    ret_at: Option<usize>,
+) -> Sim<O, R> {
+    Sim {
+        thread,
+        op,
+        ret,
+        call,
+        ret_at,
+    }
+}
+
+/// A read sees a value only a chain of `info` operations makes (an `info` write, then an `info`
+/// cas from it), long after both: the "must be seen" bound follows the chain; without the cas
+/// the read is not linearizable.
+#[test]
+fn an_info_chain_seen_long_after_is_still_tried() {
+    use checker::model::CasRet;
+    let (v2, v3, v4) = (val(2), val(3), val(4));
+    let mut h = vec![
+        sim(0, CasOp::Write(v2), None, 0, None),
+        sim(1, CasOp::Cas(v2, v3), None, 1, None),
+        sim(2, CasOp::Write(v4), Some(CasRet::Write), 2, Some(3)),
+    ];
+    for k in 0..6 {
+        h.push(sim(
+            3,
+            CasOp::Read,
+            Some(CasRet::Read(v4)),
+            4 + 2 * k,
+            Some(5 + 2 * k),
+        ));
+    }
+    h.push(sim(3, CasOp::Read, Some(CasRet::Read(v3)), 20, Some(21)));
+    let init = CasRegister(Val::NIL);
+    assert!(ours(&init, &h) && theirs(&init, &h));
+    h.remove(1);
+    assert!(!ours(&init, &h) && !theirs(&init, &h));
+}
+
+/// Two `info` sets of data nobody reads become one operation twice (`erase_unseen`), and both
+/// are still needed to reach the version a later cas expects; with one of them, it is not.
+#[test]
+fn erased_info_sets_still_count_one_version_each() {
+    use checker::model::ZnodeRet;
+    let (x, y, z) = (val(2), val(3), val(4));
+    let set = |data| ZnodeOp::Set {
+        data,
+        expected: None,
+    };
+    let mut h = vec![
+        sim(
+            0,
+            ZnodeOp::Create { data: x },
+            Some(ZnodeRet::Created),
+            0,
+            Some(1),
+        ),
+        sim(1, set(x), None, 2, None),
+        sim(2, set(y), None, 3, None),
+        sim(
+            3,
+            ZnodeOp::Set {
+                data: z,
+                expected: Some(2),
+            },
+            Some(ZnodeRet::Set(Some(3))),
+            4,
+            Some(5),
+        ),
+        sim(
+            3,
+            ZnodeOp::Read,
+            Some(ZnodeRet::Read(Some((z, 3)))),
+            6,
+            Some(7),
+        ),
+    ];
+    let init = Znode(None);
+    assert!(ours(&init, &h) && theirs(&init, &h));
+    h.remove(2);
+    assert!(!ours(&init, &h) && !theirs(&init, &h));
+}
