@@ -185,7 +185,7 @@ fn run_many(args: &CheckArgs, paths: &[PathBuf]) -> i32 {
 }
 
 /// The histories of issue 16, by name: each is a `bench-checker` flag set (seed 1 unless
-/// `--seed` says otherwise), with the cas-register model.
+/// `--seed` says otherwise), with the cas-register model unless the name says znode.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum BenchCase {
     /// 1,000,000 operations on 1,000 keys, 20 processes, 1% info.
@@ -200,18 +200,22 @@ pub enum BenchCase {
     Single,
     /// As `hot10-info5` with one planted violation.
     Hot10Violation,
+    /// As `hot10-violation` on the znode model: the planted violation is a stale read (the
+    /// version before one whose write had completed), which only real time rules out.
+    Hot10ZnodeViolation,
     /// Every case above, one after the other (peak memory is reset between them).
     All,
 }
 
 impl BenchCase {
-    const EACH: [BenchCase; 6] = [
+    const EACH: [BenchCase; 7] = [
         BenchCase::Wide,
         BenchCase::Hot10,
         BenchCase::Hot10Info5,
         BenchCase::Hot10Info20,
         BenchCase::Single,
         BenchCase::Hot10Violation,
+        BenchCase::Hot10ZnodeViolation,
     ];
 
     fn name(self) -> &'static str {
@@ -222,25 +226,28 @@ impl BenchCase {
             BenchCase::Hot10Info20 => "hot10-info20",
             BenchCase::Single => "single",
             BenchCase::Hot10Violation => "hot10-violation",
+            BenchCase::Hot10ZnodeViolation => "hot10-znode-violation",
             BenchCase::All => "all",
         }
     }
 
-    /// (ops, keys, processes, info share, violation)
-    fn shape(self) -> (usize, usize, usize, f64, bool) {
+    /// (ops, keys, processes, info share, violation, model)
+    fn shape(self) -> (usize, usize, usize, f64, bool, ModelKind) {
+        let cas = ModelKind::CasRegister;
         match self {
-            BenchCase::Wide => (1_000_000, 1_000, 20, 0.01, false),
-            BenchCase::Hot10 => (100_000, 10, 20, 0.01, false),
-            BenchCase::Hot10Info5 => (100_000, 10, 20, 0.05, false),
-            BenchCase::Hot10Info20 => (100_000, 10, 20, 0.2, false),
-            BenchCase::Single => (5_000, 1, 20, 0.0, false),
-            BenchCase::Hot10Violation | BenchCase::All => (100_000, 10, 20, 0.05, true),
+            BenchCase::Wide => (1_000_000, 1_000, 20, 0.01, false, cas),
+            BenchCase::Hot10 => (100_000, 10, 20, 0.01, false, cas),
+            BenchCase::Hot10Info5 => (100_000, 10, 20, 0.05, false, cas),
+            BenchCase::Hot10Info20 => (100_000, 10, 20, 0.2, false, cas),
+            BenchCase::Single => (5_000, 1, 20, 0.0, false, cas),
+            BenchCase::Hot10Violation | BenchCase::All => (100_000, 10, 20, 0.05, true, cas),
+            BenchCase::Hot10ZnodeViolation => (100_000, 10, 20, 0.05, true, ModelKind::Znode),
         }
     }
 
     /// `args` with this case's history shape.
     fn apply(self, args: &BenchArgs) -> BenchArgs {
-        let (ops, keys, processes, info_share, violation) = self.shape();
+        let (ops, keys, processes, info_share, violation, model) = self.shape();
         BenchArgs {
             case: None,
             ops,
@@ -248,7 +255,7 @@ impl BenchCase {
             processes,
             info_share,
             violation,
-            model: ModelKind::CasRegister,
+            model,
             ..args.clone()
         }
     }
@@ -257,7 +264,7 @@ impl BenchCase {
 #[derive(clap::Args, Debug, Clone)]
 pub struct BenchArgs {
     /// A named history of issue 16 (sets --ops, --keys, --processes, --info-share,
-    /// --violation and --model cas-register); `all` runs each in turn.
+    /// --violation and --model); `all` runs each in turn.
     #[arg(long, value_enum, conflicts_with_all = ["ops", "keys", "processes", "info_share", "violation", "model"])]
     pub case: Option<BenchCase>,
     /// Client operations in the generated history.

@@ -18,16 +18,19 @@ use serde_json::json;
 use stateright::semantics::SequentialSpec;
 
 use crate::history::{EventType, Op};
-use crate::model::{Interner, Model, Step};
+use crate::model::{Footprint, Interner, Model, Needs, Step, Val};
 use crate::verdict::{CheckerResult, Counterexample, LinearizedStep, OpView, Verdict};
 
 /// Search steps between looks at the clock, the memory account and the stop flag.
 const BUDGET_CHECK_STEPS: u64 = 4096;
 /// Time spent shrinking a counterexample, at most.
 const SHRINK_TIME_LIMIT_MS: u64 = 10_000;
-/// Steps one search may take while shrinking; a search that needs more counts as "not shown
-/// invalid", so the operation stays in the counterexample.
+/// Steps one search may take while shrinking, at least; a search that needs more counts as "not
+/// shown invalid", so the operation stays in the counterexample.
 const SHRINK_STEP_LIMIT: u64 = 500_000;
+/// ... and at most this many times the steps the search of the whole key took: showing a
+/// smaller history invalid may take as long as showing the whole one, but not much longer.
+const SHRINK_STEPS_PER_KEY_STEP: u64 = 2;
 /// Keys listed in the details with the time their search took.
 const SLOWEST_KEYS_LISTED: usize = 5;
 
@@ -384,9 +387,231 @@ struct Frame<S> {
     /// the returning operation (`k`), the other open ones (`k+1..=2k`), then the info
     /// operations called before the event, most recent first.
     cursor: usize,
-    /// In the info phase: the next candidate is the latest free info operation called before
-    /// this slot (call order).
+    /// In the info phase, first: the next candidate in the event's list of short-lived info
+    /// operations that can still matter (`Alive::short`).
+    short_next: u32,
+    /// Then: the next candidate is the latest free long-lived info operation before this slot.
     info_next: u32,
+}
+
+/// An info operation that can matter for at most this many returns is listed at each of them
+/// (`Alive::short`); one that can matter longer is found through the info sets' bitsets.
+const SHORT_LIVED_RETURNS: usize = 128;
+
+/// Which info operations can still matter at each return of one key's search (the rule "an info
+/// operation must be seen" of [`search_order`]).
+struct Alive {
+    /// Per operation id: its place in the info sets' bitsets: the long-lived info operations
+    /// first, by call, then the short-lived ones.
+    slot: Vec<u32>,
+    /// The long-lived info operations by call (their slots are their places here).
+    long: Vec<u32>,
+    /// Per return: how many long-lived info operations were called before it.
+    long_before: Vec<u32>,
+    /// Per return `r`: `short_words[short_start[r]..short_start[r + 1]]` are the short-lived
+    /// info operations called before it that can still matter there, most recent call first.
+    short_start: Vec<u32>,
+    short_words: Vec<u32>,
+    /// Does every long-lived info operation raise the state ([`Footprint::raises`])?
+    long_all_raise: bool,
+}
+
+impl Alive {
+    /// `info_order`: the info operations by call; `return_pos`: the positions of the returns,
+    /// in order.
+    fn new<S: Footprint>(
+        ops: &[SearchOp<S>],
+        subset: &[usize],
+        info_order: &[u32],
+        return_pos: &[usize],
+    ) -> Alive {
+        let until = seen_until(ops, subset);
+        let mut slot = vec![0u32; subset.len()];
+        let mut long = Vec::new();
+        // (op, first return after its call, first return past the last one it can matter at)
+        let mut short: Vec<(u32, usize, usize)> = Vec::new();
+        for &id in info_order {
+            let call = ops[subset[id as usize]].call;
+            let first = return_pos.partition_point(|&p| p < call);
+            let u = until[id as usize];
+            let end = return_pos.partition_point(|&p| p <= u);
+            if u != usize::MAX && end.saturating_sub(first) <= SHORT_LIVED_RETURNS {
+                short.push((id, first, end.max(first)));
+            } else {
+                long.push(id);
+            }
+        }
+        for (k, &id) in long.iter().enumerate() {
+            slot[id as usize] = k as u32;
+        }
+        for (k, &(id, ..)) in short.iter().enumerate() {
+            slot[id as usize] = (long.len() + k) as u32;
+        }
+        let long_before = return_pos
+            .iter()
+            .map(|&p| long.partition_point(|&id| ops[subset[id as usize]].call < p) as u32)
+            .collect();
+        let mut short_start = vec![0u32; return_pos.len() + 1];
+        for &(_, first, end) in &short {
+            for r in first..end {
+                short_start[r + 1] += 1;
+            }
+        }
+        for r in 0..return_pos.len() {
+            short_start[r + 1] += short_start[r];
+        }
+        let mut fill: Vec<u32> = short_start[..return_pos.len()].to_vec();
+        let mut short_words = vec![0u32; short_start[return_pos.len()] as usize];
+        for &(id, first, end) in short.iter().rev() {
+            for r in first..end {
+                short_words[fill[r] as usize] = id;
+                fill[r] += 1;
+            }
+        }
+        Alive {
+            long_all_raise: long
+                .iter()
+                .all(|&id| S::raises(&ops[subset[id as usize]].op)),
+            slot,
+            long,
+            long_before,
+            short_start,
+            short_words,
+        }
+    }
+
+    fn short_at(&self, r: usize) -> &[u32] {
+        &self.short_words[self.short_start[r] as usize..self.short_start[r + 1] as usize]
+    }
+
+    fn bytes(&self) -> u64 {
+        4 * (self.slot.len()
+            + self.long.len()
+            + self.long_before.len()
+            + self.short_start.len()
+            + self.short_words.len()) as u64
+    }
+}
+
+/// Per operation id (meaningful for info operations): the last position of the history at which
+/// what the operation leaves can still be seen, `usize::MAX` when the model cannot say. That is
+/// the latest return of an `ok` operation that needs the tag it leaves (see [`Footprint`]), or,
+/// through an `info` operation that needs that tag, the same bound of that operation: the
+/// largest `base` among the info operations reachable by "needs the tag I leave".
+fn seen_until<S: Footprint>(ops: &[SearchOp<S>], subset: &[usize]) -> Vec<usize> {
+    let n = subset.len();
+    // Latest return of an `ok` operation that needs each tag; of one that needs any state.
+    let mut ok_needs: HashMap<S::Tag, usize, FxBuild> = HashMap::default();
+    let mut ok_needs_any = 0usize;
+    let mut producers: HashMap<S::Tag, Vec<u32>, FxBuild> = HashMap::default();
+    let mut all_producers: Vec<u32> = Vec::new();
+    for (id, &i) in subset.iter().enumerate() {
+        let o = &ops[i];
+        if o.ret.is_some() {
+            let at = o.ret_at.unwrap_or(usize::MAX);
+            match S::needs(&o.op, o.ret.as_ref()) {
+                Needs::Any => {}
+                Needs::One(t) => {
+                    let e = ok_needs.entry(t).or_insert(0);
+                    *e = (*e).max(at);
+                }
+                Needs::Unknown => ok_needs_any = ok_needs_any.max(at),
+            }
+        } else if let Some(t) = S::leaves(&o.op) {
+            producers.entry(t).or_default().push(id as u32);
+            all_producers.push(id as u32);
+        }
+    }
+    let mut by_base: Vec<(usize, u32)> = (0..n)
+        .filter(|&id| ops[subset[id]].ret.is_none())
+        .map(|id| {
+            let base = match S::leaves(&ops[subset[id]].op) {
+                None => usize::MAX,
+                Some(t) => ok_needs.get(&t).copied().unwrap_or(0).max(ok_needs_any),
+            };
+            (base, id as u32)
+        })
+        .collect();
+    by_base.sort_unstable_by(|a, b| b.cmp(a));
+    // From the largest base down, every info operation that leads by "needs the tag I leave"
+    // to one not yet reached gets that base; each tag's producers are visited once.
+    let mut until = vec![0usize; n];
+    let mut reached = vec![false; n];
+    let mut expanded: HashSet<S::Tag, FxBuild> = HashSet::default();
+    let mut expanded_all = false;
+    let mut queue: Vec<u32> = Vec::new();
+    for (base, id) in by_base {
+        if reached[id as usize] {
+            continue;
+        }
+        reached[id as usize] = true;
+        until[id as usize] = base;
+        queue.push(id);
+        while let Some(z) = queue.pop() {
+            let feeders: &[u32] = match S::needs(&ops[subset[z as usize]].op, None) {
+                Needs::Any => &[],
+                Needs::One(t) if expanded.insert(t) => producers.get(&t).map_or(&[], |v| v),
+                Needs::One(_) => &[],
+                Needs::Unknown if !expanded_all => {
+                    expanded_all = true;
+                    &all_producers
+                }
+                Needs::Unknown => &[],
+            };
+            for &y in feeders {
+                if !reached[y as usize] {
+                    reached[y as usize] = true;
+                    until[y as usize] = base;
+                    queue.push(y);
+                }
+            }
+        }
+    }
+    until
+}
+
+/// Per return (in order, at `return_pos`): the height (see [`Footprint::height`]) of the states
+/// the returning operation can be allowed in, when no operation that may lower the height can
+/// be linearized before it; `None`: no bound.
+///
+/// Sound: before the returning operation `x` (which needs one tag, of height `h`), only
+/// operations called before its return can be linearized; if none of those may lower the
+/// height, a state higher than `h` stays higher than `h`, and `x` is not allowed there.
+fn ceilings<S: Footprint>(
+    ops: &[SearchOp<S>],
+    subset: &[usize],
+    return_pos: &[usize],
+    returning: impl Fn(usize) -> u32,
+) -> Vec<Option<u64>> {
+    // Per return: how many operations that may lower the height could still be linearized
+    // there (difference array over returns).
+    let mut lowering = vec![0i64; return_pos.len() + 1];
+    for &i in subset {
+        let o = &ops[i];
+        if !S::lowers(&o.op) {
+            continue;
+        }
+        let from = return_pos.partition_point(|&p| p <= o.call);
+        let to = match (&o.ret, o.ret_at) {
+            (Some(_), Some(at)) => return_pos.partition_point(|&p| p <= at),
+            _ => return_pos.len(),
+        };
+        if from < to {
+            lowering[from] += 1;
+            lowering[to] -= 1;
+        }
+    }
+    let mut open_lowering = 0i64;
+    (0..return_pos.len())
+        .map(|r| {
+            open_lowering += lowering[r];
+            let x = &ops[subset[returning(r) as usize]];
+            match S::needs(&x.op, x.ret.as_ref()) {
+                Needs::One(t) if open_lowering == 0 => S::height(t),
+                _ => None,
+            }
+        })
+        .collect()
 }
 
 /// Per operation, what the search needs besides the spec.
@@ -396,6 +621,8 @@ struct OpInfo {
     class: u32,
     /// Earlier-called info operation of the same class (`NO_ENTRY`: none).
     prev_same_info: u32,
+    /// [`Footprint::raises`].
+    raises: bool,
 }
 
 /// Searches for a linearization of `ops[subset]` from `init`. See [`search_order`].
@@ -408,7 +635,7 @@ pub fn search<S>(
     explain: bool,
 ) -> Outcome
 where
-    S: SequentialSpec<Op: Eq + Hash, Ret: Eq + Hash> + Clone + Eq + Hash,
+    S: SequentialSpec<Op: Eq + Hash, Ret: Eq + Hash> + Footprint + Clone + Eq + Hash,
 {
     search_order(init, ops, subset, budget, step_limit, explain).0
 }
@@ -427,8 +654,8 @@ where
 /// next return, keeps the order and so the states), and it keeps the search from guessing
 /// early, which is what porcupine's search pays for on long histories of one key.
 ///
-/// Three rules skip moves that only repeat another node's search; each keeps, for any
-/// linearization it skips, one of the same length that the search does try:
+/// Five rules skip moves that only repeat another node's search or lead nowhere; each keeps,
+/// for any linearization it skips, one that the search does try:
 /// - *Identical operations* (same op, same return): of those available and not linearized, only
 ///   the one returning first (for `info` ones: called first) is tried. Swapping two identical
 ///   operations in a linearization changes no state, and the one returning first may take the
@@ -439,6 +666,23 @@ where
 ///   from state `s`, a move `m` is not tried when `m` from `s` is allowed and reaches the
 ///   same state as after `i, m`: the sibling node reached by `m` alone has the same state and one
 ///   more info operation still available, so it subsumes this one.
+/// - *An info operation must be seen* (with a [`Footprint`] that says what operations need of
+///   the state): an `info` operation `y` is not tried at a return past the last position at
+///   which what it leaves can be seen ([`seen_until`]: the latest return of an `ok` operation
+///   that needs the tag `y` leaves, or, through an `info` operation that needs it, that
+///   operation's own bound). Call an info operation *stale* at a node when its bound is
+///   before the node's return. Take a linearization of the rest from the node, drop the info
+///   operations that leave the state as it is, and look at the last stale `y` in it. The next
+///   operation `z` is not linearized at the node. If `z` needed `y`'s tag (or any state), then
+///   `y`'s bound would be at least `z`'s return, which is at or after the node's return (an
+///   `ok` `z`), or at least `z`'s own bound, which is too (an `info` `z`, not stale): `y` would
+///   not be stale. If `z` needs another tag, it is not allowed after `y` (or, `info`, changes
+///   nothing, and was dropped). So `z` needs nothing (`Needs::Any`): it is allowed, and leaves
+///   the same state, whether `y` came before it or not, and `y` can be dropped. Dropping them
+///   from the last one on leaves a linearization without stale operations.
+/// - *No overshoot* (with a [`Footprint::height`]): a move that leads to a state higher than
+///   the returning operation needs is not tried when no operation that could lower it can be
+///   linearized before that return ([`ceilings`]).
 /// - *Unchanged states in order*: after a move that left the state as it was, another such move
 ///   is tried only for an operation later in the order the first rule uses (by return, then
 ///   `info` ones by call): two moves that both keep the state commute, so the node is reached
@@ -454,9 +698,9 @@ fn search_order<S>(
     budget: &Budget,
     step_limit: Option<u64>,
     explain: bool,
-) -> (Outcome, Vec<usize>)
+) -> (Outcome, Vec<usize>, u64)
 where
-    S: SequentialSpec<Op: Eq + Hash, Ret: Eq + Hash> + Clone + Eq + Hash,
+    S: SequentialSpec<Op: Eq + Hash, Ret: Eq + Hash> + Footprint + Clone + Eq + Hash,
 {
     let n = subset.len();
     let op = |id: u32| &ops[subset[id as usize]];
@@ -481,6 +725,7 @@ where
             is_info: o.ret.is_none(),
             class,
             prev_same_info: NO_ENTRY,
+            raises: S::raises(&o.op),
         });
     }
     events.sort_unstable_by_key(|&(pos, id, ret)| (pos, ret, id));
@@ -495,14 +740,14 @@ where
         }
     }
     let mut last_info_of_class: HashMap<u32, u32, FxBuild> = HashMap::default();
-    // (event index, start in open_words, len, info count)
-    let mut returns: Vec<(usize, u32, u32, u32)> = Vec::new();
+    // (event index, start in open_words, len)
+    let mut returns: Vec<(usize, u32, u32)> = Vec::new();
     let mut open_words: Vec<u32> = Vec::new();
     for (e, &(_, id, ret)) in events.iter().enumerate() {
         if ret {
             let at = open_words.len() as u32;
             open_words.extend_from_slice(&open_now);
-            returns.push((e, at, open_now.len() as u32, info_order.len() as u32));
+            returns.push((e, at, open_now.len() as u32));
             open_now.retain(|&o| o != id);
         } else if info[id as usize].is_info {
             let class = info[id as usize].class;
@@ -533,16 +778,15 @@ where
         }
     }
     let open_at = |r: usize| {
-        let (_, at, len, _) = returns[r];
+        let (_, at, len) = returns[r];
         &open_words[at as usize..(at + len) as usize]
     };
     let returning = |r: usize| events[returns[r].0].1;
 
-    let mut slot = vec![0u32; n];
-    for (k, &id) in info_order.iter().enumerate() {
-        slot[id as usize] = k as u32;
-    }
-    let mut sets = InfoSets::new(slot, info_order.len());
+    let return_pos: Vec<usize> = returns.iter().map(|&(e, ..)| events[e].0).collect();
+    let alive = Alive::new(ops, subset, &info_order, &return_pos);
+    let ceiling = ceilings(ops, subset, &return_pos, returning);
+    let mut sets = InfoSets::new(alive.slot.clone(), info_order.len());
     let mut memo: Memo<S> = Memo::new();
     // Trace of linearized operations: (op id, parent entry, length).
     let mut trace: Vec<(u32, u32, u32)> = vec![(NO_ENTRY, NO_ENTRY, 0)];
@@ -569,7 +813,7 @@ where
     let mut stack: Vec<Frame<S>> = Vec::new();
     let mut first_open = Vec::new();
     match skip_linearized(0, &mut first_open) {
-        None => return (Outcome::Linearizable, Vec::new()),
+        None => return (Outcome::Linearizable, Vec::new(), 0),
         Some(r) => {
             memo.enter(r as u32, &[], NO_INFO, init, &sets);
             stack.push(Frame {
@@ -580,7 +824,8 @@ where
                 via: Via::Start,
                 trace: 0,
                 cursor: 0,
-                info_next: returns[r].3,
+                short_next: 0,
+                info_next: alive.long_before[r],
             });
         }
     }
@@ -609,6 +854,7 @@ where
         if steps.is_multiple_of(BUDGET_CHECK_STEPS) {
             let bytes = memo.bytes()
                 + sets.bytes()
+                + alive.bytes()
                 + (trace.capacity() * 12) as u64
                 + (stack.capacity() * std::mem::size_of::<Frame<S>>()) as u64;
             budget
@@ -666,9 +912,37 @@ where
                 y
             } else if cursor == k {
                 x
-            } else if let Some(slot) = sets.free_below(top.info, top.info_next) {
-                top.info_next = slot;
-                let y = info_order[slot as usize];
+            } else {
+                // Only the info operations that can still matter at this return (see the rule
+                // "an info operation must be seen"): the short-lived ones listed for the event,
+                // then the long-lived ones, each most recently called first.
+                // At the ceiling, an operation that raises the state overshoots (see `ceilings`);
+                // when every long-lived one does, none of them is looked at.
+                let at_ceiling = ceiling[r]
+                    .is_some_and(|h| top.state.tag().and_then(S::height).is_some_and(|a| a >= h));
+                let short = alive.short_at(r);
+                let y = if (top.short_next as usize) < short.len() {
+                    let y = short[top.short_next as usize];
+                    top.short_next += 1;
+                    if sets.contains(top.info, y) || (at_ceiling && info[y as usize].raises) {
+                        continue;
+                    }
+                    y
+                } else if at_ceiling && alive.long_all_raise {
+                    stack.pop();
+                    continue;
+                } else if let Some(slot) = sets.free_below(top.info, top.info_next) {
+                    top.info_next = slot;
+                    let y = alive.long[slot as usize];
+                    if at_ceiling && info[y as usize].raises {
+                        continue;
+                    }
+                    y
+                } else {
+                    // Every move tried: backtrack.
+                    stack.pop();
+                    continue;
+                };
                 let class = info[y as usize].class;
                 if open.iter().any(|&o| {
                     info[o as usize].class == class && top.open.binary_search(&o).is_err()
@@ -688,10 +962,6 @@ where
                     continue;
                 }
                 y
-            } else {
-                // Every move tried: backtrack.
-                stack.pop();
-                continue;
             };
         let o = op(y);
         let mut after = top.state.clone();
@@ -703,6 +973,14 @@ where
             }
         };
         if !allowed {
+            continue;
+        }
+        // No overshoot: a state higher than the returning operation needs cannot come down
+        // before it (see `ceilings`).
+        if y != x
+            && let Some(h) = ceiling[r]
+            && after.tag().and_then(S::height).is_some_and(|a| a > h)
+        {
             continue;
         }
         let unchanged = after == top.state;
@@ -782,7 +1060,8 @@ where
             via,
             trace: t,
             cursor: 0,
-            info_next: returns[event].3,
+            short_next: 0,
+            info_next: alive.long_before[event],
         });
     };
     budget
@@ -795,7 +1074,7 @@ where
         }
         _ => Vec::new(),
     };
-    (outcome, order)
+    (outcome, order, steps)
 }
 
 /// One key's history in the model's terms.
@@ -848,12 +1127,32 @@ pub fn prepare<M: Model>(
         });
         source.push(i);
     }
+    erase_unseen(&mut out);
     Ok(Prepared {
         init,
         ops: out,
         source,
         vals,
     })
+}
+
+/// Replaces, in the `info` operations, each written value that no operation of the key compares
+/// the state with by [`Val::UNSEEN`] (see [`Footprint::erase`]): such values can never be told
+/// apart, so `info` writes nobody reads become identical operations, and the search tries the
+/// first free one of them where it would have tried each (the identical-operations rule of
+/// [`search_order`]). `ok` operations keep their values: they are what a counterexample shows.
+pub fn erase_unseen<S: Footprint>(ops: &mut [SearchOp<S>]) {
+    let mut compared: Vec<Val> = Vec::new();
+    for o in ops.iter() {
+        S::compared(&o.op, o.ret.as_ref(), &mut compared);
+    }
+    let compared: HashSet<Val, FxBuild> = compared.into_iter().collect();
+    let unseen = |v: Val| !compared.contains(&v);
+    for o in ops.iter_mut().filter(|o| o.ret.is_none()) {
+        if let Some(erased) = S::erase(&o.op, &unseen) {
+            o.op = erased;
+        }
+    }
 }
 
 /// Limits for [`check`].
@@ -1018,14 +1317,15 @@ pub fn check<M: Model>(
 }
 
 /// Is `subset`, from state `init`, shown non-linearizable within the shrink step limit?
-fn invalid<S: SequentialSpec<Op: Eq + Hash, Ret: Eq + Hash> + Clone + Eq + Hash>(
+fn invalid<S: SequentialSpec<Op: Eq + Hash, Ret: Eq + Hash> + Footprint + Clone + Eq + Hash>(
     init: &S,
     p: &Prepared<S>,
     subset: &[usize],
     budget: &Budget,
+    step_limit: u64,
 ) -> bool {
     matches!(
-        search(init, &p.ops, subset, budget, Some(SHRINK_STEP_LIMIT), false),
+        search(init, &p.ops, subset, budget, Some(step_limit), false),
         Outcome::NotLinearizable { .. }
     )
 }
@@ -1064,15 +1364,22 @@ fn replay<S: SequentialSpec>(state: &mut S, p: &Prepared<S>, subset: &[usize], o
 /// of a linearization of the others, every smaller candidate must keep it so.
 pub fn shrink<S>(p: &Prepared<S>) -> Shrunk<S>
 where
-    S: SequentialSpec<Op: Clone + Eq + Hash, Ret: Clone + Eq + Hash> + Clone + Eq + Hash,
+    S: SequentialSpec<Op: Clone + Eq + Hash, Ret: Clone + Eq + Hash>
+        + Footprint
+        + Clone
+        + Eq
+        + Hash,
 {
     let budget = Budget::new(Some(Duration::from_millis(SHRINK_TIME_LIMIT_MS)), None);
+    let all: Vec<usize> = (0..p.ops.len()).collect();
+    let (_, _, key_steps) = search_order(&p.init, &p.ops, &all, &budget, None, false);
+    let step_limit = SHRINK_STEP_LIMIT.max(SHRINK_STEPS_PER_KEY_STEP.saturating_mul(key_steps));
     let mut by_call: Vec<usize> = (0..p.ops.len()).collect();
     by_call.sort_by_key(|&i| p.ops[i].call);
     let (mut lo, mut hi) = (1, by_call.len());
     while lo < hi {
         let mid = (lo + hi) / 2;
-        if invalid(&p.init, p, &by_call[..mid], &budget) {
+        if invalid(&p.init, p, &by_call[..mid], &budget, step_limit) {
             hi = mid;
         } else {
             lo = mid + 1;
@@ -1081,7 +1388,7 @@ where
     let mut cur: Vec<usize> = by_call[..hi].to_vec();
     let mut init = p.init.clone();
     let mut skipped = 0;
-    let longest = match search(&init, &p.ops, &cur, &budget, Some(SHRINK_STEP_LIMIT), true) {
+    let longest = match search(&init, &p.ops, &cur, &budget, Some(step_limit), true) {
         Outcome::NotLinearizable { longest } => longest,
         _ => Vec::new(),
     };
@@ -1095,12 +1402,12 @@ where
         .filter_map(|i| p.ops[i].ret_at.map(|r| (r, i)))
         .min()
         .map(|(_, i)| i);
-    let about_time = stuck.is_some_and(|f| placeable(&init, p, &cur, f, &budget));
+    let about_time = stuck.is_some_and(|f| placeable(&init, p, &cur, f, &budget, step_limit));
     let keeps = |init: &S, candidate: &[usize]| {
-        invalid(init, p, candidate, &budget)
+        invalid(init, p, candidate, &budget, step_limit)
             && (!about_time
                 || stuck.is_some_and(|f| {
-                    candidate.contains(&f) && placeable(init, p, candidate, f, &budget)
+                    candidate.contains(&f) && placeable(init, p, candidate, f, &budget, step_limit)
                 }))
     };
     // Replace the first `j` operations of the longest prefix by the state after them: try the
@@ -1146,15 +1453,22 @@ where
 
 /// Could operation `f` take effect at some point of a linearization of `subset` without it,
 /// from `init`? (Then only real time keeps it out.)
-fn placeable<S>(init: &S, p: &Prepared<S>, subset: &[usize], f: usize, budget: &Budget) -> bool
+fn placeable<S>(
+    init: &S,
+    p: &Prepared<S>,
+    subset: &[usize],
+    f: usize,
+    budget: &Budget,
+    step_limit: u64,
+) -> bool
 where
-    S: SequentialSpec<Op: Eq + Hash, Ret: Eq + Hash> + Clone + Eq + Hash,
+    S: SequentialSpec<Op: Eq + Hash, Ret: Eq + Hash> + Footprint + Clone + Eq + Hash,
 {
     let Some(ret) = &p.ops[f].ret else {
         return true;
     };
     let rest: Vec<usize> = subset.iter().copied().filter(|&i| i != f).collect();
-    let (outcome, order) = search_order(init, &p.ops, &rest, budget, Some(SHRINK_STEP_LIMIT), true);
+    let (outcome, order, _) = search_order(init, &p.ops, &rest, budget, Some(step_limit), true);
     if outcome != Outcome::Linearizable {
         return false;
     }

@@ -21,7 +21,16 @@ pub struct Val(pub u32);
 
 impl Val {
     pub const NIL: Val = Val(0);
+    /// Stands for every value written by an `info` operation that no operation of the key
+    /// compares the state with (see [`Footprint::erase`]); no history value interns to it.
+    pub const UNSEEN: Val = Val(1);
 }
+
+/// How [`Val::UNSEEN`] is shown.
+const UNSEEN_SHOWN: &str = "(a value no operation reads)";
+
+/// The interner's key for [`Val::UNSEEN`]: not the text of any JSON value.
+const UNSEEN_KEY: &str = "\0unseen";
 
 /// The values seen in one key's history.
 #[derive(Debug, Clone)]
@@ -33,10 +42,11 @@ pub struct Interner {
 impl Default for Interner {
     fn default() -> Self {
         let mut ids = HashMap::new();
-        ids.insert("null".to_string(), 0);
+        ids.insert("null".to_string(), Val::NIL.0);
+        ids.insert(UNSEEN_KEY.to_string(), Val::UNSEEN.0);
         Interner {
             ids,
-            values: vec![Value::Null],
+            values: vec![Value::Null, Value::String(UNSEEN_SHOWN.into())],
         }
     }
 }
@@ -61,6 +71,9 @@ impl Interner {
     }
 
     pub fn show(&self, v: Val) -> String {
+        if v == Val::UNSEEN {
+            return UNSEEN_SHOWN.into();
+        }
         match self.value(v) {
             Value::Null => "nil".into(),
             other => other.to_string(),
@@ -75,12 +88,70 @@ pub struct Step<S: SequentialSpec> {
     pub ret: Option<S::Ret>,
 }
 
+/// What an operation needs of the state, in a coarse view of it (a *tag*): the search skips an
+/// `info` operation when nothing left to linearize can see the state it leaves (see
+/// `linear::search_order`). A spec that says nothing (`Needs::Unknown`, `leaves` `None`) is
+/// searched as before. The contract, on which the search's soundness rests:
+/// - `needs(op, ret)` is `Needs::Any` only if, from every state, `op` is allowed with `ret` (an
+///   `info` operation: always) and the state after it is the same whatever the state before;
+/// - `Needs::One(t)` only if, from every state whose tag is not `t`, `op` is not allowed with
+///   `ret`, or, for an `info` operation (`ret` `None`), leaves the state as it is;
+/// - `leaves(op) == Some(t)` only if every state `op` changes becomes one of tag `t`.
+pub trait Footprint: SequentialSpec {
+    type Tag: Copy + Eq + Hash + Debug;
+    fn needs(_op: &Self::Op, _ret: Option<&Self::Ret>) -> Needs<Self::Tag> {
+        Needs::Unknown
+    }
+    fn leaves(_op: &Self::Op) -> Option<Self::Tag> {
+        None
+    }
+    /// A height of the states of tag `tag` that only operations for which `lowers` holds can
+    /// decrease: from every state, an operation that does not lower it and is allowed (or, an
+    /// `info` one, applied) leads to a state at least as high. `None`: no such measure.
+    fn height(_tag: Self::Tag) -> Option<u64> {
+        None
+    }
+    /// The tag of `state` (only asked when `height` gives some).
+    fn tag(&self) -> Option<Self::Tag> {
+        None
+    }
+    fn lowers(_op: &Self::Op) -> bool {
+        true
+    }
+    /// Only if every state `op` is allowed in (an `info` one: changes) becomes a higher one.
+    fn raises(_op: &Self::Op) -> bool {
+        false
+    }
+    /// Adds to `out` every value `op` (ending `ret`) compares the state's data with.
+    fn compared(_op: &Self::Op, _ret: Option<&Self::Ret>, _out: &mut Vec<Val>) {}
+    /// `op` with each value it writes for which `unseen` holds replaced by [`Val::UNSEEN`]
+    /// (`None`: unchanged). Only called with `unseen` false for every value `compared` reports
+    /// for some operation of the key, and sound when a state's data is only ever looked at
+    /// through such comparisons: then states that differ only in unseen values let the same
+    /// operations through with the same returns, and lead to states that again differ only so.
+    fn erase(_op: &Self::Op, _unseen: &dyn Fn(Val) -> bool) -> Option<Self::Op> {
+        None
+    }
+}
+
+/// See [`Footprint::needs`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Needs<T> {
+    /// Allowed everywhere, and what it leaves does not depend on the state before.
+    Any,
+    /// Allowed (or, `info`, has an effect) only in states of this tag.
+    One(T),
+    /// No claim: it may see any state.
+    Unknown,
+}
+
 /// How a sequential specification reads a history.
 pub trait Model: Sync {
     type Spec: SequentialSpec<
             Op: Clone + Debug + Eq + Hash + Send + Sync,
             Ret: Clone + Debug + Eq + Hash + Send + Sync,
-        > + Clone
+        > + Footprint
+        + Clone
         + Eq
         + Hash
         + Debug
@@ -204,6 +275,37 @@ impl SequentialSpec for Register {
     }
 }
 
+/// The tag is the value: a read needs its value, a write may follow any state and leaves its own.
+impl Footprint for Register {
+    type Tag = Val;
+    fn needs(op: &RegisterOp, ret: Option<&RegisterRet>) -> Needs<Val> {
+        match (op, ret) {
+            (RegisterOp::Write(_), None | Some(RegisterRet::Write)) => Needs::Any,
+            (RegisterOp::Read, Some(RegisterRet::Read(v))) => Needs::One(*v),
+            _ => Needs::Unknown,
+        }
+    }
+    fn leaves(op: &RegisterOp) -> Option<Val> {
+        match op {
+            RegisterOp::Write(v) => Some(*v),
+            RegisterOp::Read => None,
+        }
+    }
+    fn compared(_op: &RegisterOp, ret: Option<&RegisterRet>, out: &mut Vec<Val>) {
+        if let Some(RegisterRet::Read(v)) = ret {
+            out.push(*v);
+        }
+    }
+    fn erase(op: &RegisterOp, unseen: &dyn Fn(Val) -> bool) -> Option<RegisterOp> {
+        match op {
+            RegisterOp::Write(v) if *v != Val::UNSEEN && unseen(*v) => {
+                Some(RegisterOp::Write(Val::UNSEEN))
+            }
+            _ => None,
+        }
+    }
+}
+
 pub struct RegisterModel {
     pub initial: Value,
 }
@@ -286,6 +388,40 @@ impl SequentialSpec for CasRegister {
                     CasRet::CasFail
                 }
             }
+        }
+    }
+}
+
+/// The tag is the value: a read needs its value, a cas `[old new]` needs `old` (an `ok` one is
+/// not allowed elsewhere, an `info` one changes nothing elsewhere), a write may follow any state.
+impl Footprint for CasRegister {
+    type Tag = Val;
+    fn needs(op: &CasOp, ret: Option<&CasRet>) -> Needs<Val> {
+        match (op, ret) {
+            (CasOp::Write(_), None | Some(CasRet::Write)) => Needs::Any,
+            (CasOp::Read, Some(CasRet::Read(v))) => Needs::One(*v),
+            (CasOp::Cas(old, _), None | Some(CasRet::CasOk)) => Needs::One(*old),
+            _ => Needs::Unknown,
+        }
+    }
+    fn leaves(op: &CasOp) -> Option<Val> {
+        match op {
+            CasOp::Write(v) | CasOp::Cas(_, v) => Some(*v),
+            CasOp::Read => None,
+        }
+    }
+    fn compared(op: &CasOp, ret: Option<&CasRet>, out: &mut Vec<Val>) {
+        match (op, ret) {
+            (_, Some(CasRet::Read(v))) | (CasOp::Cas(v, _), _) => out.push(*v),
+            _ => {}
+        }
+    }
+    fn erase(op: &CasOp, unseen: &dyn Fn(Val) -> bool) -> Option<CasOp> {
+        let erased = |v: &Val| *v != Val::UNSEEN && unseen(*v);
+        match op {
+            CasOp::Write(v) if erased(v) => Some(CasOp::Write(Val::UNSEEN)),
+            CasOp::Cas(old, new) if erased(new) => Some(CasOp::Cas(*old, Val::UNSEEN)),
+            _ => None,
         }
     }
 }
@@ -401,6 +537,78 @@ impl SequentialSpec for Znode {
                 claimed.is_none_or(|c| c == made)
             }
             (actual, expected) => actual == *expected,
+        }
+    }
+}
+
+/// The tag is the version (`None`: no node); data is left out, which only makes the view
+/// coarser. A set or delete with an expected version, a set that reports the version it made, a
+/// read, a create, need one version; an unconditional set that says nothing of its version
+/// depends on the one before, so it makes no claim.
+impl Footprint for Znode {
+    type Tag = Option<u32>;
+    fn needs(op: &ZnodeOp, ret: Option<&ZnodeRet>) -> Needs<Option<u32>> {
+        match (op, ret) {
+            (ZnodeOp::Read, Some(ZnodeRet::Read(s))) => Needs::One(s.map(|(_, v)| v)),
+            (
+                ZnodeOp::Set {
+                    expected: Some(e), ..
+                }
+                | ZnodeOp::Delete { expected: Some(e) },
+                None | Some(ZnodeRet::Set(_) | ZnodeRet::Deleted),
+            ) => Needs::One(Some(*e)),
+            (ZnodeOp::Set { expected: None, .. }, Some(ZnodeRet::Set(Some(made)))) => {
+                match made.checked_sub(1) {
+                    Some(v) => Needs::One(Some(v)),
+                    None => Needs::Unknown,
+                }
+            }
+            (ZnodeOp::Create { .. }, None | Some(ZnodeRet::Created)) => Needs::One(None),
+            _ => Needs::Unknown,
+        }
+    }
+    fn leaves(op: &ZnodeOp) -> Option<Option<u32>> {
+        match op {
+            ZnodeOp::Set {
+                expected: Some(e), ..
+            } => e.checked_add(1).map(Some),
+            ZnodeOp::Create { .. } => Some(Some(0)),
+            ZnodeOp::Delete { .. } => Some(None),
+            _ => None,
+        }
+    }
+    /// No node is lowest, then the versions in order: only a delete goes down.
+    fn height(tag: Option<u32>) -> Option<u64> {
+        Some(tag.map_or(0, |v| v as u64 + 1))
+    }
+    fn tag(&self) -> Option<Option<u32>> {
+        Some(self.0.map(|(_, v)| v))
+    }
+    fn lowers(op: &ZnodeOp) -> bool {
+        matches!(op, ZnodeOp::Delete { .. })
+    }
+    /// A set makes the next version, a create the first.
+    fn raises(op: &ZnodeOp) -> bool {
+        matches!(op, ZnodeOp::Set { .. } | ZnodeOp::Create { .. })
+    }
+    /// Only a read looks at the data; sets and deletes look at the version.
+    fn compared(_op: &ZnodeOp, ret: Option<&ZnodeRet>, out: &mut Vec<Val>) {
+        if let Some(ZnodeRet::Read(Some((data, _)))) = ret {
+            out.push(*data);
+        }
+    }
+    fn erase(op: &ZnodeOp, unseen: &dyn Fn(Val) -> bool) -> Option<ZnodeOp> {
+        match op {
+            ZnodeOp::Set { data, expected } if *data != Val::UNSEEN && unseen(*data) => {
+                Some(ZnodeOp::Set {
+                    data: Val::UNSEEN,
+                    expected: *expected,
+                })
+            }
+            ZnodeOp::Create { data } if *data != Val::UNSEEN && unseen(*data) => {
+                Some(ZnodeOp::Create { data: Val::UNSEEN })
+            }
+            _ => None,
         }
     }
 }
@@ -560,6 +768,11 @@ impl SequentialSpec for Mutex {
     }
 }
 
+/// No claims: the search tries every `info` operation.
+impl Footprint for Mutex {
+    type Tag = ();
+}
+
 pub struct MutexModel;
 
 impl Model for MutexModel {
@@ -645,6 +858,11 @@ fn kv_text(v: &Value) -> String {
         Value::String(s) => s.clone(),
         other => other.to_string(),
     }
+}
+
+/// No claims: the search tries every `info` operation.
+impl Footprint for Kv {
+    type Tag = ();
 }
 
 pub struct KvModel {
@@ -748,6 +966,11 @@ impl SequentialSpec for MultiRegister {
         }
         ret
     }
+}
+
+/// No claims: the search tries every `info` operation.
+impl Footprint for MultiRegister {
+    type Tag = ();
 }
 
 pub struct MultiRegisterModel {

@@ -207,6 +207,31 @@ fn generated_histories_are_valid_unless_a_violation_is_planted() {
     }
 }
 
+/// A stale read on a hot znode key, among 20 processes and 5% `info` operations (issue 16: the
+/// search used to try every pending `info` set at every node and ran out of time): invalid,
+/// shrunk to the read and the write it missed.
+#[test]
+fn a_stale_read_on_a_hot_key_with_many_info_operations_is_found() {
+    let cfg = GenConfig {
+        ops: 20_000,
+        keys: 2,
+        processes: 20,
+        info_share: 0.05,
+        violation: true,
+        seed: 1,
+        model: ModelKind::Znode,
+    };
+    let mut o = opts(Some(ModelKind::Znode));
+    // Generous: the point is an answer, not a time.
+    o.time_limit = Some(Duration::from_secs(300));
+    let v = check_history(&generate(&cfg), None, &o).unwrap();
+    let lines: Vec<String> = v.checkers.iter().map(|c| c.line()).collect();
+    assert_eq!(v.verdict, Verdict::Invalid, "{lines:?}");
+    let cx = v.counterexample().unwrap();
+    assert!(cx.ops.len() <= 3, "{}", cx.timeline());
+    assert!(cx.ops.iter().any(|o| o.f != "read"), "{}", cx.timeline());
+}
+
 #[test]
 fn exceeding_the_budget_is_unknown_never_valid() {
     let cfg = GenConfig {

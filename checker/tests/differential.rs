@@ -5,7 +5,7 @@ use std::fmt::Debug;
 use std::hash::Hash;
 
 use checker::linear::{self, Budget, Outcome, SearchOp};
-use checker::model::{CasOp, CasRegister, Mutex, MutexOp, Val, Znode, ZnodeOp};
+use checker::model::{CasOp, CasRegister, Footprint, Mutex, MutexOp, Val, Znode, ZnodeOp};
 use proptest::prelude::*;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -136,9 +136,13 @@ where
 
 fn ours<S>(init: &S, sims: &[Sim<S::Op, S::Ret>]) -> bool
 where
-    S: SequentialSpec<Op: Clone + Eq + Hash, Ret: Clone + Eq + Hash> + Clone + Eq + Hash,
+    S: SequentialSpec<Op: Clone + Eq + Hash, Ret: Clone + Eq + Hash>
+        + Footprint
+        + Clone
+        + Eq
+        + Hash,
 {
-    let ops: Vec<SearchOp<S>> = sims
+    let mut ops: Vec<SearchOp<S>> = sims
         .iter()
         .map(|s| SearchOp {
             op: s.op.clone(),
@@ -147,6 +151,8 @@ where
             ret_at: s.ret_at,
         })
         .collect();
+    // As `linear::prepare` does; the reference sees the values as they were.
+    linear::erase_unseen(&mut ops);
     let all: Vec<usize> = (0..ops.len()).collect();
     let verdict = |o: Outcome| match o {
         Outcome::Linearizable => true,
@@ -191,6 +197,7 @@ where
 fn agree<S, F>(seed: u64, shape: Shape, init: S, gen_op: F) -> Result<bool, TestCaseError>
 where
     S: SequentialSpec<Op: Clone + Debug + Eq + Hash, Ret: Clone + Debug + Eq + Hash>
+        + Footprint
         + Clone
         + Eq
         + Hash,
@@ -212,8 +219,18 @@ where
     Ok(a)
 }
 
+/// The `k`-th value of a small history: nil, then values past [`Val::UNSEEN`], which no history
+/// value interns to.
+fn val(k: u32) -> Val {
+    if k == 0 {
+        Val::NIL
+    } else {
+        Val(Val::UNSEEN.0 + k)
+    }
+}
+
 fn cas_op(rng: &mut ChaCha8Rng) -> CasOp {
-    let v = |rng: &mut ChaCha8Rng| Val(rng.random_range(0..3));
+    let v = |rng: &mut ChaCha8Rng| val(rng.random_range(0..3));
     match rng.random_range(0..3) {
         0 => CasOp::Read,
         1 => CasOp::Write(v(rng)),
@@ -224,7 +241,7 @@ fn cas_op(rng: &mut ChaCha8Rng) -> CasOp {
 /// As [`cas_op`] with more values, so that fewer wrong returns happen to be explained by
 /// some pending `info` operation.
 fn cas_op_wide(rng: &mut ChaCha8Rng) -> CasOp {
-    let v = |rng: &mut ChaCha8Rng| Val(rng.random_range(0..8));
+    let v = |rng: &mut ChaCha8Rng| val(rng.random_range(0..8));
     match rng.random_range(0..3) {
         0 => CasOp::Read,
         1 => CasOp::Write(v(rng)),
@@ -243,11 +260,37 @@ fn znode_op(rng: &mut ChaCha8Rng) -> ZnodeOp {
     match rng.random_range(0..5) {
         0 | 1 => ZnodeOp::Read,
         2 => ZnodeOp::Set {
-            data: Val(rng.random_range(1..3)),
+            data: val(rng.random_range(1..3)),
             expected: version(rng),
         },
         3 => ZnodeOp::Create {
-            data: Val(rng.random_range(1..3)),
+            data: val(rng.random_range(1..3)),
+        },
+        _ => ZnodeOp::Delete {
+            expected: version(rng),
+        },
+    }
+}
+
+/// As [`znode_op`] with more data values, most of them never read back, and conditional sets
+/// on the versions most likely to be current: `info` sets of unread data are what
+/// `linear::erase_unseen` merges, and the versions are what the no-overshoot rule bounds.
+fn znode_op_wide(rng: &mut ChaCha8Rng) -> ZnodeOp {
+    let version = |rng: &mut ChaCha8Rng| {
+        if rng.random_bool(0.4) {
+            None
+        } else {
+            Some(rng.random_range(0..4))
+        }
+    };
+    match rng.random_range(0..8) {
+        0..=2 => ZnodeOp::Read,
+        3..=5 => ZnodeOp::Set {
+            data: val(rng.random_range(1..9)),
+            expected: version(rng),
+        },
+        6 => ZnodeOp::Create {
+            data: val(rng.random_range(1..9)),
         },
         _ => ZnodeOp::Delete {
             expected: version(rng),
@@ -325,30 +368,88 @@ proptest! {
     }
 }
 
+/// Many clients at once, and a third or more of the operations ending `info`: the shape of the
+/// hot-key benchmarks, as large as stateright's search still answers quickly.
+fn many(threads: usize, max_ops: usize, lie: f64, info: f64) -> Shape {
+    Shape {
+        threads,
+        max_ops,
+        lie,
+        info,
+        respawn: true,
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 100, ..ProptestConfig::default() })]
+
+    #[test]
+    fn cas_register_many_processes_agrees(
+        seed in any::<u64>(), threads in 8usize..13, ops in 9usize..12,
+        lie in 0.0f64..0.9, info in 0.2f64..0.5,
+    ) {
+        agree(seed, many(threads, ops, lie, info), CasRegister(Val(0)), cas_op_wide)?;
+    }
+
+    #[test]
+    fn znode_many_processes_agrees(
+        seed in any::<u64>(), threads in 8usize..13, ops in 9usize..12,
+        lie in 0.0f64..0.9, info in 0.2f64..0.5,
+    ) {
+        agree(seed, many(threads, ops, lie, info), Znode(None), znode_op_wide)?;
+    }
+}
+
+/// Counts the verdicts of our search on 300 histories of one shape.
+fn verdicts<S>(
+    init: &S,
+    shape: Shape,
+    gen_op: fn(&mut ChaCha8Rng) -> S::Op,
+) -> (usize, usize, usize, usize)
+where
+    S: SequentialSpec<Op: Clone + Eq + Hash, Ret: Clone + Eq + Hash>
+        + Footprint
+        + Clone
+        + Eq
+        + Hash,
+{
+    let (mut valid, mut invalid, mut ops, mut info) = (0, 0, 0, 0);
+    for seed in 0..300 {
+        let sims = simulate(seed, shape, init, gen_op);
+        ops += sims.len();
+        info += sims.iter().filter(|s| s.ret.is_none()).count();
+        if ours(init, &sims) {
+            valid += 1;
+        } else {
+            invalid += 1;
+        }
+    }
+    (valid, invalid, ops, info)
+}
+
 /// Both verdicts occur, with `info` operations: the comparisons above are not vacuous.
 #[test]
 fn random_histories_cover_both_verdicts() {
-    type Gen = fn(&mut ChaCha8Rng) -> CasOp;
-    for (name, shape, gen_op, min_info) in [
-        ("small", small(3, 7, 0.3), cas_op as Gen, 100),
+    let cas = CasRegister(Val(0));
+    for (name, counts, min_info) in [
+        ("small", verdicts(&cas, small(3, 7, 0.3), cas_op), 100),
         (
             "crowded",
-            crowded(7, 12, 0.6, 0.2),
-            cas_op_wide as Gen,
+            verdicts(&cas, crowded(7, 12, 0.6, 0.2), cas_op_wide),
             1000,
         ),
+        (
+            "many cas-register",
+            verdicts(&cas, many(10, 11, 0.9, 0.2), cas_op_wide),
+            900,
+        ),
+        (
+            "many znode",
+            verdicts(&Znode(None), many(10, 11, 0.9, 0.2), znode_op_wide),
+            900,
+        ),
     ] {
-        let (mut valid, mut invalid, mut ops, mut info) = (0, 0, 0, 0);
-        for seed in 0..300 {
-            let sims = simulate(seed, shape, &CasRegister(Val(0)), gen_op);
-            ops += sims.len();
-            info += sims.iter().filter(|s| s.ret.is_none()).count();
-            if ours(&CasRegister(Val(0)), &sims) {
-                valid += 1;
-            } else {
-                invalid += 1;
-            }
-        }
+        let (valid, invalid, ops, info) = counts;
         assert!(
             valid > 30 && invalid > 30,
             "{name}: valid {valid}, invalid {invalid}"
@@ -358,4 +459,94 @@ fn random_histories_cover_both_verdicts() {
             "{name}: {ops} ops, {info} info"
         );
     }
+}
+
+/// An operation of a hand-written history: `ret` `None` ends `info`, `ret_at` `None` never
+/// returns.
+fn sim<O, R>(
+    thread: usize,
+    op: O,
+    ret: Option<R>,
+    call: usize,
+    ret_at: Option<usize>,
+) -> Sim<O, R> {
+    Sim {
+        thread,
+        op,
+        ret,
+        call,
+        ret_at,
+    }
+}
+
+/// A read sees a value only a chain of `info` operations makes (an `info` write, then an `info`
+/// cas from it), long after both: the "must be seen" bound follows the chain; without the cas
+/// the read is not linearizable.
+#[test]
+fn an_info_chain_seen_long_after_is_still_tried() {
+    use checker::model::CasRet;
+    let (v2, v3, v4) = (val(2), val(3), val(4));
+    let mut h = vec![
+        sim(0, CasOp::Write(v2), None, 0, None),
+        sim(1, CasOp::Cas(v2, v3), None, 1, None),
+        sim(2, CasOp::Write(v4), Some(CasRet::Write), 2, Some(3)),
+    ];
+    for k in 0..6 {
+        h.push(sim(
+            3,
+            CasOp::Read,
+            Some(CasRet::Read(v4)),
+            4 + 2 * k,
+            Some(5 + 2 * k),
+        ));
+    }
+    h.push(sim(3, CasOp::Read, Some(CasRet::Read(v3)), 20, Some(21)));
+    let init = CasRegister(Val::NIL);
+    assert!(ours(&init, &h) && theirs(&init, &h));
+    h.remove(1);
+    assert!(!ours(&init, &h) && !theirs(&init, &h));
+}
+
+/// Two `info` sets of data nobody reads become one operation twice (`erase_unseen`), and both
+/// are still needed to reach the version a later cas expects; with one of them, it is not.
+#[test]
+fn erased_info_sets_still_count_one_version_each() {
+    use checker::model::ZnodeRet;
+    let (x, y, z) = (val(2), val(3), val(4));
+    let set = |data| ZnodeOp::Set {
+        data,
+        expected: None,
+    };
+    let mut h = vec![
+        sim(
+            0,
+            ZnodeOp::Create { data: x },
+            Some(ZnodeRet::Created),
+            0,
+            Some(1),
+        ),
+        sim(1, set(x), None, 2, None),
+        sim(2, set(y), None, 3, None),
+        sim(
+            3,
+            ZnodeOp::Set {
+                data: z,
+                expected: Some(2),
+            },
+            Some(ZnodeRet::Set(Some(3))),
+            4,
+            Some(5),
+        ),
+        sim(
+            3,
+            ZnodeOp::Read,
+            Some(ZnodeRet::Read(Some((z, 3)))),
+            6,
+            Some(7),
+        ),
+    ];
+    let init = Znode(None);
+    assert!(ours(&init, &h) && theirs(&init, &h));
+    h.remove(2);
+    assert!(!ours(&init, &h) && !theirs(&init, &h));
 }
