@@ -7,7 +7,7 @@
 //! - [`recipes`]: leader election and a lock, the ZooKeeper recipes.
 //!
 //! Errors are split into definite (the operation did not happen) and indeterminate (it may
-//! have); see [`Error::is_indeterminate`]. The wire types come from `keeper::api` and are
+//! have); see [`Error::is_indeterminate`]. The wire types come from `keeper-wire` and are
 //! re-exported as [`api`]. The client deliberately has no connection-string parsing, chroot,
 //! ACLs or automatic watch re-registration.
 
@@ -17,7 +17,7 @@ pub mod recipes;
 pub mod session;
 
 pub use error::{Error, Result};
-pub use keeper::api;
+pub use keeper_wire as api;
 pub use node::{EventStream, NodeClient, StreamEvent};
 pub use recipes::{LeaderElection, Lock};
 pub use session::{ClientConfig, Event, Session, SessionState};

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use eventsource_stream::{EventStreamError, Eventsource};
 use futures::{Stream, StreamExt};
-use keeper::api::{
+use keeper_wire::{
     ChildrenReply, CreateReply, CreateRequest, CreateSessionRequest, DataReply, DeleteRequest,
     DigestReply, ExistsReply, HeartbeatRequest, KeeperError, MultiReply, MultiRequest, ReadRequest,
     SessionEvent, SessionId, SessionReply, SetDataRequest, StatReply, Status, SyncRequest,

@@ -151,7 +151,7 @@ pub async fn run_test(
         notes.push("the run was interrupted (Ctrl-C) before its end".into());
     }
     if req.config.workload == "register"
-        && req.config.read_consistency != keeper::api::Consistency::Linearizable
+        && req.config.read_consistency != keeper_wire::Consistency::Linearizable
     {
         notes.push(format!(
             "reads were {}: keeper (like ZooKeeper) does not promise that such reads are linearizable, so a stale read is reported as a violation of a guarantee that was not asked for",

@@ -5,7 +5,7 @@
 use crate::recorder::RunClock;
 use crate::store::{JsonlWriter, SYNC_INTERVAL_MS};
 pub use crate::workload::Node;
-use keeper::api::{Role, Status};
+use keeper_wire::{Role, Status};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::sync::{Arc, Mutex};

@@ -20,7 +20,7 @@ use checker::reader::StatusSample;
 use checker::{CheckOptions, RunVerdict};
 use keeper::api::{Consistency, ErrorCode, KeeperError, Op, Role, SessionId, Zxid};
 use keeper::core::{
-    Bug, ClientRequest, Config, Core, Input, Output, PeerMsg, Persist, Read, Recovered, Response,
+    ClientRequest, Config, Core, Input, Output, PeerMsg, Persist, Read, Recovered, Response,
 };
 use keeper::tree::Snapshot;
 use keeper::txn::Txn;
@@ -28,6 +28,10 @@ use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 use serde_json::{Value, json};
+
+/// keeper's injectable bugs, re-exported so that `schism sim --server-bug` names them without
+/// depending on the server crate itself.
+pub use keeper::core::Bug;
 
 /// Whether this build can inject server bugs (keeper's `bugs` feature, through ours).
 pub const BUGS_ENABLED: bool = cfg!(feature = "bugs");
