@@ -5,6 +5,8 @@
 //! - [`Session`]: a session over an ensemble, as a ZooKeeper client keeps it: heartbeats,
 //!   failover, the largest zxid seen sent with every request, watch events on a channel.
 //! - [`recipes`]: leader election and a lock, the ZooKeeper recipes.
+//! - [`status`]: the one reader of a node's `GET /status` and `GET /v1/digest`, with their
+//!   deadlines, for the cluster backends, nemesis and the harness.
 //!
 //! Errors are split into definite (the operation did not happen) and indeterminate (it may
 //! have); see [`Error::is_indeterminate`]. The wire types come from `keeper-wire` and are
@@ -15,6 +17,7 @@ pub mod error;
 pub mod node;
 pub mod recipes;
 pub mod session;
+pub mod status;
 
 pub use error::{Error, Result};
 pub use keeper_wire as api;
