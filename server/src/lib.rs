@@ -10,6 +10,7 @@
 /// The wire types live in their own crate so that clients and the harness need not depend on
 /// the server; `keeper::api` (and `crate::api` inside) stay the paths the server uses.
 pub use keeper_wire as api;
+pub mod bugs;
 pub mod core;
 pub mod path;
 pub mod shell;

@@ -31,7 +31,7 @@ use serde_json::{Value, json};
 
 /// keeper's injectable bugs, re-exported so that `schism sim --server-bug` names them without
 /// depending on the server crate itself.
-pub use keeper::core::Bug;
+pub use keeper::bugs::Bug;
 
 /// Whether this build can inject server bugs (keeper's `bugs` feature, through ours).
 pub const BUGS_ENABLED: bool = cfg!(feature = "bugs");
@@ -370,14 +370,12 @@ impl Sim {
         let Some(core) = node.core.as_mut() else {
             return;
         };
-        let outputs = core.step(now, input);
+        let ready = core.step(now, input);
         // The durability rule: persist everything, then let messages and replies out.
-        for o in &outputs {
-            if let Output::Persist(p) = o {
-                node.disk.persist(p);
-            }
+        for p in &ready.persist {
+            node.disk.persist(p);
         }
-        for o in outputs {
+        for o in ready.after_persist {
             match o {
                 Output::Send { to, msg } => self.send(id, to, msg),
                 Output::Reply {
