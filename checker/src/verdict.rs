@@ -114,9 +114,9 @@ impl OpView {
     }
 
     /// The epoch of the zxid the server replied with: the leader's term it was served in
-    /// (`zxid >> 32`).
+    /// (keeper-wire's `epoch_of`: `zxid >> 32`).
     pub fn epoch(&self) -> Option<u64> {
-        self.zxid.map(|z| z >> 32)
+        self.zxid.map(|z| u64::from(keeper_wire::epoch_of(z)))
     }
 
     /// `n3 · epoch 1 · zxid 0x100000007`: where the operation was served and which state it

@@ -1,7 +1,7 @@
 //! The client's error type: definite failures (the operation did not take effect) kept apart
 //! from indeterminate ones (it may have), because a tester's verdict depends on the difference.
 
-use keeper::api::{ErrorCode, KeeperError};
+use keeper_wire::{ErrorCode, KeeperError};
 
 /// Everything a keeper client call can fail with.
 ///

@@ -5,9 +5,11 @@
 //! - [`Session`]: a session over an ensemble, as a ZooKeeper client keeps it: heartbeats,
 //!   failover, the largest zxid seen sent with every request, watch events on a channel.
 //! - [`recipes`]: leader election and a lock, the ZooKeeper recipes.
+//! - [`status`]: the one reader of a node's `GET /status` and `GET /v1/digest`, with their
+//!   deadlines, for the cluster backends, nemesis and the harness.
 //!
 //! Errors are split into definite (the operation did not happen) and indeterminate (it may
-//! have); see [`Error::is_indeterminate`]. The wire types come from `keeper::api` and are
+//! have); see [`Error::is_indeterminate`]. The wire types come from `keeper-wire` and are
 //! re-exported as [`api`]. The client deliberately has no connection-string parsing, chroot,
 //! ACLs or automatic watch re-registration.
 
@@ -15,9 +17,10 @@ pub mod error;
 pub mod node;
 pub mod recipes;
 pub mod session;
+pub mod status;
 
 pub use error::{Error, Result};
-pub use keeper::api;
+pub use keeper_wire as api;
 pub use node::{EventStream, NodeClient, StreamEvent};
 pub use recipes::{LeaderElection, Lock};
 pub use session::{ClientConfig, Event, Session, SessionState};

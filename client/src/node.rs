@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use eventsource_stream::{EventStreamError, Eventsource};
 use futures::{Stream, StreamExt};
-use keeper::api::{
+use keeper_wire::{
     ChildrenReply, CreateReply, CreateRequest, CreateSessionRequest, DataReply, DeleteRequest,
     DigestReply, ExistsReply, HeartbeatRequest, KeeperError, MultiReply, MultiRequest, ReadRequest,
     SessionEvent, SessionId, SessionReply, SetDataRequest, StatReply, Status, SyncRequest,
@@ -18,6 +18,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::error::{Error, Result};
+use crate::status;
 
 /// Longest a TCP connect may take. Kept short and separate from the request timeout so that an
 /// unreachable (partitioned) node fails as "never sent", a definite outcome, instead of using up
@@ -134,14 +135,14 @@ impl NodeClient {
         self.timeout
     }
 
-    /// `GET /status`.
+    /// `GET /status`, through the one reader ([`status::fetch_status`]).
     pub async fn status(&self) -> Result<Status> {
-        self.call::<(), _>(Method::GET, "/status", None).await
+        status::fetch_status(&self.http.ops, &self.url, self.timeout).await
     }
 
-    /// `GET /v1/digest`.
+    /// `GET /v1/digest`, through [`status::fetch_digest`].
     pub async fn digest(&self) -> Result<DigestReply> {
-        self.call::<(), _>(Method::GET, "/v1/digest", None).await
+        status::fetch_digest(&self.http.ops, &self.url, self.timeout).await
     }
 
     /// `POST /v1/sessions`.
@@ -232,7 +233,7 @@ impl NodeClient {
                 .ok()
                 .and_then(|b| b.ok())
                 .unwrap_or_default();
-            return Err(self.error_reply(status, &body));
+            return Err(error_reply(&self.url, status, &body));
         }
         Ok(EventStream {
             url: self.url.clone(),
@@ -246,53 +247,65 @@ impl NodeClient {
         path: &str,
         body: Option<&Req>,
     ) -> Result<Rep> {
-        let mut request = self
-            .http
-            .ops
-            .request(method, format!("{}{path}", self.url))
-            .timeout(self.timeout);
-        if let Some(body) = body {
-            request = request.json(body);
-        }
-        let response = request
-            .send()
-            .await
-            .map_err(|e| Error::from_transport(&self.url, e))?;
-        let status = response.status().as_u16();
-        let body = match response.bytes().await {
-            Ok(body) => body,
-            // The status line arrived, so the verdict is known for refusals even if the body
-            // broke: keep it (Protocol classifies 4xx and 503 as definite).
-            Err(e) if !(200..300).contains(&status) => {
-                return Err(Error::Protocol {
-                    url: self.url.clone(),
-                    status,
-                    message: format!("reply body lost: {e}"),
-                });
-            }
-            Err(e) => return Err(Error::from_transport(&self.url, e)),
-        };
-        if (200..300).contains(&status) {
-            serde_json::from_slice(&body).map_err(|e| Error::Protocol {
-                url: self.url.clone(),
-                status,
-                message: format!("undecodable reply: {e}: {}", quote(&body)),
-            })
-        } else {
-            Err(self.error_reply(status, &body))
-        }
+        request(&self.http.ops, &self.url, method, path, body, self.timeout).await
     }
+}
 
-    fn error_reply(&self, status: u16, body: &[u8]) -> Error {
-        match serde_json::from_slice::<KeeperError>(body) {
-            Ok(err) => Error::Keeper(err),
-            // axum's own rejections (bad JSON, unknown field, body too large) are plain text.
-            Err(_) => Error::Protocol {
-                url: self.url.clone(),
+/// One request to the server at `url` (normalised, no trailing slash), bounded by `timeout`,
+/// its reply decoded as `Rep` or as keeper's error body. Every call of [`NodeClient`] and the
+/// status reader ([`crate::status`]) go through here, so replies are classified one way.
+pub(crate) async fn request<Req: Serialize, Rep: DeserializeOwned>(
+    http: &reqwest::Client,
+    url: &str,
+    method: Method,
+    path: &str,
+    body: Option<&Req>,
+    timeout: Duration,
+) -> Result<Rep> {
+    let mut request = http
+        .request(method, format!("{url}{path}"))
+        .timeout(timeout);
+    if let Some(body) = body {
+        request = request.json(body);
+    }
+    let response = request
+        .send()
+        .await
+        .map_err(|e| Error::from_transport(url, e))?;
+    let status = response.status().as_u16();
+    let body = match response.bytes().await {
+        Ok(body) => body,
+        // The status line arrived, so the verdict is known for refusals even if the body
+        // broke: keep it (Protocol classifies 4xx and 503 as definite).
+        Err(e) if !(200..300).contains(&status) => {
+            return Err(Error::Protocol {
+                url: url.to_string(),
                 status,
-                message: quote(body),
-            },
+                message: format!("reply body lost: {e}"),
+            });
         }
+        Err(e) => return Err(Error::from_transport(url, e)),
+    };
+    if (200..300).contains(&status) {
+        serde_json::from_slice(&body).map_err(|e| Error::Protocol {
+            url: url.to_string(),
+            status,
+            message: format!("undecodable reply: {e}: {}", quote(&body)),
+        })
+    } else {
+        Err(error_reply(url, status, &body))
+    }
+}
+
+fn error_reply(url: &str, status: u16, body: &[u8]) -> Error {
+    match serde_json::from_slice::<KeeperError>(body) {
+        Ok(err) => Error::Keeper(err),
+        // axum's own rejections (bad JSON, unknown field, body too large) are plain text.
+        Err(_) => Error::Protocol {
+            url: url.to_string(),
+            status,
+            message: quote(body),
+        },
     }
 }
 

@@ -15,7 +15,7 @@
 
 use std::time::Duration;
 
-use keeper::api::{ANY_VERSION, CreateMode, ErrorCode, KeeperError};
+use keeper_wire::{ANY_VERSION, CreateMode, ErrorCode, KeeperError};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 

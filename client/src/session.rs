@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use keeper::api::{
+use keeper_wire::{
     Consistency, CreateMode, CreateRequest, CreateSessionRequest, DeleteRequest, ErrorCode,
     HeartbeatRequest, KeeperError, MultiRequest, Op, OpResult, ReadRequest, SessionId,
     SetDataRequest, Stat, SyncRequest, WatchEvent, Zxid,
@@ -150,14 +150,14 @@ macro_rules! reply_zxid {
     };
 }
 reply_zxid!(
-    keeper::api::CreateReply,
-    keeper::api::ZxidReply,
-    keeper::api::StatReply,
-    keeper::api::ExistsReply,
-    keeper::api::DataReply,
-    keeper::api::ChildrenReply,
-    keeper::api::MultiReply,
-    keeper::api::SessionReply
+    keeper_wire::CreateReply,
+    keeper_wire::ZxidReply,
+    keeper_wire::StatReply,
+    keeper_wire::ExistsReply,
+    keeper_wire::DataReply,
+    keeper_wire::ChildrenReply,
+    keeper_wire::MultiReply,
+    keeper_wire::SessionReply
 );
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {

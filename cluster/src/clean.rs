@@ -3,7 +3,8 @@
 //! A run is *ours* when its objects carry our names: namespaces `schism-<tag>-n<i>`, links
 //! whose alias is `schism-<tag>` (bridges and veths), host iptables rules commented
 //! `schism-<tag>`, Docker objects labelled `schism.run=<tag>`, processes whose environment has
-//! `SCHISM_RUN=<tag>`. It is *dead* when no ledger names a live owner process for its tag. Only
+//! `SCHISM_RUN=<tag>`, node images (`schism-keeperd:<hash>`) labelled `schism.run=<tag>` or
+//! listed in the run's ledger. It is *dead* when no ledger names a live owner process for its tag. Only
 //! dead runs are touched, so a concurrent run survives a `clean`. Traffic-shaping qdiscs and
 //! fault rules live inside our namespaces and containers and go with them.
 
@@ -12,7 +13,8 @@ use crate::ledger::{self, LedgerData};
 use crate::netns::{remove_host_rule, remove_link, remove_namespace};
 use crate::{RUN_ENV, RUN_LABEL, Result, RunTag};
 use bollard::query_parameters::{
-    ListContainersOptionsBuilder, ListNetworksOptionsBuilder, ListVolumesOptionsBuilder,
+    ListContainersOptionsBuilder, ListImagesOptionsBuilder, ListNetworksOptionsBuilder,
+    ListVolumesOptionsBuilder,
 };
 use serde::Serialize;
 use std::collections::{BTreeSet, HashMap};
@@ -50,6 +52,8 @@ pub struct Leftovers {
     pub containers: BTreeSet<String>,
     pub networks: BTreeSet<String>,
     pub volumes: BTreeSet<String>,
+    /// Node images a run built, as `schism-keeperd:<hash> built by schism-<tag>`.
+    pub images: BTreeSet<String>,
     pub processes: BTreeSet<u32>,
     /// lazyfs mounts, as `schism-<tag>-n? on <mount point>`.
     pub mounts: BTreeSet<String>,
@@ -63,6 +67,7 @@ impl Leftovers {
             && self.containers.is_empty()
             && self.networks.is_empty()
             && self.volumes.is_empty()
+            && self.images.is_empty()
             && self.processes.is_empty()
             && self.mounts.is_empty()
     }
@@ -193,6 +198,7 @@ struct DockerObjects {
     containers: Vec<(RunTag, String)>,
     networks: Vec<(RunTag, String)>,
     volumes: Vec<(RunTag, String)>,
+    images: Vec<(RunTag, String)>,
 }
 
 async fn docker_objects(docker: &bollard::Docker) -> Result<DockerObjects> {
@@ -243,10 +249,28 @@ async fn docker_objects(docker: &bollard::Docker) -> Result<DockerObjects> {
         .into_iter()
         .filter_map(|v| Some((label(Some(&v.labels))?, v.name)))
         .collect();
+    let images = docker
+        .list_images(Some(
+            ListImagesOptionsBuilder::default()
+                .filters(&filters)
+                .build(),
+        ))
+        .await
+        .map_err(err)?
+        .into_iter()
+        .flat_map(|i| {
+            let tag = label(Some(&i.labels));
+            i.repo_tags
+                .into_iter()
+                .filter(|name| name.starts_with(&format!("{}:", crate::docker::IMAGE_REPO)))
+                .filter_map(move |name| Some((tag.clone()?, name)))
+        })
+        .collect();
     Ok(DockerObjects {
         containers,
         networks,
         volumes,
+        images,
     })
 }
 
@@ -289,12 +313,19 @@ pub async fn list_leftovers() -> Leftovers {
         found
             .volumes
             .extend(objects.volumes.into_iter().map(|(_, n)| n));
+        found.images.extend(
+            objects
+                .images
+                .into_iter()
+                .map(|(tag, n)| format!("{n} built by {}", tag.prefix())),
+        );
     }
     found
 }
 
 /// Removes what dead runs left: processes first (so nothing recreates state), then containers,
-/// namespaces, links, host rules, Docker networks and volumes, and finally their ledgers.
+/// namespaces, links, host rules, Docker networks, volumes and images, and finally their
+/// ledgers.
 pub async fn clean_leftovers(options: &CleanOptions) -> CleanReport {
     let mut report = CleanReport::default();
     let ledgers: Vec<LedgerData> = ledger::read_all();
@@ -411,6 +442,26 @@ pub async fn clean_leftovers(options: &CleanOptions) -> CleanReport {
             match crate::docker::remove_objects(docker, &[], &[], std::slice::from_ref(name)).await
             {
                 Ok(()) => report.removed.push(format!("volume {name} (run {tag})")),
+                Err(e) => report.errors.push(e.to_string()),
+            }
+        }
+        // Images after the containers: the label names the run that built one, the ledger
+        // covers a run killed between its ledger entry and the end of its build.
+        let mut images: BTreeSet<(String, String)> = objs
+            .images
+            .iter()
+            .filter(|(t, _)| dead(t))
+            .map(|(t, n)| (t.0.clone(), n.clone()))
+            .collect();
+        for l in ledgers.iter().filter(|l| !live.contains(&l.tag)) {
+            images.extend(l.images.iter().map(|n| (l.tag.clone(), n.clone())));
+        }
+        for (tag, name) in images {
+            match crate::docker::remove_images(docker, std::slice::from_ref(&name)).await {
+                Ok(removed) if !removed.is_empty() => {
+                    report.removed.push(format!("image {name} (run {tag})"))
+                }
+                Ok(_) => {}
                 Err(e) => report.errors.push(e.to_string()),
             }
         }

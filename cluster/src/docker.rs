@@ -18,8 +18,8 @@ use bollard::models::{
 };
 use bollard::query_parameters::{
     BuildImageOptionsBuilder, CreateContainerOptionsBuilder, KillContainerOptionsBuilder,
-    LogsOptionsBuilder, RemoveContainerOptionsBuilder, RemoveVolumeOptionsBuilder,
-    StopContainerOptionsBuilder,
+    LogsOptionsBuilder, RemoveContainerOptionsBuilder, RemoveImageOptionsBuilder,
+    RemoveVolumeOptionsBuilder, StopContainerOptionsBuilder,
 };
 use futures::StreamExt;
 use std::collections::HashMap;
@@ -27,8 +27,10 @@ use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-/// The repository of the images this backend builds; the tag is a hash of the binary, so an
-/// unchanged binary is not rebuilt. Images are kept across runs (building one takes time).
+/// The repository of the images this backend builds; the tag is a hash of the binary, so runs
+/// at the same time with one binary share one image. The run that built an image records it in
+/// its ledger and labels it with its tag; its teardown (or `schism clean`, if it was killed)
+/// removes it, unless another run's containers still use it.
 pub const IMAGE_REPO: &str = "schism-keeperd";
 /// Where a node's volume is mounted in its container.
 const DATA_DIR: &str = "/data";
@@ -104,7 +106,15 @@ pub async fn build_static_keeperd(workspace: &Path) -> Result<PathBuf> {
 }
 
 /// Builds (unless it exists) the node image from a static keeperd and returns its name.
-pub async fn ensure_image(docker: &Docker, keeperd: &Path) -> Result<String> {
+/// `before_build` is called with the name just before a build starts (not when the image
+/// already exists), so the caller can record it in its ledger first; the image is labelled
+/// with `tag`.
+pub async fn ensure_image(
+    docker: &Docker,
+    keeperd: &Path,
+    tag: &RunTag,
+    before_build: impl FnOnce(&str) -> Result<()>,
+) -> Result<String> {
     let binary = std::fs::read(keeperd)
         .map_err(|e| ClusterError::io(format!("reading {}", keeperd.display()), e))?;
     if has_interpreter(&binary) {
@@ -117,10 +127,13 @@ pub async fn ensure_image(docker: &Docker, keeperd: &Path) -> Result<String> {
     if docker.inspect_image(&image).await.is_ok() {
         return Ok(image);
     }
+    before_build(&image)?;
     let context = build_context(&binary)?;
+    let labels = HashMap::from([(RUN_LABEL, tag.0.as_str())]);
     let options = BuildImageOptionsBuilder::default()
         .dockerfile("Dockerfile")
         .t(&image)
+        .labels(&labels)
         .rm(true)
         .forcerm(true)
         .build();
@@ -400,6 +413,34 @@ impl DockerCluster {
     }
 }
 
+/// Removes node images by name, after the containers that used them. Missing ones are not
+/// errors; one still used by another run's containers (the engine answers 409) stays, since
+/// that run is using it, and is not an error either.
+pub(crate) async fn remove_images(docker: &Docker, images: &[String]) -> Result<Vec<String>> {
+    let mut removed = Vec::new();
+    let mut first_error = None;
+    for image in images {
+        // Not forced: a forced removal would untag an image under a live run's containers.
+        let options = RemoveImageOptionsBuilder::default().force(false).build();
+        match docker.remove_image(image, Some(options), None).await {
+            Ok(_) => removed.push(image.clone()),
+            Err(e) if is_not_found(&e) => {}
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 409, ..
+            }) => {
+                tracing::info!("image {image} is in use by another run's containers: kept");
+            }
+            Err(e) => {
+                first_error.get_or_insert(derr(&format!("removing image {image}"), e));
+            }
+        }
+    }
+    match first_error {
+        None => Ok(removed),
+        Some(e) => Err(e),
+    }
+}
+
 /// Removes containers, networks and volumes by name; missing ones are not errors.
 pub(crate) async fn remove_objects(
     docker: &Docker,
@@ -465,7 +506,11 @@ impl Backend for DockerCluster {
 
     async fn setup(&self) -> Result<()> {
         self.ledger.update(|_| {})?;
-        let image = ensure_image(&self.docker, &self.spec.keeperd).await?;
+        let ledger = &self.ledger;
+        let image = ensure_image(&self.docker, &self.spec.keeperd, &self.tag, |image| {
+            ledger.update(|l| l.images.push(image.to_string()))
+        })
+        .await?;
         *self.image.lock().unwrap_or_else(|p| p.into_inner()) = Some(image);
         self.create_network().await?;
         for node in self.spec.node_ids() {
@@ -658,6 +703,7 @@ impl Backend for DockerCluster {
             &recorded.volumes,
         )
         .await?;
+        remove_images(&self.docker, &recorded.images).await?;
         self.ledger.remove();
         Ok(())
     }

@@ -27,6 +27,10 @@ pub struct LedgerData {
     pub containers: Vec<String>,
     pub networks: Vec<String>,
     pub volumes: Vec<String>,
+    /// Node images this run built (`schism-keeperd:<hash>`); an image it found already built
+    /// belongs to whoever built it and is not listed.
+    #[serde(default)]
+    pub images: Vec<String>,
     /// lazyfs mount points (the nodes' data directories when power-loss is on).
     #[serde(default)]
     pub mounts: Vec<PathBuf>,

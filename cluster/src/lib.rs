@@ -31,7 +31,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 pub use host::CommandRecord;
-pub use status::{NodeStatus, fetch_status};
+pub use status::{Status, fetch_status};
 
 /// A node's id, as passed to `keeperd --id`. Nodes are numbered 1..=n.
 pub type NodeId = u64;
@@ -46,13 +46,17 @@ pub const MAX_NODES: usize = 9;
 /// How long `stop` waits after SIGTERM before it sends SIGKILL.
 pub const STOP_GRACE_MS: u64 = 10_000;
 
-/// Which backend runs the nodes.
-#[derive(Serialize, Deserialize, Clone, Copy, PartialEq, Eq, Debug, Hash)]
+/// Which backend runs the nodes (also `schism --backend`, hence `ValueEnum`; the doc comments
+/// below are its help text).
+#[derive(Serialize, Deserialize, Clone, Copy, PartialEq, Eq, Debug, Hash, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
 pub enum BackendKind {
-    Local,
+    /// One network namespace per node on a bridge (needs root or CAP_NET_ADMIN).
     Netns,
+    /// One container per node on a Docker network.
     Docker,
+    /// Plain processes on 127.0.0.x: kills and pauses only.
+    Local,
 }
 
 impl BackendKind {

@@ -1,64 +1,30 @@
-//! A node's `GET /status`, read leniently (only the fields the harness and nemesis use), so
-//! this crate does not depend on the server crate.
+//! A node's `GET /status`, asked through keeper-client's one reader
+//! ([`keeper_client::status`]) and typed as keeper-wire's [`Status`]; helpers over a cluster's
+//! node addresses for nemesis and the tests.
 
 use crate::{ClusterError, NodeAddr, NodeId, Result};
-use serde::{Deserialize, Serialize};
+pub use keeper_client::status::STATUS_TIMEOUT_MS;
+pub use keeper_wire::{Role, Status};
 use std::time::Duration;
-
-/// Longest a `/status` request may take: a paused or cut-off node never answers.
-pub const STATUS_TIMEOUT_MS: u64 = 1_000;
-
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
-pub struct NodeStatus {
-    pub id: NodeId,
-    /// `looking`, `following` or `leading`.
-    pub role: String,
-    pub epoch: u64,
-    pub leader: Option<NodeId>,
-    #[serde(default)]
-    pub last_zxid: u64,
-    #[serde(default)]
-    pub committed_zxid: u64,
-    #[serde(default)]
-    pub serving: bool,
-}
-
-impl NodeStatus {
-    pub fn is_leading(&self) -> bool {
-        self.role == "leading"
-    }
-}
 
 /// A client for `/status` that ignores proxy settings (nodes are on our own networks).
 pub fn status_client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_millis(STATUS_TIMEOUT_MS))
-        .build()
-        .expect("a plain HTTP client builds")
+    keeper_client::status::http_client().expect("a plain HTTP client builds")
 }
 
-/// Asks one node for its status.
-pub async fn fetch_status(client: &reqwest::Client, node: &NodeAddr) -> Result<NodeStatus> {
-    let url = format!("{}/status", node.client_url());
-    let reply = client
-        .get(&url)
-        .send()
+/// Asks one node for its status, within [`STATUS_TIMEOUT_MS`].
+pub async fn fetch_status(client: &reqwest::Client, node: &NodeAddr) -> Result<Status> {
+    let timeout = Duration::from_millis(STATUS_TIMEOUT_MS);
+    keeper_client::status::fetch_status(client, &node.client_url(), timeout)
         .await
-        .map_err(|e| ClusterError::Invalid(format!("GET {url}: {e}")))?;
-    reply
-        .error_for_status()
-        .map_err(|e| ClusterError::Invalid(format!("GET {url}: {e}")))?
-        .json()
-        .await
-        .map_err(|e| ClusterError::Invalid(format!("GET {url}: bad status body: {e}")))
+        .map_err(|e| ClusterError::Invalid(format!("GET /status: {e}")))
 }
 
 /// Every node's status (`None` where it did not answer), asked concurrently.
 pub async fn fetch_all(
     client: &reqwest::Client,
     nodes: &[NodeAddr],
-) -> Vec<(NodeId, Option<NodeStatus>)> {
+) -> Vec<(NodeId, Option<Status>)> {
     let asks = nodes
         .iter()
         .map(|n| async move { (n.id, fetch_status(client, n).await.ok()) });
@@ -66,7 +32,7 @@ pub async fn fetch_all(
 }
 
 /// The node that leads in the highest epoch among the answers, if any.
-pub fn current_leader(statuses: &[(NodeId, Option<NodeStatus>)]) -> Option<NodeId> {
+pub fn current_leader(statuses: &[(NodeId, Option<Status>)]) -> Option<NodeId> {
     statuses
         .iter()
         .filter_map(|(id, s)| s.as_ref().map(|s| (*id, s)))

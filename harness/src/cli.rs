@@ -2,7 +2,7 @@
 //! 255 the harness itself failed (see [`crate::verdict`]).
 
 use crate::config::{
-    Backend, Consistency, NodeChoice, TestConfig, UsageError, parse_duration, parse_fault_set,
+    BackendKind, Consistency, NodeChoice, TestConfig, UsageError, parse_duration, parse_fault_set,
 };
 use crate::progress::Progress;
 use crate::runner::{self, RunOutcome, RunRequest};
@@ -55,7 +55,7 @@ pub enum Command {
 pub struct RunOptions {
     /// Where the nodes run [default: netns as root, else local].
     #[arg(long, value_enum)]
-    pub backend: Option<Backend>,
+    pub backend: Option<BackendKind>,
     /// Number of keeper nodes.
     #[arg(long, default_value_t = 5)]
     pub nodes: usize,
@@ -292,12 +292,12 @@ async fn run_command(
             let backend = args
                 .run
                 .backend
-                .unwrap_or_else(Backend::default_for_this_process);
+                .unwrap_or_else(BackendKind::default_for_host);
             let mut plans = Vec::new();
             for w in &workloads {
                 for set in args.fault_sets.split(';') {
                     let faults = parse_fault_set(set);
-                    if backend == Backend::Local
+                    if backend == BackendKind::Local
                         && faults
                             .iter()
                             .any(|f| crate::config::NETWORK_FAULTS.contains(&f.as_str()))
@@ -380,9 +380,7 @@ pub fn config_for(
         None if workload == "register" => Consistency::Linearizable,
         None => Consistency::Local,
     };
-    let backend = opts
-        .backend
-        .unwrap_or_else(Backend::default_for_this_process);
+    let backend = opts.backend.unwrap_or_else(BackendKind::default_for_host);
     let keeperd = match &opts.keeperd {
         Some(p) => runner::absolute(p)?,
         None => runner::default_keeperd(backend),

@@ -4,37 +4,10 @@ use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use keeper::api::Consistency;
+pub use keeper_wire::Consistency;
 
-/// Where the nodes run.
-#[derive(Serialize, Deserialize, Clone, Copy, PartialEq, Eq, Debug, clap::ValueEnum)]
-#[serde(rename_all = "snake_case")]
-pub enum Backend {
-    /// One network namespace per node on a bridge (needs root or CAP_NET_ADMIN).
-    Netns,
-    /// One container per node on a Docker network.
-    Docker,
-    /// Plain processes on 127.0.0.x: kills and pauses only.
-    Local,
-}
-
-impl Backend {
-    /// netns when this process may create namespaces and the tools exist, else local.
-    pub fn default_for_this_process() -> Backend {
-        match cluster::BackendKind::default_for_host() {
-            cluster::BackendKind::Netns => Backend::Netns,
-            _ => Backend::Local,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Backend::Netns => "netns",
-            Backend::Docker => "docker",
-            Backend::Local => "local",
-        }
-    }
-}
+/// Where the nodes run: the cluster crate's one enum of backends.
+pub use cluster::BackendKind;
 
 /// How a process picks the node it talks to.
 #[derive(Serialize, Deserialize, Clone, Copy, PartialEq, Eq, Debug, Default, clap::ValueEnum)]
@@ -51,7 +24,7 @@ pub enum NodeChoice {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct TestConfig {
     pub workload: String,
-    pub backend: Backend,
+    pub backend: BackendKind,
     pub nodes: usize,
     /// Fault kinds the nemesis may use (`partition`, `kill`, `pause`, ...); empty: no faults.
     pub nemesis: Vec<String>,
@@ -177,8 +150,8 @@ mod tests {
 #[error("{0}")]
 pub struct UsageError(pub String);
 
-/// Most nodes a test may have (the cluster backends' limit).
-pub const MAX_NODES: usize = 9;
+/// Most nodes a test may have: the cluster backends' limit.
+pub use cluster::MAX_NODES;
 /// Most workers a test may have.
 pub const MAX_CONCURRENCY: usize = 1000;
 /// Highest rate a test may ask for, in operations per second.
@@ -227,7 +200,7 @@ impl TestConfig {
                 ));
             }
         }
-        if self.backend == Backend::Local
+        if self.backend == BackendKind::Local
             && self
                 .nemesis
                 .iter()

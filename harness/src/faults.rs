@@ -26,7 +26,7 @@ pub fn lazyfs_for(config: &TestConfig) -> anyhow::Result<Option<std::path::PathB
     {
         return Ok(None);
     }
-    if config.backend == crate::config::Backend::Docker {
+    if config.backend == crate::config::BackendKind::Docker {
         return Err(anyhow!(UsageError(
             cluster::lazyfs::NO_POWER_LOSS_ON_DOCKER.to_string()
         )));

@@ -7,7 +7,7 @@
 //! the correct server is `valid` everywhere. The table is printed and stored in
 //! `results/gate/<time>/` (`gate.json`, `gate.md`); every run keeps its own results directory.
 
-use crate::config::{Backend, Consistency, NodeChoice, TestConfig};
+use crate::config::{BackendKind, Consistency, NodeChoice, TestConfig};
 use crate::progress::Progress;
 use crate::runner::{self, RunOutcome, RunRequest};
 use crate::store::iso_timestamp;
@@ -153,7 +153,7 @@ pub struct GateArgs {
     #[arg(long, default_value_t = 3)]
     pub nodes: usize,
     #[arg(long, value_enum)]
-    pub backend: Option<Backend>,
+    pub backend: Option<BackendKind>,
     #[arg(long)]
     pub seed: Option<u64>,
     /// The correct keeperd [default: next to schism].
@@ -279,9 +279,7 @@ fn config(
     seed: u64,
     bug: Option<&BugEntry>,
 ) -> anyhow::Result<TestConfig> {
-    let backend = args
-        .backend
-        .unwrap_or_else(Backend::default_for_this_process);
+    let backend = args.backend.unwrap_or_else(BackendKind::default_for_host);
     let keeperd = match (bug, &args.keeperd_bugs, &args.keeperd) {
         (Some(_), Some(p), _) => runner::absolute(p)?,
         (Some(_), None, _) => beside_schism("keeperd-bugs"),
@@ -608,7 +606,7 @@ pub struct TortureArgs {
     #[arg(long, default_value_t = 5)]
     pub nodes: usize,
     #[arg(long, value_enum)]
-    pub backend: Option<Backend>,
+    pub backend: Option<BackendKind>,
     #[arg(long)]
     pub seed: Option<u64>,
     #[arg(long)]

@@ -12,7 +12,7 @@
 //! Every phase is bounded (time limit, recovery timeout, per-operation timeouts) and
 //! cancellable, and the teardown runs whatever happened before it.
 
-use crate::config::{Backend, TestConfig, UsageError};
+use crate::config::{TestConfig, UsageError};
 use crate::generator::Pacer;
 use crate::progress::{ActiveFaults, Progress};
 use crate::recorder::{Recorder, RunClock};
@@ -97,7 +97,7 @@ pub async fn run_test(
     }
     // The backend's privileges and tools before anything is created: a run that cannot start
     // leaves no results directory behind (issue 11).
-    let kind = backend_kind(req.config.backend);
+    let kind = req.config.backend;
     if let Err(e) = cluster::preflight::check(kind) {
         outcome.error = Some(anyhow!(UsageError(format!(
             "cannot use the {kind} backend: {e}"
@@ -151,7 +151,7 @@ pub async fn run_test(
         notes.push("the run was interrupted (Ctrl-C) before its end".into());
     }
     if req.config.workload == "register"
-        && req.config.read_consistency != keeper::api::Consistency::Linearizable
+        && req.config.read_consistency != keeper_wire::Consistency::Linearizable
     {
         notes.push(format!(
             "reads were {}: keeper (like ZooKeeper) does not promise that such reads are linearizable, so a stale read is reported as a violation of a guarantee that was not asked for",
@@ -215,7 +215,7 @@ async fn run_cluster_phases(
     spec.bug = config.server_bug.clone();
     spec.extra_args = config.keeperd_args.clone();
     spec.lazyfs = crate::faults::lazyfs_for(config).map_err(|e| (false, e))?;
-    if config.backend == Backend::Docker && is_static_elf(&config.keeperd) != Some(true) {
+    if config.backend == BackendKind::Docker && is_static_elf(&config.keeperd) != Some(true) {
         return Err((
             false,
             anyhow!(UsageError(format!(
@@ -225,7 +225,7 @@ async fn run_cluster_phases(
             ))),
         ));
     }
-    let kind = backend_kind(config.backend);
+    let kind = config.backend;
     let cluster = Cluster::new(kind, spec).await.map_err(|e| {
         (
             false,
@@ -508,7 +508,7 @@ pub const STATIC_TARGET: &str = "x86_64-unknown-linux-gnu";
 
 /// Finds keeperd: next to this binary (the usual `target/<profile>/` layout), else on PATH.
 /// For docker, the statically linked build (`target/<triple>/release/keeperd`) if it exists.
-pub fn default_keeperd(backend: Backend) -> PathBuf {
+pub fn default_keeperd(backend: BackendKind) -> PathBuf {
     if let Ok(exe) = std::env::current_exe()
         && let Some(dir) = exe.parent()
     {
@@ -517,7 +517,7 @@ pub fn default_keeperd(backend: Backend) -> PathBuf {
             .join(STATIC_TARGET)
             .join("release")
             .join("keeperd");
-        if backend == Backend::Docker && static_build.is_file() {
+        if backend == BackendKind::Docker && static_build.is_file() {
             return static_build;
         }
         for candidate in [dir.join("keeperd"), dir.join("../keeperd")] {
@@ -592,14 +592,6 @@ pub fn replay_request(
         command_line,
         replay_of: Some(absolute(dir)?),
     })
-}
-
-fn backend_kind(backend: Backend) -> BackendKind {
-    match backend {
-        Backend::Netns => BackendKind::Netns,
-        Backend::Docker => BackendKind::Docker,
-        Backend::Local => BackendKind::Local,
-    }
 }
 
 #[cfg(test)]

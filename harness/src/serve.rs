@@ -72,7 +72,7 @@ async fn index(State(s): State<Shared>) -> Response {
         let (nemesis, backend) = r
             .config
             .as_ref()
-            .map(|c| (c.nemesis.join(","), c.backend.as_str()))
+            .map(|c| (c.nemesis.join(","), c.backend.name()))
             .unwrap_or_default();
         let base = format!("/runs/{}/{}/", escape(&r.workload), escape(&r.name));
         let _ = write!(

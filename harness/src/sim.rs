@@ -66,7 +66,7 @@ struct SeedResult {
 pub fn run(args: &SimArgs) -> i32 {
     let bug = match args.server_bug.as_deref() {
         None => None,
-        Some(name) => match keeper::core::Bug::parse(name) {
+        Some(name) => match sim::Bug::parse(name) {
             Some(b) if sim::BUGS_ENABLED => Some(b),
             Some(_) => {
                 eprintln!(
@@ -75,7 +75,7 @@ pub fn run(args: &SimArgs) -> i32 {
                 return EXIT_BAD_ARGUMENTS;
             }
             None => {
-                let names: Vec<&str> = keeper::core::Bug::ALL.iter().map(|b| b.name()).collect();
+                let names: Vec<&str> = sim::Bug::ALL.iter().map(|b| b.name()).collect();
                 eprintln!(
                     "schism sim: unknown --server-bug {name}; one of: {}",
                     names.join(", ")

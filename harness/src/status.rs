@@ -5,7 +5,8 @@
 use crate::recorder::RunClock;
 use crate::store::{JsonlWriter, SYNC_INTERVAL_MS};
 pub use crate::workload::Node;
-use keeper::api::{Role, Status};
+pub use keeper_client::status::{STATUS_SAMPLE_TIMEOUT_MS, STATUS_TIMEOUT_MS};
+use keeper_wire::{Role, Status};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -14,8 +15,6 @@ use tokio_util::sync::CancellationToken;
 
 /// Time between two samples of one node.
 pub const STATUS_INTERVAL_MS: u64 = 250;
-/// A sample's deadline: a paused node never answers, and must not delay the next sample.
-pub const STATUS_TIMEOUT_MS: u64 = 250;
 /// Pause between two polls while waiting for the cluster to serve.
 const READY_POLL_MS: u64 = 200;
 
@@ -36,32 +35,40 @@ pub struct StatusSample {
 
 /// A plain-HTTP client for status requests (no proxies: nodes are on our own networks).
 pub fn status_client() -> anyhow::Result<reqwest::Client> {
-    Ok(reqwest::Client::builder().no_proxy().build()?)
+    Ok(keeper_client::status::http_client()?)
 }
 
+/// A node's `/status`, through keeper-client's one reader.
+async fn fetch_status(
+    client: &reqwest::Client,
+    node: &Node,
+    timeout: Duration,
+) -> Result<Status, String> {
+    keeper_client::status::fetch_status(client, &node.url, timeout)
+        .await
+        .map_err(|e| format!("GET /status: {e}"))
+}
+
+/// A node's `/status` as the JSON its sample records.
 async fn fetch(
     client: &reqwest::Client,
     node: &Node,
     timeout: Duration,
 ) -> Result<serde_json::Value, String> {
-    get_json(client, &format!("{}/status", node.url), timeout).await
+    let status = fetch_status(client, node, timeout).await?;
+    serde_json::to_value(status).map_err(|e| format!("GET /status: {e}"))
 }
 
-async fn get_json(
+/// A node's `/v1/digest` as JSON, through keeper-client's one reader.
+async fn fetch_digest(
     client: &reqwest::Client,
-    url: &str,
+    node: &Node,
     timeout: Duration,
 ) -> Result<serde_json::Value, String> {
-    let reply = client
-        .get(url)
-        .timeout(timeout)
-        .send()
+    let digest = keeper_client::status::fetch_digest(client, &node.url, timeout)
         .await
-        .map_err(|e| format!("GET {url}: {e}"))?;
-    if !reply.status().is_success() {
-        return Err(format!("GET {url}: HTTP {}", reply.status()));
-    }
-    reply.json().await.map_err(|e| format!("GET {url}: {e}"))
+        .map_err(|e| format!("GET /v1/digest: {e}"))?;
+    serde_json::to_value(digest).map_err(|e| format!("GET /v1/digest: {e}"))
 }
 
 /// Samples every node until `cancel` fires. Each node has its own task, so a node that does
@@ -89,18 +96,22 @@ pub fn spawn_sampler(
                         _ = tick.tick() => {}
                     }
                     let time = clock.now_ns();
-                    let reply =
-                        fetch(&client, &node, Duration::from_millis(STATUS_TIMEOUT_MS)).await;
+                    let reply = fetch(
+                        &client,
+                        &node,
+                        Duration::from_millis(STATUS_SAMPLE_TIMEOUT_MS),
+                    )
+                    .await;
                     let sample = match reply {
                         Ok(status) => StatusSample {
                             time,
                             node: node.name.clone(),
                             status: Some(status),
                             error: None,
-                            digest: get_json(
+                            digest: fetch_digest(
                                 &client,
-                                &format!("{}/v1/digest", node.url),
-                                Duration::from_millis(STATUS_TIMEOUT_MS),
+                                &node,
+                                Duration::from_millis(STATUS_SAMPLE_TIMEOUT_MS),
                             )
                             .await
                             .ok(),
@@ -153,20 +164,18 @@ pub async fn view(client: &reqwest::Client, nodes: &[Node]) -> ClusterView {
     let asks = nodes.iter().map(|n| async move {
         (
             n.name.clone(),
-            fetch(client, n, Duration::from_millis(STATUS_TIMEOUT_MS * 4)).await,
+            fetch_status(client, n, Duration::from_millis(STATUS_TIMEOUT_MS)).await,
         )
     });
     let mut v = ClusterView::default();
     for (name, reply) in futures::future::join_all(asks).await {
-        let Ok(value) = reply else { continue };
+        let Ok(status) = reply else { continue };
         v.answered += 1;
-        if let Ok(status) = serde_json::from_value::<Status>(value) {
-            if status.serving {
-                v.serving += 1;
-            }
-            if status.role == Role::Leading {
-                v.leaders.push((name, status.epoch));
-            }
+        if status.serving {
+            v.serving += 1;
+        }
+        if status.role == Role::Leading {
+            v.leaders.push((name, status.epoch));
         }
     }
     v
@@ -203,10 +212,9 @@ pub async fn digests(
     let client = status_client()?;
     let client = &client;
     let asks = nodes.iter().map(|n| async move {
-        let url = format!("{}/v1/digest", n.url);
         (
             n.name.clone(),
-            get_json(client, &url, Duration::from_millis(STATUS_TIMEOUT_MS * 4)).await,
+            fetch_digest(client, n, Duration::from_millis(STATUS_TIMEOUT_MS)).await,
         )
     });
     Ok(futures::future::join_all(asks).await)

@@ -66,7 +66,7 @@ fn one_step(nodes: Vec<NodeId>, fault: Fault, duration_ms: u64) -> Schedule {
     }
 }
 
-async fn status_of(cluster: &Cluster, node: NodeId) -> Option<cluster::NodeStatus> {
+async fn status_of(cluster: &Cluster, node: NodeId) -> Option<cluster::Status> {
     statuses(cluster)
         .await
         .into_iter()

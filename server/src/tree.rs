@@ -13,7 +13,7 @@
 use crate::api::{
     ANY_VERSION, CreateMode, ErrorCode, EventKind, KeeperError, Op, OpResult, SessionId, Stat, Zxid,
 };
-use crate::core::Bug;
+use crate::bugs::Bug;
 use crate::path;
 use crate::txn::{Txn, TxnBody};
 use serde::{Deserialize, Serialize};

@@ -120,7 +120,7 @@ struct Ghost {
     acked: BTreeMap<Zxid, Txn>,
 }
 
-/// A node's disk: what `Output::Persist` wrote, as `keeperd`'s storage keeps it.
+/// A node's disk: what `Ready::persist` wrote, as `keeperd`'s storage keeps it.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 struct Disk {
     snapshot: Option<Snapshot>,
@@ -290,7 +290,7 @@ impl Member {
                         seq: 0,
                         committed: 0,
                     };
-                    idle.step(
+                    let _ = idle.step(
                         now,
                         Input::Peer {
                             from: *id,
@@ -317,13 +317,11 @@ impl Member {
         let mut save = false;
         // The durability rule: the whole batch is persisted before anything leaves; a
         // stateright step is atomic, so persisting first is enough.
-        for out in &outputs {
-            if let Output::Persist(p) = out {
-                next.disk.persist(p);
-                save = true;
-            }
+        for p in &outputs.persist {
+            next.disk.persist(p);
+            save = true;
         }
-        for out in outputs {
+        for out in outputs.after_persist {
             match out {
                 Output::Send { to, msg } => o.send(actor_id(to), Msg::Peer(msg)),
                 Output::Reply {

@@ -165,12 +165,11 @@ impl Sim {
         if trace && !matches!(input, Input::Tick) {
             eprintln!("{now} -> {id}: {input:?}");
         }
-        let outputs = core.step(now, input);
+        let ready = core.step(now, input);
         if trace {
-            for o in &outputs {
+            for o in &ready.after_persist {
                 match o {
                     Output::Send { to, msg } => eprintln!("{now} {id} -> {to}: {}", msg.name()),
-                    Output::Persist(_) => {}
                     o => eprintln!("{now} {id} out: {o:?}"),
                 }
             }
@@ -179,11 +178,11 @@ impl Sim {
         // then, with the proposals out and nothing of the step on disk.
         let early = |o: &Output| matches!(o, Output::Send { msg, .. } if msg.may_precede_fsync());
         if self.faults
-            && outputs.iter().any(early)
-            && outputs.iter().any(|o| matches!(o, Output::Persist(_)))
+            && ready.after_persist.iter().any(early)
+            && !ready.persist.is_empty()
             && self.rng.random_bool(CRASH_BEFORE_FSYNC_ODDS)
         {
-            for o in outputs {
+            for o in ready.after_persist {
                 if let Output::Send { to, msg } = o
                     && msg.may_precede_fsync()
                 {
@@ -193,12 +192,10 @@ impl Sim {
             return self.crash(id);
         }
         // The durability rule: persist everything, then let messages and replies out.
-        for o in &outputs {
-            if let Output::Persist(p) = o {
-                self.disks.get_mut(&id).unwrap().persist(p);
-            }
+        for p in &ready.persist {
+            self.disks.get_mut(&id).unwrap().persist(p);
         }
-        for o in outputs {
+        for o in ready.after_persist {
             match o {
                 Output::Send { to, msg } => self.send(id, to, msg),
                 Output::Reply {
@@ -697,7 +694,7 @@ fn a_follower_that_loses_its_leaders_link_answers_in_flight_writes_at_once() {
         },
     );
     assert!(
-        out.iter().any(|o| matches!(
+        out.after_persist.iter().any(|o| matches!(
             o,
             Output::Send { to, msg: PeerMsg::Forward { .. } } if *to == leader
         )),
@@ -712,7 +709,7 @@ fn a_follower_that_loses_its_leaders_link_answers_in_flight_writes_at_once() {
     assert_eq!(core.status().role, Role::Following);
 
     let out = core.step(now, Input::PeerDisconnected { peer: leader });
-    let answered = out.iter().find_map(|o| match o {
+    let answered = out.after_persist.iter().find_map(|o| match o {
         Output::Reply {
             request: 1, result, ..
         } => Some(result.clone()),

@@ -20,7 +20,7 @@ use checker::reader::StatusSample;
 use checker::{CheckOptions, RunVerdict};
 use keeper::api::{Consistency, ErrorCode, KeeperError, Op, Role, SessionId, Zxid};
 use keeper::core::{
-    Bug, ClientRequest, Config, Core, Input, Output, PeerMsg, Persist, Read, Recovered, Response,
+    ClientRequest, Config, Core, Input, Output, PeerMsg, Persist, Read, Recovered, Response,
 };
 use keeper::tree::Snapshot;
 use keeper::txn::Txn;
@@ -28,6 +28,10 @@ use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 use serde_json::{Value, json};
+
+/// keeper's injectable bugs, re-exported so that `schism sim --server-bug` names them without
+/// depending on the server crate itself.
+pub use keeper::bugs::Bug;
 
 /// Whether this build can inject server bugs (keeper's `bugs` feature, through ours).
 pub const BUGS_ENABLED: bool = cfg!(feature = "bugs");
@@ -379,19 +383,17 @@ impl Sim {
                 st.role, st.epoch, st.last_zxid, st.committed_zxid
             );
         }
-        let outputs = core.step(now, input);
+        let ready = core.step(now, input);
         if trace {
-            for o in outputs.iter().filter(|o| !matches!(o, Output::Persist(_))) {
+            for o in &ready.after_persist {
                 eprintln!("    -> {o:?}");
             }
         }
         // The durability rule: persist everything, then let messages and replies out.
-        for o in &outputs {
-            if let Output::Persist(p) = o {
-                node.disk.persist(p);
-            }
+        for p in &ready.persist {
+            node.disk.persist(p);
         }
-        for o in outputs {
+        for o in ready.after_persist {
             match o {
                 Output::Send { to, msg } => self.send(id, to, msg),
                 Output::Reply {

@@ -57,7 +57,7 @@ fn the_correct_server_is_safe() {
 #[cfg(feature = "bugs")]
 #[test]
 fn injected_bugs_are_found() {
-    use keeper::core::Bug;
+    use keeper::bugs::Bug;
     for bug in [Bug::EarlyAck, Bug::SplitBrain, Bug::SyncNoTrunc] {
         let found = (0..200u64).find(|&seed| {
             let o = run_seed(&SimConfig {

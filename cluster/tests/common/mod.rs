@@ -4,7 +4,7 @@
 
 use cluster::clean::{Leftovers, list_leftovers};
 use cluster::status::{fetch_all, status_client};
-use cluster::{Backend, BackendKind, Cluster, ClusterSpec, NodeId, NodeStatus};
+use cluster::{Backend, BackendKind, Cluster, ClusterSpec, NodeId, Status};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -104,17 +104,17 @@ pub async fn launch(kind: BackendKind, spec: ClusterSpec) -> Cluster {
     cluster
 }
 
-pub async fn statuses(cluster: &Cluster) -> Vec<(NodeId, Option<NodeStatus>)> {
+pub async fn statuses(cluster: &Cluster) -> Vec<(NodeId, Option<Status>)> {
     fetch_all(&status_client(), &cluster.addrs()).await
 }
 
 /// A leader that a majority of the whole cluster, all among `among`, follow in its epoch.
 pub fn agreed_leader(
-    statuses: &[(NodeId, Option<NodeStatus>)],
+    statuses: &[(NodeId, Option<Status>)],
     among: &[NodeId],
     cluster_size: usize,
-) -> Option<(NodeId, u64)> {
-    let answers: Vec<&NodeStatus> = statuses
+) -> Option<(NodeId, u32)> {
+    let answers: Vec<&Status> = statuses
         .iter()
         .filter(|(id, _)| among.contains(id))
         .filter_map(|(_, s)| s.as_ref())
@@ -128,7 +128,7 @@ pub fn agreed_leader(
 }
 
 /// Polls until a majority among `among` agree on a serving leader (bounded).
-pub async fn wait_for_leader(cluster: &Cluster, among: &[NodeId]) -> Option<(NodeId, u64)> {
+pub async fn wait_for_leader(cluster: &Cluster, among: &[NodeId]) -> Option<(NodeId, u32)> {
     let n = cluster.node_ids().len();
     let deadline = tokio::time::Instant::now() + Duration::from_millis(LEADER_TIMEOUT_MS);
     while tokio::time::Instant::now() < deadline {
@@ -168,6 +168,7 @@ pub async fn leftovers_of(tag: &str) -> Leftovers {
         containers: all.containers.into_iter().filter(ours).collect(),
         networks: all.networks.into_iter().filter(ours).collect(),
         volumes: all.volumes.into_iter().filter(ours).collect(),
+        images: all.images.into_iter().filter(ours).collect(),
         processes: Default::default(),
         mounts: all.mounts.into_iter().filter(ours).collect(),
     };

@@ -105,7 +105,7 @@ pub fn render(input: &ReportInput<'_>) -> String {
         let rows = [
             ("started", record.started_at.clone()),
             ("seed", c.seed.to_string()),
-            ("backend", c.backend.as_str().to_string()),
+            ("backend", c.backend.name().to_string()),
             ("nodes", c.nodes.to_string()),
             (
                 "nemesis",

@@ -4,10 +4,10 @@
 
 use crate::worker::Completion;
 use futures::FutureExt;
-use keeper::api::{
+use keeper_client::{Error, NodeClient, StreamEvent};
+use keeper_wire::{
     CreateSessionRequest, ErrorCode, HeartbeatRequest, SessionEvent, SessionId, WatchEvent, Zxid,
 };
-use keeper_client::{Error, NodeClient, StreamEvent};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
@@ -207,7 +207,7 @@ pub fn completion_of(e: &Error) -> Completion {
 mod tests {
     use super::*;
     use checker::history::EventType;
-    use keeper::api::KeeperError;
+    use keeper_wire::KeeperError;
 
     #[test]
     fn indeterminate_errors_become_info_and_expiry_reopens() {
@@ -261,7 +261,7 @@ pub async fn ensure_paths(
     op_timeout: Duration,
     budget: Duration,
 ) -> anyhow::Result<()> {
-    use keeper::api::{CreateMode, CreateRequest};
+    use keeper_wire::{CreateMode, CreateRequest};
     let deadline = tokio::time::Instant::now() + budget;
     let mut last_error = String::new();
     let mut attempt = 0usize;

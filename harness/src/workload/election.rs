@@ -9,8 +9,8 @@ use crate::generator::{Context, Generator, Op};
 use crate::worker::{Client, Completion};
 use futures::FutureExt;
 use futures::future::BoxFuture;
-use keeper::api::{ANY_VERSION, Op as TxnOp, OpResult};
 use keeper_client::{ClientConfig, LeaderElection, Session};
+use keeper_wire::{ANY_VERSION, Op as TxnOp, OpResult};
 use rand::RngExt;
 use rand_chacha::ChaCha8Rng;
 use serde_json::{Value, json};
@@ -141,7 +141,7 @@ impl ElectionClient {
                 }
             }
             Err(e) => {
-                use keeper::api::ErrorCode;
+                use keeper_wire::ErrorCode;
                 // The check failed (our election node is gone) or the session is: this process
                 // no longer leads. Other refusals (not_ready) leave it leading, and it must not
                 // claim the same token twice.

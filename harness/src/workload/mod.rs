@@ -14,7 +14,7 @@ use crate::generator::{Generator, Op};
 use crate::recorder::Recorder;
 use crate::worker::Client;
 use futures::future::BoxFuture;
-use keeper::api::Consistency;
+use keeper_wire::Consistency;
 use std::time::Duration;
 
 /// One node as the workers see it.

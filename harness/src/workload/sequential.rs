@@ -8,7 +8,7 @@ use crate::generator::{Context, Generator, Op};
 use crate::worker::{Client, Completion};
 use futures::FutureExt;
 use futures::future::BoxFuture;
-use keeper::api::{
+use keeper_wire::{
     ANY_VERSION, Consistency, CreateMode, CreateRequest, DeleteRequest, ReadRequest,
 };
 use rand::RngExt;

@@ -11,7 +11,7 @@ use crate::generator::{Context, Generator, Op};
 use crate::worker::{Client, Completion};
 use futures::FutureExt;
 use futures::future::BoxFuture;
-use keeper::api::{Consistency, CreateMode, CreateRequest, ErrorCode, ReadRequest};
+use keeper_wire::{Consistency, CreateMode, CreateRequest, ErrorCode, ReadRequest};
 use rand::RngExt;
 use rand_chacha::ChaCha8Rng;
 use serde_json::{Value, json};

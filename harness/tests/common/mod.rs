@@ -4,7 +4,7 @@
 #![allow(dead_code)]
 
 use checker::history::{Event, EventType};
-use schism::config::{Backend, Consistency, NodeChoice, TestConfig};
+use schism::config::{BackendKind, Consistency, NodeChoice, TestConfig};
 use schism::store::{HISTORY_FILE, NEMESIS_FILE, RunDir, TestRecord, Versions};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
@@ -13,7 +13,7 @@ use std::time::SystemTime;
 pub fn config(workload: &str, seed: u64) -> TestConfig {
     TestConfig {
         workload: workload.to_string(),
-        backend: Backend::Local,
+        backend: BackendKind::Local,
         nodes: 3,
         nemesis: vec!["kill".into()],
         time_limit_ms: 1_000,

@@ -6,7 +6,7 @@
 
 use clap::Parser;
 use keeper::api::NodeId;
-use keeper::core::Bug;
+use keeper::bugs::Bug;
 use keeper::shell::{self, PEER_SECRET_ENV, PeerSecret, ServerConfig};
 use serde::Deserialize;
 use std::collections::BTreeMap;

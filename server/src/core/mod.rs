@@ -5,12 +5,13 @@
 //! (`crate::shell`) feeds it [`Input`]s with the current time and carries out the [`Output`]s
 //! it returns. The same core is driven by the stateright model and the simulator in tests.
 //!
-//! **The durability rule the shell must keep:** every `Output::Persist` returned by a batch of
-//! `step` calls is durable (written and fsynced) before any `Send`, `Reply` or `Event` of that
-//! batch leaves the process. The core relies on it: a follower's ACK of a proposal, and its ACK
-//! of NEWLEADER, are only ever sent after the proposals they acknowledge are on disk. The one
-//! exception is a leader's PROPOSAL, which may leave before the fsync
-//! ([`PeerMsg::may_precede_fsync`] says why that is safe).
+//! **The durability rule the shell must keep** is in the type `step` returns, [`Ready`] (as in
+//! raft-rs): every [`Persist`] of a batch of `step` calls (`Ready::persist`) is durable
+//! (written and fsynced) before any [`Output`] of that batch (`Ready::after_persist`: sends,
+//! replies, events) leaves the process. The core relies on it: a follower's ACK of a proposal,
+//! and its ACK of NEWLEADER, are only ever sent after the proposals they acknowledge are on
+//! disk. The one exception is a leader's PROPOSAL, which may leave before the fsync
+//! ([`Ready::take_early_sends`]; [`PeerMsg::may_precede_fsync`] says why that is safe).
 
 mod election;
 mod msg;
@@ -18,6 +19,7 @@ mod node;
 mod watch;
 mod zab;
 
+pub use crate::bugs::Bug;
 pub use msg::{PeerMsg, SyncMode, Vote};
 pub use node::Core;
 
@@ -25,63 +27,12 @@ use crate::api::{
     Consistency, KeeperError, NodeId, Op, OpResult, SessionId, Stat, WatchEvent, Zxid,
 };
 use crate::txn::Txn;
-use serde::{Deserialize, Serialize};
 
 /// Time as the shell tells it: ms since the Unix epoch, never decreasing.
 pub type Millis = u64;
 
 /// Identifies a client request on the node that received it, so its reply can find it.
 pub type RequestId = u64;
-
-/// Fault injection for the harness's catch matrix (issue 6). `None` in every normal run.
-#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize, Hash)]
-#[serde(rename_all = "kebab-case")]
-pub enum Bug {
-    StaleRead,
-    EarlyAck,
-    NoFsync,
-    SplitBrain,
-    VoteIgnoresEpoch,
-    SyncNoTrunc,
-    EphemeralLeak,
-    SequenceReuse,
-    WatchDrop,
-    ElectionNeverSettles,
-}
-
-impl Bug {
-    pub const ALL: [Bug; 10] = [
-        Bug::StaleRead,
-        Bug::EarlyAck,
-        Bug::NoFsync,
-        Bug::SplitBrain,
-        Bug::VoteIgnoresEpoch,
-        Bug::SyncNoTrunc,
-        Bug::EphemeralLeak,
-        Bug::SequenceReuse,
-        Bug::WatchDrop,
-        Bug::ElectionNeverSettles,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Bug::StaleRead => "stale-read",
-            Bug::EarlyAck => "early-ack",
-            Bug::NoFsync => "no-fsync",
-            Bug::SplitBrain => "split-brain",
-            Bug::VoteIgnoresEpoch => "vote-ignores-epoch",
-            Bug::SyncNoTrunc => "sync-no-trunc",
-            Bug::EphemeralLeak => "ephemeral-leak",
-            Bug::SequenceReuse => "sequence-reuse",
-            Bug::WatchDrop => "watch-drop",
-            Bug::ElectionNeverSettles => "election-never-settles",
-        }
-    }
-
-    pub fn parse(name: &str) -> Option<Bug> {
-        Bug::ALL.into_iter().find(|b| b.name() == name)
-    }
-}
 
 /// A node's configuration. Every duration is in ticks or ms, as its name says.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -279,7 +230,7 @@ pub enum Input {
     },
 }
 
-/// What to write to disk. Applied in order; see the durability rule above.
+/// What to write to disk. Applied in order, and fsynced, before the batch's [`Output`]s leave.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Persist {
     /// Append these transactions to the log.
@@ -295,13 +246,68 @@ pub enum Persist {
     },
 }
 
+/// What one `step` (or a batch of them, see [`Ready::append`]) asks of the shell, split by
+/// when it may happen: raft-rs's `Ready`. The split *is* the durability rule: `persist` is
+/// written and fsynced first; only then may `after_persist` leave the process, in order.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+#[must_use = "a step's outputs must be persisted and carried out"]
+pub struct Ready {
+    /// Written in order and fsynced before anything in `after_persist` leaves.
+    pub persist: Vec<Persist>,
+    /// Messages, replies and events, in the core's order (a watch event before the reply that
+    /// follows it). None may leave before `persist` is durable, except the sends that
+    /// [`Ready::take_early_sends`] hands out first.
+    pub after_persist: Vec<Output>,
+}
+
+impl Ready {
+    /// Nothing to persist and nothing to do.
+    pub fn is_empty(&self) -> bool {
+        self.persist.is_empty() && self.after_persist.is_empty()
+    }
+
+    /// Adds a later step's `Ready` to this batch: one fsync covers all of its `persist`
+    /// (group commit), and its effects follow this batch's.
+    pub fn append(&mut self, later: Ready) {
+        self.persist.extend(later.persist);
+        self.after_persist.extend(later.after_persist);
+    }
+
+    /// Removes and returns the sends that may leave before the fsync: a leader's proposals to
+    /// other nodes ([`PeerMsg::may_precede_fsync`]), so that the followers' fsyncs overlap the
+    /// leader's own. A link stays FIFO: once one message to a peer must wait for the fsync, so
+    /// do all after it. `me` is the node's own id (its messages to itself wait too).
+    pub fn take_early_sends(&mut self, me: NodeId) -> Vec<(NodeId, PeerMsg)> {
+        let mut held: Vec<NodeId> = Vec::new();
+        let mut early = Vec::new();
+        let mut rest = Vec::with_capacity(self.after_persist.len());
+        for output in std::mem::take(&mut self.after_persist) {
+            match output {
+                Output::Send { to, msg }
+                    if to != me && msg.may_precede_fsync() && !held.contains(&to) =>
+                {
+                    early.push((to, msg));
+                }
+                Output::Send { to, msg } => {
+                    held.push(to);
+                    rest.push(Output::Send { to, msg });
+                }
+                other => rest.push(other),
+            }
+        }
+        self.after_persist = rest;
+        early
+    }
+}
+
+/// An effect of a step that may leave the process only after the step's [`Persist`]s are
+/// durable (see [`Ready`]).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Output {
     Send {
         to: NodeId,
         msg: PeerMsg,
     },
-    Persist(Persist),
     Reply {
         request: RequestId,
         /// The node's applied zxid when it answered.

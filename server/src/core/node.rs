@@ -73,7 +73,8 @@ pub struct Core {
     /// Sessions touched by this node's clients since the last PONG (a follower relays them).
     pub(super) touched: BTreeSet<SessionId>,
     pub(super) now: Millis,
-    pub(super) out: Vec<Output>,
+    /// What the current step asks of the shell; handed out (and emptied) at the end of `step`.
+    pub(super) out: Ready,
     /// Counts watch events, for the `watch-drop` fault.
     pub(super) events_fired: u64,
     /// Counts attempts to follow, so that two attempts never share an id.
@@ -121,7 +122,7 @@ impl Core {
             pending: BTreeMap::new(),
             touched: BTreeSet::new(),
             now,
-            out: Vec::new(),
+            out: Ready::default(),
             events_fired: 0,
             follow_attempts: 0,
         };
@@ -132,7 +133,7 @@ impl Core {
     }
 
     /// Feeds one input; returns what to do. See the module docs for the durability rule.
-    pub fn step(&mut self, now: Millis, input: Input) -> Vec<Output> {
+    pub fn step(&mut self, now: Millis, input: Input) -> Ready {
         self.now = self.now.max(now);
         match input {
             Input::Tick => self.tick(),
@@ -144,6 +145,18 @@ impl Core {
             }
             Input::PeerDisconnected { peer } => self.on_peer_disconnected(peer),
         }
+        // The commit invariant. An injected fault may break it on purpose: the harness must
+        // see that through its checkers, not through a panic here.
+        debug_assert!(
+            self.cfg.bug.is_some()
+                || (self.tree.last_applied() <= self.committed
+                    && self.committed <= self.last_zxid()),
+            "commit invariant broken on node {}: applied {:#x}, committed {:#x}, last {:#x}",
+            self.cfg.id,
+            self.tree.last_applied(),
+            self.committed,
+            self.last_zxid()
+        );
         std::mem::take(&mut self.out)
     }
 
@@ -300,11 +313,11 @@ impl Core {
 
     pub(super) fn send(&mut self, to: NodeId, msg: PeerMsg) {
         debug_assert_ne!(to, self.cfg.id);
-        self.out.push(Output::Send { to, msg });
+        self.out.after_persist.push(Output::Send { to, msg });
     }
 
     pub(super) fn persist(&mut self, p: Persist) {
-        self.out.push(Output::Persist(p));
+        self.out.persist.push(p);
     }
 
     pub(super) fn persist_epochs(&mut self) {
@@ -412,7 +425,7 @@ impl Core {
                     self.watches.remove_session(*session);
                     self.touched.remove(session);
                     self.on_session_closed(*session);
-                    self.out.push(Output::SessionEnded {
+                    self.out.after_persist.push(Output::SessionEnded {
                         session: *session,
                         expired: *expired,
                         zxid,
@@ -439,7 +452,7 @@ impl Core {
                 Outcome::DataSet { stat } => Response::Stat { stat },
                 Outcome::Multi { results } => Response::Multi { results },
             });
-            self.out.push(Output::Reply {
+            self.out.after_persist.push(Output::Reply {
                 request: origin.request,
                 zxid,
                 result,
@@ -454,7 +467,7 @@ impl Core {
             if self.cfg.has_bug(Bug::WatchDrop) && self.events_fired.is_multiple_of(3) {
                 continue;
             }
-            self.out.push(Output::Event {
+            self.out.after_persist.push(Output::Event {
                 session,
                 event: WatchEvent {
                     kind,
@@ -467,7 +480,7 @@ impl Core {
 
     pub(super) fn reply_ok(&mut self, request: RequestId, response: Response) {
         self.pending.remove(&request);
-        self.out.push(Output::Reply {
+        self.out.after_persist.push(Output::Reply {
             request,
             zxid: self.tree.last_applied(),
             result: Ok(response),
@@ -480,7 +493,7 @@ impl Core {
 
     fn reply_error(&mut self, request: RequestId, error: KeeperError) {
         self.pending.remove(&request);
-        self.out.push(Output::Reply {
+        self.out.after_persist.push(Output::Reply {
             request,
             zxid: self.tree.last_applied(),
             result: Err(error),
@@ -642,7 +655,7 @@ impl Core {
         }
         let zxid = self.tree.last_applied();
         for (kind, path) in missed {
-            self.out.push(Output::Event {
+            self.out.after_persist.push(Output::Event {
                 session,
                 event: WatchEvent { kind, path, zxid },
             });

@@ -16,7 +16,7 @@ use crate::api::{
     DigestReply, ErrorCode, KeeperError, NodeId, SessionId, Status, Zxid, counter_of, epoch_of,
 };
 use crate::core::{
-    ClientRequest, Config, Core, Input, Millis, Output, PeerMsg, RequestId, Response,
+    ClientRequest, Config, Core, Input, Millis, Output, PeerMsg, Ready, RequestId, Response,
 };
 use crate::storage::Storage;
 use std::collections::HashMap;
@@ -405,11 +405,11 @@ impl Driver {
     /// Steps the core with every input, makes the batch durable, then lets its effects out.
     fn batch(&mut self, inputs: Vec<DriverInput>) -> anyhow::Result<()> {
         let now = self.clock.now();
-        let mut outputs = Vec::new();
+        let mut ready = Ready::default();
         let mut deferred = Vec::new();
         for msg in std::mem::take(&mut self.loopback) {
             let from = self.id;
-            outputs.extend(self.core.step(now, Input::Peer { from, msg }));
+            ready.append(self.core.step(now, Input::Peer { from, msg }));
         }
         for input in inputs {
             match input {
@@ -425,58 +425,39 @@ impl Driver {
                     let request = self.next_request;
                     self.next_request += 1;
                     self.pending.insert(request, (session_of(&body), reply));
-                    outputs.extend(self.core.step(now, Input::Client { request, body }));
+                    ready.append(self.core.step(now, Input::Client { request, body }));
                 }
                 DriverInput::Peer { from, msg } => {
-                    outputs.extend(self.core.step(now, Input::Peer { from, msg }));
+                    ready.append(self.core.step(now, Input::Peer { from, msg }));
                 }
                 DriverInput::PeerDisconnected { peer } => {
-                    outputs.extend(self.core.step(now, Input::PeerDisconnected { peer }));
+                    ready.append(self.core.step(now, Input::PeerDisconnected { peer }));
                 }
                 DriverInput::Status(tx) => deferred.push(Deferred::Status(tx)),
                 DriverInput::Digest(tx) => deferred.push(Deferred::Digest(tx)),
             }
         }
         if now >= self.tick_due() {
-            outputs.extend(self.core.step(now, Input::Tick));
+            ready.append(self.core.step(now, Input::Tick));
             self.next_tick = now + self.tick_every_ms;
             // Handlers that gave up (client gone, outer bound hit) leave closed oneshots.
             self.pending.retain(|_, (_, tx)| !tx.is_closed());
         }
 
         // A leader's proposals leave before the fsync, so that the followers' fsyncs overlap
-        // the leader's own (see `PeerMsg::may_precede_fsync`). A link's messages stay in
-        // order: once one message to a peer waits for the fsync, so do all after it.
-        let mut held: Vec<NodeId> = Vec::new();
-        let outputs: Vec<Output> = outputs
-            .into_iter()
-            .filter_map(|output| match output {
-                Output::Send { to, msg }
-                    if to != self.id && msg.may_precede_fsync() && !held.contains(&to) =>
-                {
-                    self.transport.send(to, msg);
-                    None
-                }
-                Output::Send { to, msg } => {
-                    held.push(to);
-                    Some(Output::Send { to, msg })
-                }
-                other => Some(other),
-            })
-            .collect();
+        // the leader's own (`Ready::take_early_sends` keeps each link in order).
+        for (to, msg) in ready.take_early_sends(self.id) {
+            self.transport.send(to, msg);
+        }
 
         // The durability rule: every Persist of the batch is on disk before any of its other
         // effects leaves the process. One fsync for the whole batch is the group commit.
-        let mut persisted = false;
-        for output in &outputs {
-            if let Output::Persist(p) = output {
-                self.storage
-                    .persist(p)
-                    .map_err(|e| anyhow::anyhow!("storage failed: {e}"))?;
-                persisted = true;
-            }
+        for p in &ready.persist {
+            self.storage
+                .persist(p)
+                .map_err(|e| anyhow::anyhow!("storage failed: {e}"))?;
         }
-        if persisted {
+        if !ready.persist.is_empty() {
             self.storage
                 .sync()
                 .map_err(|e| anyhow::anyhow!("storage failed (fsync): {e}"))?;
@@ -484,9 +465,8 @@ impl Driver {
 
         // In the core's order: a watch event reaches the session's queue before the reply
         // that follows it.
-        for output in outputs {
+        for output in ready.after_persist {
             match output {
-                Output::Persist(_) => {}
                 Output::Send { to, msg } => {
                     if to == self.id {
                         self.loopback.push(msg);

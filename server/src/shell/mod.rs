@@ -33,7 +33,7 @@ pub use peer::{MAX_FRAME_BYTES, PEER_FRAME_VERSION};
 pub use peer_admission::{PEER_SECRET_ENV, PeerSecret};
 
 use crate::api::NodeId;
-use crate::core::Bug;
+use crate::bugs::Bug;
 use anyhow::Context;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

@@ -3,13 +3,13 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use keeper::api::{ANY_VERSION, CreateMode, ErrorCode};
 use keeper_client::{ClientConfig, Session};
+use keeper_wire::{ANY_VERSION, CreateMode, ErrorCode};
 
 /// Latency samples kept per worker; beyond it writes are counted but not sampled.
 const MAX_SAMPLES_PER_WORKER: usize = 2_000_000;
 /// Largest payload a bench write may carry (the server's default data limit).
-const MAX_DATA_BYTES: usize = keeper::api::DEFAULT_MAX_DATA_BYTES;
+const MAX_DATA_BYTES: usize = keeper_wire::DEFAULT_MAX_DATA_BYTES;
 const BENCH_ROOT: &str = "/keeper-bench";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]

@@ -10,11 +10,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use keeper::api::{
+use keeper_client::{ClientConfig, Error, NodeClient};
+use keeper_wire::{
     ANY_VERSION, CreateMode, CreateRequest, CreateSessionRequest, NodeId, Role, SessionId,
     SetDataRequest, Zxid,
 };
-use keeper_client::{ClientConfig, Error, NodeClient};
 use tokio::process::{Child, Command};
 
 use crate::bench::{self, BenchConfig, BenchOp, BenchSummary};

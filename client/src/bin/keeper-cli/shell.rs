@@ -1,7 +1,7 @@
 //! The interactive shell: zkCli.sh's command language over one keeper session.
 
-use keeper::api::{ANY_VERSION, CreateMode, ErrorCode, EventKind, Stat};
 use keeper_client::{Error, Event, Session};
+use keeper_wire::{ANY_VERSION, CreateMode, ErrorCode, EventKind, Stat};
 
 /// Longest command line accepted; longer lines are refused instead of buffered.
 pub const MAX_LINE_BYTES: usize = 2 * 1024 * 1024;

@@ -1,5 +1,5 @@
-//! Wire types of keeper's HTTP/JSON API (`/v1`), shared by the server, the client and the
-//! harness. `docs/API.md` documents every call with an example.
+//! The HTTP/JSON API (`/v1`): request and reply bodies, error codes, watch events.
+//! `docs/API.md` documents every call with an example.
 //!
 //! Every successful reply carries `zxid`: the last transaction the answering node had applied
 //! when it answered. Clients remember the largest they have seen and send it back as
@@ -9,27 +9,7 @@
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
-/// A transaction id: `epoch << 32 | counter`. Totally orders every change of the tree.
-pub type Zxid = u64;
-/// A session id. Sessions are created by a transaction; the id is that transaction's zxid.
-pub type SessionId = u64;
-/// A server id, as given with `keeperd --id`.
-pub type NodeId = u64;
-
-/// The zxid of `counter` in `epoch`.
-pub fn make_zxid(epoch: u32, counter: u32) -> Zxid {
-    ((epoch as u64) << 32) | counter as u64
-}
-
-/// The epoch half of a zxid.
-pub fn epoch_of(zxid: Zxid) -> u32 {
-    (zxid >> 32) as u32
-}
-
-/// The counter half of a zxid.
-pub fn counter_of(zxid: Zxid) -> u32 {
-    zxid as u32
-}
+use crate::zxid::{SessionId, Zxid};
 
 /// Largest data a znode may hold unless `keeperd --max-data-bytes` says otherwise.
 pub const DEFAULT_MAX_DATA_BYTES: usize = 1024 * 1024;
@@ -446,51 +426,4 @@ pub struct SessionEvent {
     /// `expired` or `closed`.
     pub state: String,
     pub zxid: Zxid,
-}
-
-// ---- status ---------------------------------------------------------------------------------
-
-#[derive(Serialize, Deserialize, Clone, Copy, PartialEq, Eq, Debug, Hash)]
-#[serde(rename_all = "snake_case")]
-pub enum Role {
-    Looking,
-    Following,
-    Leading,
-}
-
-/// `GET /status`: the node's own view. The harness samples it to check that there is at most
-/// one leader per epoch.
-#[derive(Serialize, Deserialize, Clone, PartialEq, Eq, Debug)]
-pub struct Status {
-    pub id: NodeId,
-    pub role: Role,
-    /// The epoch this node is in (`current_epoch`: the last epoch whose NEWLEADER it acked).
-    pub epoch: u32,
-    pub accepted_epoch: u32,
-    pub leader: Option<NodeId>,
-    /// True once the node has synced with an established leader and serves clients.
-    pub serving: bool,
-    pub last_zxid: Zxid,
-    pub committed_zxid: Zxid,
-    pub applied_zxid: Zxid,
-    /// Followers currently synced with this node (a leader's view; empty otherwise).
-    pub synced_followers: Vec<NodeId>,
-    pub voters: Vec<NodeId>,
-    pub election_round: u64,
-    pub sessions: u64,
-    pub znodes: u64,
-    /// Watches set by clients of this node.
-    #[serde(default)]
-    pub watches: u64,
-    /// Server-side fault injection in effect (`keeperd --bug`), if any.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub bug: Option<String>,
-}
-
-/// `GET /v1/digest`: a digest of the applied tree, to compare replicas.
-#[derive(Serialize, Deserialize, Clone, PartialEq, Eq, Debug)]
-pub struct DigestReply {
-    pub zxid: Zxid,
-    pub digest: u64,
-    pub znodes: u64,
 }

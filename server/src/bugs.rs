@@ -1,0 +1,56 @@
+//! Fault injection for the harness's catch matrix (issue 6): the bugs a `keeperd-bugs` build
+//! can be started with (`keeperd --bug NAME`). Their own home, because the core (`core/`) and
+//! the tree (`tree.rs`) both consult them and neither owns the other. Every check goes
+//! through `Config::has_bug`, which is always false without the `bugs` feature.
+
+use serde::{Deserialize, Serialize};
+
+/// Fault injection for the harness's catch matrix (issue 6). `None` in every normal run.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize, Hash)]
+#[serde(rename_all = "kebab-case")]
+pub enum Bug {
+    StaleRead,
+    EarlyAck,
+    NoFsync,
+    SplitBrain,
+    VoteIgnoresEpoch,
+    SyncNoTrunc,
+    EphemeralLeak,
+    SequenceReuse,
+    WatchDrop,
+    ElectionNeverSettles,
+}
+
+impl Bug {
+    pub const ALL: [Bug; 10] = [
+        Bug::StaleRead,
+        Bug::EarlyAck,
+        Bug::NoFsync,
+        Bug::SplitBrain,
+        Bug::VoteIgnoresEpoch,
+        Bug::SyncNoTrunc,
+        Bug::EphemeralLeak,
+        Bug::SequenceReuse,
+        Bug::WatchDrop,
+        Bug::ElectionNeverSettles,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Bug::StaleRead => "stale-read",
+            Bug::EarlyAck => "early-ack",
+            Bug::NoFsync => "no-fsync",
+            Bug::SplitBrain => "split-brain",
+            Bug::VoteIgnoresEpoch => "vote-ignores-epoch",
+            Bug::SyncNoTrunc => "sync-no-trunc",
+            Bug::EphemeralLeak => "ephemeral-leak",
+            Bug::SequenceReuse => "sequence-reuse",
+            Bug::WatchDrop => "watch-drop",
+            Bug::ElectionNeverSettles => "election-never-settles",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Bug> {
+        Bug::ALL.into_iter().find(|b| b.name() == name)
+    }
+}
