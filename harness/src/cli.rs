@@ -4,9 +4,10 @@
 use crate::config::{
     Backend, Consistency, NodeChoice, TestConfig, UsageError, parse_duration, parse_fault_set,
 };
+use crate::output::{outcome_to_junit, print_matrix, print_summary, write_junit};
 use crate::progress::Progress;
 use crate::runner::{self, RunOutcome, RunRequest};
-use crate::verdict::{EXIT_BAD_ARGUMENTS, EXIT_HARNESS_FAILURE, EXIT_VALID, Verdict};
+use crate::verdict::{EXIT_BAD_ARGUMENTS, EXIT_HARNESS_FAILURE, EXIT_VALID, combined_exit_code};
 use crate::workload::WORKLOADS;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::ffi::OsString;
@@ -385,7 +386,7 @@ pub fn config_for(
         .unwrap_or_else(Backend::default_for_this_process);
     let keeperd = match &opts.keeperd {
         Some(p) => runner::absolute(p)?,
-        None => runner::default_keeperd(backend),
+        None => crate::keeperd::default_keeperd(backend),
     };
     Ok(TestConfig {
         workload: workload.to_string(),
@@ -456,120 +457,6 @@ async fn run_plans(
     Ok(combined_exit_code(
         outcomes.iter().map(RunOutcome::exit_code),
     ))
-}
-
-/// Several runs' exit codes as one: a harness failure or bad argument first, then the worst
-/// verdict.
-pub fn combined_exit_code(codes: impl IntoIterator<Item = i32>) -> i32 {
-    let codes: Vec<i32> = codes.into_iter().collect();
-    if codes.is_empty() {
-        return EXIT_HARNESS_FAILURE;
-    }
-    for special in [EXIT_HARNESS_FAILURE, EXIT_BAD_ARGUMENTS] {
-        if codes.contains(&special) {
-            return special;
-        }
-    }
-    let verdicts = codes.iter().map(|c| match c {
-        0 => Verdict::Valid,
-        1 => Verdict::Invalid,
-        _ => Verdict::Unknown,
-    });
-    crate::verdict::combine(verdicts).exit_code()
-}
-
-/// One line per checker, the verdict, and where the report is.
-pub fn print_summary(outcome: &RunOutcome) {
-    if let Some(results) = &outcome.results {
-        for c in &results.checkers {
-            println!("  {:<24} {:<8} {}", c.name, c.verdict.as_str(), c.summary);
-        }
-        for n in &results.notes {
-            println!("  note: {n}");
-        }
-        if let Some(cx) = results
-            .checkers
-            .iter()
-            .find_map(|c| c.counterexample.as_ref())
-        {
-            print!("\n{}\n", cx.timeline());
-        }
-        println!("verdict: {}", results.verdict.as_str());
-    }
-    if let Some(e) = &outcome.error {
-        eprintln!("schism: {e:#}");
-    }
-    match (&outcome.report, &outcome.run_dir) {
-        (Some(report), _) => println!("report: {}", report.display()),
-        (None, Some(dir)) => println!("results: {}", dir.path.display()),
-        _ => {}
-    }
-}
-
-fn print_matrix(outcomes: &[RunOutcome]) {
-    println!(
-        "\n{:<12} {:<24} {:>12} {:<10} run",
-        "workload", "faults", "seed", "verdict"
-    );
-    for o in outcomes {
-        let record = o.run_dir.as_ref().and_then(|d| d.read_test_record().ok());
-        let (workload, faults, seed) = record
-            .map(|r| {
-                let f = if r.config.nemesis.is_empty() {
-                    "none".into()
-                } else {
-                    r.config.nemesis.join(",")
-                };
-                (r.config.workload, f, r.config.seed.to_string())
-            })
-            .unwrap_or_default();
-        let verdict = match (&o.results, &o.error) {
-            (_, Some(_)) => "failed".to_string(),
-            (Some(r), None) => r.verdict.as_str().to_string(),
-            (None, None) => "failed".to_string(),
-        };
-        let path = o
-            .run_dir
-            .as_ref()
-            .map(|d| d.path.display().to_string())
-            .unwrap_or_default();
-        println!("{workload:<12} {faults:<24} {seed:>12} {verdict:<10} {path}");
-    }
-}
-
-fn outcome_to_junit(o: &RunOutcome) -> crate::junit::JunitRun<'_> {
-    let record = o.run_dir.as_ref().and_then(|d| d.read_test_record().ok());
-    let suite = record
-        .map(|r| {
-            let faults = if r.config.nemesis.is_empty() {
-                "none".into()
-            } else {
-                r.config.nemesis.join("+")
-            };
-            format!(
-                "schism.{}.{}.seed{}",
-                r.config.workload, faults, r.config.seed
-            )
-        })
-        .unwrap_or_else(|| "schism".into());
-    crate::junit::JunitRun {
-        suite,
-        report: o.report.as_ref().map(|p| p.display().to_string()),
-        seconds: o.seconds,
-        results: o.results.as_ref(),
-        error: o.error.as_ref().map(|e| format!("{e:#}")),
-    }
-}
-
-fn write_junit(
-    path: Option<&std::path::Path>,
-    runs: &[crate::junit::JunitRun<'_>],
-) -> anyhow::Result<()> {
-    if let Some(path) = path {
-        std::fs::write(path, crate::junit::render(runs))
-            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -646,14 +533,5 @@ mod tests {
         assert_eq!(config.rate, 200.0);
         assert_eq!(config.concurrency, 10);
         assert_eq!(config.read_consistency, Consistency::Linearizable);
-    }
-
-    #[test]
-    fn combined_exit_codes() {
-        assert_eq!(combined_exit_code([0, 0]), 0);
-        assert_eq!(combined_exit_code([0, 2, 1]), 1);
-        assert_eq!(combined_exit_code([0, 2]), 2);
-        assert_eq!(combined_exit_code([1, 255]), 255);
-        assert_eq!(combined_exit_code([]), 255);
     }
 }

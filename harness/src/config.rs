@@ -172,6 +172,9 @@ mod tests {
     }
 }
 
+/// Every workload's name, in the order `test-all` runs them.
+pub const WORKLOADS: &[&str] = &["register", "sequential", "election", "session", "watch"];
+
 /// A problem with what the user asked for: exit 254, one line, no backtrace.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -188,11 +191,11 @@ impl TestConfig {
     /// Checks everything that can be checked before anything is created.
     pub fn validate(&self) -> Result<(), UsageError> {
         let bad = |m: String| Err(UsageError(m));
-        if !crate::workload::WORKLOADS.contains(&self.workload.as_str()) {
+        if !WORKLOADS.contains(&self.workload.as_str()) {
             return bad(format!(
                 "unknown workload `{}`: choose one of {}",
                 self.workload,
-                crate::workload::WORKLOADS.join(", ")
+                WORKLOADS.join(", ")
             ));
         }
         if self.nodes == 0 || self.nodes > MAX_NODES {

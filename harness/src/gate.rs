@@ -286,7 +286,7 @@ fn config(
         (Some(_), Some(p), _) => runner::absolute(p)?,
         (Some(_), None, _) => beside_schism("keeperd-bugs"),
         (None, _, Some(p)) => runner::absolute(p)?,
-        (None, _, None) => runner::default_keeperd(backend),
+        (None, _, None) => crate::keeperd::default_keeperd(backend),
     };
     if !keeperd.exists() {
         anyhow::bail!(crate::config::UsageError(format!(
@@ -671,7 +671,7 @@ pub async fn torture(
         );
         let cfg = config(&gate_args, workload, mix, seed, None)?;
         let outcome = run_one(cfg, &results, &command_line, &cancel).await;
-        crate::cli::print_summary(&outcome);
+        crate::output::print_summary(&outcome);
         let code = outcome.exit_code();
         codes.push(code);
         match &outcome.run_dir {
@@ -695,7 +695,7 @@ pub async fn torture(
     for k in &kept {
         println!("  kept {}", k.display());
     }
-    Ok(crate::cli::combined_exit_code(codes))
+    Ok(crate::verdict::combined_exit_code(codes))
 }
 
 #[cfg(test)]

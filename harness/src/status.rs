@@ -2,9 +2,9 @@
 //! `{"time": ns, "node": "n1", "status": {...}}`, or `"error": "..."` when the node did not
 //! answer. The single-leader checker reads these samples.
 
+pub use crate::client::Node;
 use crate::recorder::RunClock;
 use crate::store::{JsonlWriter, SYNC_INTERVAL_MS};
-pub use crate::workload::Node;
 use keeper::api::{Role, Status};
 use serde::{Deserialize, Serialize};
 use std::path::Path;

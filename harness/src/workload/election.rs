@@ -5,8 +5,8 @@
 
 use super::conn::{completion_of, setup_paths};
 use super::{Env, OpenContext, Workload};
+use crate::client::{Client, Completion};
 use crate::generator::{Context, Generator, Op};
-use crate::worker::{Client, Completion};
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use keeper::api::{ANY_VERSION, Op as TxnOp, OpResult};

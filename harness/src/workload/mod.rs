@@ -10,21 +10,12 @@ pub mod sequential;
 pub mod session;
 pub mod watch;
 
+pub use crate::client::{Client, Node};
 use crate::generator::{Generator, Op};
 use crate::recorder::Recorder;
-use crate::worker::Client;
 use futures::future::BoxFuture;
 use keeper::api::Consistency;
 use std::time::Duration;
-
-/// One node as the workers see it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Node {
-    /// `n1`, `n2`, ...
-    pub name: String,
-    /// Base URL of its client API, `http://IP:PORT`.
-    pub url: String,
-}
 
 /// What a workload needs to know about the run.
 #[derive(Clone, Debug)]
@@ -69,8 +60,7 @@ pub trait Workload: Send + Sync {
     fn checkers(&self) -> Vec<&'static str>;
 }
 
-/// Every workload's name, in the order `test-all` runs them.
-pub const WORKLOADS: &[&str] = &["register", "sequential", "election", "session", "watch"];
+pub use crate::config::WORKLOADS;
 
 /// The workload called `name`.
 pub fn by_name(name: &str) -> Result<Box<dyn Workload>, String> {

@@ -9,8 +9,8 @@
 
 use super::conn::{Conn, ConnEvent, Observer, completion_of, setup_paths};
 use super::{Env, OpenContext, Workload};
+use crate::client::{Client, Completion};
 use crate::generator::{Context, Generator, Op};
-use crate::worker::{Client, Completion};
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use keeper::api::{
