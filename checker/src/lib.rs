@@ -16,6 +16,7 @@ pub mod liveness;
 pub mod model;
 pub mod reader;
 pub mod run;
+pub mod run_dir;
 pub mod verdict;
 
 pub use faults::FaultPeriod;
