@@ -16,6 +16,7 @@ use crate::model::{
 use crate::reader::{self, ReadError, StatusSample};
 use crate::run_dir::{HISTORY_FILE, NEMESIS_FILE, RECOVERY_FILE, STATUS_FILE, TEST_FILE};
 use crate::verdict::{CheckerResult, RunVerdict, Verdict};
+use crate::workload::{DEFAULT_CHECKERS, WorkloadKind};
 
 /// Default time budget of a check, in seconds.
 pub const DEFAULT_TIME_LIMIT_S: u64 = 300;
@@ -65,27 +66,15 @@ pub enum CheckError {
     NotARun { dir: PathBuf, message: String },
 }
 
-/// The checkers a workload's history gets (besides single-leader, which reads `status.jsonl`).
+/// The checkers a workload's history gets (see [`WorkloadKind::checkers`]; a history whose
+/// workload is unknown gets [`DEFAULT_CHECKERS`]).
 pub fn workload_checkers(workload: &str) -> &'static [&'static str] {
-    match workload {
-        "register" => &["linearizable", "monotonic-reads", "stats"],
-        "sequential" => &["sequential", "monotonic-reads", "stats"],
-        "election" => &["election-safety", "monotonic-reads", "stats"],
-        "session" | "sessions" => &["sessions", "monotonic-reads", "stats"],
-        "watch" | "watches" => &["watches", "monotonic-reads", "stats"],
-        _ => &["linearizable", "monotonic-reads"],
-    }
+    WorkloadKind::from_name(workload).map_or(DEFAULT_CHECKERS, WorkloadKind::checkers)
 }
 
-/// Operations a workload issues only to recover, not to exercise the system: stats does not
-/// require them to have succeeded. A watch client whose event stream broke closes its session to
-/// start afresh, and after a pause or a kill that session has usually expired already (a definite
-/// `session_expired`), so such closes may all fail in a correct run.
+/// See [`WorkloadKind::recovery_ops`].
 pub fn workload_recovery_ops(workload: &str) -> &'static [&'static str] {
-    match workload {
-        "watch" | "watches" => &["close_session"],
-        _ => &[],
-    }
+    WorkloadKind::from_name(workload).map_or(&[], WorkloadKind::recovery_ops)
 }
 
 fn malformed_at(

@@ -8,7 +8,7 @@ use crate::output::{outcome_to_junit, print_matrix, print_summary, write_junit};
 use crate::progress::Progress;
 use crate::runner::{self, RunOutcome, RunRequest};
 use crate::verdict::{EXIT_BAD_ARGUMENTS, EXIT_HARNESS_FAILURE, EXIT_VALID, combined_exit_code};
-use crate::workload::WORKLOADS;
+use checker::WorkloadKind;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -126,9 +126,9 @@ impl From<ReadConsistency> for Consistency {
 
 #[derive(Args, Debug)]
 pub struct TestArgs {
-    /// The workload: register, sequential, election, session, watch.
-    #[arg(long, default_value = "register")]
-    pub workload: String,
+    /// The workload.
+    #[arg(long, value_enum, default_value_t = WorkloadKind::Register)]
+    pub workload: WorkloadKind,
     /// Faults, comma-separated: partition, kill, pause, slow, flaky, delay; or none.
     #[arg(long, default_value = "partition,kill,pause")]
     pub nemesis: String,
@@ -272,23 +272,24 @@ async fn run_command(
     match command {
         Command::Test(args) => {
             let nemesis = parse_fault_set(&args.nemesis);
-            let plans = vec![(args.workload.clone(), nemesis)];
+            let plans = vec![(args.workload, nemesis)];
             run_plans(plans, &args.run, command_line, cancel).await
         }
         Command::TestAll(args) => {
-            let workloads: Vec<String> = args
+            let mut workloads = Vec::new();
+            for w in args
                 .workloads
                 .split(',')
-                .map(|s| s.trim().to_string())
+                .map(str::trim)
                 .filter(|s| !s.is_empty())
-                .collect();
-            for w in &workloads {
-                if !WORKLOADS.contains(&w.as_str()) {
+            {
+                let Some(kind) = WorkloadKind::from_name(w) else {
                     anyhow::bail!(UsageError(format!(
                         "unknown workload `{w}`: choose from {}",
-                        WORKLOADS.join(", ")
+                        WorkloadKind::names()
                     )));
-                }
+                };
+                workloads.push(kind);
             }
             let backend = args
                 .run
@@ -308,7 +309,7 @@ async fn run_command(
                         );
                         continue;
                     }
-                    plans.push((w.clone(), faults));
+                    plans.push((*w, faults));
                 }
             }
             run_plans(plans, &args.run, command_line, cancel).await
@@ -370,15 +371,15 @@ async fn run_command(
 
 /// The configuration for one workload and fault set from the common options.
 pub fn config_for(
-    workload: &str,
+    workload: WorkloadKind,
     nemesis: Vec<String>,
     opts: &RunOptions,
     seed: u64,
 ) -> anyhow::Result<TestConfig> {
     let read_consistency = match opts.read_consistency {
         Some(c) => c.into(),
-        // Register histories are checked for linearizability: only linearizable reads can pass.
-        None if workload == "register" => Consistency::Linearizable,
+        // Histories checked for linearizability can pass with linearizable reads only.
+        None if workload.needs_linearizable_reads() => Consistency::Linearizable,
         None => Consistency::Local,
     };
     let backend = opts
@@ -389,7 +390,7 @@ pub fn config_for(
         None => crate::keeperd::default_keeperd(backend),
     };
     Ok(TestConfig {
-        workload: workload.to_string(),
+        workload,
         backend,
         nodes: opts.nodes,
         nemesis,
@@ -412,7 +413,7 @@ pub fn config_for(
 const RANDOM_SEED_BOUND: u64 = 1 << 32;
 
 async fn run_plans(
-    plans: Vec<(String, Vec<String>)>,
+    plans: Vec<(WorkloadKind, Vec<String>)>,
     opts: &RunOptions,
     command_line: Vec<String>,
     cancel: CancellationToken,
@@ -427,7 +428,7 @@ async fn run_plans(
     let results_root = runner::absolute(&opts.results)?;
     // Validate every plan before running any, so a typo does not surface an hour in.
     for (workload, nemesis) in &plans {
-        config_for(workload, nemesis.clone(), opts, base_seed)?.validate()?;
+        config_for(*workload, nemesis.clone(), opts, base_seed)?.validate()?;
     }
     let mut outcomes: Vec<RunOutcome> = Vec::new();
     'plans: for (workload, nemesis) in &plans {
@@ -436,7 +437,7 @@ async fn run_plans(
                 break 'plans;
             }
             let seed = base_seed.wrapping_add(u64::from(i));
-            let config = config_for(workload, nemesis.clone(), opts, seed)?;
+            let config = config_for(*workload, nemesis.clone(), opts, seed)?;
             let progress = Progress::new(config.time_limit());
             let req = RunRequest {
                 config,
@@ -525,8 +526,8 @@ mod tests {
             panic!("not a test")
         };
         let config =
-            config_for(&args.workload, parse_fault_set(&args.nemesis), &args.run, 1).unwrap();
-        assert_eq!(config.workload, "register");
+            config_for(args.workload, parse_fault_set(&args.nemesis), &args.run, 1).unwrap();
+        assert_eq!(config.workload, WorkloadKind::Register);
         assert_eq!(config.nodes, 5);
         assert_eq!(config.nemesis, vec!["partition", "kill", "pause"]);
         assert_eq!(config.time_limit_ms, 60_000);

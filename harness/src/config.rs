@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use checker::WorkloadKind;
 pub use keeper::api::Consistency;
 
 /// Where the nodes run.
@@ -50,7 +51,7 @@ pub enum NodeChoice {
 /// The whole configuration of one run.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct TestConfig {
-    pub workload: String,
+    pub workload: WorkloadKind,
     pub backend: Backend,
     pub nodes: usize,
     /// Fault kinds the nemesis may use (`partition`, `kill`, `pause`, ...); empty: no faults.
@@ -172,9 +173,6 @@ mod tests {
     }
 }
 
-/// Every workload's name, in the order `test-all` runs them.
-pub const WORKLOADS: &[&str] = &["register", "sequential", "election", "session", "watch"];
-
 /// A problem with what the user asked for: exit 254, one line, no backtrace.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -191,13 +189,6 @@ impl TestConfig {
     /// Checks everything that can be checked before anything is created.
     pub fn validate(&self) -> Result<(), UsageError> {
         let bad = |m: String| Err(UsageError(m));
-        if !WORKLOADS.contains(&self.workload.as_str()) {
-            return bad(format!(
-                "unknown workload `{}`: choose one of {}",
-                self.workload,
-                WORKLOADS.join(", ")
-            ));
-        }
         if self.nodes == 0 || self.nodes > MAX_NODES {
             return bad(format!(
                 "--nodes must be 1 to {MAX_NODES}, not {}",

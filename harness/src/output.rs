@@ -127,7 +127,7 @@ pub fn print_matrix(outcomes: &[RunOutcome]) {
                 } else {
                     r.config.nemesis.join(",")
                 };
-                (r.config.workload, f, r.config.seed.to_string())
+                (r.config.workload.to_string(), f, r.config.seed.to_string())
             })
             .unwrap_or_default();
         let verdict = match (&o.results, &o.error) {

@@ -105,7 +105,7 @@ pub async fn run_test(
     }
     let run = match RunDir::create(
         &req.results_root,
-        &req.config.workload,
+        req.config.workload.name(),
         req.config.seed,
         SystemTime::now(),
     ) {
@@ -151,7 +151,7 @@ pub async fn run_test(
         outcome.interrupted = true;
         notes.push("the run was interrupted (Ctrl-C) before its end".into());
     }
-    if req.config.workload == "register"
+    if req.config.workload.needs_linearizable_reads()
         && req.config.read_consistency != keeper::api::Consistency::Linearizable
     {
         notes.push(format!(
@@ -327,10 +327,7 @@ async fn run_workload_phases(
         seed: config.seed,
         concurrency: config.concurrency,
     });
-    let workload: Arc<dyn Workload> = Arc::from(
-        workload::by_name(&config.workload)
-            .map_err(|e| PhaseError::BeforeHistory(anyhow!(UsageError(e))))?,
-    );
+    let workload: Arc<dyn Workload> = Arc::from(workload::by_kind(config.workload));
     tokio::select! {
         r = workload.setup(&env) => r.map_err(|e| PhaseError::BeforeHistory(e.context("preparing the workload")))?,
         _ = cancel.cancelled() => return Err(PhaseError::BeforeHistory(anyhow!("interrupted during setup"))),

@@ -39,7 +39,7 @@ pub fn render(input: &ReportInput<'_>) -> String {
     let results = input.results;
     let workload = input
         .record
-        .map(|r| r.config.workload.as_str())
+        .map(|r| r.config.workload.name())
         .unwrap_or("run");
     let mut h = String::new();
     let _ = write!(

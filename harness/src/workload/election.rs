@@ -69,10 +69,6 @@ impl Workload for Election {
     fn final_ops(&self) -> Vec<Op> {
         Vec::new()
     }
-
-    fn checkers(&self) -> Vec<&'static str> {
-        vec!["election-safety", "monotonic-reads", "single-leader"]
-    }
 }
 
 struct ElectionClient {

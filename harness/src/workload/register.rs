@@ -113,10 +113,6 @@ impl Workload for Register {
             .map(|k| Op::new("read", Some(&k), Value::Null))
             .collect()
     }
-
-    fn checkers(&self) -> Vec<&'static str> {
-        vec!["linearizable", "monotonic-reads", "single-leader"]
-    }
 }
 
 struct RegisterClient {

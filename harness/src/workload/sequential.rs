@@ -76,10 +76,6 @@ impl Workload for Sequential {
     fn final_ops(&self) -> Vec<Op> {
         Vec::new()
     }
-
-    fn checkers(&self) -> Vec<&'static str> {
-        vec!["sequential", "monotonic-reads", "single-leader"]
-    }
 }
 
 struct SequentialClient {

@@ -85,10 +85,6 @@ impl Workload for Sessions {
             .map(|i| Op::new("read", Some(&path(i)), Value::Null))
             .collect()
     }
-
-    fn checkers(&self) -> Vec<&'static str> {
-        vec!["sessions", "monotonic-reads", "single-leader"]
-    }
 }
 
 struct SessionClient {

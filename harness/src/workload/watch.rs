@@ -91,10 +91,6 @@ impl Workload for Watches {
     fn final_ops(&self) -> Vec<Op> {
         Vec::new()
     }
-
-    fn checkers(&self) -> Vec<&'static str> {
-        vec!["watches", "monotonic-reads", "single-leader"]
-    }
 }
 
 struct WatchClient {
