@@ -14,8 +14,8 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-/// The nemesis log's file name inside a results directory.
-pub const NEMESIS_FILE: &str = "nemesis.jsonl";
+pub use crate::run_dir::NEMESIS_FILE;
+use crate::run_dir::{HEAL_ALL, NemesisEntry};
 
 /// A period during which one fault was in effect, in nanoseconds on the run clock.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -76,36 +76,13 @@ impl FaultLog {
     }
 }
 
-/// One line of the log as far as periods need it. `time` and `label` are accepted for logs
-/// written by hand.
-#[derive(Deserialize)]
-struct Entry {
-    #[serde(alias = "time")]
-    time_ns: u64,
-    #[serde(default)]
-    step: Option<Value>,
-    #[serde(default)]
-    fault: String,
-    #[serde(default, alias = "label")]
-    description: Option<String>,
-    phase: String,
-    #[serde(default)]
-    nodes: Vec<u64>,
-    #[serde(default)]
-    resolution: Option<String>,
-}
-
-/// The `fault` of the entry the nemesis writes when it heals everything (at the end, on
-/// cancellation, on error): it ends every open period.
-const HEAL_ALL: &str = "heal-all";
-
 /// Fault periods from the text of a nemesis log. A heal ends the open period of the same
 /// schedule step (of the same description, for a line without a step); `heal-all` ends them all.
 pub fn parse(text: &str) -> FaultLog {
     let mut log = FaultLog::default();
     let mut open: HashMap<String, usize> = HashMap::new();
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
-        let Ok(e) = serde_json::from_str::<Entry>(line) else {
+        let Ok(e) = serde_json::from_str::<NemesisEntry>(line) else {
             log.skipped_lines += 1;
             continue;
         };

@@ -16,7 +16,9 @@ pub mod liveness;
 pub mod model;
 pub mod reader;
 pub mod run;
+pub mod run_dir;
 pub mod verdict;
+pub mod workload;
 
 pub use faults::FaultPeriod;
 pub use history::{Event, EventType, Op};
@@ -26,3 +28,4 @@ pub use run::{
     CheckError, CheckOptions, check_history, check_run_dir, check_status, workload_checkers,
 };
 pub use verdict::{CheckerResult, Counterexample, RunVerdict, Verdict};
+pub use workload::WorkloadKind;

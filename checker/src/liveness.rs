@@ -16,7 +16,7 @@ use crate::reader::ReadError;
 use crate::verdict::{CheckerResult, Counterexample, Verdict};
 
 /// The file in a results directory that holds the [`Recovery`] record.
-pub const RECOVERY_FILE: &str = "recovery.json";
+pub use crate::run_dir::RECOVERY_FILE;
 
 /// The checker's name.
 pub const RECOVERY: &str = "recovery";

@@ -1,29 +1,19 @@
 //! Reading histories from files: our JSON lines, Jepsen's `history.edn`, Jepsen's `history.txt`
 //! and the `jepsen.util` lines of `jepsen.log`. The format is detected from the content.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::Value;
 
 use crate::edn;
 use crate::history::{Event, EventType};
+use crate::run_dir;
 
 /// Lines looked at when deciding whether a text file is a Jepsen log.
 const DETECT_LINES: usize = 1000;
 
-/// A history file that could not be read, with the place and what was expected there.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum ReadError {
-    #[error("{}: cannot read: {message}", file.display())]
-    Io { file: PathBuf, message: String },
-    #[error("{}:{line}: expected {expected}", file.display())]
-    Malformed {
-        file: PathBuf,
-        line: usize,
-        expected: String,
-    },
-}
+pub use crate::run_dir::{ReadError, StatusSample};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -110,57 +100,42 @@ fn first_content_line(text: &str) -> Option<usize> {
 }
 
 fn parse_jsonl(text: &str, file: &Path) -> Result<History, ReadError> {
-    let mut events: Vec<Event> = Vec::new();
-    let mut lines = Vec::new();
+    let expected = "one JSON event with index, time, process, type, f, value";
+    let read: run_dir::Jsonl<Event> = run_dir::parse_jsonl(text, file, expected)?;
+    // Our recorder numbers events 0, 1, 2, ...: a gap or a repeat means events were lost or the
+    // file was spliced, and nothing checked on it could be trusted.
+    for (expected_index, (e, line)) in read.values.iter().zip(&read.lines).enumerate() {
+        if e.index != expected_index as u64 {
+            return Err(ReadError::Malformed {
+                file: file.to_path_buf(),
+                line: *line,
+                expected: format!(
+                    "index {expected_index} (indexes count from 0 without gaps), not {}",
+                    e.index
+                ),
+            });
+        }
+    }
     let mut warnings = Vec::new();
-    let malformed = |line: usize, expected: String| ReadError::Malformed {
-        file: file.to_path_buf(),
-        line,
-        expected,
-    };
-    let total = text.lines().count();
-    for (i, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
+    if let Some((line, err)) = read.cut_off {
+        // A run that crashed may have left half a line at the end; a file that is nothing but
+        // half a line is not a history.
+        if read.values.is_empty() {
+            return Err(ReadError::Malformed {
+                file: file.to_path_buf(),
+                line,
+                expected: format!("{expected} ({err})"),
+            });
         }
-        match serde_json::from_str::<Event>(line) {
-            Ok(e) => {
-                // Our recorder numbers events 0, 1, 2, ...: a gap or a repeat means events were
-                // lost or the file was spliced, and nothing checked on it could be trusted.
-                let expected_index = events.len() as u64;
-                if e.index != expected_index {
-                    return Err(malformed(
-                        i + 1,
-                        format!(
-                            "index {expected_index} (indexes count from 0 without gaps), not {}",
-                            e.index
-                        ),
-                    ));
-                }
-                events.push(e);
-                lines.push(i + 1);
-            }
-            Err(err) => {
-                // A run that crashed may have left half a line at the end: check what is there.
-                if i + 1 == total && !text.ends_with('\n') && !events.is_empty() {
-                    warnings.push(format!(
-                        "{}:{}: ignored the incomplete last line ({err})",
-                        file.display(),
-                        i + 1
-                    ));
-                    break;
-                }
-                return Err(malformed(
-                    i + 1,
-                    format!("one JSON event with index, time, process, type, f, value ({err})"),
-                ));
-            }
-        }
+        warnings.push(format!(
+            "{}:{line}: ignored the incomplete last line ({err})",
+            file.display()
+        ));
     }
     Ok(History {
         format: Format::JsonLines,
-        events,
-        lines,
+        events: read.values,
+        lines: read.lines,
         warnings,
     })
 }
@@ -554,47 +529,10 @@ fn split_independent(events: &mut [Event]) {
     }
 }
 
-/// One line of `status.jsonl`: a node's `/status` (or why it did not answer) at a time.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct StatusSample {
-    /// Nanoseconds since the run started.
-    pub time: u64,
-    pub node: String,
-    #[serde(default)]
-    pub status: Option<Value>,
-    #[serde(default)]
-    pub error: Option<String>,
-    /// The node's `/v1/digest` taken with the status: `{"zxid", "digest", "znodes"}`.
-    #[serde(default)]
-    pub digest: Option<Value>,
-}
-
+/// The samples of a `status.jsonl` (see [`run_dir`] for the tolerance rule).
 pub fn read_status(file: &Path) -> Result<Vec<StatusSample>, ReadError> {
-    let text = std::fs::read_to_string(file).map_err(|e| ReadError::Io {
-        file: file.to_path_buf(),
-        message: e.to_string(),
-    })?;
-    let total = text.lines().count();
-    let mut out = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        match serde_json::from_str::<StatusSample>(line) {
-            Ok(s) => out.push(s),
-            Err(_) if i + 1 == total && !text.ends_with('\n') => break,
-            Err(err) => {
-                return Err(ReadError::Malformed {
-                    file: file.to_path_buf(),
-                    line: i + 1,
-                    expected: format!(
-                        "{{\"time\": ns, \"node\": name, \"status\": {{..}}}} or with \"error\" ({err})"
-                    ),
-                });
-            }
-        }
-    }
-    Ok(out)
+    let expected = "{\"time\": ns, \"node\": name, \"status\": {..}} or with \"error\"";
+    Ok(run_dir::read_jsonl(file, expected)?.values)
 }
 
 #[cfg(test)]

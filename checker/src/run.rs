@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::faults::{FaultLog, NEMESIS_FILE};
+use crate::faults::FaultLog;
 use crate::history::{self, Event, EventType, Op};
 use crate::invariants;
 use crate::linear::{self, Limits, TranslateError};
@@ -14,7 +14,9 @@ use crate::model::{
     ZnodeModel,
 };
 use crate::reader::{self, ReadError, StatusSample};
+use crate::run_dir::{HISTORY_FILE, NEMESIS_FILE, RECOVERY_FILE, STATUS_FILE, TEST_FILE};
 use crate::verdict::{CheckerResult, RunVerdict, Verdict};
+use crate::workload::{DEFAULT_CHECKERS, WorkloadKind};
 
 /// Default time budget of a check, in seconds.
 pub const DEFAULT_TIME_LIMIT_S: u64 = 300;
@@ -64,27 +66,15 @@ pub enum CheckError {
     NotARun { dir: PathBuf, message: String },
 }
 
-/// The checkers a workload's history gets (besides single-leader, which reads `status.jsonl`).
+/// The checkers a workload's history gets (see [`WorkloadKind::checkers`]; a history whose
+/// workload is unknown gets [`DEFAULT_CHECKERS`]).
 pub fn workload_checkers(workload: &str) -> &'static [&'static str] {
-    match workload {
-        "register" => &["linearizable", "monotonic-reads", "stats"],
-        "sequential" => &["sequential", "monotonic-reads", "stats"],
-        "election" => &["election-safety", "monotonic-reads", "stats"],
-        "session" | "sessions" => &["sessions", "monotonic-reads", "stats"],
-        "watch" | "watches" => &["watches", "monotonic-reads", "stats"],
-        _ => &["linearizable", "monotonic-reads"],
-    }
+    WorkloadKind::from_name(workload).map_or(DEFAULT_CHECKERS, WorkloadKind::checkers)
 }
 
-/// Operations a workload issues only to recover, not to exercise the system: stats does not
-/// require them to have succeeded. A watch client whose event stream broke closes its session to
-/// start afresh, and after a pause or a kill that session has usually expired already (a definite
-/// `session_expired`), so such closes may all fail in a correct run.
+/// See [`WorkloadKind::recovery_ops`].
 pub fn workload_recovery_ops(workload: &str) -> &'static [&'static str] {
-    match workload {
-        "watch" | "watches" => &["close_session"],
-        _ => &[],
-    }
+    WorkloadKind::from_name(workload).map_or(&[], WorkloadKind::recovery_ops)
 }
 
 fn malformed_at(
@@ -240,7 +230,7 @@ pub fn workload_of(test: &Value) -> Option<String> {
 /// Checks a results directory (issue 5's layout): `test.json` names the workload, which picks the
 /// checkers for `history.jsonl`; `status.jsonl`, when present, gets the single-leader checker.
 pub fn check_run_dir(dir: &Path, opts: &CheckOptions) -> Result<RunVerdict, CheckError> {
-    let test_path = dir.join("test.json");
+    let test_path = dir.join(TEST_FILE);
     let workload = if test_path.exists() {
         let text = std::fs::read_to_string(&test_path).map_err(|e| ReadError::Io {
             file: test_path.clone(),
@@ -255,15 +245,15 @@ pub fn check_run_dir(dir: &Path, opts: &CheckOptions) -> Result<RunVerdict, Chec
     } else {
         None
     };
-    let history = dir.join("history.jsonl");
+    let history = dir.join(HISTORY_FILE);
     if !history.exists() {
         return Err(CheckError::NotARun {
             dir: dir.to_path_buf(),
-            message: "no history.jsonl: expected a results directory or a history file".into(),
+            message: format!("no {HISTORY_FILE}: expected a results directory or a history file"),
         });
     }
     let mut v = check_file(&history, workload.as_deref(), opts)?;
-    let status = dir.join("status.jsonl");
+    let status = dir.join(STATUS_FILE);
     if status.exists() {
         let samples = reader::read_status(&status)?;
         v.push(check_status(&samples));
@@ -271,7 +261,7 @@ pub fn check_run_dir(dir: &Path, opts: &CheckOptions) -> Result<RunVerdict, Chec
             v.push(invariants::convergence(&samples));
         }
     }
-    let recovery = dir.join(crate::liveness::RECOVERY_FILE);
+    let recovery = dir.join(RECOVERY_FILE);
     if recovery.exists() {
         v.push(crate::liveness::check_recovery_file(&recovery)?);
     }

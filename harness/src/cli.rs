@@ -4,10 +4,11 @@
 use crate::config::{
     BackendKind, Consistency, NodeChoice, TestConfig, UsageError, parse_duration, parse_fault_set,
 };
+use crate::output::{outcome_to_junit, print_matrix, print_summary, write_junit};
 use crate::progress::Progress;
 use crate::runner::{self, RunOutcome, RunRequest};
-use crate::verdict::{EXIT_BAD_ARGUMENTS, EXIT_HARNESS_FAILURE, EXIT_VALID, Verdict};
-use crate::workload::WORKLOADS;
+use crate::verdict::{EXIT_BAD_ARGUMENTS, EXIT_HARNESS_FAILURE, EXIT_VALID, combined_exit_code};
+use checker::WorkloadKind;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -125,9 +126,9 @@ impl From<ReadConsistency> for Consistency {
 
 #[derive(Args, Debug)]
 pub struct TestArgs {
-    /// The workload: register, sequential, election, session, watch.
-    #[arg(long, default_value = "register")]
-    pub workload: String,
+    /// The workload.
+    #[arg(long, value_enum, default_value_t = WorkloadKind::Register)]
+    pub workload: WorkloadKind,
     /// Faults, comma-separated: partition, kill, pause, slow, flaky, delay; or none.
     #[arg(long, default_value = "partition,kill,pause")]
     pub nemesis: String,
@@ -271,23 +272,24 @@ async fn run_command(
     match command {
         Command::Test(args) => {
             let nemesis = parse_fault_set(&args.nemesis);
-            let plans = vec![(args.workload.clone(), nemesis)];
+            let plans = vec![(args.workload, nemesis)];
             run_plans(plans, &args.run, command_line, cancel).await
         }
         Command::TestAll(args) => {
-            let workloads: Vec<String> = args
+            let mut workloads = Vec::new();
+            for w in args
                 .workloads
                 .split(',')
-                .map(|s| s.trim().to_string())
+                .map(str::trim)
                 .filter(|s| !s.is_empty())
-                .collect();
-            for w in &workloads {
-                if !WORKLOADS.contains(&w.as_str()) {
+            {
+                let Some(kind) = WorkloadKind::from_name(w) else {
                     anyhow::bail!(UsageError(format!(
                         "unknown workload `{w}`: choose from {}",
-                        WORKLOADS.join(", ")
+                        WorkloadKind::names()
                     )));
-                }
+                };
+                workloads.push(kind);
             }
             let backend = args
                 .run
@@ -307,7 +309,7 @@ async fn run_command(
                         );
                         continue;
                     }
-                    plans.push((w.clone(), faults));
+                    plans.push((*w, faults));
                 }
             }
             run_plans(plans, &args.run, command_line, cancel).await
@@ -369,24 +371,24 @@ async fn run_command(
 
 /// The configuration for one workload and fault set from the common options.
 pub fn config_for(
-    workload: &str,
+    workload: WorkloadKind,
     nemesis: Vec<String>,
     opts: &RunOptions,
     seed: u64,
 ) -> anyhow::Result<TestConfig> {
     let read_consistency = match opts.read_consistency {
         Some(c) => c.into(),
-        // Register histories are checked for linearizability: only linearizable reads can pass.
-        None if workload == "register" => Consistency::Linearizable,
+        // Histories checked for linearizability can pass with linearizable reads only.
+        None if workload.needs_linearizable_reads() => Consistency::Linearizable,
         None => Consistency::Local,
     };
     let backend = opts.backend.unwrap_or_else(BackendKind::default_for_host);
     let keeperd = match &opts.keeperd {
         Some(p) => runner::absolute(p)?,
-        None => runner::default_keeperd(backend),
+        None => crate::keeperd::default_keeperd(backend),
     };
     Ok(TestConfig {
-        workload: workload.to_string(),
+        workload,
         backend,
         nodes: opts.nodes,
         nemesis,
@@ -409,7 +411,7 @@ pub fn config_for(
 const RANDOM_SEED_BOUND: u64 = 1 << 32;
 
 async fn run_plans(
-    plans: Vec<(String, Vec<String>)>,
+    plans: Vec<(WorkloadKind, Vec<String>)>,
     opts: &RunOptions,
     command_line: Vec<String>,
     cancel: CancellationToken,
@@ -424,7 +426,7 @@ async fn run_plans(
     let results_root = runner::absolute(&opts.results)?;
     // Validate every plan before running any, so a typo does not surface an hour in.
     for (workload, nemesis) in &plans {
-        config_for(workload, nemesis.clone(), opts, base_seed)?.validate()?;
+        config_for(*workload, nemesis.clone(), opts, base_seed)?.validate()?;
     }
     let mut outcomes: Vec<RunOutcome> = Vec::new();
     'plans: for (workload, nemesis) in &plans {
@@ -433,7 +435,7 @@ async fn run_plans(
                 break 'plans;
             }
             let seed = base_seed.wrapping_add(u64::from(i));
-            let config = config_for(workload, nemesis.clone(), opts, seed)?;
+            let config = config_for(*workload, nemesis.clone(), opts, seed)?;
             let progress = Progress::new(config.time_limit());
             let req = RunRequest {
                 config,
@@ -454,120 +456,6 @@ async fn run_plans(
     Ok(combined_exit_code(
         outcomes.iter().map(RunOutcome::exit_code),
     ))
-}
-
-/// Several runs' exit codes as one: a harness failure or bad argument first, then the worst
-/// verdict.
-pub fn combined_exit_code(codes: impl IntoIterator<Item = i32>) -> i32 {
-    let codes: Vec<i32> = codes.into_iter().collect();
-    if codes.is_empty() {
-        return EXIT_HARNESS_FAILURE;
-    }
-    for special in [EXIT_HARNESS_FAILURE, EXIT_BAD_ARGUMENTS] {
-        if codes.contains(&special) {
-            return special;
-        }
-    }
-    let verdicts = codes.iter().map(|c| match c {
-        0 => Verdict::Valid,
-        1 => Verdict::Invalid,
-        _ => Verdict::Unknown,
-    });
-    crate::verdict::combine(verdicts).exit_code()
-}
-
-/// One line per checker, the verdict, and where the report is.
-pub fn print_summary(outcome: &RunOutcome) {
-    if let Some(results) = &outcome.results {
-        for c in &results.checkers {
-            println!("  {:<24} {:<8} {}", c.name, c.verdict.as_str(), c.summary);
-        }
-        for n in &results.notes {
-            println!("  note: {n}");
-        }
-        if let Some(cx) = results
-            .checkers
-            .iter()
-            .find_map(|c| c.counterexample.as_ref())
-        {
-            print!("\n{}\n", cx.timeline());
-        }
-        println!("verdict: {}", results.verdict.as_str());
-    }
-    if let Some(e) = &outcome.error {
-        eprintln!("schism: {e:#}");
-    }
-    match (&outcome.report, &outcome.run_dir) {
-        (Some(report), _) => println!("report: {}", report.display()),
-        (None, Some(dir)) => println!("results: {}", dir.path.display()),
-        _ => {}
-    }
-}
-
-fn print_matrix(outcomes: &[RunOutcome]) {
-    println!(
-        "\n{:<12} {:<24} {:>12} {:<10} run",
-        "workload", "faults", "seed", "verdict"
-    );
-    for o in outcomes {
-        let record = o.run_dir.as_ref().and_then(|d| d.read_test_record().ok());
-        let (workload, faults, seed) = record
-            .map(|r| {
-                let f = if r.config.nemesis.is_empty() {
-                    "none".into()
-                } else {
-                    r.config.nemesis.join(",")
-                };
-                (r.config.workload, f, r.config.seed.to_string())
-            })
-            .unwrap_or_default();
-        let verdict = match (&o.results, &o.error) {
-            (_, Some(_)) => "failed".to_string(),
-            (Some(r), None) => r.verdict.as_str().to_string(),
-            (None, None) => "failed".to_string(),
-        };
-        let path = o
-            .run_dir
-            .as_ref()
-            .map(|d| d.path.display().to_string())
-            .unwrap_or_default();
-        println!("{workload:<12} {faults:<24} {seed:>12} {verdict:<10} {path}");
-    }
-}
-
-fn outcome_to_junit(o: &RunOutcome) -> crate::junit::JunitRun<'_> {
-    let record = o.run_dir.as_ref().and_then(|d| d.read_test_record().ok());
-    let suite = record
-        .map(|r| {
-            let faults = if r.config.nemesis.is_empty() {
-                "none".into()
-            } else {
-                r.config.nemesis.join("+")
-            };
-            format!(
-                "schism.{}.{}.seed{}",
-                r.config.workload, faults, r.config.seed
-            )
-        })
-        .unwrap_or_else(|| "schism".into());
-    crate::junit::JunitRun {
-        suite,
-        report: o.report.as_ref().map(|p| p.display().to_string()),
-        seconds: o.seconds,
-        results: o.results.as_ref(),
-        error: o.error.as_ref().map(|e| format!("{e:#}")),
-    }
-}
-
-fn write_junit(
-    path: Option<&std::path::Path>,
-    runs: &[crate::junit::JunitRun<'_>],
-) -> anyhow::Result<()> {
-    if let Some(path) = path {
-        std::fs::write(path, crate::junit::render(runs))
-            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -636,22 +524,13 @@ mod tests {
             panic!("not a test")
         };
         let config =
-            config_for(&args.workload, parse_fault_set(&args.nemesis), &args.run, 1).unwrap();
-        assert_eq!(config.workload, "register");
+            config_for(args.workload, parse_fault_set(&args.nemesis), &args.run, 1).unwrap();
+        assert_eq!(config.workload, WorkloadKind::Register);
         assert_eq!(config.nodes, 5);
         assert_eq!(config.nemesis, vec!["partition", "kill", "pause"]);
         assert_eq!(config.time_limit_ms, 60_000);
         assert_eq!(config.rate, 200.0);
         assert_eq!(config.concurrency, 10);
         assert_eq!(config.read_consistency, Consistency::Linearizable);
-    }
-
-    #[test]
-    fn combined_exit_codes() {
-        assert_eq!(combined_exit_code([0, 0]), 0);
-        assert_eq!(combined_exit_code([0, 2, 1]), 1);
-        assert_eq!(combined_exit_code([0, 2]), 2);
-        assert_eq!(combined_exit_code([1, 255]), 255);
-        assert_eq!(combined_exit_code([]), 255);
     }
 }

@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use checker::WorkloadKind;
 pub use keeper_wire::Consistency;
 
 /// Where the nodes run: the cluster crate's one enum of backends.
@@ -23,7 +24,7 @@ pub enum NodeChoice {
 /// The whole configuration of one run.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct TestConfig {
-    pub workload: String,
+    pub workload: WorkloadKind,
     pub backend: BackendKind,
     pub nodes: usize,
     /// Fault kinds the nemesis may use (`partition`, `kill`, `pause`, ...); empty: no faults.
@@ -161,13 +162,6 @@ impl TestConfig {
     /// Checks everything that can be checked before anything is created.
     pub fn validate(&self) -> Result<(), UsageError> {
         let bad = |m: String| Err(UsageError(m));
-        if !crate::workload::WORKLOADS.contains(&self.workload.as_str()) {
-            return bad(format!(
-                "unknown workload `{}`: choose one of {}",
-                self.workload,
-                crate::workload::WORKLOADS.join(", ")
-            ));
-        }
         if self.nodes == 0 || self.nodes > MAX_NODES {
             return bad(format!(
                 "--nodes must be 1 to {MAX_NODES}, not {}",

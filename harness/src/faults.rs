@@ -129,3 +129,40 @@ pub async fn start(
         stop,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use checker::run_dir::NemesisEntry;
+    use nemesis::{LogEntry, Phase};
+
+    /// The checker and the report read `nemesis.jsonl` through `run_dir::NemesisEntry`; the
+    /// nemesis writes its own `LogEntry`. A line the one writes must mean the same to the other.
+    #[test]
+    fn the_run_dirs_nemesis_entry_reads_what_the_nemesis_writes() {
+        let entry = LogEntry {
+            time_ns: 1_500,
+            step: Some(3),
+            fault: "partition".into(),
+            description: "partition isolate-leader".into(),
+            phase: Phase::Heal,
+            nodes: vec![1, 3],
+            resolution: Some("leader is n3".into()),
+            grudge: None,
+            commands: Vec::new(),
+            actions: Vec::new(),
+            error: None,
+        };
+        let line = serde_json::to_string(&entry).unwrap();
+        let read: NemesisEntry = serde_json::from_str(&line).unwrap();
+        assert_eq!(read.time_ns, 1_500);
+        assert_eq!(read.step, Some(serde_json::json!(3)));
+        assert_eq!(read.fault, "partition");
+        assert_eq!(
+            read.description.as_deref(),
+            Some("partition isolate-leader")
+        );
+        assert_eq!(read.phase, "heal");
+        assert_eq!(read.nodes, vec![1, 3]);
+        assert_eq!(read.resolution.as_deref(), Some("leader is n3"));
+    }
+}

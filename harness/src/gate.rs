@@ -12,6 +12,7 @@ use crate::progress::Progress;
 use crate::runner::{self, RunOutcome, RunRequest};
 use crate::store::iso_timestamp;
 use crate::verdict::{EXIT_HARNESS_FAILURE, EXIT_INVALID, EXIT_VALID};
+use checker::WorkloadKind;
 use checker::verdict::Verdict;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -272,9 +273,19 @@ fn beside_schism(name: &str) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(name))
 }
 
+/// A row's workload, by the name the matrices give it.
+fn kind_of(name: &str) -> anyhow::Result<WorkloadKind> {
+    WorkloadKind::from_name(name).ok_or_else(|| {
+        anyhow::anyhow!(crate::config::UsageError(format!(
+            "unknown workload `{name}`: choose from {}",
+            WorkloadKind::names()
+        )))
+    })
+}
+
 fn config(
     args: &GateArgs,
-    workload: &str,
+    workload: WorkloadKind,
     faults: &str,
     seed: u64,
     bug: Option<&BugEntry>,
@@ -284,7 +295,7 @@ fn config(
         (Some(_), Some(p), _) => runner::absolute(p)?,
         (Some(_), None, _) => beside_schism("keeperd-bugs"),
         (None, _, Some(p)) => runner::absolute(p)?,
-        (None, _, None) => runner::default_keeperd(backend),
+        (None, _, None) => crate::keeperd::default_keeperd(backend),
     };
     if !keeperd.exists() {
         anyhow::bail!(crate::config::UsageError(format!(
@@ -298,7 +309,7 @@ fn config(
         )));
     }
     Ok(TestConfig {
-        workload: workload.to_string(),
+        workload,
         backend,
         nodes: args.nodes,
         nemesis: crate::config::parse_fault_set(faults),
@@ -306,7 +317,7 @@ fn config(
         rate: 200.0,
         concurrency: 10,
         seed,
-        read_consistency: if workload == "register" {
+        read_consistency: if workload.needs_linearizable_reads() {
             Consistency::Linearizable
         } else {
             Consistency::Local
@@ -404,7 +415,13 @@ pub async fn gate(
                 entry.faults,
                 a + 1
             );
-            let cfg = config(&args, entry.workload, entry.faults, seed, Some(entry))?;
+            let cfg = config(
+                &args,
+                kind_of(entry.workload)?,
+                entry.faults,
+                seed,
+                Some(entry),
+            )?;
             let outcome = run_one(cfg, &results, &command_line, &cancel).await;
             spent += outcome.seconds;
             row.runs += 1;
@@ -433,9 +450,9 @@ pub async fn gate(
         let correct: Vec<(&str, &str)> = if args.short {
             SHORT_CORRECT_ROWS.to_vec()
         } else {
-            crate::workload::WORKLOADS
+            WorkloadKind::ALL
                 .iter()
-                .flat_map(|w| CORRECT_FAULT_SETS.iter().map(move |f| (*w, *f)))
+                .flat_map(|w| CORRECT_FAULT_SETS.iter().map(move |f| (w.name(), *f)))
                 .collect()
         };
         for (i, (workload, faults)) in correct.into_iter().enumerate() {
@@ -444,7 +461,7 @@ pub async fn gate(
             }
             let seed = base_seed.wrapping_add(10_000 + i as u64);
             eprintln!("gate: correct server, {workload} + {faults}, seed {seed}");
-            let cfg = config(&args, workload, faults, seed, None)?;
+            let cfg = config(&args, kind_of(workload)?, faults, seed, None)?;
             let outcome = run_one(cfg, &results, &command_line, &cancel).await;
             let seen = verdict_of(&outcome);
             rows.push(GateRow {
@@ -657,7 +674,7 @@ pub async fn torture(
     let mut kept = Vec::new();
     let mut i = 0u64;
     while started.elapsed() + args.time_limit <= args.duration && !cancel.is_cancelled() {
-        let workloads = crate::workload::WORKLOADS;
+        let workloads = WorkloadKind::ALL;
         let workload = workloads[(i as usize) % workloads.len()];
         let mix = TORTURE_MIXES[(i as usize / workloads.len()) % TORTURE_MIXES.len()];
         let seed = base_seed.wrapping_add(i);
@@ -669,7 +686,7 @@ pub async fn torture(
         );
         let cfg = config(&gate_args, workload, mix, seed, None)?;
         let outcome = run_one(cfg, &results, &command_line, &cancel).await;
-        crate::cli::print_summary(&outcome);
+        crate::output::print_summary(&outcome);
         let code = outcome.exit_code();
         codes.push(code);
         match &outcome.run_dir {
@@ -693,7 +710,7 @@ pub async fn torture(
     for k in &kept {
         println!("  kept {}", k.display());
     }
-    Ok(crate::cli::combined_exit_code(codes))
+    Ok(crate::verdict::combined_exit_code(codes))
 }
 
 #[cfg(test)]
@@ -717,10 +734,27 @@ mod tests {
         }
     }
 
+    /// The gate reads the workloads' checker table: a row whose checker its workload never
+    /// runs could never be caught.
+    #[test]
+    fn every_bug_row_names_a_workload_and_checkers_that_workload_runs() {
+        for entry in BUG_MATRIX {
+            let kind = kind_of(entry.workload).unwrap();
+            for checker in entry.must_flag {
+                assert!(
+                    kind.checkers().contains(checker)
+                        || checker::workload::RUN_CHECKERS.contains(checker),
+                    "{}: {kind} never runs {checker}",
+                    entry.bug
+                );
+            }
+        }
+    }
+
     #[test]
     fn the_short_correct_rows_cover_every_workload_and_every_fault_that_runs_here() {
         let workloads: BTreeSet<&str> = SHORT_CORRECT_ROWS.iter().map(|(w, _)| *w).collect();
-        for w in crate::workload::WORKLOADS {
+        for w in WorkloadKind::ALL.map(WorkloadKind::name) {
             assert!(
                 workloads.contains(w),
                 "workload {w} has no correct row in CI"

@@ -13,11 +13,13 @@
 
 pub mod check;
 pub mod cli;
+pub mod client;
 pub mod config;
 pub mod faults;
 pub mod gate;
 pub mod generator;
-pub mod junit;
+pub mod keeperd;
+pub mod output;
 pub mod progress;
 pub mod recorder;
 pub mod recovery;

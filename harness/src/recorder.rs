@@ -219,8 +219,9 @@ mod tests {
             t.join().unwrap();
         }
         assert_eq!(recorder.finish().unwrap(), 2000);
-        let (events, truncated): (Vec<Event>, bool) = read_jsonl(&path).unwrap();
-        assert!(!truncated);
+        let read = read_jsonl::<Event>(&path, "an event").unwrap();
+        assert!(read.cut_off.is_none());
+        let events = read.values;
         assert_eq!(events.len(), 2000);
         for (i, pair) in events.windows(2).enumerate() {
             assert_eq!(pair[0].index, i as u64);

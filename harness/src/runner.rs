@@ -14,10 +14,11 @@
 
 use crate::config::{TestConfig, UsageError};
 use crate::generator::Pacer;
+use crate::keeperd::{STATIC_TARGET, is_static_elf, versions};
 use crate::progress::{ActiveFaults, Progress};
 use crate::recorder::{Recorder, RunClock};
 use crate::status;
-use crate::store::{HISTORY_FILE, RunDir, STATUS_FILE, TestRecord, Versions, iso_timestamp};
+use crate::store::{HISTORY_FILE, RunDir, STATUS_FILE, TestRecord, iso_timestamp};
 use crate::verdict::{EXIT_BAD_ARGUMENTS, EXIT_HARNESS_FAILURE, Results};
 use crate::worker::{self, WorkerShared};
 use crate::workload::{self, Env, Node, Workload};
@@ -32,8 +33,6 @@ use tokio_util::sync::CancellationToken;
 
 /// Longest the fresh cluster may take to elect a leader and serve.
 pub const SETUP_READY_TIMEOUT_MS: u64 = 30_000;
-/// Longest `keeperd --version` may take.
-const VERSION_TIMEOUT_MS: u64 = 5_000;
 /// Longest collecting logs and tearing down may take before we give up (then `schism clean`).
 pub const TEARDOWN_TIMEOUT_MS: u64 = 60_000;
 
@@ -106,7 +105,7 @@ pub async fn run_test(
     }
     let run = match RunDir::create(
         &req.results_root,
-        &req.config.workload,
+        req.config.workload.name(),
         req.config.seed,
         SystemTime::now(),
     ) {
@@ -140,7 +139,9 @@ pub async fn run_test(
     let phases = run_cluster_phases(&req, &run, &cancel, progress, &mut notes).await;
     let ran_workload = match phases {
         Ok(ran) => ran,
-        Err((ran, e)) => {
+        Err(e) => {
+            let ran = e.has_history();
+            let e = e.into_error();
             notes.push(format!("the run failed: {e:#}"));
             outcome.error = Some(e);
             ran
@@ -150,7 +151,7 @@ pub async fn run_test(
         outcome.interrupted = true;
         notes.push("the run was interrupted (Ctrl-C) before its end".into());
     }
-    if req.config.workload == "register"
+    if req.config.workload.needs_linearizable_reads()
         && req.config.read_consistency != keeper_wire::Consistency::Linearizable
     {
         notes.push(format!(
@@ -191,9 +192,28 @@ pub async fn run_test(
     outcome
 }
 
-type PhaseError = (bool, anyhow::Error);
+/// How the cluster phases failed: before the history was started (nothing to check) or after
+/// (the history so far is checked all the same).
+#[derive(Debug)]
+pub enum PhaseError {
+    BeforeHistory(anyhow::Error),
+    WithHistory(anyhow::Error),
+}
 
-/// Phases 2–6. Ok(true)/Err((true, _)) when the workload ran, so there is a history to check.
+impl PhaseError {
+    /// Whether there is a history to check.
+    pub fn has_history(&self) -> bool {
+        matches!(self, PhaseError::WithHistory(_))
+    }
+
+    pub fn into_error(self) -> anyhow::Error {
+        match self {
+            PhaseError::BeforeHistory(e) | PhaseError::WithHistory(e) => e,
+        }
+    }
+}
+
+/// Phases 2–6. Ok(true) when the workload ran, so there is a history to check.
 async fn run_cluster_phases(
     req: &RunRequest,
     run: &RunDir,
@@ -214,29 +234,26 @@ async fn run_cluster_phases(
     );
     spec.bug = config.server_bug.clone();
     spec.extra_args = config.keeperd_args.clone();
-    spec.lazyfs = crate::faults::lazyfs_for(config).map_err(|e| (false, e))?;
+    spec.lazyfs = crate::faults::lazyfs_for(config).map_err(PhaseError::BeforeHistory)?;
     if config.backend == BackendKind::Docker && is_static_elf(&config.keeperd) != Some(true) {
-        return Err((
-            false,
-            anyhow!(UsageError(format!(
-                "the docker backend needs a statically linked keeperd, and {} is not one: build it with \
+        return Err(PhaseError::BeforeHistory(anyhow!(UsageError(format!(
+            "the docker backend needs a statically linked keeperd, and {} is not one: build it with \
                  `make build-static` (target/{STATIC_TARGET}/release/keeperd, found by default)",
-                config.keeperd.display()
-            ))),
-        ));
+            config.keeperd.display()
+        )))));
     }
     let kind = config.backend;
     let cluster = Cluster::new(kind, spec).await.map_err(|e| {
-        (
-            false,
-            anyhow!(UsageError(format!("cannot use the {} backend: {e}", kind))),
-        )
+        PhaseError::BeforeHistory(anyhow!(UsageError(format!(
+            "cannot use the {} backend: {e}",
+            kind
+        ))))
     })?;
     let cluster = Arc::new(cluster);
 
     let result = tokio::select! {
-        r = cluster.setup() => r.map_err(|e| (false, anyhow!(e).context("setting up the cluster"))),
-        _ = cancel.cancelled() => Err((false, anyhow!("interrupted during setup"))),
+        r = cluster.setup() => r.map_err(|e| PhaseError::BeforeHistory(anyhow!(e).context("setting up the cluster"))),
+        _ = cancel.cancelled() => Err(PhaseError::BeforeHistory(anyhow!("interrupted during setup"))),
     };
     let result = match result {
         Ok(()) => run_workload_phases(req, run, &cluster, cancel, progress, notes).await,
@@ -280,14 +297,11 @@ async fn run_workload_phases(
         })
         .collect();
     if nodes.len() != config.nodes {
-        return Err((
-            false,
-            anyhow!(
-                "the backend reports {} nodes, not {}",
-                nodes.len(),
-                config.nodes
-            ),
-        ));
+        return Err(PhaseError::BeforeHistory(anyhow!(
+            "the backend reports {} nodes, not {}",
+            nodes.len(),
+            config.nodes
+        )));
     }
     let (ready, view) = status::wait_until_serving(
         &nodes,
@@ -295,19 +309,16 @@ async fn run_workload_phases(
         cancel,
     )
     .await
-    .map_err(|e| (false, e))?;
+    .map_err(PhaseError::BeforeHistory)?;
     if !ready {
-        return Err((
-            false,
-            anyhow!(
-                "the fresh cluster did not serve within {SETUP_READY_TIMEOUT_MS} ms ({} of {} nodes answered, {} serving, leaders: {:?}); see {}/nodes/*/",
-                view.answered,
-                nodes.len(),
-                view.serving,
-                view.leaders,
-                run.path.display()
-            ),
-        ));
+        return Err(PhaseError::BeforeHistory(anyhow!(
+            "the fresh cluster did not serve within {SETUP_READY_TIMEOUT_MS} ms ({} of {} nodes answered, {} serving, leaders: {:?}); see {}/nodes/*/",
+            view.answered,
+            nodes.len(),
+            view.serving,
+            view.leaders,
+            run.path.display()
+        )));
     }
     let env = Arc::new(Env {
         nodes: nodes.clone(),
@@ -316,17 +327,16 @@ async fn run_workload_phases(
         seed: config.seed,
         concurrency: config.concurrency,
     });
-    let workload: Arc<dyn Workload> = Arc::from(
-        workload::by_name(&config.workload).map_err(|e| (false, anyhow!(UsageError(e))))?,
-    );
+    let workload: Arc<dyn Workload> = Arc::from(workload::by_kind(config.workload));
     tokio::select! {
-        r = workload.setup(&env) => r.map_err(|e| (false, e.context("preparing the workload")))?,
-        _ = cancel.cancelled() => return Err((false, anyhow!("interrupted during setup"))),
+        r = workload.setup(&env) => r.map_err(|e| PhaseError::BeforeHistory(e.context("preparing the workload")))?,
+        _ = cancel.cancelled() => return Err(PhaseError::BeforeHistory(anyhow!("interrupted during setup"))),
     }
 
     // From here on there is a history, and everything is checked.
     let clock = RunClock::start_now();
-    let recorder = Recorder::create(&run.file(HISTORY_FILE), clock).map_err(|e| (false, e))?;
+    let recorder =
+        Recorder::create(&run.file(HISTORY_FILE), clock).map_err(PhaseError::BeforeHistory)?;
     let background = CancellationToken::new();
     let sync_task = recorder.spawn_sync_task(background.clone());
     let sampler = status::spawn_sampler(
@@ -335,7 +345,7 @@ async fn run_workload_phases(
         clock,
         background.clone(),
     )
-    .map_err(|e| (true, e))?;
+    .map_err(PhaseError::WithHistory)?;
     let faults = ActiveFaults::default();
     progress.phase("running");
     let progress_task = progress.spawn_updates(
@@ -430,7 +440,7 @@ async fn run_workload_phases(
     }
     progress.finish();
     match failure {
-        Some(e) => Err((true, e)),
+        Some(e) => Err(PhaseError::WithHistory(e)),
         None => Ok(true),
     }
 }
@@ -481,84 +491,6 @@ async fn final_reads(
     }
 }
 
-/// `keeperd --version`, if it answers in time.
-async fn versions(keeperd: &Path) -> Versions {
-    let keeperd_version = async {
-        let out = tokio::process::Command::new(keeperd)
-            .arg("--version")
-            .kill_on_drop(true)
-            .output()
-            .await
-            .ok()?;
-        out.status
-            .success()
-            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
-    };
-    Versions {
-        schism: env!("CARGO_PKG_VERSION").to_string(),
-        keeperd: tokio::time::timeout(Duration::from_millis(VERSION_TIMEOUT_MS), keeperd_version)
-            .await
-            .ok()
-            .flatten(),
-    }
-}
-
-/// Target triple of the statically linked keeperd the docker backend needs.
-pub const STATIC_TARGET: &str = "x86_64-unknown-linux-gnu";
-
-/// Finds keeperd: next to this binary (the usual `target/<profile>/` layout), else on PATH.
-/// For docker, the statically linked build (`target/<triple>/release/keeperd`) if it exists.
-pub fn default_keeperd(backend: BackendKind) -> PathBuf {
-    if let Ok(exe) = std::env::current_exe()
-        && let Some(dir) = exe.parent()
-    {
-        let static_build = dir
-            .join("..")
-            .join(STATIC_TARGET)
-            .join("release")
-            .join("keeperd");
-        if backend == BackendKind::Docker && static_build.is_file() {
-            return static_build;
-        }
-        for candidate in [dir.join("keeperd"), dir.join("../keeperd")] {
-            if candidate.is_file() {
-                return candidate;
-            }
-        }
-    }
-    PathBuf::from("keeperd")
-}
-
-/// Most bytes of an ELF file read to look for its program headers.
-const MAX_ELF_HEADER_BYTES: u64 = 64 * 1024;
-
-/// Whether `path` is an ELF executable without a dynamic loader (PT_INTERP): the only kind a
-/// `FROM scratch` image can run. None when it is not a 64-bit little-endian ELF we can read.
-pub fn is_static_elf(path: &Path) -> Option<bool> {
-    use std::io::Read;
-    const PT_INTERP: u32 = 3;
-    let mut head = Vec::new();
-    std::fs::File::open(path)
-        .ok()?
-        .take(MAX_ELF_HEADER_BYTES)
-        .read_to_end(&mut head)
-        .ok()?;
-    if head.len() < 64 || &head[..4] != b"\x7fELF" || head[4] != 2 || head[5] != 1 {
-        return None;
-    }
-    let u16_at = |o: usize| Some(u16::from_le_bytes(head.get(o..o + 2)?.try_into().ok()?));
-    let phoff = u64::from_le_bytes(head.get(0x20..0x28)?.try_into().ok()?) as usize;
-    let (phentsize, phnum) = (u16_at(0x36)? as usize, u16_at(0x38)? as usize);
-    for i in 0..phnum {
-        let at = phoff.checked_add(i.checked_mul(phentsize)?)?;
-        let p_type = u32::from_le_bytes(head.get(at..at + 4)?.try_into().ok()?);
-        if p_type == PT_INTERP {
-            return Some(false);
-        }
-    }
-    Some(true)
-}
-
 /// Makes a path absolute (relative to the current directory) so later `cd`s do not matter.
 pub fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
     if path.is_absolute() {
@@ -592,19 +524,4 @@ pub fn replay_request(
         command_line,
         replay_of: Some(absolute(dir)?),
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn static_executables_are_told_apart_from_dynamic_ones() {
-        assert_eq!(is_static_elf(Path::new("/bin/sh")), Some(false));
-        let dir = tempfile::tempdir().unwrap();
-        let text = dir.path().join("script");
-        std::fs::write(&text, "#!/bin/sh\n").unwrap();
-        assert_eq!(is_static_elf(&text), None);
-        assert_eq!(is_static_elf(&dir.path().join("missing")), None);
-    }
 }

@@ -2,12 +2,11 @@
 //! `{"time": ns, "node": "n1", "status": {...}}`, or `"error": "..."` when the node did not
 //! answer. The single-leader checker reads these samples.
 
+pub use crate::client::Node;
 use crate::recorder::RunClock;
 use crate::store::{JsonlWriter, SYNC_INTERVAL_MS};
-pub use crate::workload::Node;
 pub use keeper_client::status::{STATUS_SAMPLE_TIMEOUT_MS, STATUS_TIMEOUT_MS};
 use keeper_wire::{Role, Status};
-use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -18,20 +17,8 @@ pub const STATUS_INTERVAL_MS: u64 = 250;
 /// Pause between two polls while waiting for the cluster to serve.
 const READY_POLL_MS: u64 = 200;
 
-/// One line of `status.jsonl`.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
-pub struct StatusSample {
-    pub time: u64,
-    pub node: String,
-    /// The node's reply, exactly as sent (so fields this harness does not know survive).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<serde_json::Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    /// The node's `GET /v1/digest` right after its status, for the convergence checker.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub digest: Option<serde_json::Value>,
-}
+/// One line of `status.jsonl`: the run directory's record type.
+pub use checker::run_dir::StatusSample;
 
 /// A plain-HTTP client for status requests (no proxies: nodes are on our own networks).
 pub fn status_client() -> anyhow::Result<reqwest::Client> {

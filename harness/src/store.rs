@@ -1,4 +1,6 @@
-//! The results store: one directory per run, `results/<workload>/<timestamp>-<seed>/`.
+//! The results store: one directory per run, `results/<workload>/<timestamp>-<seed>/`. The
+//! file names, record types, reader and writer are `checker::run_dir`'s (re-exported here); this
+//! module creates, names, lists and links the directories.
 //!
 //! ```text
 //! test.json       the configuration, seed, versions and command line (written first)
@@ -18,21 +20,15 @@ use crate::config::TestConfig;
 use crate::verdict::{Results, Verdict};
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
-use std::fs::{self, File, OpenOptions};
-use std::io::{BufWriter, Write};
+use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-pub const TEST_FILE: &str = "test.json";
-pub const SCHEDULE_FILE: &str = "schedule.json";
-pub const HISTORY_FILE: &str = "history.jsonl";
-pub const NEMESIS_FILE: &str = "nemesis.jsonl";
-pub const STATUS_FILE: &str = "status.jsonl";
-pub const NODES_DIR: &str = "nodes";
-pub const RESULTS_FILE: &str = "results.json";
-pub const REPORT_FILE: &str = "report.html";
-pub const COUNTEREXAMPLE_FILE: &str = "counterexample.html";
-pub const LATEST_LINK: &str = "latest";
+pub use checker::run_dir::{
+    COUNTEREXAMPLE_FILE, HISTORY_FILE, JsonlWriter, LATEST_LINK, NEMESIS_FILE, NODES_DIR,
+    RECOVERY_FILE, REPORT_FILE, RESULTS_FILE, SCHEDULE_FILE, STATUS_FILE, TEST_FILE, read_json,
+    read_jsonl, write_json_synced,
+};
 
 /// Longest a streamed file may hold unsynced data, so a crash loses at most this much.
 pub const SYNC_INTERVAL_MS: u64 = 1000;
@@ -162,92 +158,6 @@ impl RunDir {
             .with_context(|| format!("cannot update {}/{LATEST_LINK}", root.display()))?;
         Ok(())
     }
-}
-
-/// Writes `value` as pretty JSON to `path` through a temporary file, so a reader never sees
-/// half a file, and syncs it.
-pub fn write_json_synced<T: Serialize>(path: &Path, value: &T) -> anyhow::Result<()> {
-    let tmp = path.with_extension("tmp");
-    {
-        let mut file =
-            File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
-        serde_json::to_writer_pretty(&mut file, value)?;
-        file.write_all(b"\n")?;
-        file.sync_all()?;
-    }
-    fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(())
-}
-
-pub fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> anyhow::Result<T> {
-    let text =
-        fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    serde_json::from_str(&text).with_context(|| format!("{} is not valid: ", path.display()))
-}
-
-/// An append-only JSON-lines file. Callers decide when to sync (see [`SYNC_INTERVAL_MS`]).
-pub struct JsonlWriter {
-    out: BufWriter<File>,
-    path: PathBuf,
-}
-
-impl JsonlWriter {
-    pub fn create(path: &Path) -> anyhow::Result<JsonlWriter> {
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .with_context(|| format!("cannot open {}", path.display()))?;
-        Ok(JsonlWriter {
-            out: BufWriter::new(file),
-            path: path.to_path_buf(),
-        })
-    }
-
-    pub fn append<T: Serialize>(&mut self, value: &T) -> anyhow::Result<()> {
-        serde_json::to_writer(&mut self.out, value)
-            .with_context(|| format!("cannot write to {}", self.path.display()))?;
-        self.out.write_all(b"\n")?;
-        Ok(())
-    }
-
-    pub fn flush(&mut self) -> anyhow::Result<()> {
-        self.out.flush()?;
-        Ok(())
-    }
-
-    /// A second handle on the file, to sync it without holding the writer.
-    pub fn file_handle(&self) -> anyhow::Result<File> {
-        Ok(self.out.get_ref().try_clone()?)
-    }
-
-    /// Flushes the buffer and makes the data durable.
-    pub fn sync(&mut self) -> anyhow::Result<()> {
-        self.out.flush()?;
-        self.out.get_ref().sync_data()?;
-        Ok(())
-    }
-}
-
-/// Reads a JSON-lines file. A last line cut off by a crash is dropped and reported in the
-/// second value; any other malformed line is an error naming the file and line.
-pub fn read_jsonl<T: for<'de> Deserialize<'de>>(path: &Path) -> anyhow::Result<(Vec<T>, bool)> {
-    let text =
-        fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let lines: Vec<&str> = text.lines().collect();
-    let mut values = Vec::with_capacity(lines.len());
-    let mut truncated = false;
-    for (i, line) in lines.iter().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        match serde_json::from_str(line) {
-            Ok(v) => values.push(v),
-            Err(_) if i + 1 == lines.len() && !text.ends_with('\n') => truncated = true,
-            Err(e) => bail!("{}:{}: {e}", path.display(), i + 1),
-        }
-    }
-    Ok((values, truncated))
 }
 
 /// A stored run as the web view and `test-all` list it.

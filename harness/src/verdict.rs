@@ -62,6 +62,26 @@ impl From<RunVerdict> for Results {
     }
 }
 
+/// Several runs' exit codes as one: a harness failure or bad argument first, then the worst
+/// verdict.
+pub fn combined_exit_code(codes: impl IntoIterator<Item = i32>) -> i32 {
+    let codes: Vec<i32> = codes.into_iter().collect();
+    if codes.is_empty() {
+        return EXIT_HARNESS_FAILURE;
+    }
+    for special in [EXIT_HARNESS_FAILURE, EXIT_BAD_ARGUMENTS] {
+        if codes.contains(&special) {
+            return special;
+        }
+    }
+    let verdicts = codes.iter().map(|c| match c {
+        0 => Verdict::Valid,
+        1 => Verdict::Invalid,
+        _ => Verdict::Unknown,
+    });
+    combine(verdicts).exit_code()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -86,5 +106,14 @@ mod tests {
     fn an_empty_check_is_unknown() {
         let v = RunVerdict::from_checkers(Some("register".into()), 0, Vec::new());
         assert_eq!(Results::from(v).verdict, Verdict::Unknown);
+    }
+
+    #[test]
+    fn combined_exit_codes() {
+        assert_eq!(combined_exit_code([0, 0]), 0);
+        assert_eq!(combined_exit_code([0, 2, 1]), 1);
+        assert_eq!(combined_exit_code([0, 2]), 2);
+        assert_eq!(combined_exit_code([1, 255]), 255);
+        assert_eq!(combined_exit_code([]), 255);
     }
 }

@@ -57,7 +57,7 @@ fn a_violation_gets_its_counterexample_in_the_report_and_fails_junit() {
     assert!(html.contains(r#"data-verdict="invalid""#));
     assert!(html.contains(r#"id="counterexample""#));
 
-    let xml = schism::junit::render(&[schism::junit::JunitRun {
+    let xml = schism::output::render(&[schism::output::JunitRun {
         suite: "schism.register".into(),
         report: None,
         seconds: 1.0,
@@ -71,7 +71,7 @@ fn a_violation_gets_its_counterexample_in_the_report_and_fails_junit() {
 
 #[test]
 fn a_harness_failure_is_a_junit_error_not_a_pass() {
-    let xml = schism::junit::render(&[schism::junit::JunitRun {
+    let xml = schism::output::render(&[schism::output::JunitRun {
         suite: "schism.register".into(),
         report: None,
         seconds: 0.0,

@@ -4,23 +4,8 @@ use super::ReportInput;
 use super::ops::{completed_ops, quantiles};
 use super::{plot, timeline};
 use crate::verdict::Verdict;
+pub use checker::html::escape;
 use std::fmt::Write;
-
-/// Escapes text for HTML content and attribute values.
-pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
 
 const STYLE: &str = r#"
 body { font-family: system-ui, sans-serif; margin: 24px; color: #1f2328; max-width: 1200px; }
@@ -54,7 +39,7 @@ pub fn render(input: &ReportInput<'_>) -> String {
     let results = input.results;
     let workload = input
         .record
-        .map(|r| r.config.workload.as_str())
+        .map(|r| r.config.workload.name())
         .unwrap_or("run");
     let mut h = String::new();
     let _ = write!(

@@ -34,14 +34,14 @@ pub struct ReportInput<'a> {
 pub fn write_for_run(run: &RunDir, results: &Results) -> anyhow::Result<std::path::PathBuf> {
     let mut notes = Vec::new();
     let record = run.read_test_record().ok();
-    let events: Vec<Event> = match read_jsonl(&run.file(HISTORY_FILE)) {
-        Ok((events, truncated)) => {
-            if truncated {
+    let events: Vec<Event> = match read_jsonl(&run.file(HISTORY_FILE), "one history event") {
+        Ok(read) => {
+            if read.cut_off.is_some() {
                 notes.push(format!(
                     "{HISTORY_FILE} ends with a partial line (the run was cut off)"
                 ));
             }
-            events
+            read.values
         }
         Err(e) => {
             notes.push(format!("{e:#}"));

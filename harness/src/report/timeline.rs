@@ -1,11 +1,11 @@
 //! The per-process timeline: one row per Jepsen process, one bar per operation from its
 //! invocation to its completion, coloured by outcome, with a tooltip naming it.
 
-use super::html::escape;
 use super::ops::CompletedOp;
 use super::plot::{FAIL_COLOR, INFO_COLOR, OK_COLOR};
 use checker::faults::FaultPeriod;
 use checker::history::EventType;
+use checker::html::escape;
 use plotters::style::RGBColor;
 use std::collections::BTreeMap;
 use std::fmt::Write;

@@ -2,7 +2,7 @@
 //! heartbeats, over `NodeClient` (no failover, no retries), so every request goes where the
 //! worker chose and every reply's zxid is known. Also maps client errors onto completions.
 
-use crate::worker::Completion;
+use crate::client::Completion;
 use futures::FutureExt;
 use keeper_client::{Error, NodeClient, StreamEvent};
 use keeper_wire::{

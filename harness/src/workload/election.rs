@@ -5,8 +5,8 @@
 
 use super::conn::{completion_of, setup_paths};
 use super::{Env, OpenContext, Workload};
+use crate::client::{Client, Completion};
 use crate::generator::{Context, Generator, Op};
-use crate::worker::{Client, Completion};
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use keeper_client::{ClientConfig, LeaderElection, Session};
@@ -68,10 +68,6 @@ impl Workload for Election {
 
     fn final_ops(&self) -> Vec<Op> {
         Vec::new()
-    }
-
-    fn checkers(&self) -> Vec<&'static str> {
-        vec!["election-safety", "monotonic-reads", "single-leader"]
     }
 }
 

@@ -1,6 +1,7 @@
 //! Workloads: a client, a generator and the checkers that judge the history, as one value.
 //!
-//! Adding a workload is adding one file here and one line in [`WORKLOADS`]; the runner, the
+//! Adding a workload is adding one file here, a variant of `checker::WorkloadKind` (with its
+//! checkers) and a line in [`by_kind`]; the runner, the
 //! workers and the report do not change.
 
 pub mod conn;
@@ -10,21 +11,13 @@ pub mod sequential;
 pub mod session;
 pub mod watch;
 
+pub use crate::client::{Client, Node};
 use crate::generator::{Generator, Op};
 use crate::recorder::Recorder;
-use crate::worker::Client;
+use checker::WorkloadKind;
 use futures::future::BoxFuture;
 use keeper_wire::Consistency;
 use std::time::Duration;
-
-/// One node as the workers see it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Node {
-    /// `n1`, `n2`, ...
-    pub name: String,
-    /// Base URL of its client API, `http://IP:PORT`.
-    pub url: String,
-}
 
 /// What a workload needs to know about the run.
 #[derive(Clone, Debug)]
@@ -64,25 +57,15 @@ pub trait Workload: Send + Sync {
     /// Operations to run once the cluster is healed and has recovered (final reads). Each is
     /// retried on another node until it succeeds or the recovery time runs out.
     fn final_ops(&self) -> Vec<Op>;
-
-    /// Names of the checkers that judge this workload's history (see `checker`).
-    fn checkers(&self) -> Vec<&'static str>;
 }
 
-/// Every workload's name, in the order `test-all` runs them.
-pub const WORKLOADS: &[&str] = &["register", "sequential", "election", "session", "watch"];
-
-/// The workload called `name`.
-pub fn by_name(name: &str) -> Result<Box<dyn Workload>, String> {
-    match name {
-        "register" => Ok(Box::new(register::Register::new())),
-        "sequential" => Ok(Box::new(sequential::Sequential)),
-        "election" => Ok(Box::new(election::Election)),
-        "session" => Ok(Box::new(session::Sessions)),
-        "watch" => Ok(Box::new(watch::Watches)),
-        _ => Err(format!(
-            "unknown workload `{name}`: choose one of {}",
-            WORKLOADS.join(", ")
-        )),
+/// The workload of kind `kind` (its checkers are `kind.checkers()`, the one table).
+pub fn by_kind(kind: WorkloadKind) -> Box<dyn Workload> {
+    match kind {
+        WorkloadKind::Register => Box::new(register::Register::new()),
+        WorkloadKind::Sequential => Box::new(sequential::Sequential),
+        WorkloadKind::Election => Box::new(election::Election),
+        WorkloadKind::Session => Box::new(session::Sessions),
+        WorkloadKind::Watch => Box::new(watch::Watches),
     }
 }

@@ -8,8 +8,8 @@
 
 use super::conn::{Conn, completion_of, data_value, setup_paths};
 use super::{Env, OpenContext, Workload};
+use crate::client::{Client, Completion};
 use crate::generator::{Context, Generator, Op};
-use crate::worker::{Client, Completion};
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use keeper_wire::{
@@ -112,10 +112,6 @@ impl Workload for Register {
             .take(MAX_FINAL_KEYS as usize)
             .map(|k| Op::new("read", Some(&k), Value::Null))
             .collect()
-    }
-
-    fn checkers(&self) -> Vec<&'static str> {
-        vec!["linearizable", "monotonic-reads", "single-leader"]
     }
 }
 

@@ -4,8 +4,8 @@
 
 use super::conn::{Conn, completion_of, setup_paths};
 use super::{Env, OpenContext, Workload};
+use crate::client::{Client, Completion};
 use crate::generator::{Context, Generator, Op};
-use crate::worker::{Client, Completion};
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use keeper_wire::{
@@ -75,10 +75,6 @@ impl Workload for Sequential {
 
     fn final_ops(&self) -> Vec<Op> {
         Vec::new()
-    }
-
-    fn checkers(&self) -> Vec<&'static str> {
-        vec!["sequential", "monotonic-reads", "single-leader"]
     }
 }
 

@@ -7,8 +7,8 @@
 
 use super::conn::{Conn, ConnEvent, Observer, completion_of, setup_paths};
 use super::{Env, OpenContext, Workload};
+use crate::client::{Client, Completion};
 use crate::generator::{Context, Generator, Op};
-use crate::worker::{Client, Completion};
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use keeper_wire::{Consistency, CreateMode, CreateRequest, ErrorCode, ReadRequest};
@@ -84,10 +84,6 @@ impl Workload for Sessions {
         (0..PATHS)
             .map(|i| Op::new("read", Some(&path(i)), Value::Null))
             .collect()
-    }
-
-    fn checkers(&self) -> Vec<&'static str> {
-        vec!["sessions", "monotonic-reads", "single-leader"]
     }
 }
 

@@ -9,8 +9,8 @@
 
 use super::conn::{Conn, ConnEvent, Observer, completion_of, setup_paths};
 use super::{Env, OpenContext, Workload};
+use crate::client::{Client, Completion};
 use crate::generator::{Context, Generator, Op};
-use crate::worker::{Client, Completion};
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use keeper_wire::{
@@ -90,10 +90,6 @@ impl Workload for Watches {
 
     fn final_ops(&self) -> Vec<Op> {
         Vec::new()
-    }
-
-    fn checkers(&self) -> Vec<&'static str> {
-        vec!["watches", "monotonic-reads", "single-leader"]
     }
 }
 

@@ -12,7 +12,7 @@ use std::time::SystemTime;
 
 pub fn config(workload: &str, seed: u64) -> TestConfig {
     TestConfig {
-        workload: workload.to_string(),
+        workload: checker::WorkloadKind::from_name(workload).expect("a known workload"),
         backend: BackendKind::Local,
         nodes: 3,
         nemesis: vec!["kill".into()],
