@@ -1376,10 +1376,43 @@ where
     let step_limit = SHRINK_STEP_LIMIT.max(SHRINK_STEPS_PER_KEY_STEP.saturating_mul(key_steps));
     let mut by_call: Vec<usize> = (0..p.ops.len()).collect();
     by_call.sort_by_key(|&i| p.ops[i].call);
+    // The operation the search of the whole key got stuck on: of those outside the longest
+    // linearizable prefix, the one that must return first.
+    let stuck_in = |init: &S, subset: &[usize]| match search(
+        init,
+        &p.ops,
+        subset,
+        &budget,
+        Some(step_limit),
+        true,
+    ) {
+        Outcome::NotLinearizable { longest } => {
+            let done: HashSet<usize> = longest.iter().map(|&pos| subset[pos]).collect();
+            let stuck = subset
+                .iter()
+                .copied()
+                .filter(|i| !done.contains(i))
+                .filter_map(|i| p.ops[i].ret_at.map(|r| (r, i)))
+                .min()
+                .map(|(_, i)| i);
+            (longest, stuck)
+        }
+        _ => (Vec::new(), None),
+    };
+    let (_, stuck_all) = stuck_in(&p.init, &by_call);
+    // Shortest invalid call-order prefix that still holds that operation. A shorter prefix can
+    // be invalid for a cheaper reason of its own (a read in it returned the value of a write
+    // called after the cut, which is missing), and would then show that instead of the real
+    // violation (seen on a stale read planted in a `schism sim` history: `tests/data/sim/`).
+    // The predicate need not be monotone in the length, but `hi` only ever takes lengths for
+    // which it held (the whole history: invalid, and it holds its own stuck operation).
     let (mut lo, mut hi) = (1, by_call.len());
     while lo < hi {
         let mid = (lo + hi) / 2;
-        if invalid(&p.init, p, &by_call[..mid], &budget, step_limit) {
+        let prefix = &by_call[..mid];
+        if stuck_all.is_none_or(|f| prefix.contains(&f))
+            && invalid(&p.init, p, prefix, &budget, step_limit)
+        {
             hi = mid;
         } else {
             lo = mid + 1;
@@ -1388,20 +1421,8 @@ where
     let mut cur: Vec<usize> = by_call[..hi].to_vec();
     let mut init = p.init.clone();
     let mut skipped = 0;
-    let longest = match search(&init, &p.ops, &cur, &budget, Some(step_limit), true) {
-        Outcome::NotLinearizable { longest } => longest,
-        _ => Vec::new(),
-    };
-    // The operation the search got stuck on: of those outside the longest linearizable prefix,
-    // the one that must return first.
-    let done: HashSet<usize> = longest.iter().map(|&pos| cur[pos]).collect();
-    let stuck = cur
-        .iter()
-        .copied()
-        .filter(|i| !done.contains(i))
-        .filter_map(|i| p.ops[i].ret_at.map(|r| (r, i)))
-        .min()
-        .map(|(_, i)| i);
+    // The same operation in the prefix, which the smaller candidates below must keep.
+    let (longest, stuck) = stuck_in(&init, &cur);
     let about_time = stuck.is_some_and(|f| placeable(&init, p, &cur, f, &budget, step_limit));
     let keeps = |init: &S, candidate: &[usize]| {
         invalid(init, p, candidate, &budget, step_limit)
