@@ -506,7 +506,12 @@ impl Core {
         if let Err(e) = self.validate(&body) {
             return self.reply_error(request, e);
         }
-        if !self.is_serving() {
+        // BUG(stale-read): a node that lost its leader goes on answering linearizable reads
+        // from what it has applied (below, without asking the leader), for as long as it is cut
+        // off, instead of refusing them.
+        let stale_read =
+            self.cfg.has_bug(Bug::StaleRead) && matches!(body, ClientRequest::Read { .. });
+        if !self.is_serving() && !stale_read {
             return self.reply_err(
                 request,
                 ErrorCode::NotReady,
