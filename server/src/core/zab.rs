@@ -79,12 +79,6 @@ struct Learner {
     accepted_epoch: u32,
     last_heard: Millis,
     pong_seq: u64,
-    /// The latest request this follower forwarded in this attempt. A follower numbers its
-    /// requests in increasing order and forwards writes as they arrive, over a FIFO link, so a
-    /// FORWARD at or below it is a duplicate: proposing it again would apply one client write
-    /// twice (found by `schism sim` when links duplicated messages). Dropping a reordered one
-    /// is safe too: its client times out with an indeterminate outcome.
-    last_forward: RequestId,
 }
 
 /// A linearizable read waiting for a quorum to answer a ping sent after it arrived.
@@ -121,6 +115,14 @@ pub(crate) struct Leading {
     next_ping_at: Millis,
     /// With the `split-brain` fault: the leader has lost its quorum but carries on.
     lost_quorum: bool,
+    /// The latest request each follower forwarded to this leader, through all its attempts.
+    /// A node numbers its requests in increasing order (from its start time, so across its
+    /// restarts too) and forwards writes as they arrive, so a FORWARD at or below it is a
+    /// duplicate: proposing it again would apply one client write twice (found by `schism sim`
+    /// when links duplicated messages: `--seed 4111` had a copy arrive after the follower
+    /// re-synced, so the record must outlive an attempt). Dropping a reordered one is safe too:
+    /// its client times out with an indeterminate outcome.
+    forwarded: BTreeMap<NodeId, RequestId>,
 }
 
 impl Leading {
@@ -186,6 +188,7 @@ impl Core {
             started_at: self.now,
             next_ping_at: self.now,
             lost_quorum: false,
+            forwarded: BTreeMap::new(),
         };
         l.epoch_acks.clear();
         self.state = State::Leading(l);
@@ -396,7 +399,6 @@ impl Core {
                         accepted_epoch,
                         last_heard: now,
                         pong_seq: 0,
-                        last_forward: 0,
                     },
                 );
                 l.newleader_acks.remove(&from);
@@ -525,11 +527,12 @@ impl Core {
                 }
                 if let Some(x) = l.learners.get_mut(&from) {
                     x.last_heard = now;
-                    if request <= x.last_forward {
-                        return;
-                    }
-                    x.last_forward = request;
                 }
+                let latest = l.forwarded.entry(from).or_insert(0);
+                if request <= *latest {
+                    return;
+                }
+                *latest = request;
                 let origin = Origin {
                     node: from,
                     request,
