@@ -368,18 +368,6 @@ proptest! {
     }
 }
 
-/// Many clients at once, and a third or more of the operations ending `info`: the shape of the
-/// hot-key benchmarks, as large as stateright's search still answers quickly.
-fn many(threads: usize, max_ops: usize, lie: f64, info: f64) -> Shape {
-    Shape {
-        threads,
-        max_ops,
-        lie,
-        info,
-        respawn: true,
-    }
-}
-
 proptest! {
     #![proptest_config(ProptestConfig { cases: 100, ..ProptestConfig::default() })]
 
@@ -388,7 +376,7 @@ proptest! {
         seed in any::<u64>(), threads in 8usize..13, ops in 9usize..12,
         lie in 0.0f64..0.9, info in 0.2f64..0.5,
     ) {
-        agree(seed, many(threads, ops, lie, info), CasRegister(Val(0)), cas_op_wide)?;
+        agree(seed, crowded(threads, ops, lie, info), CasRegister(Val(0)), cas_op_wide)?;
     }
 
     #[test]
@@ -396,7 +384,7 @@ proptest! {
         seed in any::<u64>(), threads in 8usize..13, ops in 9usize..12,
         lie in 0.0f64..0.9, info in 0.2f64..0.5,
     ) {
-        agree(seed, many(threads, ops, lie, info), Znode(None), znode_op_wide)?;
+        agree(seed, crowded(threads, ops, lie, info), Znode(None), znode_op_wide)?;
     }
 }
 
@@ -440,12 +428,12 @@ fn random_histories_cover_both_verdicts() {
         ),
         (
             "many cas-register",
-            verdicts(&cas, many(10, 11, 0.9, 0.2), cas_op_wide),
+            verdicts(&cas, crowded(10, 11, 0.9, 0.2), cas_op_wide),
             900,
         ),
         (
             "many znode",
-            verdicts(&Znode(None), many(10, 11, 0.9, 0.2), znode_op_wide),
+            verdicts(&Znode(None), crowded(10, 11, 0.9, 0.2), znode_op_wide),
             900,
         ),
     ] {
