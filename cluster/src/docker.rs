@@ -8,8 +8,8 @@ use crate::host::{self, argv, run};
 use crate::ledger::{self, Ledger};
 use crate::{
     Backend, BackendKind, CLIENT_PORT, ClusterError, ClusterSpec, CommandRecord, NodeAddr, NodeId,
-    NodeState, PEER_PORT, RUN_ENV, RUN_LABEL, Result, RunTag, STOP_GRACE_MS, check_node, fnv1a,
-    node_name,
+    NodeState, PEER_PORT, RUN_ENV, RUN_LABEL, Result, RunTag, STOP_GRACE_MS, ZK_CLIENT_PORT,
+    check_node, fnv1a, node_name,
 };
 use bollard::Docker;
 use bollard::models::{
@@ -316,6 +316,8 @@ impl DockerCluster {
                             ip: Ipv4Addr::new(net[0], net[1], net[2], id as u8),
                             client_port: CLIENT_PORT,
                             peer_port: PEER_PORT,
+                            zk_port: ZK_CLIENT_PORT,
+                            system: self.spec.system,
                         })
                         .collect();
                     *self.addrs.lock().unwrap_or_else(|p| p.into_inner()) = addrs;

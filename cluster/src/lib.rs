@@ -40,6 +40,11 @@ pub type NodeId = u64;
 pub const CLIENT_PORT: u16 = 8181;
 /// Port every node's peer (replication) listener uses.
 pub const PEER_PORT: u16 = 2888;
+/// Port of ZooKeeper's client protocol on every node: keeperd's `--zk-addr`, or a ZooKeeper
+/// server's `clientPort`.
+pub const ZK_CLIENT_PORT: u16 = 2181;
+/// Port a ZooKeeper server's leader election listens on (keeper elects over its peer port).
+pub const ZK_ELECTION_PORT: u16 = 3888;
 /// Most nodes a cluster may have: addresses are `.1` to `.MAX_NODES` of a /24 whose `.254`
 /// is the host side.
 pub const MAX_NODES: usize = 9;
@@ -98,10 +103,42 @@ impl std::fmt::Display for BackendKind {
     }
 }
 
+/// What runs on each node: the system under test (also `schism --system`; the doc comments
+/// are its help text).
+#[derive(
+    Serialize, Deserialize, Clone, Copy, PartialEq, Eq, Debug, Hash, Default, clap::ValueEnum,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum SystemKind {
+    /// keeper's own `keeperd` (HTTP API and ZooKeeper's protocol).
+    #[default]
+    Keeper,
+    /// Apache ZooKeeper 3.8 from Debian's `zookeeper` package, on the JDK.
+    Zookeeper,
+}
+
+impl SystemKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            SystemKind::Keeper => "keeper",
+            SystemKind::Zookeeper => "zookeeper",
+        }
+    }
+}
+
+impl std::fmt::Display for SystemKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// What to run: how many nodes, which binary, and where the run keeps its files.
 #[derive(Serialize, Deserialize, Clone, Debug)]
 pub struct ClusterSpec {
     pub nodes: usize,
+    /// What each node runs.
+    #[serde(default)]
+    pub system: SystemKind,
     /// The `keeperd` binary. For docker it must be statically linked
     /// (see [`docker::build_static_keeperd`]).
     pub keeperd: PathBuf,
@@ -160,6 +197,7 @@ impl ClusterSpec {
     pub fn new(nodes: usize, keeperd: PathBuf, run_id: &str, base_dir: PathBuf) -> ClusterSpec {
         ClusterSpec {
             nodes,
+            system: SystemKind::Keeper,
             keeperd,
             run_id: run_id.to_string(),
             tick_ms: None,
@@ -226,6 +264,8 @@ impl ClusterSpec {
             me.peer_addr().to_string(),
             "--peers".to_string(),
             peers,
+            "--zk-addr".to_string(),
+            me.zk_addr().to_string(),
         ];
         if let Some(tick) = self.tick_ms {
             args.push("--tick-ms".to_string());
@@ -316,6 +356,11 @@ pub struct NodeAddr {
     pub ip: Ipv4Addr,
     pub client_port: u16,
     pub peer_port: u16,
+    /// ZooKeeper's client protocol ([`ZK_CLIENT_PORT`]).
+    pub zk_port: u16,
+    /// What the node runs, so a reader of its status knows which protocol to speak.
+    #[serde(default)]
+    pub system: SystemKind,
 }
 
 impl NodeAddr {
@@ -324,6 +369,10 @@ impl NodeAddr {
     }
     pub fn peer_addr(&self) -> SocketAddr {
         SocketAddr::from((self.ip, self.peer_port))
+    }
+    /// Where the node serves ZooKeeper's client protocol.
+    pub fn zk_addr(&self) -> SocketAddr {
+        SocketAddr::from((self.ip, self.zk_port))
     }
     /// `http://IP:PORT`, the base URL of the node's client API.
     pub fn client_url(&self) -> String {

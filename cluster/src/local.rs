@@ -6,7 +6,7 @@ use crate::ledger::Ledger;
 use crate::process::{self, Launch, Supervisor};
 use crate::{
     Backend, BackendKind, CLIENT_PORT, ClusterError, ClusterSpec, CommandRecord, NodeAddr, NodeId,
-    NodeState, PEER_PORT, Result, check_node, fnv1a, node_name,
+    NodeState, PEER_PORT, Result, ZK_CLIENT_PORT, check_node, fnv1a, node_name,
 };
 use std::net::{Ipv4Addr, TcpListener};
 use std::path::Path;
@@ -81,11 +81,14 @@ impl LocalCluster {
                     ip: Ipv4Addr::new(127, a, b, id as u8),
                     client_port: CLIENT_PORT,
                     peer_port: PEER_PORT,
+                    zk_port: ZK_CLIENT_PORT,
+                    system: self.spec.system,
                 })
                 .collect();
             let free = addrs.iter().all(|n| {
                 TcpListener::bind(n.client_addr()).is_ok()
                     && TcpListener::bind(n.peer_addr()).is_ok()
+                    && TcpListener::bind(n.zk_addr()).is_ok()
             });
             if free {
                 return Ok(addrs);

@@ -15,7 +15,7 @@ use crate::ledger::{self, Ledger};
 use crate::process::{self, Launch, Supervisor};
 use crate::{
     Backend, BackendKind, CLIENT_PORT, ClusterError, ClusterSpec, CommandRecord, NodeAddr, NodeId,
-    NodeState, PEER_PORT, Result, RunTag, check_node, fnv1a, node_name,
+    NodeState, PEER_PORT, Result, RunTag, ZK_CLIENT_PORT, check_node, fnv1a, node_name,
 };
 use std::net::Ipv4Addr;
 use std::path::Path;
@@ -193,6 +193,8 @@ impl NetnsCluster {
                 ip,
                 client_port: CLIENT_PORT,
                 peer_port: PEER_PORT,
+                zk_port: ZK_CLIENT_PORT,
+                system: self.spec.system,
             });
         }
         *self.addrs.lock().unwrap_or_else(|p| p.into_inner()) = addrs;

@@ -2,7 +2,8 @@
 //! 255 the harness itself failed (see [`crate::verdict`]).
 
 use crate::config::{
-    BackendKind, Consistency, NodeChoice, TestConfig, UsageError, parse_duration, parse_fault_set,
+    BackendKind, Consistency, NodeChoice, Protocol, SystemKind, TestConfig, UsageError,
+    parse_duration, parse_fault_set,
 };
 use crate::output::{outcome_to_junit, print_matrix, print_summary, write_junit};
 use crate::progress::Progress;
@@ -54,6 +55,12 @@ pub enum Command {
 /// Options every test run takes.
 #[derive(Args, Debug, Clone)]
 pub struct RunOptions {
+    /// What the nodes run.
+    #[arg(long, value_enum, default_value_t = SystemKind::Keeper)]
+    pub system: SystemKind,
+    /// What the workloads' clients speak [default: http for keeper, zk for zookeeper].
+    #[arg(long, value_enum)]
+    pub protocol: Option<Protocol>,
     /// Where the nodes run [default: netns as root, else local].
     #[arg(long, value_enum)]
     pub backend: Option<BackendKind>,
@@ -378,6 +385,11 @@ pub fn config_for(
 ) -> anyhow::Result<TestConfig> {
     let read_consistency = match opts.read_consistency {
         Some(c) => c.into(),
+        // ZooKeeper's protocol has no linearizable read: its plain reads are what an
+        // application gets, and what the checker then judges.
+        None if opts.system == SystemKind::Zookeeper || opts.protocol == Some(Protocol::Zk) => {
+            Consistency::Local
+        }
         // Histories checked for linearizability can pass with linearizable reads only.
         None if workload.needs_linearizable_reads() => Consistency::Linearizable,
         None => Consistency::Local,
@@ -387,8 +399,14 @@ pub fn config_for(
         Some(p) => runner::absolute(p)?,
         None => crate::keeperd::default_keeperd(backend),
     };
+    let protocol = opts.protocol.unwrap_or(match opts.system {
+        SystemKind::Keeper => Protocol::Http,
+        SystemKind::Zookeeper => Protocol::Zk,
+    });
     Ok(TestConfig {
         workload,
+        system: opts.system,
+        protocol,
         backend,
         nodes: opts.nodes,
         nemesis,

@@ -13,8 +13,11 @@ use std::time::Duration;
 pub struct Node {
     /// `n1`, `n2`, ...
     pub name: String,
-    /// Base URL of its client API, `http://IP:PORT`.
+    /// Base URL of its client API, `http://IP:PORT` (keeper only).
     pub url: String,
+    /// `IP:PORT` of its ZooKeeper client protocol (keeperd's `--zk-addr`, ZooKeeper's
+    /// `clientPort`).
+    pub zk_addr: String,
 }
 
 /// How an operation ended, with what the checker needs from the reply.

@@ -9,6 +9,29 @@ pub use keeper_wire::Consistency;
 
 /// Where the nodes run: the cluster crate's one enum of backends.
 pub use cluster::BackendKind;
+/// What the nodes run: keeper or Apache ZooKeeper (the cluster crate's enum).
+pub use cluster::SystemKind;
+
+/// Which protocol the workloads' clients speak to the nodes.
+#[derive(Serialize, Deserialize, Clone, Copy, PartialEq, Eq, Debug, Default, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum Protocol {
+    /// keeper's HTTP/JSON API (keeper only): linearizable reads, per-reply zxids.
+    #[default]
+    Http,
+    /// ZooKeeper's client protocol (jute over TCP), through the `zookeeper-client` crate:
+    /// plain (local) reads or sync+read, as a ZooKeeper application sees them.
+    Zk,
+}
+
+impl Protocol {
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Http => "http",
+            Protocol::Zk => "zk",
+        }
+    }
+}
 
 /// How a process picks the node it talks to.
 #[derive(Serialize, Deserialize, Clone, Copy, PartialEq, Eq, Debug, Default, clap::ValueEnum)]
@@ -25,6 +48,12 @@ pub enum NodeChoice {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct TestConfig {
     pub workload: WorkloadKind,
+    /// What the nodes run (absent in runs recorded before it existed: keeper).
+    #[serde(default)]
+    pub system: SystemKind,
+    /// What the workloads' clients speak.
+    #[serde(default)]
+    pub protocol: Protocol,
     pub backend: BackendKind,
     pub nodes: usize,
     /// Fault kinds the nemesis may use (`partition`, `kill`, `pause`, ...); empty: no faults.
@@ -185,6 +214,26 @@ impl TestConfig {
         }
         if self.op_timeout_ms == 0 {
             return bad("--op-timeout must be more than zero".into());
+        }
+        if self.system == SystemKind::Zookeeper {
+            if self.protocol != Protocol::Zk {
+                return bad("ZooKeeper speaks only its own protocol: use --protocol zk".into());
+            }
+            if self.backend == BackendKind::Docker {
+                return bad(
+                    "the docker backend runs only keeperd (no image can hold a JDK here): use --backend netns or local for --system zookeeper".into(),
+                );
+            }
+            if self.server_bug.is_some() {
+                return bad(
+                    "--server-bug injects keeper's own bugs; ZooKeeper has none to inject".into(),
+                );
+            }
+        }
+        if self.protocol == Protocol::Zk && self.read_consistency == Consistency::Linearizable {
+            return bad(
+                "ZooKeeper's protocol has no linearizable read: use --read-consistency local or sync with --protocol zk".into(),
+            );
         }
         for kind in &self.nemesis {
             if !FAULT_KINDS.contains(&kind.as_str()) {

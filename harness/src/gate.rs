@@ -310,6 +310,8 @@ fn config(
     }
     Ok(TestConfig {
         workload,
+        system: Default::default(),
+        protocol: Default::default(),
         backend,
         nodes: args.nodes,
         nemesis: crate::config::parse_fault_set(faults),

@@ -232,6 +232,7 @@ async fn run_cluster_phases(
             .unwrap_or_default(),
         run.path.clone(),
     );
+    spec.system = config.system;
     spec.bug = config.server_bug.clone();
     spec.extra_args = config.keeperd_args.clone();
     spec.lazyfs = crate::faults::lazyfs_for(config).map_err(PhaseError::BeforeHistory)?;
@@ -294,6 +295,7 @@ async fn run_workload_phases(
         .map(|a| Node {
             name: a.name.clone(),
             url: a.client_url(),
+            zk_addr: a.zk_addr().to_string(),
         })
         .collect();
     if nodes.len() != config.nodes {
@@ -322,6 +324,7 @@ async fn run_workload_phases(
     }
     let env = Arc::new(Env {
         nodes: nodes.clone(),
+        protocol: config.protocol,
         op_timeout: config.op_timeout(),
         read_consistency: config.read_consistency,
         seed: config.seed,

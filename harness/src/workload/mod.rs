@@ -23,6 +23,8 @@ use std::time::Duration;
 #[derive(Clone, Debug)]
 pub struct Env {
     pub nodes: Vec<Node>,
+    /// What the clients speak to the nodes.
+    pub protocol: crate::config::Protocol,
     pub op_timeout: Duration,
     pub read_consistency: Consistency,
     pub seed: u64,

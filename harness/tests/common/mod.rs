@@ -13,6 +13,8 @@ use std::time::SystemTime;
 pub fn config(workload: &str, seed: u64) -> TestConfig {
     TestConfig {
         workload: checker::WorkloadKind::from_name(workload).expect("a known workload"),
+        system: Default::default(),
+        protocol: Default::default(),
         backend: BackendKind::Local,
         nodes: 3,
         nemesis: vec!["kill".into()],
