@@ -9,7 +9,7 @@ use crate::progress::ActiveFaults;
 use crate::recorder::RunClock;
 use crate::store::{NEMESIS_FILE, RunDir, SCHEDULE_FILE};
 use anyhow::{Context, anyhow};
-use cluster::{Backend, Cluster};
+use cluster::Backend;
 use nemesis::{FaultKind, FaultLog, LogEntry, Pacing, Phase, Schedule};
 use std::path::Path;
 use std::sync::Arc;
@@ -84,10 +84,10 @@ pub fn schedule_for(config: &TestConfig, replay_of: Option<&Path>) -> anyhow::Re
 
 /// Starts the nemesis. The schedule's times count from this call, which the runner makes
 /// when its clock starts.
-pub async fn start(
+pub async fn start<B: Backend + 'static>(
     config: &TestConfig,
     run: &RunDir,
-    cluster: Arc<Cluster>,
+    cluster: Arc<B>,
     clock: RunClock,
     faults: ActiveFaults,
     cancel: CancellationToken,

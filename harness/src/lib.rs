@@ -29,6 +29,7 @@ pub mod serve;
 pub mod sim;
 pub mod status;
 pub mod store;
+pub mod system;
 pub mod verdict;
 pub mod worker;
 pub mod workload;

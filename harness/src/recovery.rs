@@ -12,6 +12,7 @@ use keeper_client::{ClientConfig, Session};
 use tokio_util::sync::CancellationToken;
 
 use crate::status::{self, Node};
+use crate::system::System;
 
 /// Pause between two attempts at a step that failed.
 const RETRY_PAUSE_MS: u64 = 200;
@@ -27,6 +28,7 @@ fn ms_since(start: Instant) -> u64 {
 /// Waits for a leader, then writes and reads through it, until `timeout` after `healed`.
 /// Fills the `leader_ms`, `write_ms` and `read_ms` of `record`.
 pub async fn until_serving(
+    system: &dyn System,
     nodes: &[Node],
     healed: Instant,
     timeout: Duration,
@@ -35,7 +37,7 @@ pub async fn until_serving(
 ) -> anyhow::Result<()> {
     let deadline = healed + timeout;
     let left = deadline.saturating_duration_since(Instant::now());
-    let (ready, view) = status::wait_until_serving(nodes, left, cancel).await?;
+    let (ready, view) = status::wait_until_serving(system, nodes, left, cancel).await;
     if !ready {
         record.errors.push(format!(
             "no leader followed by every node: {} of {} nodes answered, {} serving, leaders {:?}",
@@ -99,24 +101,31 @@ pub async fn until_serving(
 }
 
 /// Waits until every node applied the same zxid (two polls in a row), then records each node's
-/// end: its applied zxid and digest. Fills `converged_ms` and `nodes`.
+/// end as that agreeing poll saw it: its applied zxid and digest. Fills `converged_ms` and
+/// `nodes`.
 pub async fn until_converged(
+    system: &dyn System,
     nodes: &[Node],
     healed: Instant,
     timeout: Duration,
     record: &mut Recovery,
     cancel: &CancellationToken,
 ) -> anyhow::Result<()> {
-    if status::wait_until_converged(nodes, timeout, cancel).await? {
-        record.converged_ms = Some(ms_since(healed));
-    } else {
-        record.errors.push(format!(
-            "the nodes had not applied the same transactions {} ms after the final reads",
-            timeout.as_millis()
-        ));
-    }
-    record.nodes = status::digests(nodes)
-        .await?
+    let views = match status::wait_until_converged(system, nodes, timeout, cancel).await {
+        Some(agreed) => {
+            record.converged_ms = Some(ms_since(healed));
+            agreed
+        }
+        None => {
+            record.errors.push(format!(
+                "the nodes had not applied the same transactions {} ms after the final reads",
+                timeout.as_millis()
+            ));
+            // Where each node got to, for the reader.
+            status::applied(system, nodes).await
+        }
+    };
+    record.nodes = views
         .into_iter()
         .map(|(node, reply)| match reply {
             Ok(d) => NodeEnd {

@@ -19,13 +19,14 @@ use crate::progress::{ActiveFaults, Progress};
 use crate::recorder::{Recorder, RunClock};
 use crate::status;
 use crate::store::{HISTORY_FILE, RunDir, STATUS_FILE, TestRecord, iso_timestamp};
+use crate::system::System;
 use crate::verdict::{EXIT_BAD_ARGUMENTS, EXIT_HARNESS_FAILURE, Results};
 use crate::worker::{self, WorkerShared};
 use crate::workload::{self, Env, Node, Workload};
 use anyhow::{Context, anyhow};
 use checker::history::EventType;
 use checker::liveness::{RECOVERY_FILE, Recovery};
-use cluster::{Backend as _, BackendKind, Cluster, ClusterSpec};
+use cluster::{Backend, BackendKind, Cluster, ClusterSpec};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -75,9 +76,38 @@ impl RunOutcome {
     }
 }
 
+/// Where a run's nodes come from.
+enum Target<B> {
+    /// The backend and system the configuration names (`schism test`).
+    FromConfig,
+    /// Already made: the runner's tests give an in-process cluster.
+    Given(Arc<B>, Arc<dyn System>),
+}
+
 /// Runs one test. Never panics on a failing cluster: every failure ends up in the outcome.
 pub async fn run_test(
     req: RunRequest,
+    cancel: CancellationToken,
+    progress: &Progress,
+) -> RunOutcome {
+    run_test_at::<Cluster>(req, Target::FromConfig, cancel, progress).await
+}
+
+/// Runs one test on `cluster` (not yet set up) and `system`, instead of the backend and system
+/// the configuration names: every phase as `run_test`, for tests without root.
+pub async fn run_test_on<B: Backend + 'static>(
+    req: RunRequest,
+    cluster: Arc<B>,
+    system: Arc<dyn System>,
+    cancel: CancellationToken,
+    progress: &Progress,
+) -> RunOutcome {
+    run_test_at(req, Target::Given(cluster, system), cancel, progress).await
+}
+
+async fn run_test_at<B: Backend + 'static>(
+    req: RunRequest,
+    target: Target<B>,
     cancel: CancellationToken,
     progress: &Progress,
 ) -> RunOutcome {
@@ -97,7 +127,11 @@ pub async fn run_test(
     // The backend's privileges and tools before anything is created: a run that cannot start
     // leaves no results directory behind (issue 11).
     let kind = req.config.backend;
-    if let Err(e) = cluster::preflight::check(kind) {
+    let preflight = match target {
+        Target::FromConfig => cluster::preflight::check(kind),
+        Target::Given(..) => Ok(()),
+    };
+    if let Err(e) = preflight {
         outcome.error = Some(anyhow!(UsageError(format!(
             "cannot use the {kind} backend: {e}"
         ))));
@@ -136,7 +170,12 @@ pub async fn run_test(
     ));
 
     let mut notes = Vec::new();
-    let phases = run_cluster_phases(&req, &run, &cancel, progress, &mut notes).await;
+    let phases = match target {
+        Target::FromConfig => run_cluster_phases(&req, &run, &cancel, progress, &mut notes).await,
+        Target::Given(cluster, system) => {
+            run_phases_on(&req, &run, cluster, system, &cancel, progress, &mut notes).await
+        }
+    };
     let ran_workload = match phases {
         Ok(ran) => ran,
         Err(e) => {
@@ -250,14 +289,29 @@ async fn run_cluster_phases(
             kind
         ))))
     })?;
-    let cluster = Arc::new(cluster);
+    let system: Arc<dyn System> =
+        Arc::from(crate::system::for_kind(config.system).map_err(PhaseError::BeforeHistory)?);
+    run_phases_on(req, run, Arc::new(cluster), system, cancel, progress, notes).await
+}
 
+/// Phases 2–6 on any backend and system under test: the seam the runner's own tests use with
+/// an in-process cluster (no root, no processes). The backend is set up here and always torn
+/// down, whatever happened in between.
+pub async fn run_phases_on<B: Backend + 'static>(
+    req: &RunRequest,
+    run: &RunDir,
+    cluster: Arc<B>,
+    system: Arc<dyn System>,
+    cancel: &CancellationToken,
+    progress: &Progress,
+    notes: &mut Vec<String>,
+) -> Result<bool, PhaseError> {
     let result = tokio::select! {
         r = cluster.setup() => r.map_err(|e| PhaseError::BeforeHistory(anyhow!(e).context("setting up the cluster"))),
         _ = cancel.cancelled() => Err(PhaseError::BeforeHistory(anyhow!("interrupted during setup"))),
     };
     let result = match result {
-        Ok(()) => run_workload_phases(req, run, &cluster, cancel, progress, notes).await,
+        Ok(()) => run_workload_phases(req, run, &cluster, system, cancel, progress, notes).await,
         Err(e) => Err(e),
     };
 
@@ -280,10 +334,11 @@ async fn run_cluster_phases(
 }
 
 /// Phases 2 (wait) to 5.
-async fn run_workload_phases(
+async fn run_workload_phases<B: Backend + 'static>(
     req: &RunRequest,
     run: &RunDir,
-    cluster: &Arc<Cluster>,
+    cluster: &Arc<B>,
+    system: Arc<dyn System>,
     cancel: &CancellationToken,
     progress: &Progress,
     notes: &mut Vec<String>,
@@ -306,12 +361,12 @@ async fn run_workload_phases(
         )));
     }
     let (ready, view) = status::wait_until_serving(
+        system.as_ref(),
         &nodes,
         Duration::from_millis(SETUP_READY_TIMEOUT_MS),
         cancel,
     )
-    .await
-    .map_err(PhaseError::BeforeHistory)?;
+    .await;
     if !ready {
         return Err(PhaseError::BeforeHistory(anyhow!(
             "the fresh cluster did not serve within {SETUP_READY_TIMEOUT_MS} ms ({} of {} nodes answered, {} serving, leaders: {:?}); see {}/nodes/*/",
@@ -343,6 +398,7 @@ async fn run_workload_phases(
     let background = CancellationToken::new();
     let sync_task = recorder.spawn_sync_task(background.clone());
     let sampler = status::spawn_sampler(
+        system.clone(),
         nodes.clone(),
         &run.file(STATUS_FILE),
         clock,
@@ -398,6 +454,7 @@ async fn run_workload_phases(
     if failure.is_none() && !cancel.is_cancelled() {
         progress.phase("recovering");
         if let Err(e) = crate::recovery::until_serving(
+            system.as_ref(),
             &nodes,
             healed,
             config.recovery_timeout(),
@@ -418,7 +475,15 @@ async fn run_workload_phases(
         // digests meanwhile, for the convergence checker.
         progress.phase("converging");
         let timeout = Duration::from_millis(status::CONVERGE_TIMEOUT_MS);
-        match crate::recovery::until_converged(&nodes, healed, timeout, &mut recovery, cancel).await
+        match crate::recovery::until_converged(
+            system.as_ref(),
+            &nodes,
+            healed,
+            timeout,
+            &mut recovery,
+            cancel,
+        )
+        .await
         {
             Ok(()) => {
                 if let Err(e) = crate::store::write_json_synced(&run.file(RECOVERY_FILE), &recovery)

@@ -1,12 +1,13 @@
-//! Samples every node's `GET /status` while the test runs, into `status.jsonl`:
+//! Samples every node's status ([`System::status`]) while the test runs, into `status.jsonl`:
 //! `{"time": ns, "node": "n1", "status": {...}}`, or `"error": "..."` when the node did not
 //! answer. The single-leader checker reads these samples.
 
 pub use crate::client::Node;
 use crate::recorder::RunClock;
 use crate::store::{JsonlWriter, SYNC_INTERVAL_MS};
+use crate::system::System;
 pub use keeper_client::status::{STATUS_SAMPLE_TIMEOUT_MS, STATUS_TIMEOUT_MS};
-use keeper_wire::{Role, Status};
+use keeper_wire::Role;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -20,58 +21,20 @@ const READY_POLL_MS: u64 = 200;
 /// One line of `status.jsonl`: the run directory's record type.
 pub use checker::run_dir::StatusSample;
 
-/// A plain-HTTP client for status requests (no proxies: nodes are on our own networks).
-pub fn status_client() -> anyhow::Result<reqwest::Client> {
-    Ok(keeper_client::status::http_client()?)
-}
-
-/// A node's `/status`, through keeper-client's one reader.
-async fn fetch_status(
-    client: &reqwest::Client,
-    node: &Node,
-    timeout: Duration,
-) -> Result<Status, String> {
-    keeper_client::status::fetch_status(client, &node.url, timeout)
-        .await
-        .map_err(|e| format!("GET /status: {e}"))
-}
-
-/// A node's `/status` as the JSON its sample records.
-async fn fetch(
-    client: &reqwest::Client,
-    node: &Node,
-    timeout: Duration,
-) -> Result<serde_json::Value, String> {
-    let status = fetch_status(client, node, timeout).await?;
-    serde_json::to_value(status).map_err(|e| format!("GET /status: {e}"))
-}
-
-/// A node's `/v1/digest` as JSON, through keeper-client's one reader.
-async fn fetch_digest(
-    client: &reqwest::Client,
-    node: &Node,
-    timeout: Duration,
-) -> Result<serde_json::Value, String> {
-    let digest = keeper_client::status::fetch_digest(client, &node.url, timeout)
-        .await
-        .map_err(|e| format!("GET /v1/digest: {e}"))?;
-    serde_json::to_value(digest).map_err(|e| format!("GET /v1/digest: {e}"))
-}
-
 /// Samples every node until `cancel` fires. Each node has its own task, so a node that does
 /// not answer delays only its own samples. Returns the number of samples written.
 pub fn spawn_sampler(
+    system: Arc<dyn System>,
     nodes: Vec<Node>,
     path: &Path,
     clock: RunClock,
     cancel: CancellationToken,
 ) -> anyhow::Result<tokio::task::JoinHandle<anyhow::Result<u64>>> {
     let writer = Arc::new(Mutex::new(JsonlWriter::create(path)?));
-    let client = status_client()?;
     Ok(tokio::spawn(async move {
         let mut tasks = Vec::new();
         for node in nodes {
-            let (writer, client, cancel) = (writer.clone(), client.clone(), cancel.clone());
+            let (writer, system, cancel) = (writer.clone(), system.clone(), cancel.clone());
             tasks.push(tokio::spawn(async move {
                 let mut tick = tokio::time::interval(Duration::from_millis(STATUS_INTERVAL_MS));
                 tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -83,25 +46,18 @@ pub fn spawn_sampler(
                         _ = tick.tick() => {}
                     }
                     let time = clock.now_ns();
-                    let reply = fetch(
-                        &client,
-                        &node,
-                        Duration::from_millis(STATUS_SAMPLE_TIMEOUT_MS),
-                    )
-                    .await;
+                    let timeout = Duration::from_millis(STATUS_SAMPLE_TIMEOUT_MS);
+                    let reply = system
+                        .status(&node, timeout)
+                        .await
+                        .and_then(|s| serde_json::to_value(s).map_err(|e| format!("status: {e}")));
                     let sample = match reply {
                         Ok(status) => StatusSample {
                             time,
                             node: node.name.clone(),
                             status: Some(status),
                             error: None,
-                            digest: fetch_digest(
-                                &client,
-                                &node,
-                                Duration::from_millis(STATUS_SAMPLE_TIMEOUT_MS),
-                            )
-                            .await
-                            .ok(),
+                            digest: system.applied(&node, timeout).await.ok(),
                         },
                         Err(e) => StatusSample {
                             time,
@@ -147,11 +103,13 @@ impl ClusterView {
     }
 }
 
-pub async fn view(client: &reqwest::Client, nodes: &[Node]) -> ClusterView {
+pub async fn view(system: &dyn System, nodes: &[Node]) -> ClusterView {
     let asks = nodes.iter().map(|n| async move {
         (
             n.name.clone(),
-            fetch_status(client, n, Duration::from_millis(STATUS_TIMEOUT_MS)).await,
+            system
+                .status(n, Duration::from_millis(STATUS_TIMEOUT_MS))
+                .await,
         )
     });
     let mut v = ClusterView::default();
@@ -171,19 +129,19 @@ pub async fn view(client: &reqwest::Client, nodes: &[Node]) -> ClusterView {
 /// Waits until every node serves under one leader, or `timeout` passes. Returns the last
 /// view either way, and whether it recovered.
 pub async fn wait_until_serving(
+    system: &dyn System,
     nodes: &[Node],
     timeout: Duration,
     cancel: &CancellationToken,
-) -> anyhow::Result<(bool, ClusterView)> {
-    let client = status_client()?;
+) -> (bool, ClusterView) {
     let deadline = Instant::now() + timeout;
     loop {
-        let v = view(&client, nodes).await;
+        let v = view(system, nodes).await;
         if v.fully_recovered(nodes.len()) {
-            return Ok((true, v));
+            return (true, v);
         }
         if Instant::now() >= deadline || cancel.is_cancelled() {
-            return Ok((false, v));
+            return (false, v);
         }
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(READY_POLL_MS)) => {}
@@ -192,38 +150,46 @@ pub async fn wait_until_serving(
     }
 }
 
-/// Every node's `GET /v1/digest` (applied zxid, digest), or why it did not answer.
-pub async fn digests(
+/// What every node has applied ([`System::applied`]), or why it did not answer.
+pub async fn applied(
+    system: &dyn System,
     nodes: &[Node],
-) -> anyhow::Result<Vec<(String, Result<serde_json::Value, String>)>> {
-    let client = status_client()?;
-    let client = &client;
+) -> Vec<(String, Result<serde_json::Value, String>)> {
     let asks = nodes.iter().map(|n| async move {
         (
             n.name.clone(),
-            fetch_digest(client, n, Duration::from_millis(STATUS_TIMEOUT_MS)).await,
+            system
+                .applied(n, Duration::from_millis(STATUS_TIMEOUT_MS))
+                .await,
         )
     });
-    Ok(futures::future::join_all(asks).await)
+    futures::future::join_all(asks).await
 }
 
 /// Longest the nodes may take, after the final reads, to apply the same transactions.
 pub const CONVERGE_TIMEOUT_MS: u64 = 15_000;
 
 /// Waits until every node reports the same applied zxid in two polls in a row (then lets the
-/// sampler take its digests at that point), or `timeout` passes. True if they agreed.
+/// sampler take its digests at that point), or `timeout` passes. Returns what each node said in
+/// the second agreeing poll (one consistent cut, so a transaction that arrives later, such as a
+/// session's expiry, cannot make the nodes look apart), or `None` if they never agreed.
 pub async fn wait_until_converged(
+    system: &dyn System,
     nodes: &[Node],
     timeout: Duration,
     cancel: &CancellationToken,
-) -> anyhow::Result<bool> {
+) -> Option<Vec<(String, Result<serde_json::Value, String>)>> {
     let deadline = Instant::now() + timeout;
     let mut agreed_before = None;
     loop {
-        let zxids: std::collections::BTreeSet<Option<u64>> = digests(nodes)
-            .await?
-            .into_iter()
-            .map(|(_, r)| r.ok().and_then(|d| d.get("zxid").and_then(|z| z.as_u64())))
+        let views = applied(system, nodes).await;
+        let zxids: std::collections::BTreeSet<Option<u64>> = views
+            .iter()
+            .map(|(_, r)| {
+                r.as_ref()
+                    .ok()
+                    .and_then(|d| d.get("zxid").and_then(|z| z.as_u64()))
+            })
             .collect();
         let agreed = match zxids.iter().next() {
             Some(Some(z)) if zxids.len() == 1 => Some(*z),
@@ -232,11 +198,11 @@ pub async fn wait_until_converged(
         if agreed.is_some() && agreed == agreed_before {
             // Two sampler rounds at the agreed point.
             tokio::time::sleep(Duration::from_millis(STATUS_INTERVAL_MS * 2)).await;
-            return Ok(true);
+            return Some(views);
         }
         agreed_before = agreed;
         if Instant::now() >= deadline || cancel.is_cancelled() {
-            return Ok(false);
+            return None;
         }
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(READY_POLL_MS)) => {}
