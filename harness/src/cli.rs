@@ -2,7 +2,7 @@
 //! 255 the harness itself failed (see [`crate::verdict`]).
 
 use crate::config::{
-    BackendKind, Consistency, NodeChoice, Protocol, SystemKind, TestConfig, UsageError,
+    BackendKind, Consistency, FaultSet, NodeChoice, Protocol, SystemKind, TestConfig, UsageError,
     parse_duration, parse_fault_set,
 };
 use crate::output::{outcome_to_junit, print_matrix, print_summary, write_junit};
@@ -114,6 +114,21 @@ pub struct RunOptions {
     pub test_count: u32,
 }
 
+impl RunOptions {
+    /// Every option at its default, as `schism test` with no flags would have it: what the gate
+    /// and torture start from, so defaults live in one place.
+    pub fn defaults() -> RunOptions {
+        #[derive(Parser)]
+        struct Only {
+            #[command(flatten)]
+            run: RunOptions,
+        }
+        Only::try_parse_from(["schism"])
+            .expect("every option has a default")
+            .run
+    }
+}
+
 #[derive(ValueEnum, Clone, Copy, Debug)]
 pub enum ReadConsistency {
     Local,
@@ -136,9 +151,10 @@ pub struct TestArgs {
     /// The workload.
     #[arg(long, value_enum, default_value_t = WorkloadKind::Register)]
     pub workload: WorkloadKind,
-    /// Faults, comma-separated: partition, kill, pause, slow, flaky, delay; or none.
-    #[arg(long, default_value = "partition,kill,pause")]
-    pub nemesis: String,
+    /// Faults, comma-separated (partition, kill, pause, slow, flaky, delay, partition-leader,
+    /// kill-leader, depose-leader, kill-all, power-loss), or none.
+    #[arg(long, default_value = "partition,kill,pause", value_parser = parse_fault_set)]
+    pub nemesis: FaultSet,
     #[command(flatten)]
     pub run: RunOptions,
 }
@@ -278,8 +294,7 @@ async fn run_command(
 ) -> anyhow::Result<i32> {
     match command {
         Command::Test(args) => {
-            let nemesis = parse_fault_set(&args.nemesis);
-            let plans = vec![(args.workload, nemesis)];
+            let plans = vec![(args.workload, args.nemesis)];
             run_plans(plans, &args.run, command_line, cancel).await
         }
         Command::TestAll(args) => {
@@ -305,12 +320,8 @@ async fn run_command(
             let mut plans = Vec::new();
             for w in &workloads {
                 for set in args.fault_sets.split(';') {
-                    let faults = parse_fault_set(set);
-                    if backend == BackendKind::Local
-                        && faults
-                            .iter()
-                            .any(|f| crate::config::NETWORK_FAULTS.contains(&f.as_str()))
-                    {
+                    let faults = parse_fault_set(set).map_err(UsageError)?;
+                    if backend == BackendKind::Local && faults.network().next().is_some() {
                         eprintln!(
                             "schism: skipping {w} with {set}: the local backend cannot cut the network"
                         );
@@ -379,7 +390,7 @@ async fn run_command(
 /// The configuration for one workload and fault set from the common options.
 pub fn config_for(
     workload: WorkloadKind,
-    nemesis: Vec<String>,
+    nemesis: FaultSet,
     opts: &RunOptions,
     seed: u64,
 ) -> anyhow::Result<TestConfig> {
@@ -429,7 +440,7 @@ pub fn config_for(
 const RANDOM_SEED_BOUND: u64 = 1 << 32;
 
 async fn run_plans(
-    plans: Vec<(WorkloadKind, Vec<String>)>,
+    plans: Vec<(WorkloadKind, FaultSet)>,
     opts: &RunOptions,
     command_line: Vec<String>,
     cancel: CancellationToken,
@@ -541,11 +552,10 @@ mod tests {
         let Command::Test(args) = cli.command else {
             panic!("not a test")
         };
-        let config =
-            config_for(args.workload, parse_fault_set(&args.nemesis), &args.run, 1).unwrap();
+        let config = config_for(args.workload, args.nemesis, &args.run, 1).unwrap();
         assert_eq!(config.workload, WorkloadKind::Register);
         assert_eq!(config.nodes, 5);
-        assert_eq!(config.nemesis, vec!["partition", "kill", "pause"]);
+        assert_eq!(config.nemesis.to_string(), "partition,kill,pause");
         assert_eq!(config.time_limit_ms, 60_000);
         assert_eq!(config.rate, 200.0);
         assert_eq!(config.concurrency, 10);

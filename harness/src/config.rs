@@ -57,7 +57,7 @@ pub struct TestConfig {
     pub backend: BackendKind,
     pub nodes: usize,
     /// Fault kinds the nemesis may use (`partition`, `kill`, `pause`, ...); empty: no faults.
-    pub nemesis: Vec<String>,
+    pub nemesis: FaultSet,
     pub time_limit_ms: u64,
     /// Target operations per second, over all workers together.
     pub rate: f64,
@@ -132,20 +132,10 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 /// Longest duration any option accepts: a week.
 pub const MAX_DURATION_S: f64 = 7.0 * 24.0 * 3600.0;
 
-/// Parses a comma-separated list of fault kinds; `none` or an empty string means no faults.
-pub fn parse_fault_set(text: &str) -> Vec<String> {
-    let kinds: Vec<String> = text
-        .split(',')
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty() && s != "none")
-        .collect();
-    let mut unique = Vec::new();
-    for kind in kinds {
-        if !unique.contains(&kind) {
-            unique.push(kind);
-        }
-    }
-    unique
+/// Parses a comma-separated list of fault kinds (`none` or nothing: no faults), for clap.
+pub fn parse_fault_set(text: &str) -> Result<FaultSet, String> {
+    text.parse()
+        .map_err(|e: nemesis::NemesisError| e.to_string())
 }
 
 #[cfg(test)]
@@ -166,12 +156,17 @@ mod tests {
 
     #[test]
     fn fault_sets() {
+        use nemesis::FaultKind;
         assert_eq!(
-            parse_fault_set("partition, kill,pause,kill"),
-            vec!["partition", "kill", "pause"]
+            parse_fault_set("partition, kill,pause,kill")
+                .unwrap()
+                .kinds(),
+            [FaultKind::Partition, FaultKind::Kill, FaultKind::Pause]
         );
-        assert!(parse_fault_set("none").is_empty());
-        assert!(parse_fault_set("").is_empty());
+        assert!(parse_fault_set("none").unwrap().is_empty());
+        assert!(parse_fault_set("").unwrap().is_empty());
+        let unknown = parse_fault_set("partition,meteor").unwrap_err();
+        assert!(unknown.contains("meteor"), "{unknown}");
     }
 }
 
@@ -235,29 +230,15 @@ impl TestConfig {
                 "ZooKeeper's protocol has no linearizable read: use --read-consistency local or sync with --protocol zk".into(),
             );
         }
-        for kind in &self.nemesis {
-            if !FAULT_KINDS.contains(&kind.as_str()) {
-                return bad(format!(
-                    "unknown fault `{kind}` in --nemesis: choose from {} (or none)",
-                    FAULT_KINDS.join(", ")
-                ));
-            }
-        }
-        if self.backend == BackendKind::Local
-            && self
-                .nemesis
-                .iter()
-                .any(|k| NETWORK_FAULTS.contains(&k.as_str()))
-        {
+        if self.backend == BackendKind::Local && self.nemesis.network().next().is_some() {
             return bad(format!(
                 "the local backend cannot cut or shape the network ({}): use --backend netns (as root) or docker, or drop those faults",
-                self.nemesis.join(",")
+                self.nemesis
             ));
         }
         Ok(())
     }
 }
 
-/// Fault kinds `--nemesis` accepts, and those that need control of the network (not on the
-/// local backend): the nemesis crate's.
-pub use nemesis::{FAULT_KINDS, NETWORK_FAULTS};
+/// Fault kinds `--nemesis` accepts, as the nemesis crate defines them.
+pub use nemesis::{FAULT_KINDS, FaultKind, FaultSet};

@@ -19,11 +19,7 @@ use tokio_util::sync::CancellationToken;
 /// test's faults include `power-loss` (it is looked for next to schism); `None` otherwise, so
 /// tests without that fault keep plain directories.
 pub fn lazyfs_for(config: &TestConfig) -> anyhow::Result<Option<std::path::PathBuf>> {
-    if !config
-        .nemesis
-        .iter()
-        .any(|k| k == FaultKind::PowerLoss.name())
-    {
+    if !config.nemesis.contains(FaultKind::PowerLoss) {
         return Ok(None);
     }
     if config.backend == crate::config::BackendKind::Docker {
@@ -69,8 +65,7 @@ pub fn schedule_for(config: &TestConfig, replay_of: Option<&Path>) -> anyhow::Re
         return Schedule::read(&path)
             .map_err(|e| anyhow!(UsageError(format!("cannot replay: {e}"))));
     }
-    let kinds = FaultKind::parse_set(&config.nemesis.join(","))
-        .map_err(|e| anyhow!(UsageError(e.to_string())))?;
+    let kinds = config.nemesis.kinds();
     let nodes: Vec<cluster::NodeId> = (1..=config.nodes as cluster::NodeId).collect();
     Schedule::generate(
         derive_seed(config.seed, "nemesis", 0),

@@ -7,7 +7,7 @@
 //! the correct server is `valid` everywhere. The table is printed and stored in
 //! `results/gate/<time>/` (`gate.json`, `gate.md`); every run keeps its own results directory.
 
-use crate::config::{BackendKind, Consistency, NodeChoice, TestConfig};
+use crate::config::{BackendKind, TestConfig};
 use crate::progress::Progress;
 use crate::runner::{self, RunOutcome, RunRequest};
 use crate::store::iso_timestamp;
@@ -134,6 +134,20 @@ pub const SHORT_CORRECT_ROWS: &[(&str, &str)] = &[
     ("session", "partition,kill,flaky"),
     ("watch", "pause,kill-leader,partition"),
 ];
+
+#[cfg(test)]
+impl GateArgs {
+    fn try_parse_from_for_test(flags: &[&str]) -> GateArgs {
+        #[derive(clap::Parser)]
+        struct Only {
+            #[command(flatten)]
+            gate: GateArgs,
+        }
+        use clap::Parser;
+        let argv = std::iter::once("gate").chain(flags.iter().copied());
+        Only::try_parse_from(argv).expect("valid gate flags").gate
+    }
+}
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct GateArgs {
@@ -308,33 +322,25 @@ fn config(
             }
         )));
     }
-    Ok(TestConfig {
-        workload,
-        system: Default::default(),
-        protocol: Default::default(),
-        backend,
-        nodes: args.nodes,
-        nemesis: crate::config::parse_fault_set(faults),
-        time_limit_ms: args.time_limit.as_millis() as u64,
-        rate: 200.0,
-        concurrency: 10,
-        seed,
-        read_consistency: if workload.needs_linearizable_reads() {
-            Consistency::Linearizable
-        } else {
-            Consistency::Local
-        },
-        op_timeout_ms: 2_000,
-        node_choice: NodeChoice::Random,
-        recovery_timeout_ms: 30_000,
-        nemesis_interval_ms: 3_000,
-        server_bug: bug.map(|b| b.bug.to_string()),
-        keeperd,
-        keeperd_args: bug
-            .map(|b| b.keeperd_args.iter().map(|s| s.to_string()).collect())
-            .unwrap_or_default(),
-    })
+    // Everything the gate does not choose itself is `schism test`'s default, from the one
+    // place defaults live (the CLI's options).
+    let mut opts = crate::cli::RunOptions::defaults();
+    opts.backend = Some(backend);
+    opts.nodes = args.nodes;
+    opts.time_limit = args.time_limit;
+    opts.nemesis_interval = Duration::from_millis(GATE_NEMESIS_INTERVAL_MS);
+    opts.keeperd = Some(keeperd);
+    opts.server_bug = bug.map(|b| b.bug.to_string());
+    opts.keeperd_args = bug
+        .map(|b| b.keeperd_args.iter().map(|s| s.to_string()).collect())
+        .unwrap_or_default();
+    let nemesis = crate::config::parse_fault_set(faults).map_err(crate::config::UsageError)?;
+    crate::cli::config_for(workload, nemesis, &opts, seed)
 }
+
+/// Mean time between faults in a gate run: shorter than `schism test`'s default, so a 30 s row
+/// sees several faults.
+const GATE_NEMESIS_INTERVAL_MS: u64 = 3_000;
 
 async fn run_one(
     config: TestConfig,
@@ -719,6 +725,48 @@ pub async fn torture(
 mod tests {
     use super::*;
     use std::collections::BTreeSet;
+
+    #[test]
+    fn a_gate_row_is_schism_test_with_the_gate_s_own_choices_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let keeperd = dir.path().join("keeperd");
+        std::fs::write(&keeperd, "").unwrap();
+        let args = GateArgs::try_parse_from_for_test(&[
+            "--keeperd",
+            keeperd.to_str().unwrap(),
+            "--backend",
+            "local",
+        ]);
+        let row = config(&args, WorkloadKind::Register, "kill", 9, None).unwrap();
+        let cli = crate::cli::config_for(
+            WorkloadKind::Register,
+            "kill".parse().unwrap(),
+            &crate::cli::RunOptions::defaults(),
+            9,
+        )
+        .unwrap();
+        // What the gate chooses itself...
+        assert_eq!((row.nodes, row.time_limit_ms), (3, 30_000));
+        assert_eq!(row.nemesis_interval_ms, GATE_NEMESIS_INTERVAL_MS);
+        // ...and everything else as `schism test` has it.
+        assert_eq!(
+            (
+                row.rate,
+                row.concurrency,
+                row.op_timeout_ms,
+                row.recovery_timeout_ms
+            ),
+            (
+                cli.rate,
+                cli.concurrency,
+                cli.op_timeout_ms,
+                cli.recovery_timeout_ms
+            )
+        );
+        assert_eq!(row.read_consistency, cli.read_consistency);
+        assert_eq!(row.node_choice, cli.node_choice);
+        assert_eq!((row.system, row.protocol), (cli.system, cli.protocol));
+    }
 
     #[test]
     fn a_bug_counts_only_when_its_own_checker_flags_it() {

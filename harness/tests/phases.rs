@@ -237,7 +237,7 @@ fn config(workload: WorkloadKind, nemesis: &[&str], time_limit_ms: u64) -> TestC
         protocol: Default::default(),
         backend: BackendKind::Local,
         nodes: 3,
-        nemesis: nemesis.iter().map(|s| s.to_string()).collect(),
+        nemesis: nemesis.join(",").parse().expect("known faults"),
         time_limit_ms,
         rate: 50.0,
         concurrency: 3,

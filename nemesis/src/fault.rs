@@ -112,6 +112,73 @@ impl FaultKind {
     }
 }
 
+/// The faults a test may inject (`--nemesis partition,kill`): each kind once, in the order
+/// given. Written as the JSON array of the kinds' names (as `test.json` always had them).
+#[derive(Serialize, Deserialize, Clone, PartialEq, Eq, Debug, Default, Hash)]
+#[serde(transparent)]
+pub struct FaultSet(Vec<FaultKind>);
+
+impl FaultSet {
+    /// No faults.
+    pub fn none() -> FaultSet {
+        FaultSet(Vec::new())
+    }
+
+    pub fn kinds(&self) -> &[FaultKind] {
+        &self.0
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn contains(&self, kind: FaultKind) -> bool {
+        self.0.contains(&kind)
+    }
+
+    /// The kinds that need control of the nodes' network.
+    pub fn network(&self) -> impl Iterator<Item = FaultKind> + '_ {
+        self.0.iter().copied().filter(|k| k.is_network())
+    }
+
+    /// The names joined by `sep`, or `none`.
+    pub fn join(&self, sep: &str) -> String {
+        if self.0.is_empty() {
+            return "none".to_string();
+        }
+        self.0
+            .iter()
+            .map(|k| k.name())
+            .collect::<Vec<_>>()
+            .join(sep)
+    }
+}
+
+impl FromIterator<FaultKind> for FaultSet {
+    fn from_iter<I: IntoIterator<Item = FaultKind>>(kinds: I) -> FaultSet {
+        let mut set = Vec::new();
+        for kind in kinds {
+            if !set.contains(&kind) {
+                set.push(kind);
+            }
+        }
+        FaultSet(set)
+    }
+}
+
+impl std::str::FromStr for FaultSet {
+    type Err = crate::NemesisError;
+    fn from_str(text: &str) -> Result<FaultSet, Self::Err> {
+        Ok(FaultKind::parse_set(text)?.into_iter().collect())
+    }
+}
+
+impl std::fmt::Display for FaultSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.join(","))
+    }
+}
+
 impl std::str::FromStr for FaultKind {
     type Err = crate::NemesisError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {

@@ -13,7 +13,7 @@ pub mod grudge;
 pub mod runner;
 pub mod schedule;
 
-pub use fault::{FAULT_KINDS, Fault, FaultKind, NETWORK_FAULTS, PartitionShape, Targets};
+pub use fault::{FAULT_KINDS, Fault, FaultKind, FaultSet, NETWORK_FAULTS, PartitionShape, Targets};
 pub use runner::{
     FaultLog, LogEntry, Phase, RunSummary, RunningSchedule, check_support, heal_all, run_schedule,
     spawn,

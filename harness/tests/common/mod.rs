@@ -17,7 +17,7 @@ pub fn config(workload: &str, seed: u64) -> TestConfig {
         protocol: Default::default(),
         backend: BackendKind::Local,
         nodes: 3,
-        nemesis: vec!["kill".into()],
+        nemesis: "kill".parse().unwrap(),
         time_limit_ms: 1_000,
         rate: 100.0,
         concurrency: 2,
