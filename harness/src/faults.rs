@@ -69,7 +69,7 @@ pub fn schedule_for(config: &TestConfig, replay_of: Option<&Path>) -> anyhow::Re
     let nodes: Vec<cluster::NodeId> = (1..=config.nodes as cluster::NodeId).collect();
     Schedule::generate(
         derive_seed(config.seed, "nemesis", 0),
-        &kinds,
+        kinds,
         &nodes,
         config.time_limit_ms,
         Pacing::around_interval(config.nemesis_interval_ms),
