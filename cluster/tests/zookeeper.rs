@@ -370,3 +370,51 @@ async fn docker_refuses_zookeeper_with_one_line() {
         "{line}"
     );
 }
+
+/// The power-loss fault's disks under ZooKeeper: its data directories are lazyfs mounts, a
+/// killed leader loses what it did not fsync, and restarts and rejoins on what it did.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root, /dev/fuse and fusermount3: sudo cargo test -p cluster --test zookeeper -- --ignored"]
+async fn local_zookeeper_on_lazyfs_rejoins_after_a_power_loss() {
+    require_zookeeper!();
+    if let Err(e) = cluster::lazyfs::check() {
+        eprintln!("skipped: {e}");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut spec = zk_spec(3, dir.path());
+    spec.lazyfs = Some(lazyfs_binary());
+    let (cluster, (leader, _)) = deploy(BackendKind::Local, spec)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let result = async {
+        cluster.kill(leader).await.map_err(|e| e.to_string())?;
+        let report = cluster
+            .lose_unsynced(leader)
+            .await
+            .map_err(|e| e.to_string())?;
+        eprintln!("power loss of n{leader}: {report}");
+        cluster.start(leader).await.map_err(|e| e.to_string())?;
+        wait_settled(&cluster, &cluster.node_ids())
+            .await
+            .ok_or("the node did not rejoin after its power loss")?;
+        Ok::<(), String>(())
+    }
+    .await;
+    teardown_leaves_nothing(cluster).await;
+    result.unwrap_or_else(|e| panic!("lazyfs: {e}"));
+}
+
+fn lazyfs_binary() -> std::path::PathBuf {
+    let status = std::process::Command::new(env!("CARGO"))
+        .args(["build", "-p", "lazyfs", "--bin", "schism-lazyfs"])
+        .current_dir(workspace())
+        .status()
+        .expect("cargo runs");
+    assert!(status.success(), "building schism-lazyfs failed");
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| workspace().join("target"))
+        .join("debug")
+        .join("schism-lazyfs")
+}
