@@ -365,12 +365,20 @@ impl DockerCluster {
             .map_err(|e| derr(&format!("creating volume {volume}"), e))?;
         let addrs = self.addrs();
         let ip = addrs[(node - 1) as usize].ip.to_string();
+        let command = self.spec.node_command(node, &addrs, Path::new(DATA_DIR))?;
+        if !command.files.is_empty() {
+            return Err(ClusterError::Unsupported(format!(
+                "the docker backend runs keeperd only, not {}: use --backend netns or local",
+                self.spec.system
+            )));
+        }
         let body = ContainerCreateBody {
             image: Some(image),
-            cmd: Some(self.spec.keeperd_args(node, &addrs, DATA_DIR)),
+            // The image's entrypoint is keeperd: the command's arguments are the container's.
+            cmd: Some(command.args),
             env: Some(
                 std::iter::once((RUN_ENV.to_string(), self.tag.to_string()))
-                    .chain(self.spec.keeperd_env())
+                    .chain(command.env)
                     .map(|(k, v)| format!("{k}={v}"))
                     .collect(),
             ),
@@ -674,7 +682,7 @@ impl Backend for DockerCluster {
                 let chunk = chunk.map_err(|e| derr(&format!("reading the log of {name}"), e))?;
                 log.extend_from_slice(&chunk.into_bytes());
             }
-            let path = dir.join("nodes").join(node_name(node)).join("keeperd.log");
+            let path = crate::node_log_path(dir, node, self.spec.system);
             if let Some(parent) = path.parent() {
                 std::fs::create_dir_all(parent)
                     .map_err(|e| ClusterError::io(format!("creating {}", parent.display()), e))?;

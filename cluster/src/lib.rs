@@ -1,5 +1,7 @@
-//! Deploy backends for schism: a set of `keeperd` nodes the harness can start, stop, kill,
-//! pause, wipe and inspect, and "on" which the nemesis can run network commands.
+//! Deploy backends for schism: a set of nodes running the system under test ([`SystemKind`]:
+//! keeper's `keeperd`, or Apache ZooKeeper in [`zookeeper`]) that the harness can start, stop,
+//! kill, pause, wipe and inspect, and "on" which the nemesis can run network commands. What a
+//! node runs, its files and its log name are in [`system`]; the backends only decide where.
 //!
 //! Three implementations of one trait ([`Backend`]), gathered in the [`Cluster`] enum:
 //! - [`netns::NetnsCluster`]: each node is a network namespace on a bridge this crate creates;
@@ -24,6 +26,8 @@ pub mod netns;
 pub mod preflight;
 mod process;
 pub mod status;
+pub mod system;
+pub mod zookeeper;
 
 use serde::{Deserialize, Serialize};
 use std::future::Future;
@@ -32,6 +36,7 @@ use std::path::{Path, PathBuf};
 
 pub use host::CommandRecord;
 pub use status::{Status, fetch_status};
+pub use system::{NodeCommand, NodeFile, node_log_path};
 
 /// A node's id, as passed to `keeperd --id`. Nodes are numbered 1..=n.
 pub type NodeId = u64;
@@ -139,17 +144,17 @@ pub struct ClusterSpec {
     /// What each node runs.
     #[serde(default)]
     pub system: SystemKind,
-    /// The `keeperd` binary. For docker it must be statically linked
-    /// (see [`docker::build_static_keeperd`]).
+    /// The `keeperd` binary (unused when the system is ZooKeeper). For docker it must be
+    /// statically linked (see [`docker::build_static_keeperd`]).
     pub keeperd: PathBuf,
     /// The harness's run id; names derive from its [`RunTag`].
     pub run_id: String,
     pub tick_ms: Option<u64>,
     pub bug: Option<String>,
-    /// Appended to every `keeperd` command line.
+    /// Appended to every `keeperd` command line (keeper only).
     pub extra_args: Vec<String>,
-    /// The run's directory: node data (`nodes/<node>/data`), logs (`nodes/<node>/keeperd.log`),
-    /// pidfiles. Docker keeps data on volumes instead.
+    /// The run's directory: node data (`nodes/<node>/data`), logs ([`node_log_path`]),
+    /// pidfiles, ZooKeeper's configs (`nodes/<node>/conf`). Docker keeps data on volumes.
     pub base_dir: PathBuf,
     /// The `schism-lazyfs` binary: when set, each node's data directory is a lazyfs mount, so
     /// the power-loss fault can drop its unsynced writes (netns and local backends only).
@@ -228,55 +233,30 @@ impl ClusterSpec {
                 self.nodes
             )));
         }
-        if !self.keeperd.is_file() {
-            return Err(ClusterError::Invalid(format!(
-                "keeperd binary {} does not exist: build it with `cargo build -p keeper`",
-                self.keeperd.display()
-            )));
+        match self.system {
+            SystemKind::Keeper => {
+                if !self.keeperd.is_file() {
+                    return Err(ClusterError::Invalid(format!(
+                        "keeperd binary {} does not exist: build it with `cargo build -p keeper`",
+                        self.keeperd.display()
+                    )));
+                }
+            }
+            SystemKind::Zookeeper => {
+                if let Some(bug) = &self.bug {
+                    return Err(ClusterError::Invalid(format!(
+                        "bug {bug:?} is injected into keeperd: ZooKeeper has no injected bugs, use --system keeper"
+                    )));
+                }
+                if !self.extra_args.is_empty() {
+                    return Err(ClusterError::Invalid(format!(
+                        "extra keeperd arguments {:?} do not apply to ZooKeeper: drop them or use --system keeper",
+                        self.extra_args
+                    )));
+                }
+            }
         }
         Ok(())
-    }
-
-    /// The environment every node starts with, besides its command line: the run's secret.
-    pub fn keeperd_env(&self) -> Vec<(String, String)> {
-        vec![(
-            PEER_SECRET_ENV.to_string(),
-            self.peer_secret.as_str().to_string(),
-        )]
-    }
-
-    /// `keeperd`'s arguments for `node`, given every node's address.
-    pub fn keeperd_args(&self, node: NodeId, addrs: &[NodeAddr], data_dir: &str) -> Vec<String> {
-        let me = &addrs[(node - 1) as usize];
-        let peers = addrs
-            .iter()
-            .map(|a| format!("{}={}", a.id, a.peer_addr()))
-            .collect::<Vec<_>>()
-            .join(",");
-        let mut args = vec![
-            "--id".to_string(),
-            node.to_string(),
-            "--data-dir".to_string(),
-            data_dir.to_string(),
-            "--client-addr".to_string(),
-            me.client_addr().to_string(),
-            "--peer-addr".to_string(),
-            me.peer_addr().to_string(),
-            "--peers".to_string(),
-            peers,
-            "--zk-addr".to_string(),
-            me.zk_addr().to_string(),
-        ];
-        if let Some(tick) = self.tick_ms {
-            args.push("--tick-ms".to_string());
-            args.push(tick.to_string());
-        }
-        if let Some(bug) = &self.bug {
-            args.push("--bug".to_string());
-            args.push(bug.clone());
-        }
-        args.extend(self.extra_args.iter().cloned());
-        args
     }
 }
 
@@ -398,6 +378,9 @@ pub enum ClusterError {
     /// The backend cannot do this at all (local backend and network commands).
     #[error("{0}")]
     Unsupported(String),
+    /// A node's status could not be read: no answer in time, or an unreadable one.
+    #[error("{0}")]
+    Status(String),
     #[error("{0}")]
     Invalid(String),
     #[error("node {0} is not running")]
@@ -453,7 +436,7 @@ pub trait Backend: Send + Sync {
     /// Removes the node's data. The node must be down.
     fn wipe(&self, node: NodeId) -> impl Future<Output = Result<()>> + Send;
     fn state(&self, node: NodeId) -> impl Future<Output = Result<NodeState>> + Send;
-    /// Writes each node's log to `dir/nodes/<node>/keeperd.log`.
+    /// Writes each node's log to [`node_log_path`]`(dir, node, system)`.
     fn collect_logs(&self, dir: &Path) -> impl Future<Output = Result<()>> + Send;
     /// Runs `argv` (for example `iptables -A INPUT ...`) inside the node's network namespace.
     /// A non-zero exit is not an error here: it is in the returned record.
@@ -511,7 +494,14 @@ impl Cluster {
     /// and builds the cluster. Nothing is created before `setup`.
     pub async fn new(kind: BackendKind, spec: ClusterSpec) -> Result<Cluster> {
         spec.validate()?;
+        if kind == BackendKind::Docker && spec.system != SystemKind::Keeper {
+            return Err(ClusterError::Unsupported(format!(
+                "the docker backend runs keeperd only, not {}: use --backend netns or local",
+                spec.system
+            )));
+        }
         preflight::check(kind)?;
+        preflight::check_system(spec.system)?;
         if spec.lazyfs.is_some() {
             if kind == BackendKind::Docker {
                 return Err(ClusterError::Unsupported(

@@ -6,7 +6,8 @@ use crate::ledger::Ledger;
 use crate::process::{self, Launch, Supervisor};
 use crate::{
     Backend, BackendKind, CLIENT_PORT, ClusterError, ClusterSpec, CommandRecord, NodeAddr, NodeId,
-    NodeState, PEER_PORT, Result, ZK_CLIENT_PORT, check_node, fnv1a, node_name,
+    NodeState, PEER_PORT, Result, SystemKind, ZK_CLIENT_PORT, ZK_ELECTION_PORT, check_node, fnv1a,
+    node_name,
 };
 use std::net::{Ipv4Addr, TcpListener};
 use std::path::Path;
@@ -44,28 +45,11 @@ impl LocalCluster {
     }
 
     fn launch(&self, node: NodeId) -> Result<Launch> {
-        let addrs = self.addrs();
-        if addrs.is_empty() {
-            return Err(ClusterError::Invalid(
-                "the cluster is not set up yet".to_string(),
-            ));
-        }
-        let dir = self.spec.node_dir(node);
-        let data = dir.join("data");
-        let mut argv = vec![self.spec.keeperd.display().to_string()];
-        argv.extend(
-            self.spec
-                .keeperd_args(node, &addrs, &data.display().to_string()),
-        );
-        Ok(Launch {
-            argv,
-            env: self.spec.keeperd_env(),
-            log: dir.join("keeperd.log"),
-            pidfile: dir.join("keeperd.pid"),
-        })
+        Launch::new(&self.spec, node, &self.addrs(), Vec::new())
     }
 
-    /// Loopback addresses whose client and peer ports are free right now.
+    /// Loopback addresses whose ports (client, peer, ZooKeeper's client and, for ZooKeeper,
+    /// its election port) are free right now.
     fn choose_addrs(&self) -> Result<Vec<NodeAddr>> {
         let seed = fnv1a(self.spec.tag().as_str().as_bytes());
         for k in 0..MAX_LOOPBACK_CANDIDATES {
@@ -85,17 +69,19 @@ impl LocalCluster {
                     system: self.spec.system,
                 })
                 .collect();
+            let election = self.spec.system == SystemKind::Zookeeper;
             let free = addrs.iter().all(|n| {
                 TcpListener::bind(n.client_addr()).is_ok()
                     && TcpListener::bind(n.peer_addr()).is_ok()
                     && TcpListener::bind(n.zk_addr()).is_ok()
+                    && (!election || TcpListener::bind((n.ip, ZK_ELECTION_PORT)).is_ok())
             });
             if free {
                 return Ok(addrs);
             }
         }
         Err(ClusterError::Missing(
-            "no free loopback addresses for the nodes' ports: stop stale keeperd processes (schism clean)"
+            "no free loopback addresses for the nodes' ports: stop stale node processes (schism clean)"
                 .to_string(),
         ))
     }

@@ -14,8 +14,8 @@ use crate::lazyfs::Disks;
 use crate::ledger::{self, Ledger};
 use crate::process::{self, Launch, Supervisor};
 use crate::{
-    Backend, BackendKind, CLIENT_PORT, ClusterError, ClusterSpec, CommandRecord, NodeAddr, NodeId,
-    NodeState, PEER_PORT, Result, RunTag, ZK_CLIENT_PORT, check_node, fnv1a, node_name,
+    Backend, BackendKind, CLIENT_PORT, ClusterSpec, CommandRecord, NodeAddr, NodeId, NodeState,
+    PEER_PORT, Result, RunTag, ZK_CLIENT_PORT, check_node, fnv1a, node_name,
 };
 use std::net::Ipv4Addr;
 use std::path::Path;
@@ -97,28 +97,9 @@ impl NetnsCluster {
     }
 
     fn launch(&self, node: NodeId) -> Result<Launch> {
-        let addrs = self.addrs();
-        if addrs.is_empty() {
-            return Err(ClusterError::Invalid(
-                "the cluster is not set up yet".to_string(),
-            ));
-        }
-        let dir = self.spec.node_dir(node);
-        let data = dir.join("data");
-        // `ip netns exec` execs the program after setns, so the child's pid is keeperd's own
-        // and signals to its process group reach it directly.
-        let mut argv = self.in_ns(node, &[]);
-        argv.push(self.spec.keeperd.display().to_string());
-        argv.extend(
-            self.spec
-                .keeperd_args(node, &addrs, &data.display().to_string()),
-        );
-        Ok(Launch {
-            argv,
-            env: self.spec.keeperd_env(),
-            log: dir.join("keeperd.log"),
-            pidfile: dir.join("keeperd.pid"),
-        })
+        // `ip netns exec` execs the program after setns, so the child's pid is the node's own
+        // (keeperd or the JVM) and signals to its process group reach it directly.
+        Launch::new(&self.spec, node, &self.addrs(), self.in_ns(node, &[]))
     }
 
     async fn create_network(&self) -> Result<()> {

@@ -2,7 +2,7 @@
 //! what to do about it.
 
 use crate::host::find_tool;
-use crate::{BackendKind, ClusterError, Result};
+use crate::{BackendKind, ClusterError, Result, SystemKind};
 use std::path::Path;
 
 /// CAP_NET_ADMIN's bit in `/proc/self/status` CapEff.
@@ -42,6 +42,14 @@ pub fn docker_socket() -> String {
     match std::env::var("DOCKER_HOST") {
         Ok(h) if h.starts_with("unix://") => h.trim_start_matches("unix://").to_string(),
         _ => "/var/run/docker.sock".to_string(),
+    }
+}
+
+/// Checks that `system` is installed here (keeperd itself is checked with the spec).
+pub fn check_system(system: SystemKind) -> Result<()> {
+    match system {
+        SystemKind::Keeper => Ok(()),
+        SystemKind::Zookeeper => crate::zookeeper::Install::discover().map(|_| ()),
     }
 }
 

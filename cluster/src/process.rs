@@ -1,8 +1,12 @@
 //! Node processes of the local and netns backends: each in its own process group (so a signal
-//! reaches everything the node started), output appended to `nodes/<node>/keeperd.log`, pid in
-//! `nodes/<node>/keeperd.pid`, and the run tag in its environment for `clean`.
+//! reaches everything the node started, a JVM's threads included), output appended to the
+//! node's log ([`crate::ClusterSpec::node_log`]), pid next to it, and the run tag in its
+//! environment for `clean`.
 
-use crate::{ClusterError, NodeId, NodeState, RUN_ENV, Result, STOP_GRACE_MS};
+use crate::system::NodeFile;
+use crate::{
+    ClusterError, ClusterSpec, NodeAddr, NodeId, NodeState, RUN_ENV, Result, STOP_GRACE_MS,
+};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use std::path::{Path, PathBuf};
@@ -50,8 +54,50 @@ pub struct Launch {
     pub argv: Vec<String>,
     /// Environment variables besides the inherited ones (the run's peer secret).
     pub env: Vec<(String, String)>,
+    /// Written before the process starts.
+    pub files: Vec<NodeFile>,
     pub log: PathBuf,
     pub pidfile: PathBuf,
+}
+
+impl Launch {
+    /// The node's command ([`ClusterSpec::node_command`]) behind `wrapper` (`ip netns exec NS`
+    /// on netns, nothing on local), with its data in `nodes/<node>/data`.
+    pub fn new(
+        spec: &ClusterSpec,
+        node: NodeId,
+        addrs: &[NodeAddr],
+        wrapper: Vec<String>,
+    ) -> Result<Launch> {
+        if addrs.is_empty() {
+            return Err(ClusterError::Invalid(
+                "the cluster is not set up yet".to_string(),
+            ));
+        }
+        let data = spec.node_dir(node).join("data");
+        let command = spec.node_command(node, addrs, &data)?;
+        let mut argv = wrapper;
+        argv.extend(command.argv());
+        Ok(Launch {
+            argv,
+            env: command.env,
+            files: command.files,
+            log: spec.node_log(node),
+            pidfile: spec.node_pidfile(node),
+        })
+    }
+}
+
+fn write_files(files: &[NodeFile]) -> Result<()> {
+    for file in files {
+        if let Some(dir) = file.path.parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| ClusterError::io(format!("creating {}", dir.display()), e))?;
+        }
+        std::fs::write(&file.path, &file.contents)
+            .map_err(|e| ClusterError::io(format!("writing {}", file.path.display()), e))?;
+    }
+    Ok(())
 }
 
 fn signal(pgid: Pid, sig: Signal) {
@@ -84,6 +130,7 @@ impl Supervisor {
             std::fs::create_dir_all(dir)
                 .map_err(|e| ClusterError::io(format!("creating {}", dir.display()), e))?;
         }
+        write_files(&launch.files)?;
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -191,7 +238,7 @@ impl Supervisor {
 
 impl Supervisor {
     /// Removes a stopped node's data directory (`<node dir>/data`).
-    pub async fn wipe(&self, spec: &crate::ClusterSpec, node: NodeId) -> Result<()> {
+    pub async fn wipe(&self, spec: &ClusterSpec, node: NodeId) -> Result<()> {
         crate::check_node(spec, node)?;
         if self.state(node).await? != NodeState::Down {
             return Err(ClusterError::Invalid(format!(
@@ -202,15 +249,11 @@ impl Supervisor {
     }
 }
 
-/// Copies every node's `keeperd.log` into `dir/nodes/<node>/`.
-pub fn collect_logs(spec: &crate::ClusterSpec, dir: &Path) -> Result<()> {
+/// Copies every node's log to [`crate::node_log_path`] under `dir`.
+pub fn collect_logs(spec: &ClusterSpec, dir: &Path) -> Result<()> {
     for node in spec.node_ids() {
-        let from = spec.node_dir(node).join("keeperd.log");
-        let to = dir
-            .join("nodes")
-            .join(crate::node_name(node))
-            .join("keeperd.log");
-        copy_log(&from, &to)?;
+        let to = crate::node_log_path(dir, node, spec.system);
+        copy_log(&spec.node_log(node), &to)?;
     }
     Ok(())
 }

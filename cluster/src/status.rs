@@ -1,8 +1,10 @@
-//! A node's `GET /status`, asked through keeper-client's one reader
-//! ([`keeper_client::status`]) and typed as keeper-wire's [`Status`]; helpers over a cluster's
-//! node addresses for nemesis and the tests.
+//! A node's status typed as keeper-wire's [`Status`], asked in the node's own protocol: keeper's
+//! `GET /status` through keeper-client's one reader ([`keeper_client::status`]), ZooKeeper's
+//! four-letter words through [`zk_status`]; helpers over a cluster's node addresses for nemesis
+//! and the tests.
 
-use crate::{ClusterError, NodeAddr, NodeId, Result};
+pub use crate::zookeeper::{zk_status, zk_version};
+use crate::{ClusterError, NodeAddr, NodeId, Result, SystemKind};
 pub use keeper_client::status::STATUS_TIMEOUT_MS;
 pub use keeper_wire::{Role, Status};
 use std::time::Duration;
@@ -12,12 +14,18 @@ pub fn status_client() -> reqwest::Client {
     keeper_client::status::http_client().expect("a plain HTTP client builds")
 }
 
-/// Asks one node for its status, within [`STATUS_TIMEOUT_MS`].
+/// Asks one node for its status, within [`STATUS_TIMEOUT_MS`], in the protocol of what it runs
+/// (`client` is unused for ZooKeeper).
 pub async fn fetch_status(client: &reqwest::Client, node: &NodeAddr) -> Result<Status> {
     let timeout = Duration::from_millis(STATUS_TIMEOUT_MS);
-    keeper_client::status::fetch_status(client, &node.client_url(), timeout)
-        .await
-        .map_err(|e| ClusterError::Invalid(format!("GET /status: {e}")))
+    match node.system {
+        SystemKind::Keeper => {
+            keeper_client::status::fetch_status(client, &node.client_url(), timeout)
+                .await
+                .map_err(|e| ClusterError::Status(format!("GET /status: {e}")))
+        }
+        SystemKind::Zookeeper => zk_status(node, timeout).await,
+    }
 }
 
 /// Every node's status (`None` where it did not answer), asked concurrently.

@@ -80,7 +80,7 @@ async fn round_trips(kind: BackendKind) {
             .collect_logs(dir.path().join("collected").as_path())
             .await
             .map_err(|e| e.to_string())?;
-        let log = dir.path().join("collected/nodes/n1/keeperd.log");
+        let log = cluster::node_log_path(&dir.path().join("collected"), 1, cluster.spec().system);
         if !log.is_file() {
             return Err(format!("{} was not collected", log.display()));
         }

@@ -17,16 +17,20 @@ async fn nodes_get_the_runs_secret(kind: BackendKind) {
         "a fresh secret per run"
     );
     let secret = spec.peer_secret.as_str().to_string();
-    let node_dirs: Vec<_> = spec.node_ids().iter().map(|&n| spec.node_dir(n)).collect();
+    let node_files: Vec<_> = spec
+        .node_ids()
+        .iter()
+        .map(|&n| (spec.node_dir(n), spec.node_log(n), spec.node_pidfile(n)))
+        .collect();
     let cluster = launch(kind, spec).await;
     let leader = wait_for_leader(&cluster, &cluster.node_ids()).await;
     let mut problems = Vec::new();
-    for dir in &node_dirs {
-        let log = std::fs::read_to_string(dir.join("keeperd.log")).unwrap_or_default();
+    for (dir, log, pidfile) in &node_files {
+        let log = std::fs::read_to_string(log).unwrap_or_default();
         if log.contains("no peer secret") {
             problems.push(format!("{}: started without a secret", dir.display()));
         }
-        let pid = std::fs::read_to_string(dir.join("keeperd.pid")).unwrap_or_default();
+        let pid = std::fs::read_to_string(pidfile).unwrap_or_default();
         let cmdline = std::fs::read(format!("/proc/{}/cmdline", pid.trim())).unwrap_or_default();
         if String::from_utf8_lossy(&cmdline).contains(&secret) {
             problems.push(format!(
