@@ -265,6 +265,11 @@ pub fn node_name(node: NodeId) -> String {
     format!("n{node}")
 }
 
+/// The id in a node's name (`n3` → 3), the inverse of [`node_name`].
+pub fn node_id(name: &str) -> Option<NodeId> {
+    name.strip_prefix('n')?.parse().ok().filter(|id| *id > 0)
+}
+
 /// The short, name-safe form of a run id (at most [`RunTag::MAX_LEN`] of `[a-z0-9]`) that
 /// every created object carries. Linux interface names have at most 15 bytes, and
 /// `sch<tag>h<n>` must fit.

@@ -17,7 +17,7 @@
 
 pub mod four_letter;
 
-pub use four_letter::{zk_status, zk_version};
+pub use four_letter::{zk_status, zk_status_with_epochs, zk_version};
 
 use crate::host::find_tool;
 use crate::system::{NodeCommand, NodeFile};

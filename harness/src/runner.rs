@@ -289,8 +289,9 @@ async fn run_cluster_phases(
             kind
         ))))
     })?;
-    let system: Arc<dyn System> =
-        Arc::from(crate::system::for_kind(config.system).map_err(PhaseError::BeforeHistory)?);
+    let system: Arc<dyn System> = Arc::from(
+        crate::system::for_kind(config.system, &run.path).map_err(PhaseError::BeforeHistory)?,
+    );
     run_phases_on(req, run, Arc::new(cluster), system, cancel, progress, notes).await
 }
 

@@ -9,10 +9,12 @@
 //! cluster crate, so the sampler, the single-leader checker and the nemesis read one type.
 
 use crate::client::Node;
+use cluster::NodeAddr;
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use keeper_wire::Status;
 use serde_json::Value;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use cluster::SystemKind;
@@ -37,13 +39,16 @@ pub trait System: Send + Sync {
     ) -> BoxFuture<'a, Result<Value, String>>;
 }
 
-/// The system of `kind`.
-pub fn for_kind(kind: SystemKind) -> anyhow::Result<Box<dyn System>> {
+/// The system of `kind` whose nodes keep their files under `base_dir/nodes/<node>/` (the
+/// cluster spec's `base_dir`: the run directory).
+pub fn for_kind(kind: SystemKind, base_dir: &Path) -> anyhow::Result<Box<dyn System>> {
     Ok(match kind {
         SystemKind::Keeper => Box::new(Keeper {
             http: keeper_client::status::http_client()?,
         }),
-        SystemKind::Zookeeper => Box::new(Zookeeper),
+        SystemKind::Zookeeper => Box::new(Zookeeper {
+            base_dir: base_dir.to_path_buf(),
+        }),
     })
 }
 
@@ -85,8 +90,11 @@ impl System for Keeper {
     }
 }
 
-/// Apache ZooKeeper, through its four-letter words.
-pub struct Zookeeper;
+/// Apache ZooKeeper, through its four-letter words, with its epochs read from its data
+/// directory (`cluster::zookeeper::read_epochs`: the applied zxid's epoch lags on followers).
+pub struct Zookeeper {
+    base_dir: PathBuf,
+}
 
 impl System for Zookeeper {
     fn kind(&self) -> SystemKind {
@@ -98,7 +106,7 @@ impl System for Zookeeper {
         node: &'a Node,
         timeout: Duration,
     ) -> BoxFuture<'a, Result<Status, String>> {
-        async move { zookeeper_status(node, timeout).await }.boxed()
+        async move { self.zookeeper_status(node, timeout).await }.boxed()
     }
 
     fn applied<'a>(
@@ -107,14 +115,33 @@ impl System for Zookeeper {
         timeout: Duration,
     ) -> BoxFuture<'a, Result<Value, String>> {
         async move {
-            let status = zookeeper_status(node, timeout).await?;
+            let status = self.zookeeper_status(node, timeout).await?;
             Ok(serde_json::json!({"zxid": status.applied_zxid, "znodes": status.znodes}))
         }
         .boxed()
     }
 }
 
-async fn zookeeper_status(node: &Node, timeout: Duration) -> Result<Status, String> {
-    let _ = (node, timeout);
-    Err("ZooKeeper status: not wired yet".to_string())
+impl Zookeeper {
+    async fn zookeeper_status(&self, node: &Node, timeout: Duration) -> Result<Status, String> {
+        let id = cluster::node_id(&node.name)
+            .ok_or_else(|| format!("{:?} is not a node name", node.name))?;
+        let zk: std::net::SocketAddrV4 = node
+            .zk_addr
+            .parse()
+            .map_err(|e| format!("{}: {e}", node.zk_addr))?;
+        let addr = NodeAddr {
+            id,
+            name: node.name.clone(),
+            ip: *zk.ip(),
+            client_port: cluster::CLIENT_PORT,
+            peer_port: cluster::PEER_PORT,
+            zk_port: zk.port(),
+            system: SystemKind::Zookeeper,
+        };
+        let data_dir = self.base_dir.join("nodes").join(&node.name).join("data");
+        cluster::zookeeper::zk_status_with_epochs(&addr, &data_dir, timeout)
+            .await
+            .map_err(|e| e.to_string())
+    }
 }

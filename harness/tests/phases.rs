@@ -273,7 +273,7 @@ async fn run(
     );
     let cluster = Arc::new(InProcessCluster::new(spec, planted));
     let system: Arc<dyn System> =
-        Arc::from(schism::system::for_kind(config.system).expect("an HTTP client"));
+        Arc::from(schism::system::for_kind(config.system, results).expect("an HTTP client"));
     let req = RunRequest {
         config,
         results_root: results.to_path_buf(),

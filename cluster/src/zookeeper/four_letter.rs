@@ -169,6 +169,53 @@ pub fn status_of(id: NodeId, srvr: &Srvr, voters: Vec<NodeId>) -> Status {
     }
 }
 
+/// ZooKeeper's own record of its epochs, in `<dataDir>/version-2/`: `acceptedEpoch` (the
+/// newest epoch it agreed to) and `currentEpoch` (the epoch it took part in establishing: a
+/// follower writes it on NEWLEADER, a leader once a quorum acked its new epoch). Both are
+/// written by temp file and rename, so a read sees a whole number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Epochs {
+    pub current: u32,
+    pub accepted: u32,
+}
+
+/// Reads a node's epochs from its data directory; `None` before it wrote them (a fresh node)
+/// or when they cannot be read.
+pub fn read_epochs(data_dir: &std::path::Path) -> Option<Epochs> {
+    let read = |name: &str| -> Option<u32> {
+        let text = std::fs::read_to_string(data_dir.join("version-2").join(name)).ok()?;
+        text.trim().parse().ok()
+    };
+    Some(Epochs {
+        current: read("currentEpoch")?,
+        accepted: read("acceptedEpoch")?,
+    })
+}
+
+/// `status` with the node's own epochs instead of its applied zxid's, which lags: a follower's
+/// applied zxid stays in the old epoch until the new leader commits something, so two nodes
+/// could seem to lead one epoch. `srvr` says `leader` only once the leader's server runs (a
+/// quorum acked NEWLEADER), so its `currentEpoch` is then the epoch it leads.
+pub fn with_epochs(mut status: Status, epochs: Epochs) -> Status {
+    status.epoch = epochs.current;
+    status.accepted_epoch = epochs.accepted;
+    status
+}
+
+/// [`zk_status`] with the epochs of the node's data directory where they can be read: what the
+/// harness samples for the single-leader checker.
+pub async fn zk_status_with_epochs(
+    addr: &NodeAddr,
+    data_dir: &std::path::Path,
+    timeout: Duration,
+) -> Result<Status> {
+    let status = zk_status(addr, timeout).await?;
+    Ok(match read_epochs(data_dir) {
+        Some(epochs) => with_epochs(status, epochs),
+        None => status,
+    })
+}
+
 /// A ZooKeeper node's status (`srvr`, then `conf` for the voters while it serves), within
 /// `timeout` in all. The harness's and nemesis's status readers come here through
 /// [`crate::status::fetch_status`] when the node runs ZooKeeper.
@@ -223,6 +270,36 @@ fn excerpt(reply: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn epochs_come_from_the_data_directory_when_it_has_them() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(read_epochs(dir.path()), None);
+        let v2 = dir.path().join("version-2");
+        std::fs::create_dir_all(&v2).unwrap();
+        std::fs::write(v2.join("currentEpoch"), "6").unwrap();
+        std::fs::write(v2.join("acceptedEpoch"), "7\n").unwrap();
+        let epochs = read_epochs(dir.path()).unwrap();
+        assert_eq!(
+            epochs,
+            Epochs {
+                current: 6,
+                accepted: 7
+            }
+        );
+        // The applied zxid of a follower still in epoch 5 does not decide its epoch.
+        let srvr = Srvr::Serving {
+            mode: Mode::Follower,
+            zxid: 0x5_0000_0003,
+            znodes: 4,
+            version: "3.8.0".into(),
+        };
+        let status = with_epochs(status_of(2, &srvr, vec![1, 2, 3]), epochs);
+        assert_eq!((status.epoch, status.accepted_epoch), (6, 7));
+        assert_eq!(status.applied_zxid, 0x5_0000_0003);
+        std::fs::write(v2.join("currentEpoch"), "garbage").unwrap();
+        assert_eq!(read_epochs(dir.path()), None);
+    }
 
     const LEADER: &str =
         "Zookeeper version: 3.8.0-${mvngit.commit.id}, built on 2024-12-29 17:54 UTC
