@@ -108,6 +108,10 @@ struct Walk<'o, 'e> {
     /// (session, path) -> watches not known to have fired.
     pending: HashMap<(u64, &'o str), Vec<Watch<'o, 'e>>>,
     last_event_zxid: HashMap<u64, (u64, &'o Op<'e>)>,
+    /// Writes that carry their zxid, by invocation: (position, the smallest zxid of this one and
+    /// every one invoked after it). A write completed before position p has a zxid below that
+    /// of every write invoked after p.
+    later_zxids: Vec<(usize, u64)>,
     /// Every watch without a zxid, for the missed-watch rule.
     zxidless: Vec<Watch<'o, 'e>>,
     /// (session, path) -> zxid-less events: (position, type).
@@ -183,7 +187,19 @@ impl<'o, 'e> Walk<'o, 'e> {
                 *e = (*e).max(op.invoke_pos);
             }
         }
+        let mut later_zxids: Vec<(usize, u64)> = changes
+            .values()
+            .flatten()
+            .filter_map(|(z, c)| Some((c.invoke_pos, (*z)?)))
+            .collect();
+        later_zxids.sort_unstable();
+        let mut least = u64::MAX;
+        for entry in later_zxids.iter_mut().rev() {
+            least = least.min(entry.1);
+            entry.1 = least;
+        }
         Walk {
+            later_zxids,
             changes,
             troubled,
             pending: HashMap::new(),
@@ -191,6 +207,18 @@ impl<'o, 'e> Walk<'o, 'e> {
             zxidless: Vec::new(),
             zxidless_events: HashMap::new(),
         }
+    }
+
+    /// Is the change `c`, whose zxid is unknown, certainly at or below `zxid`? It is when it
+    /// completed before a write with a zxid at or below `zxid` was invoked.
+    fn surely_at_or_below(&self, c: &Op<'_>, zxid: u64) -> bool {
+        let Some(done) = c.complete_pos.filter(|_| c.kind() == EventType::Ok) else {
+            return false;
+        };
+        let i = self.later_zxids.partition_point(|(pos, _)| *pos <= done);
+        self.later_zxids
+            .get(i)
+            .is_some_and(|(_, least)| *least <= zxid)
     }
 
     fn troubled_since(&self, session: u64, pos: usize) -> bool {
@@ -386,15 +414,13 @@ impl<'o, 'e> Walk<'o, 'e> {
         };
         // When that watch is certainly the one that fired and its read returned a Stat, the
         // change came after the Stat: one with a zxid above it, or one whose zxid is unknown and
-        // that was not over before the watch was asked for (a change completed before the read
-        // was invoked is in the state the read saw, so at or below its Stat). An older change
-        // firing it is a notification sent twice, or for the wrong watch.
+        // not known to be below it. (Not "not over before the watch was asked for": a lagging
+        // follower serves a read from a state older than writes other sessions completed.) An
+        // older change firing it is a notification sent twice, or for the wrong watch.
         if let (true, Some(anchor)) = (alone, w.anchor) {
             let after = requested.iter().any(|(cz, c)| match cz {
                 Some(cz) => *cz > anchor,
-                None => {
-                    c.kind() != EventType::Ok || c.complete_pos.is_none_or(|p| p > w.op.invoke_pos)
-                }
+                None => !self.surely_at_or_below(c, anchor),
             });
             if !after {
                 let text = format!(
