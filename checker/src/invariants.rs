@@ -741,8 +741,14 @@ pub fn sessions(ops: &[Op<'_>]) -> CheckerResult {
             "; reads of an ephemeral path after its creator ended: {by_zxid} judged by zxids, {by_session} by the reader's own session, {unjudged} not judged (without zxids a lagging local read looks the same); {told} sessions told they expired without a zxid, not counted as ended"
         ));
     }
-    // Evidence: an ended session that owned an ephemeral node, and, when some reads after such
-    // an end could not be judged, at least one that could.
+    // Evidence: an ended session that owned an ephemeral node, and, when zxids are missing
+    // (an end or a read without one), at least one read after such an end that was judged.
+    let partial = by_session + unjudged > 0
+        || told > 0
+        || ended.values().any(|e| e.zxid().is_none())
+        || ops.iter().any(|o| {
+            matches!(o.f(), "read" | "exists") && o.kind() == EventType::Ok && o.zxid().is_none()
+        });
     let (evidence, missing) = if creators.is_empty() || ended.is_empty() {
         let missing = if told > 0 && !creators.is_empty() {
             format!(
@@ -752,11 +758,11 @@ pub fn sessions(ops: &[Op<'_>]) -> CheckerResult {
             "no session that owned an ephemeral node ever ended".to_string()
         };
         (0, missing)
-    } else if unjudged > 0 && by_zxid + by_session == 0 {
+    } else if partial && by_zxid + by_session == 0 {
         (
             0,
             format!(
-                "none of the {unjudged} reads of an ephemeral path after its creator ended could be judged (no zxids, and the reader had written nothing since the end)"
+                "no read of an ephemeral path after its creator ended could be judged ({unjudged} without the zxids or a write of the reader's since the end to tell them from a lagging local read)"
             ),
         )
     } else {

@@ -555,7 +555,7 @@ fn an_expiry_without_a_zxid_is_not_an_end_and_one_with_a_zxid_is_judged_by_the_r
     assert_verdict(&r, Verdict::Invalid, "still saw its ephemeral node");
     // An expiry at 25, after everything the reader had seen: its read may lag.
     let r = check(&told(Some(25)), "session", "sessions");
-    assert_verdict(&r, Verdict::Unknown, "could be judged");
+    assert_verdict(&r, Verdict::Unknown, "could be judged (1 without");
 }
 
 #[test]
@@ -595,7 +595,7 @@ fn sessions_with_nothing_judgeable_are_unknown_not_valid() {
     );
     h.op((1, 8), "read", "/e/a", Value::Null, Value::Null, None);
     let r = check(&h, "session", "sessions");
-    assert_verdict(&r, Verdict::Unknown, "none of the 2 reads");
+    assert_verdict(&r, Verdict::Unknown, "(2 without the zxids");
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -424,3 +424,349 @@ fn the_model_fires_watches_and_a_duplicated_event_is_mostly_caught() {
         "{caught} of {with_events} duplicates caught"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// sessions
+
+/// A correct ZooKeeper's sessions and ephemerals, recorded without zxids on reads, closes and
+/// expiries: replicas that lag, reads served from their state, a close applied by the replica
+/// that answers it, and an expiry announced to its client before the close commits (or, as after
+/// a leader died, long before).
+mod sessions {
+    use super::*;
+
+    #[derive(Clone, Copy)]
+    enum Txn {
+        Create(usize, u64),
+        Close(u64),
+    }
+
+    #[derive(Default, Clone)]
+    struct Tree {
+        owner: BTreeMap<usize, u64>,
+    }
+
+    impl Tree {
+        fn apply(&mut self, txn: Txn) {
+            match txn {
+                Txn::Create(i, s) => {
+                    self.owner.insert(i, s);
+                }
+                Txn::Close(s) => self.owner.retain(|_, o| *o != s),
+            }
+        }
+    }
+
+    #[derive(Default)]
+    struct Server {
+        applied: usize,
+        tree: Tree,
+        queue: VecDeque<usize>,
+    }
+
+    struct Client {
+        server: usize,
+        session: u64,
+        pending: Option<(&'static str, usize)>,
+        reply: Option<Event>,
+    }
+
+    struct Model {
+        rng: Rng,
+        log: Vec<Txn>,
+        leader: Tree,
+        closed: BTreeSet<u64>,
+        servers: Vec<Server>,
+        clients: Vec<Client>,
+        next_session: u64,
+        /// Sessions gone quiet, not announced expired yet; announced, not closed yet.
+        quiet: Vec<(usize, u64)>,
+        expiring: Vec<u64>,
+        history: Vec<Event>,
+    }
+
+    impl Model {
+        fn record(&mut self, mut e: Event) {
+            let i = self.history.len() as u64;
+            e.index = i;
+            e.time = i * 1_000_000;
+            self.history.push(e);
+        }
+
+        fn commit(&mut self, txn: Txn) -> u64 {
+            self.log.push(txn);
+            self.leader.apply(txn);
+            FIRST_ZXID + self.log.len() as u64
+        }
+
+        fn apply_next(&mut self, s: usize) {
+            let server = &mut self.servers[s];
+            if server.applied < self.log.len() {
+                server.tree.apply(self.log[server.applied]);
+                server.applied += 1;
+            }
+        }
+
+        fn event(
+            &self,
+            c: usize,
+            kind: EventType,
+            f: &str,
+            value: Value,
+            key: Option<usize>,
+        ) -> Event {
+            let mut e = Event::new(0, 0, c as u64, kind, f, value);
+            e.key = key.map(|i| format!("/e/{i}"));
+            e.session = Some(self.clients[c].session);
+            e
+        }
+
+        fn invoke(&mut self, c: usize) {
+            let i = self.rng.below(5);
+            let f = match self.rng.below(20) {
+                0..=6 => "create_ephemeral",
+                7..=15 => "read",
+                16..=18 => "close_session",
+                _ => "stop_heartbeats",
+            };
+            let key = (f != "close_session" && f != "stop_heartbeats").then_some(i);
+            let e = self.event(c, EventType::Invoke, f, Value::Null, key);
+            self.record(e);
+            if f == "stop_heartbeats" {
+                // The session goes quiet; the worker carries on with a new one.
+                let e = self.event(c, EventType::Ok, f, Value::Null, None);
+                self.record(e);
+                self.quiet.push((c, self.clients[c].session));
+                self.new_session(c);
+                return;
+            }
+            self.clients[c].pending = Some((f, i));
+            let s = self.clients[c].server;
+            self.servers[s].queue.push_back(c);
+        }
+
+        fn new_session(&mut self, c: usize) {
+            self.next_session += 1;
+            self.clients[c].session = self.next_session;
+            self.clients[c].server = self.rng.below(SERVERS);
+        }
+
+        fn process(&mut self, s: usize) {
+            let Some(c) = self.servers[s].queue.pop_front() else {
+                return;
+            };
+            let (f, i) = self.clients[c].pending.expect("a request in flight");
+            let session = self.clients[c].session;
+            let (kind, value, zxid, key) = match f {
+                "create_ephemeral" => {
+                    if self.leader.owner.contains_key(&i) || self.closed.contains(&session) {
+                        (EventType::Fail, Value::Null, None, Some(i))
+                    } else {
+                        let z = self.commit(Txn::Create(i, session));
+                        (EventType::Ok, Value::Null, Some(z), Some(i))
+                    }
+                }
+                "read" => {
+                    let owner = self.servers[s].tree.owner.get(&i).copied();
+                    (
+                        EventType::Ok,
+                        owner.map_or(Value::Null, |o| json!({"owner": o})),
+                        None,
+                        Some(i),
+                    )
+                }
+                _ => {
+                    self.commit(Txn::Close(session));
+                    self.closed.insert(session);
+                    (EventType::Ok, Value::Null, None, None)
+                }
+            };
+            // The replica answers after applying everything up to the write.
+            if f != "read" {
+                while self.servers[s].applied < self.log.len() {
+                    self.apply_next(s);
+                }
+            }
+            let mut e = self.event(c, kind, f, value, key);
+            e.zxid = zxid;
+            self.clients[c].reply = Some(e);
+        }
+
+        fn receive(&mut self, c: usize) {
+            if let Some(e) = self.clients[c].reply.take() {
+                let closed = e.f == "close_session";
+                self.record(e);
+                self.clients[c].pending = None;
+                if closed {
+                    self.new_session(c);
+                }
+            }
+        }
+
+        pub fn run(seed: u64, steps: usize) -> Vec<Event> {
+            let mut m = Model {
+                rng: Rng(seed | 1),
+                log: Vec::new(),
+                leader: Tree::default(),
+                closed: BTreeSet::new(),
+                servers: (0..SERVERS).map(|_| Server::default()).collect(),
+                clients: (0..CLIENTS)
+                    .map(|c| Client {
+                        server: c % SERVERS,
+                        session: 1000 + c as u64,
+                        pending: None,
+                        reply: None,
+                    })
+                    .collect(),
+                next_session: 2000,
+                quiet: Vec::new(),
+                expiring: Vec::new(),
+                history: Vec::new(),
+            };
+            for step in 0..steps * 4 {
+                let invoking = step < steps * 3;
+                match m.rng.below(6) {
+                    0 => {
+                        let s = m.rng.below(SERVERS);
+                        m.apply_next(s);
+                    }
+                    1 if invoking => {
+                        let c = m.rng.below(CLIENTS);
+                        if m.clients[c].pending.is_none() {
+                            m.invoke(c);
+                        }
+                    }
+                    2 => {
+                        let s = m.rng.below(SERVERS);
+                        m.process(s);
+                    }
+                    3 => {
+                        let c = m.rng.below(CLIENTS);
+                        m.receive(c);
+                    }
+                    4 if !m.quiet.is_empty() => {
+                        // The leader marks a quiet session closing and tells its client: the
+                        // close is not committed yet.
+                        let (c, s) = m.quiet.remove(m.rng.below(m.quiet.len()));
+                        let mut e = Event::new(
+                            0,
+                            0,
+                            c as u64,
+                            EventType::Ok,
+                            "expired",
+                            json!({"state": "expired"}),
+                        );
+                        e.session = Some(s);
+                        m.record(e);
+                        m.expiring.push(s);
+                    }
+                    5 if !m.expiring.is_empty() => {
+                        let s = m.expiring.remove(m.rng.below(m.expiring.len()));
+                        m.commit(Txn::Close(s));
+                        m.closed.insert(s);
+                    }
+                    _ => {}
+                }
+            }
+            for s in 0..SERVERS {
+                while !m.servers[s].queue.is_empty() {
+                    m.process(s);
+                }
+            }
+            for c in 0..CLIENTS {
+                m.receive(c);
+            }
+            m.history
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+
+        #[test]
+        fn a_correct_zookeeper_never_gets_an_invalid_sessions_verdict(seed in any::<u64>()) {
+            let history = Model::run(seed, 300);
+            let opts = CheckOptions { threads: Some(1), ..CheckOptions::default() };
+            let v = check_history(&history, Some("session"), &opts).expect("checkable");
+            let r = v.checkers.iter().find(|c| c.name == "sessions").expect("a sessions checker");
+            let text: Vec<String> = history.iter().map(|e| serde_json::to_string(e).unwrap()).collect();
+            prop_assert_ne!(r.verdict, Verdict::Invalid, "{}\n{}", r.summary, text.join("\n"));
+        }
+    }
+
+    /// The model judges reads: most of its histories have reads judged by the reader's own
+    /// session, and a read made to see a closed session's node after the reader wrote is caught.
+    #[test]
+    fn the_model_judges_reads_and_a_surviving_ephemeral_is_caught() {
+        let opts = CheckOptions {
+            threads: Some(1),
+            ..CheckOptions::default()
+        };
+        let (mut judged, mut planted, mut caught) = (0, 0, 0);
+        for seed in 1..=50u64 {
+            let history = Model::run(seed * 104_729, 300);
+            let v = check_history(&history, Some("session"), &opts).expect("checkable");
+            let r = v.checkers.iter().find(|c| c.name == "sessions").unwrap();
+            judged += usize::from(r.details["judged_by_session"].as_u64().unwrap_or(0) > 0);
+
+            // A close acknowledged of a session that owned a node, followed by a write and a
+            // read of that node by another session.
+            let owned = history.iter().enumerate().find_map(|(close, e)| {
+                if e.f != "close_session" || e.kind != EventType::Ok {
+                    return None;
+                }
+                history[..close].iter().rfind(|c| {
+                    c.f == "create_ephemeral" && c.kind == EventType::Ok && c.session == e.session
+                })
+            });
+            let Some(owned) = owned else {
+                continue;
+            };
+            planted += 1;
+            let path = owned.key.clone();
+            let mut bad = history.clone();
+            let mut push = |kind, f: &str, key: Option<String>, value: Value, zxid| {
+                let i = bad.len() as u64;
+                let mut e = Event::new(i, i * 1_000_000, 77, kind, f, value);
+                e.key = key;
+                e.session = Some(7777);
+                e.zxid = zxid;
+                bad.push(e);
+            };
+            push(
+                EventType::Invoke,
+                "create_ephemeral",
+                Some("/e/other".into()),
+                Value::Null,
+                None,
+            );
+            push(
+                EventType::Ok,
+                "create_ephemeral",
+                Some("/e/other".into()),
+                Value::Null,
+                Some(99_999),
+            );
+            push(EventType::Invoke, "read", path.clone(), Value::Null, None);
+            push(
+                EventType::Ok,
+                "read",
+                path,
+                json!({"owner": owned.session}),
+                None,
+            );
+            let v = check_history(&bad, Some("session"), &opts).expect("checkable");
+            let r = v.checkers.iter().find(|c| c.name == "sessions").unwrap();
+            caught += usize::from(r.verdict == Verdict::Invalid);
+        }
+        assert!(
+            judged >= 25,
+            "reads judged by the reader's session in only {judged} of 50 histories"
+        );
+        assert!(
+            planted >= 25,
+            "only {planted} histories had a close of an ephemeral's owner"
+        );
+        assert_eq!(caught, planted);
+    }
+}
