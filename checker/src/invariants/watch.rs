@@ -73,6 +73,9 @@ fn kind_class(kind: &str) -> u8 {
 /// A write that triggers watches: its zxid when known, and the operation.
 type Change<'o, 'e> = (Option<u64>, &'o Op<'e>);
 
+/// An event as the missed-watch rule needs it: (position, type, whether it carried a zxid).
+type Seen = (usize, &'static str, bool);
+
 /// A watch set by a read, not known to have fired.
 #[derive(Clone, Copy)]
 struct Watch<'o, 'e> {
@@ -114,8 +117,8 @@ struct Walk<'o, 'e> {
     later_zxids: Vec<(usize, u64)>,
     /// Every watch without a zxid, for the missed-watch rule.
     zxidless: Vec<Watch<'o, 'e>>,
-    /// (session, path) -> zxid-less events: (position, type).
-    zxidless_events: HashMap<(u64, &'o str), Vec<(usize, &'static str)>>,
+    /// (session, path) -> every event: (position, type, whether it carried a zxid).
+    events: HashMap<(u64, &'o str), Vec<Seen>>,
 }
 
 impl<'o, 'e> Walk<'o, 'e> {
@@ -205,7 +208,7 @@ impl<'o, 'e> Walk<'o, 'e> {
             pending: HashMap::new(),
             last_event_zxid: HashMap::new(),
             zxidless: Vec::new(),
-            zxidless_events: HashMap::new(),
+            events: HashMap::new(),
         }
     }
 
@@ -319,7 +322,7 @@ impl<'o, 'e> Walk<'o, 'e> {
                 Counterexample::new(NAME, text, views(&[w, c, op])),
             ));
         }
-        if list.len() == before && take_watch(list, op, ty).is_none() {
+        if list.len() == before && take_watch(list, op, ty, false).is_none() {
             let text = format!(
                 "session {s} got a {ty} event for {path} at zxid {z} with no watch pending: fired twice, or never set"
             );
@@ -342,10 +345,6 @@ impl<'o, 'e> Walk<'o, 'e> {
         path: &'o str,
         ty: &'static str,
     ) -> Option<CheckerResult> {
-        self.zxidless_events
-            .entry((s, path))
-            .or_default()
-            .push((op.invoke_pos, ty));
         // Its cause: a change of that path and type invoked before the event was recorded. A
         // server that re-registers a data watch after a reconnect reports a node re-created
         // since as changed (its mzxid moved): a create is a cause of `changed` too. How many
@@ -393,7 +392,7 @@ impl<'o, 'e> Walk<'o, 'e> {
         // Its watch: one of the session's on the path, set before the event was recorded and
         // not fired yet.
         let list = self.pending.entry((s, path)).or_default();
-        let Some((w, alone)) = take_watch(list, op, ty) else {
+        let Some((w, alone)) = take_watch(list, op, ty, true) else {
             let last_set = self
                 .zxidless
                 .iter()
@@ -438,8 +437,9 @@ impl<'o, 'e> Walk<'o, 'e> {
     }
 }
 
-/// Takes, for `event` of type `ty`, a zxid-less watch of `list` that was invoked before it and
-/// fires for it, and says whether it was the only one; `None` when there is none. Several such
+/// Takes, for `event` of type `ty`, a watch of `list` (only a zxid-less one unless `any`) that
+/// was invoked before it and fires for it, and says whether it was the only one; `None` when
+/// there is none. Several such
 /// watches may all have fired with this one event (a server keeps one per session and path),
 /// but one certainly did: the one taken is the oldest, and of the narrowest kind, which leaves
 /// the most for later events. A deletion fires watches on the node and on its children alike:
@@ -448,11 +448,14 @@ fn take_watch<'o, 'e>(
     list: &mut Vec<Watch<'o, 'e>>,
     event: &Op<'_>,
     ty: &str,
+    any: bool,
 ) -> Option<(Watch<'o, 'e>, bool)> {
     let candidates: Vec<usize> = (0..list.len())
         .filter(|&i| {
             let w = &list[i];
-            w.zxid.is_none() && w.op.invoke_pos < event.invoke_pos && watch_fires(w.kind, ty)
+            (any || w.zxid.is_none())
+                && w.op.invoke_pos < event.invoke_pos
+                && watch_fires(w.kind, ty)
         })
         .collect();
     let &first = candidates.first()?;
@@ -540,7 +543,12 @@ pub fn watches(ops: &[Op<'_>]) -> CheckerResult {
         };
         let ty = event_type(v.get("type").and_then(Value::as_str).unwrap_or(""));
         // ZooKeeper 3.8 sends notifications with zxid -1, recorded as null: unknown.
-        let checked = match v.get("zxid").and_then(Value::as_u64).or(op.zxid()) {
+        let zxid = v.get("zxid").and_then(Value::as_u64).or(op.zxid());
+        walk.events
+            .entry((s, path))
+            .or_default()
+            .push((op.invoke_pos, ty, zxid.is_some()));
+        let checked = match zxid {
             Some(z) => walk.event_with_zxid(op, s, path, ty, z),
             None => {
                 fired_without_zxid += 1;
@@ -551,11 +559,13 @@ pub fn watches(ops: &[Op<'_>]) -> CheckerResult {
             return violation;
         }
     }
-    // Did an event without a zxid, recorded after `w` was invoked, perhaps come from it?
+    // Did an event recorded after `w` was invoked perhaps come from it? For a watch with a
+    // zxid, events with one consumed it exactly above; only one without may have.
     let maybe_fired = |w: &Watch<'_, '_>, s: u64, path: &str| {
-        walk.zxidless_events.get(&(s, path)).is_some_and(|evs| {
-            evs.iter()
-                .any(|&(pos, ty)| pos > w.op.invoke_pos && watch_fires(w.kind, ty))
+        walk.events.get(&(s, path)).is_some_and(|evs| {
+            evs.iter().any(|&(pos, ty, with_zxid)| {
+                pos > w.op.invoke_pos && watch_fires(w.kind, ty) && !(with_zxid && w.zxid.is_some())
+            })
         })
     };
     // Watches that should have fired and did not.
