@@ -322,7 +322,10 @@ pub fn sequential(ops: &[Op<'_>]) -> CheckerResult {
             total - with_zxid
         )
     } else {
-        format!("{} parents, {total} sequential creates", by_parent.len())
+        format!(
+            "{} parents, {total} sequential creates (all also ordered by zxid)",
+            by_parent.len()
+        )
     };
     require_evidence(
         CheckerResult::new(
@@ -489,6 +492,8 @@ pub fn election(ops: &[Op<'_>]) -> CheckerResult {
                 writes.len(),
                 if by_zxid < writes.len() {
                     format!(" ({by_zxid} ordered by zxid, all by real time)")
+                } else if by_zxid > 0 {
+                    " (all ordered by zxid)".to_string()
                 } else {
                     String::new()
                 },
