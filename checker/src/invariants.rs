@@ -172,12 +172,16 @@ pub fn stats(ops: &[Op<'_>], recovery_ops: &[&str]) -> CheckerResult {
 pub fn monotonic_reads(ops: &[Op<'_>]) -> CheckerResult {
     const NAME: &str = "monotonic-reads";
     let mut by_session: BTreeMap<u64, Vec<&Op<'_>>> = BTreeMap::new();
+    // Operations of a session with no zxid (ZooKeeper's reads and deletes): not checked.
+    let mut without_zxid = 0usize;
     for op in ops {
-        if op.kind() == EventType::Ok
-            && !op.invoke.is_observation()
-            && let (Some(s), Some(_)) = (op.session(), op.zxid())
-        {
-            by_session.entry(s).or_default().push(op);
+        if op.kind() != EventType::Ok || op.invoke.is_observation() {
+            continue;
+        }
+        match (op.session(), op.zxid()) {
+            (Some(s), Some(_)) => by_session.entry(s).or_default().push(op),
+            (Some(_), None) => without_zxid += 1,
+            _ => {}
         }
     }
     let checked: usize = by_session.values().map(Vec::len).sum();
@@ -211,8 +215,15 @@ pub fn monotonic_reads(ops: &[Op<'_>]) -> CheckerResult {
         CheckerResult::new(
             NAME,
             Verdict::Valid,
-            format!("{} sessions, {checked} ops with a zxid", by_session.len()),
-            json!({"sessions": by_session.len(), "ops_checked": checked}),
+            if without_zxid == 0 {
+                format!("{} sessions, {checked} ops with a zxid", by_session.len())
+            } else {
+                format!(
+                    "{} sessions, {checked} ops with a zxid ({without_zxid} without one, not checked)",
+                    by_session.len()
+                )
+            },
+            json!({"sessions": by_session.len(), "ops_checked": checked, "ops_without_zxid": without_zxid}),
         ),
         checked,
         "no completed operation carries a session and a zxid",
@@ -247,6 +258,7 @@ pub fn sequential(ops: &[Op<'_>]) -> CheckerResult {
         );
     }
     let total: usize = by_parent.values().map(Vec::len).sum();
+    let mut with_zxid = 0usize;
     for (parent, list) in &by_parent {
         let mut seen: HashMap<i128, &Op<'_>> = HashMap::new();
         for &(op, n) in list {
@@ -276,13 +288,51 @@ pub fn sequential(ops: &[Op<'_>]) -> CheckerResult {
                 Counterexample::new(NAME, text, views(&[oa, ob])),
             );
         }
+        // Where creates carry their zxid (the created node's czxid), concurrent ones are
+        // ordered too: a sequence number is the parent's count of child changes when the create
+        // is applied, and creates are applied in zxid order.
+        let mut by_zxid: Vec<(u64, &Op<'_>, i128)> = list
+            .iter()
+            .filter_map(|&(o, n)| Some((o.zxid()?, o, n)))
+            .collect();
+        by_zxid.sort_by_key(|&(z, _, n)| (z, n));
+        with_zxid += by_zxid.len();
+        if let Some(pair) = by_zxid.windows(2).find(|p| p[0].2 >= p[1].2) {
+            let ((za, oa, na), (zb, ob, nb)) = (pair[0], pair[1]);
+            let text = format!(
+                "under {parent}, the create at zxid {za} got {na}, the later one at zxid {zb} got {nb}"
+            );
+            return invalid(
+                NAME,
+                text.clone(),
+                json!({"parent": parent, "zxids": [za, zb]}),
+                Counterexample::new(NAME, text, views(&[oa, ob])),
+            );
+        }
     }
+    let summary = if with_zxid == 0 {
+        format!(
+            "{} parents, {total} sequential creates (ordered by real time only: none carries a zxid)",
+            by_parent.len()
+        )
+    } else if with_zxid < total {
+        format!(
+            "{} parents, {total} sequential creates ({with_zxid} also ordered by zxid, {} by real time only)",
+            by_parent.len(),
+            total - with_zxid
+        )
+    } else {
+        format!(
+            "{} parents, {total} sequential creates (all also ordered by zxid)",
+            by_parent.len()
+        )
+    };
     require_evidence(
         CheckerResult::new(
             NAME,
             Verdict::Valid,
-            format!("{} parents, {total} sequential creates", by_parent.len()),
-            json!({"parents": by_parent.len(), "creates": total}),
+            summary,
+            json!({"parents": by_parent.len(), "creates": total, "creates_with_zxid": with_zxid}),
         ),
         total,
         "no sequential create succeeded",
@@ -341,31 +391,36 @@ pub fn election(ops: &[Op<'_>]) -> CheckerResult {
             );
         }
     }
-    // Writes are ordered by the zxid that committed them when every one has it, else by real time.
-    let inversion = if !writes.is_empty() && writes.iter().all(|(o, _)| o.zxid().is_some()) {
-        let mut sorted = writes.clone();
-        sorted.sort_by_key(|(o, _)| o.zxid());
-        let mut newest: Option<(&Op<'_>, i128)> = None;
-        let mut found = None;
-        for &(o, t) in &sorted {
-            if let Some((n, nt)) = newest
-                && nt > t
-            {
-                found = Some((n, o));
-                break;
-            }
-            if newest.is_none_or(|(_, nt)| t > nt) {
-                newest = Some((o, t));
-            }
+    // Writes that carry the zxid that committed them are ordered by it; when some do not, all
+    // are also ordered by real time (a write acknowledged before another was invoked has the
+    // smaller zxid), which catches inversions between a write with a zxid and one without.
+    let mut sorted: Vec<(&Op<'_>, i128)> = writes
+        .iter()
+        .copied()
+        .filter(|(o, _)| o.zxid().is_some())
+        .collect();
+    sorted.sort_by_key(|(o, _)| o.zxid());
+    let by_zxid = sorted.len();
+    let mut newest: Option<(&Op<'_>, i128)> = None;
+    let mut inversion = None;
+    for &(o, t) in &sorted {
+        if let Some((n, nt)) = newest
+            && nt > t
+        {
+            inversion = Some((n, o));
+            break;
         }
-        found
-    } else {
+        if newest.is_none_or(|(_, nt)| t > nt) {
+            newest = Some((o, t));
+        }
+    }
+    if inversion.is_none() && by_zxid < writes.len() {
         let items: Vec<Timed> = writes
             .iter()
             .map(|(o, t)| (o.invoke_pos, o.complete_pos.unwrap_or(usize::MAX), *t))
             .collect();
-        real_time_inversion(&items, false).map(|(a, b)| (writes[a].0, writes[b].0))
-    };
+        inversion = real_time_inversion(&items, false).map(|(a, b)| (writes[a].0, writes[b].0));
+    }
     // Each leadership lasts from its claim until its process resigns, or its last event.
     let mut last_seen: HashMap<u64, u64> = HashMap::new();
     let mut resigned: HashMap<u64, Vec<u64>> = HashMap::new();
@@ -409,6 +464,7 @@ pub fn election(ops: &[Op<'_>]) -> CheckerResult {
     let details = json!({
         "claims": claims.len(),
         "fenced_writes": writes.len(),
+        "fenced_writes_with_zxid": by_zxid,
         "overlapping_claims": overlaps,
         "overlap_total_ns": overlap_total_ns,
     });
@@ -431,9 +487,16 @@ pub fn election(ops: &[Op<'_>]) -> CheckerResult {
             NAME,
             Verdict::Valid,
             format!(
-                "{} claims, {} fenced writes, {} overlapping leaderships ({:.1} ms)",
+                "{} claims, {} fenced writes{}, {} overlapping leaderships ({:.1} ms)",
                 claims.len(),
                 writes.len(),
+                if by_zxid < writes.len() {
+                    format!(" ({by_zxid} ordered by zxid, all by real time)")
+                } else if by_zxid > 0 {
+                    " (all ordered by zxid)".to_string()
+                } else {
+                    String::new()
+                },
                 details["overlapping_claims"].as_array().map_or(0, Vec::len),
                 overlap_total_ns as f64 / 1e6
             ),
@@ -451,22 +514,102 @@ fn shows_node(v: &Value) -> bool {
     !matches!(v, Value::Null | Value::Bool(false))
 }
 
-/// Sessions and ephemerals: once a session's close or expiry has been acknowledged, no read
-/// invoked afterwards sees one of its ephemeral nodes.
+/// Operations that change the tree: a session that completed one has seen its zxid, which is
+/// above that of every write acknowledged before it was invoked.
+const WRITE_FS: [&str; 6] = [
+    "create",
+    "create_ephemeral",
+    "write",
+    "set",
+    "cas",
+    "delete",
+];
+
+/// A session's end that certainly took effect: a `close_session` acknowledged (the close commits
+/// before its reply), or an expiry the server announced with its zxid. A client told of its
+/// expiry without a zxid (ZooKeeper's) is not one: a ZooKeeper leader says a session expired as
+/// soon as it marks it closing, before the close commits, and a leader elected after it died
+/// revives the session (with a fresh timeout) and its ephemeral nodes.
+#[derive(Clone, Copy)]
+struct SessionEnd<'o, 'e> {
+    /// Where the client learned of it.
+    pos: usize,
+    op: &'o Op<'e>,
+}
+
+impl SessionEnd<'_, '_> {
+    fn zxid(&self) -> Option<u64> {
+        self.op.zxid()
+    }
+}
+
+/// What one session saw before each point of the history: for reads without a zxid, whether the
+/// session's view had passed some end.
+#[derive(Default)]
+struct SessionView {
+    /// Its `ok` operations by completion position: (completion, the largest zxid of any of them
+    /// so far, the latest invocation of a write among them so far).
+    seen: Vec<(usize, Option<u64>, Option<usize>)>,
+}
+
+impl SessionView {
+    fn push(&mut self, op: &Op<'_>) {
+        let (z, w) = self.seen.last().map_or((None, None), |l| (l.1, l.2));
+        let write = WRITE_FS.contains(&op.f()).then_some(op.invoke_pos);
+        let pos = op.complete_pos.unwrap_or(op.invoke_pos);
+        self.seen.push((pos, z.max(op.zxid()), w.max(write)));
+    }
+
+    /// Had the session's view passed `end` by position `before`? It had when one of its
+    /// operations completed by then reported a zxid at or above the end's, or, for a close,
+    /// when one of its writes was invoked after the close was acknowledged and completed by
+    /// then (writes are ordered after every acknowledged one, and a session's view never goes
+    /// back).
+    fn past(&self, end: &SessionEnd<'_, '_>, before: usize) -> bool {
+        let i = self.seen.partition_point(|(pos, _, _)| *pos < before);
+        let Some(&(_, zxid, write)) = i.checked_sub(1).and_then(|i| self.seen.get(i)) else {
+            return false;
+        };
+        let by_zxid = zxid.zip(end.zxid()).is_some_and(|(z, ez)| z >= ez);
+        let by_write = end.op.f() == "close_session" && write.is_some_and(|w| w > end.pos);
+        by_zxid || by_write
+    }
+}
+
+/// Sessions and ephemerals: once a session's end has certainly taken effect ([`SessionEnd`]),
+/// no read whose server had applied it sees one of the session's ephemeral nodes. With zxids on
+/// the read and the end, a read below the end's zxid is a stale local read; without them, the
+/// read is judged only when the reader's own session had passed the end ([`SessionView::past`]);
+/// otherwise it may be a lagging server's local read, and is counted, not judged.
 pub fn sessions(ops: &[Op<'_>]) -> CheckerResult {
     const NAME: &str = "sessions";
-    // session -> (position the end was acknowledged, the op, zxid of the end if known)
-    let mut ended: HashMap<u64, (usize, &Op<'_>)> = HashMap::new();
+    let mut ended: HashMap<u64, SessionEnd<'_, '_>> = HashMap::new();
+    // Sessions told they expired, with no zxid: not known to have ended.
+    let mut told_expired: HashSet<u64> = HashSet::new();
     // path -> sessions that created (or may have created) an ephemeral node there
     let mut creators: HashMap<&str, Vec<(u64, usize)>> = HashMap::new();
+    let mut views_of: HashMap<u64, SessionView> = HashMap::new();
+    let mut by_completion: Vec<&Op<'_>> = ops
+        .iter()
+        .filter(|o| o.kind() == EventType::Ok && !o.invoke.is_observation())
+        .collect();
+    by_completion.sort_by_key(|o| o.complete_pos);
+    for op in by_completion {
+        if let Some(s) = op.session() {
+            views_of.entry(s).or_default().push(op);
+        }
+    }
     for op in ops {
         let Some(s) = op.session() else { continue };
         match (op.f(), op.kind()) {
+            ("expired", EventType::Ok) if op.zxid().is_none() => {
+                told_expired.insert(s);
+            }
             ("close_session", EventType::Ok) | ("expired", EventType::Ok) => {
                 let pos = op.complete_pos.unwrap_or(op.invoke_pos);
-                let e = ended.entry(s).or_insert((pos, op));
-                if pos < e.0 {
-                    *e = (pos, op);
+                let e = ended.entry(s).or_insert(SessionEnd { pos, op });
+                if pos < e.pos {
+                    *e = SessionEnd { pos, op };
                 }
             }
             ("create_ephemeral", EventType::Ok | EventType::Info) => {
@@ -477,13 +620,64 @@ pub fn sessions(ops: &[Op<'_>]) -> CheckerResult {
             _ => {}
         }
     }
+    // How a read compares with the ends of sessions whose ephemeral node it could show.
+    enum Judged {
+        /// Below an end's zxid: a lagging server's local read.
+        Stale,
+        /// At or past every end: by both zxids (true), or by the reader's session (false).
+        Past(bool),
+        /// Without zxids, nothing tells it from a lagging local read.
+        Unknown,
+    }
+    let judge = |op: &Op<'_>, ends: &[&SessionEnd<'_, '_>]| -> Judged {
+        if let Some(rz) = op.zxid()
+            && ends.iter().all(|e| e.zxid().is_some())
+        {
+            let ez = ends.iter().filter_map(|e| e.zxid()).max().unwrap_or(0);
+            return if rz < ez {
+                Judged::Stale
+            } else {
+                Judged::Past(true)
+            };
+        }
+        let reader = op.session().and_then(|s| views_of.get(&s));
+        for e in ends {
+            match (op.zxid(), e.zxid()) {
+                (Some(rz), Some(ez)) if rz < ez => return Judged::Stale,
+                (Some(_), Some(_)) => {}
+                _ if reader.is_some_and(|r| r.past(e, op.invoke_pos)) => {}
+                _ => return Judged::Unknown,
+            }
+        }
+        Judged::Past(false)
+    };
     let mut reads = 0usize;
     let mut stale = 0usize;
+    // Reads of an ephemeral path invoked after a session that created it there had ended:
+    // judged with the zxids of both, judged by the reader's own session, or not judged.
+    let (mut by_zxid, mut by_session, mut unjudged) = (0usize, 0usize, 0usize);
     for op in ops {
-        if !matches!(op.f(), "read" | "exists")
-            || op.kind() != EventType::Ok
-            || !shows_node(op.result())
-        {
+        if !matches!(op.f(), "read" | "exists") || op.kind() != EventType::Ok {
+            continue;
+        }
+        let before_read = |e: &&SessionEnd<'_, '_>| e.pos < op.invoke_pos;
+        let ended_creators: Vec<&SessionEnd<'_, '_>> = op
+            .key()
+            .and_then(|k| creators.get(k))
+            .into_iter()
+            .flatten()
+            .filter(|(_, at)| *at < op.invoke_pos)
+            .filter_map(|(s, _)| ended.get(s))
+            .filter(before_read)
+            .collect();
+        if !ended_creators.is_empty() {
+            match judge(op, &ended_creators) {
+                Judged::Stale | Judged::Past(true) => by_zxid += 1,
+                Judged::Past(false) => by_session += 1,
+                Judged::Unknown => unjudged += 1,
+            }
+        }
+        if !shows_node(op.result()) {
             continue;
         }
         reads += 1;
@@ -503,307 +697,101 @@ pub fn sessions(ops: &[Op<'_>]) -> CheckerResult {
             continue;
         }
         // Every session that could own the node must have ended before the read began.
-        let ends: Option<Vec<&(usize, &Op<'_>)>> = owners.iter().map(|s| ended.get(s)).collect();
+        let ends: Option<Vec<&SessionEnd<'_, '_>>> = owners.iter().map(|s| ended.get(s)).collect();
         let Some(ends) = ends else { continue };
-        if !ends.iter().all(|(pos, _)| *pos < op.invoke_pos) {
+        if !ends.iter().all(before_read) {
             continue;
         }
-        // A local read from a server that has not applied the close yet is stale, not wrong.
-        if let (Some(rz), Some(ez)) = (op.zxid(), ends.iter().filter_map(|(_, e)| e.zxid()).max())
-            && rz < ez
-        {
-            stale += 1;
-            continue;
-        }
-        let (_, end) = ends[0];
+        let full = match judge(op, &ends) {
+            Judged::Stale => {
+                stale += 1;
+                continue;
+            }
+            Judged::Unknown => continue,
+            Judged::Past(full) => full,
+        };
+        let end = ends[0];
+        let how = if full {
+            String::new()
+        } else {
+            format!(
+                ", after its own session {} had seen the end take effect",
+                op.session().unwrap_or(0)
+            )
+        };
         let text = format!(
-            "a read of {} invoked after session {} ended ({}) still saw its ephemeral node",
+            "a read of {} invoked after session {} ended ({}) still saw its ephemeral node{how}",
             op.key().unwrap_or("?"),
             owners[0],
-            end.f()
+            end.op.f()
         );
         return invalid(
             NAME,
             text.clone(),
             json!({"session": owners[0], "path": op.key()}),
-            Counterexample::new(NAME, text, views(&[end, op])),
+            Counterexample::new(NAME, text, views(&[end.op, op])),
         );
     }
-    let evidence = if creators.is_empty() { 0 } else { ended.len() };
+    let told = told_expired
+        .iter()
+        .filter(|s| !ended.contains_key(s))
+        .count();
+    let mut summary = format!(
+        "{} sessions ended, {} ephemeral paths, {reads} reads saw a node ({stale} stale local reads)",
+        ended.len(),
+        creators.len()
+    );
+    if by_session + unjudged + told > 0 {
+        summary.push_str(&format!(
+            "; reads of an ephemeral path after its creator ended: {by_zxid} judged by zxids, {by_session} by the reader's own session, {unjudged} not judged (without zxids a lagging local read looks the same); {told} sessions told they expired without a zxid, not counted as ended"
+        ));
+    }
+    // Evidence: an ended session that owned an ephemeral node, and, when zxids are missing
+    // (an end or a read without one), at least one read after such an end that was judged.
+    let partial = by_session + unjudged > 0
+        || told > 0
+        || ended.values().any(|e| e.zxid().is_none())
+        || ops.iter().any(|o| {
+            matches!(o.f(), "read" | "exists") && o.kind() == EventType::Ok && o.zxid().is_none()
+        });
+    let (evidence, missing) = if creators.is_empty() || ended.is_empty() {
+        let missing = if told > 0 && !creators.is_empty() {
+            format!(
+                "no session that owned an ephemeral node certainly ended ({told} were told they expired, without a zxid: ZooKeeper says so before the close commits)"
+            )
+        } else {
+            "no session that owned an ephemeral node ever ended".to_string()
+        };
+        (0, missing)
+    } else if partial && by_zxid + by_session == 0 {
+        (
+            0,
+            format!(
+                "no read of an ephemeral path after its creator ended could be judged ({unjudged} without the zxids or a write of the reader's since the end to tell them from a lagging local read)"
+            ),
+        )
+    } else {
+        (ended.len(), String::new())
+    };
     require_evidence(
         CheckerResult::new(
             NAME,
             Verdict::Valid,
-            format!(
-                "{} sessions ended, {} ephemeral paths, {reads} reads saw a node ({stale} stale local reads)",
-                ended.len(),
-                creators.len()
-            ),
-            json!({"sessions_ended": ended.len(), "ephemeral_paths": creators.len(), "reads_seeing_nodes": reads, "stale_local_reads": stale}),
+            summary,
+            json!({"sessions_ended": ended.len(), "ephemeral_paths": creators.len(),
+                   "reads_seeing_nodes": reads, "stale_local_reads": stale,
+                   "judged_by_zxid": by_zxid, "judged_by_session": by_session,
+                   "not_judged": unjudged, "told_expired_without_zxid": told}),
         ),
         evidence,
-        "no session that owned an ephemeral node ever ended",
+        &missing,
     )
 }
 
 // ---------------------------------------------------------------------------------------------
 
-/// Watch event types, normalised: `created`, `deleted`, `changed`, `children`.
-fn event_type(t: &str) -> &'static str {
-    match t
-        .to_ascii_lowercase()
-        .trim_start_matches("node")
-        .trim_start_matches('_')
-    {
-        "created" => "created",
-        "deleted" => "deleted",
-        "changed" | "datachanged" | "data_changed" => "changed",
-        "children" | "childrenchanged" | "children_changed" | "child" => "children",
-        _ => "other",
-    }
-}
-
-fn parent(path: &str) -> &str {
-    match path.rfind('/') {
-        Some(0) => "/",
-        Some(i) => &path[..i],
-        None => "",
-    }
-}
-
-/// Does a watch of `kind` (`data`, `exists`, `children`, or any) fire for an event of `ty`?
-fn watch_fires(kind: &str, ty: &str) -> bool {
-    match kind {
-        "children" => matches!(ty, "children" | "deleted"),
-        "data" | "exists" => matches!(ty, "created" | "deleted" | "changed"),
-        _ => true,
-    }
-}
-
-/// A write that triggers watches: its zxid when known, and the operation.
-type Change<'o, 'e> = (Option<u64>, &'o Op<'e>);
-/// A watch not yet fired: the zxid it was set at, its kind, the operation that set it.
-type PendingWatch<'o, 'e> = (u64, &'o str, &'o Op<'e>);
-
-/// Watches: each fires at most once, for a change that happened (a write with the event's zxid),
-/// after the watch was set; a session's events come in zxid order; and a watch whose triggering
-/// change completed well before the end of the run did fire.
-pub fn watches(ops: &[Op<'_>]) -> CheckerResult {
-    const NAME: &str = "watches";
-    let end_time = ops
-        .iter()
-        .filter_map(|o| o.complete_time().or(Some(o.invoke_time())))
-        .max()
-        .unwrap_or(0);
-    // (path, type) -> writes that would trigger it: (zxid if known, op)
-    let mut changes: HashMap<(&str, &'static str), Vec<Change<'_, '_>>> = HashMap::new();
-    for op in ops {
-        if op.kind() == EventType::Fail || op.invoke.is_observation() {
-            continue;
-        }
-        let Some(path) = op.key() else { continue };
-        let zxid = if op.kind() == EventType::Ok {
-            op.zxid()
-        } else {
-            None
-        };
-        let kinds: &[(&str, &'static str)] = match op.f() {
-            "write" | "cas" | "set" => &[(path, "changed")],
-            "create" | "create_ephemeral" => &[(path, "created"), (parent(path), "children")],
-            "delete" => &[(path, "deleted"), (parent(path), "children")],
-            _ => &[],
-        };
-        for &(p, t) in kinds {
-            changes.entry((p, t)).or_default().push((zxid, op));
-        }
-    }
-    // Sessions whose watches may legitimately be lost: they ended or lost their connection;
-    // the last position where that happened.
-    let mut troubled: HashMap<u64, usize> = HashMap::new();
-    for op in ops {
-        if let Some(s) = op.session()
-            && (op.kind() == EventType::Info || matches!(op.f(), "expired" | "close_session"))
-        {
-            let e = troubled.entry(s).or_insert(0);
-            *e = (*e).max(op.invoke_pos);
-        }
-    }
-    // (session, path) -> pending watches: (zxid set at, kind, op)
-    let mut pending: HashMap<(u64, &str), Vec<PendingWatch<'_, '_>>> = HashMap::new();
-    let mut last_event_zxid: HashMap<u64, (u64, &Op<'_>)> = HashMap::new();
-    let (mut set, mut fired) = (0usize, 0usize);
-    let mut by_pos: Vec<&Op<'_>> = ops.iter().collect();
-    by_pos.sort_by_key(|o| o.complete_pos.unwrap_or(o.invoke_pos));
-    for op in by_pos {
-        if op.f() == "watch" && op.kind() == EventType::Ok {
-            let (Some(s), Some(path), Some(z)) = (op.session(), op.key(), op.zxid()) else {
-                continue;
-            };
-            let kind = op
-                .value()
-                .get("kind")
-                .and_then(Value::as_str)
-                .unwrap_or("any");
-            pending.entry((s, path)).or_default().push((z, kind, op));
-            set += 1;
-            continue;
-        }
-        if op.f() != "event" {
-            continue;
-        }
-        fired += 1;
-        let v = op.result();
-        let (Some(s), Some(path), Some(z)) = (
-            op.session(),
-            v.get("path").and_then(Value::as_str).or(op.key()),
-            v.get("zxid").and_then(Value::as_u64).or(op.zxid()),
-        ) else {
-            let text = "a watch event without session, path or zxid".to_string();
-            return CheckerResult::new(NAME, Verdict::Unknown, text, json!({}));
-        };
-        let ty = event_type(v.get("type").and_then(Value::as_str).unwrap_or(""));
-        if let Some(&(prev, prev_op)) = last_event_zxid.get(&s)
-            && z < prev
-        {
-            let text =
-                format!("session {s} received the event of zxid {z} after that of zxid {prev}");
-            return invalid(
-                NAME,
-                text.clone(),
-                json!({"session": s}),
-                Counterexample::new(NAME, text, views(&[prev_op, op])),
-            );
-        }
-        last_event_zxid.insert(s, (z, op));
-        // The change must have happened: a write of that type on that path with that zxid, or
-        // one whose zxid is unknown (indeterminate), invoked before the event arrived.
-        let candidates = changes.get(&(path, ty));
-        let cause = candidates.and_then(|c| {
-            c.iter().find(|(cz, _)| *cz == Some(z)).or_else(|| {
-                c.iter()
-                    .find(|(cz, w)| cz.is_none() && w.invoke_pos < op.invoke_pos)
-            })
-        });
-        match cause {
-            None => {
-                let text = format!(
-                    "session {s} got a {ty} event for {path} at zxid {z}, a change that did not happen"
-                );
-                return invalid(
-                    NAME,
-                    text.clone(),
-                    json!({"session": s, "path": path, "zxid": z}),
-                    Counterexample::new(NAME, text, views(&[op])),
-                );
-            }
-            Some((_, w)) if w.invoke_pos > op.invoke_pos => {
-                let text = format!(
-                    "session {s} got the {ty} event for {path} before the change was even requested"
-                );
-                return invalid(
-                    NAME,
-                    text.clone(),
-                    json!({"session": s, "path": path, "zxid": z}),
-                    Counterexample::new(NAME, text, views(&[op, w])),
-                );
-            }
-            Some(_) => {}
-        }
-        // The event consumes every watch of the session on the path set before the change. A
-        // watch fires on the FIRST change after it was set: if a known change came between the
-        // watch and this event, the watch's event for it was lost.
-        let list = pending.entry((s, path)).or_default();
-        let before = list.len();
-        let mut lost = None;
-        list.retain(|&(wz, kind, w)| {
-            if !(wz < z && watch_fires(kind, ty)) {
-                return true;
-            }
-            let reconnected = troubled.get(&s).is_some_and(|&p| p >= w.invoke_pos);
-            if lost.is_none() && !reconnected {
-                lost = ["created", "deleted", "changed", "children"]
-                    .iter()
-                    .filter(|t| watch_fires(kind, t))
-                    .filter_map(|t| changes.get(&(path, *t)))
-                    .flatten()
-                    .filter_map(|(cz, c)| cz.filter(|cz| wz < *cz && *cz < z).map(|cz| (cz, *c)))
-                    .min_by_key(|(cz, _)| *cz)
-                    .map(|(cz, c)| (wz, w, cz, c));
-            }
-            false
-        });
-        if let Some((wz, w, cz, c)) = lost {
-            let text = format!(
-                "session {s}'s watch on {path} (set at zxid {wz}) should have fired for the change at zxid {cz}, but its first event was zxid {z}: an event was lost"
-            );
-            return invalid(
-                NAME,
-                text.clone(),
-                json!({"session": s, "path": path, "watch_zxid": wz, "missed_zxid": cz, "event_zxid": z}),
-                Counterexample::new(NAME, text, views(&[w, c, op])),
-            );
-        }
-        if list.len() == before {
-            let text = format!(
-                "session {s} got a {ty} event for {path} at zxid {z} with no watch pending: fired twice, or never set"
-            );
-            return invalid(
-                NAME,
-                text.clone(),
-                json!({"session": s, "path": path, "zxid": z}),
-                Counterexample::new(NAME, text, views(&[op])),
-            );
-        }
-    }
-    // Watches that should have fired and did not.
-    let mut missed = Vec::new();
-    for ((s, path), list) in &pending {
-        for &(wz, kind, w) in list {
-            if troubled.get(s).is_some_and(|&p| p >= w.invoke_pos) {
-                continue;
-            }
-            let trigger = ["created", "deleted", "changed", "children"]
-                .iter()
-                .find_map(|ty| {
-                    if !watch_fires(kind, ty) {
-                        return None;
-                    }
-                    changes.get(&(*path, *ty))?.iter().find(|(cz, c)| {
-                        cz.is_some_and(|cz| cz > wz)
-                            && c.complete_time()
-                                .is_some_and(|t| t + WATCH_DELIVERY_GRACE_NS <= end_time)
-                    })
-                });
-            if let Some((_, c)) = trigger {
-                missed.push((w, *c));
-            }
-        }
-    }
-    if let Some(&(w, c)) = missed.first() {
-        let text = format!(
-            "{} watch(es) never fired although the change completed; first: session {} on {}",
-            missed.len(),
-            w.session().unwrap_or(0),
-            w.key().unwrap_or("?")
-        );
-        return invalid(
-            NAME,
-            text.clone(),
-            json!({"missed": missed.len()}),
-            Counterexample::new(NAME, text, views(&[w, c])),
-        );
-    }
-    require_evidence(
-        CheckerResult::new(
-            NAME,
-            Verdict::Valid,
-            format!("{set} watches set, {fired} events"),
-            json!({"watches": set, "events": fired}),
-        ),
-        set,
-        "no watch was ever set",
-    )
-}
+mod watch;
+pub use watch::watches;
 
 // ---------------------------------------------------------------------------------------------
 
