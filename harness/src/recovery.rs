@@ -12,7 +12,7 @@ use keeper_client::{ClientConfig, Session};
 use tokio_util::sync::CancellationToken;
 
 use crate::status::{self, Node};
-use crate::system::System;
+use crate::system::{System, SystemKind};
 
 /// Pause between two attempts at a step that failed.
 const RETRY_PAUSE_MS: u64 = 200;
@@ -49,7 +49,23 @@ pub async fn until_serving(
         return Ok(());
     }
     record.leader_ms = Some(ms_since(healed));
+    match system.kind() {
+        SystemKind::Keeper => keeper_write_then_read(nodes, healed, deadline, record, cancel).await,
+        SystemKind::Zookeeper => {
+            zookeeper_write_then_read(nodes, healed, deadline, record, cancel).await
+        }
+    }
+    Ok(())
+}
 
+/// The probe through keeper's HTTP API: a write, then a linearizable read of it.
+async fn keeper_write_then_read(
+    nodes: &[Node],
+    healed: Instant,
+    deadline: Instant,
+    record: &mut Recovery,
+    cancel: &CancellationToken,
+) {
     let mut config = ClientConfig::new(nodes.iter().map(|n| n.url.clone()));
     config.request_timeout = Duration::from_millis(PROBE_TIMEOUT_MS);
     config.connect_timeout = Duration::from_millis(PROBE_TIMEOUT_MS);
@@ -73,7 +89,7 @@ pub async fn until_serving(
     }
     let Some((session, path)) = written else {
         record.errors.push(last_error);
-        return Ok(());
+        return;
     };
     record.write_ms = Some(ms_since(healed));
 
@@ -97,7 +113,82 @@ pub async fn until_serving(
         record.errors.push(last_error);
     }
     let _ = session.close().await;
-    Ok(())
+}
+
+/// Session timeout of the ZooKeeper probe: inside every ensemble's bounds (ZooKeeper's are
+/// 2 to 20 ticks; schism's ZooKeeper ticks every 500 ms).
+const ZK_PROBE_SESSION_MS: u64 = 6_000;
+
+/// The probe through ZooKeeper's protocol (the `zookeeper-client` crate, any node): a write,
+/// then `sync` and a read of it by the same session (ZooKeeper has no linearizable read; its
+/// sync+read sees every write committed before the sync).
+async fn zookeeper_write_then_read(
+    nodes: &[Node],
+    healed: Instant,
+    deadline: Instant,
+    record: &mut Recovery,
+    cancel: &CancellationToken,
+) {
+    use zookeeper_client as zk;
+    let connect = nodes
+        .iter()
+        .map(|n| n.zk_addr.as_str())
+        .collect::<Vec<_>>()
+        .join(",");
+    let probe = Duration::from_millis(PROBE_TIMEOUT_MS);
+    let mut last_error = String::new();
+    let mut written: Option<(zk::Client, String)> = None;
+    while written.is_none() && Instant::now() < deadline && !cancel.is_cancelled() {
+        let attempt = async {
+            let client = zk::Client::connector()
+                .with_session_timeout(Duration::from_millis(ZK_PROBE_SESSION_MS))
+                .with_connection_timeout(probe)
+                .connect(&connect)
+                .await?;
+            let options = zk::CreateMode::PersistentSequential.with_acls(zk::Acls::anyone_all());
+            let (_, sequence) = client.create(PROBE_PREFIX, b"after-heal", &options).await?;
+            Ok::<_, zk::Error>((client, format!("{PROBE_PREFIX}{sequence}")))
+        };
+        match tokio::time::timeout(probe, attempt).await {
+            Ok(Ok(done)) => written = Some(done),
+            Ok(Err(e)) => last_error = format!("write: {e}"),
+            Err(_) => last_error = format!("write: no answer within {PROBE_TIMEOUT_MS} ms"),
+        }
+        if written.is_none() {
+            tokio::time::sleep(Duration::from_millis(RETRY_PAUSE_MS)).await;
+        }
+    }
+    let Some((client, path)) = written else {
+        record.errors.push(last_error);
+        return;
+    };
+    record.write_ms = Some(ms_since(healed));
+    while Instant::now() < deadline && !cancel.is_cancelled() {
+        let read = async {
+            client.sync(&path).await?;
+            client.get_data(&path).await
+        };
+        match tokio::time::timeout(probe, read).await {
+            Ok(Ok((data, _))) if data == b"after-heal" => {
+                record.read_ms = Some(ms_since(healed));
+                break;
+            }
+            Ok(Ok((data, _))) => {
+                last_error = format!(
+                    "read of {path} returned {:?}, not the write",
+                    String::from_utf8_lossy(&data)
+                )
+            }
+            Ok(Err(e)) => last_error = format!("read: {e}"),
+            Err(_) => last_error = format!("read: no answer within {PROBE_TIMEOUT_MS} ms"),
+        }
+        tokio::time::sleep(Duration::from_millis(RETRY_PAUSE_MS)).await;
+    }
+    if record.read_ms.is_none() {
+        record.errors.push(last_error);
+    }
+    // Dropping the last handle closes the session.
+    drop(client);
 }
 
 /// Waits until every node applied the same zxid (two polls in a row), then records each node's
