@@ -73,7 +73,7 @@ impl Prober {
     }
 
     async fn probe(&self) -> Probe {
-        let connect = self.connector().with_detached().connect(&self.addr);
+        let connect = quietly(self.connector().with_detached().connect(&self.addr));
         match tokio::time::timeout(self.op_timeout, connect).await {
             Ok(Err(zk::Error::SessionExpired)) => Probe::Expired,
             // Detached: dropping it leaves the session to expire on its own again.
@@ -109,11 +109,13 @@ impl Prober {
 impl ZkConn {
     /// Opens a session on the server at `addr` (`IP:PORT`).
     pub(super) async fn open(addr: &str, op_timeout: Duration) -> Result<ZkConn, String> {
-        let connect = zk::Client::connector()
-            .with_session_timeout(Duration::from_millis(SESSION_TIMEOUT_MS))
-            .with_detached()
-            .with_fail_eagerly()
-            .connect(addr);
+        let connect = quietly(
+            zk::Client::connector()
+                .with_session_timeout(Duration::from_millis(SESSION_TIMEOUT_MS))
+                .with_detached()
+                .with_fail_eagerly()
+                .connect(addr),
+        );
         let client = match tokio::time::timeout(op_timeout, connect).await {
             Ok(Ok(client)) => client,
             Ok(Err(e)) => return Err(format!("connecting to {addr}: {e}")),
@@ -440,31 +442,33 @@ impl ZkConn {
                 format!("the connection to {} did not end", self.prober.addr),
             ));
         }
-        let client =
-            match tokio::time::timeout(timeout, self.prober.connector().connect(&self.prober.addr))
-                .await
-            {
-                Ok(Ok(client)) => client,
-                Ok(Err(zk::Error::SessionExpired)) => {
-                    return Err(ConnError::definite(
-                        ErrorCode::SessionExpired,
-                        "the session was gone before the close",
-                    ));
-                }
-                // Nothing was sent that could close the session.
-                Ok(Err(e)) => {
-                    return Err(ConnError::definite(
-                        ErrorCode::NotReady,
-                        format!("reattaching to {} to close: {e}", self.prober.addr),
-                    ));
-                }
-                Err(_) => {
-                    return Err(ConnError::definite(
-                        ErrorCode::NotReady,
-                        format!("no reattach from {} within {timeout:?}", self.prober.addr),
-                    ));
-                }
-            };
+        let client = match tokio::time::timeout(
+            timeout,
+            quietly(self.prober.connector().connect(&self.prober.addr)),
+        )
+        .await
+        {
+            Ok(Ok(client)) => client,
+            Ok(Err(zk::Error::SessionExpired)) => {
+                return Err(ConnError::definite(
+                    ErrorCode::SessionExpired,
+                    "the session was gone before the close",
+                ));
+            }
+            // Nothing was sent that could close the session.
+            Ok(Err(e)) => {
+                return Err(ConnError::definite(
+                    ErrorCode::NotReady,
+                    format!("reattaching to {} to close: {e}", self.prober.addr),
+                ));
+            }
+            Err(_) => {
+                return Err(ConnError::definite(
+                    ErrorCode::NotReady,
+                    format!("no reattach from {} within {timeout:?}", self.prober.addr),
+                ));
+            }
+        };
         // The last client of a session that is not detached closes it: the crate sends
         // closeSession and reaches `Closed` once the reply came.
         let mut states = client.state_watcher();
@@ -555,6 +559,14 @@ fn one_per_notification(batch: Vec<zk::WatchedEvent>, troubled: bool) -> Vec<Wat
         });
     }
     out
+}
+
+/// Runs a connect without the crate's log lines: a refused reattach (the session expired, the
+/// very thing a probe asks) or an unreachable node is an answer here, which the caller turns
+/// into an error or an event, not a warning for the user.
+fn quietly<F: Future>(connect: F) -> impl Future<Output = F::Output> {
+    use tracing::instrument::WithSubscriber;
+    connect.with_subscriber(tracing::subscriber::NoSubscriber::default())
 }
 
 async fn terminal_state(states: &mut zk::StateWatcher) -> zk::SessionState {
