@@ -362,10 +362,12 @@ impl ZkConn {
     ///
     /// Several reads of one path leave several watchers in the crate, and one notification
     /// from the server fires all of them at once, while ZooKeeper (and the history's checker)
-    /// count one event: the task forwards a notification once. It tells them apart by what
-    /// became ready together: the crate hands one notification to all its watchers in one
-    /// step, and `FuturesUnordered` yields them in the order they were woken, so the watchers
-    /// of one notification come out next to each other, before those of the next.
+    /// count one event: the task forwards each notification once ([`Notifications`]). When
+    /// the server tells the event's zxid (keeper does; ZooKeeper before 3.9 does not), a
+    /// notification is known by its type, path and zxid. Without one, the watchers that fired
+    /// together are one notification: the crate hands a notification to all its watchers in
+    /// one step, `FuturesUnordered` yields them in the order they were woken, and the task
+    /// waits [`SETTLE_MS`] for the rest of a notification before it forwards what it has.
     pub(super) fn spawn_events(&self, sink: impl Fn(ConnEvent) + Send + Sync + 'static) {
         let Some(mut watches) = self
             .unforwarded
@@ -383,16 +385,13 @@ impl ZkConn {
         );
         tokio::spawn(async move {
             let mut pending = FuturesUnordered::new();
-            // The connection broke since the session began: the crate may have set the
-            // watches again, and the server fires what it missed with its current zxid, not
-            // the change's. Such events are forwarded without a zxid.
-            let mut troubled = false;
+            let mut seen = Notifications::default();
             loop {
                 tokio::select! {
                     biased;
                     _ = cancel.cancelled() => return,
                     state = states.changed() => {
-                        troubled = true;
+                        seen.troubled = true;
                         if on_state(state, &quiet, &prober, &cancel, &sink).await {
                             return;
                         }
@@ -400,13 +399,25 @@ impl ZkConn {
                     Some(w) = watches.recv() => pending.push(w.changed()),
                     Some(first) = pending.next(), if !pending.is_empty() => {
                         let mut batch = vec![first];
-                        while let Some(Some(next)) = pending.next().now_or_never() {
-                            batch.push(next);
+                        // The rest of this notification: until nothing more fires for a while
+                        // (a watcher still in the channel may have fired too).
+                        loop {
+                            tokio::time::sleep(Duration::from_millis(SETTLE_MS)).await;
+                            while let Ok(w) = watches.try_recv() {
+                                pending.push(w.changed());
+                            }
+                            let before = batch.len();
+                            while let Some(Some(next)) = pending.next().now_or_never() {
+                                batch.push(next);
+                            }
+                            if batch.len() == before || batch.len() >= MAX_BATCH {
+                                break;
+                            }
                         }
                         // A state change that came with the batch taints it.
                         let state = states.changed().now_or_never();
-                        troubled |= state.is_some();
-                        for fired in one_per_notification(batch, troubled) {
+                        seen.troubled |= state.is_some();
+                        for fired in seen.forward(batch) {
                             sink(ConnEvent::Watch(fired));
                         }
                         if let Some(state) = state
@@ -531,34 +542,60 @@ async fn on_state(
     }
 }
 
-/// The watches of `batch` (fired together, in the crate's order) as ZooKeeper sent them:
-/// one event per notification. Session events (the crate's news of a terminal state to its
-/// watchers) are not watch events.
-fn one_per_notification(batch: Vec<zk::WatchedEvent>, troubled: bool) -> Vec<WatchFired> {
-    let mut out: Vec<WatchFired> = Vec::new();
-    let mut last: Option<(zk::EventType, String, i64)> = None;
-    for event in batch {
-        let kind = match event.event_type {
-            zk::EventType::NodeCreated => EventKind::Created,
-            zk::EventType::NodeDeleted => EventKind::Deleted,
-            zk::EventType::NodeDataChanged => EventKind::DataChanged,
-            zk::EventType::NodeChildrenChanged => EventKind::ChildrenChanged,
-            zk::EventType::Session => continue,
-        };
-        let key = (event.event_type, event.path.clone(), event.zxid);
-        if last.as_ref() == Some(&key) {
-            continue;
+/// How long the event task waits for more watchers of one notification to fire.
+const SETTLE_MS: u64 = 5;
+/// Most events the event task gathers before it forwards them.
+const MAX_BATCH: usize = 1_024;
+/// Notifications with a zxid remembered to recognise their other watchers.
+const MAX_REMEMBERED: usize = 256;
+
+/// What the event task forwarded, to forward each notification once.
+#[derive(Default)]
+struct Notifications {
+    /// Recent notifications that carried a zxid: (type, path, zxid).
+    recent: std::collections::VecDeque<(zk::EventType, String, i64)>,
+    /// The connection broke since the session began: the crate may have set the watches
+    /// again, and the server fires what it missed with its current zxid, not the change's.
+    /// Such events are forwarded without a zxid.
+    troubled: bool,
+}
+
+impl Notifications {
+    /// The watches of `batch` (fired together, in the crate's order) as the server sent them:
+    /// one event per notification. Session events (the crate's news of a terminal state to
+    /// its watchers) are not watch events.
+    fn forward(&mut self, batch: Vec<zk::WatchedEvent>) -> Vec<WatchFired> {
+        let mut out = Vec::new();
+        let mut previous: Option<(zk::EventType, String, i64)> = None;
+        for event in batch {
+            let kind = match event.event_type {
+                zk::EventType::NodeCreated => EventKind::Created,
+                zk::EventType::NodeDeleted => EventKind::Deleted,
+                zk::EventType::NodeDataChanged => EventKind::DataChanged,
+                zk::EventType::NodeChildrenChanged => EventKind::ChildrenChanged,
+                zk::EventType::Session => continue,
+            };
+            let key = (event.event_type, event.path.clone(), event.zxid);
+            // ZooKeeper before 3.9 sends `WatchedEvent::NO_ZXID` (-1): unknown, not a number.
+            let known = event.zxid >= 0;
+            if previous.as_ref() == Some(&key) || (known && self.recent.contains(&key)) {
+                continue;
+            }
+            if known {
+                if self.recent.len() >= MAX_REMEMBERED {
+                    self.recent.pop_front();
+                }
+                self.recent.push_back(key.clone());
+            }
+            previous = Some(key);
+            out.push(WatchFired {
+                kind,
+                path: event.path,
+                zxid: (known && !self.troubled).then_some(event.zxid as Zxid),
+            });
         }
-        last = Some(key);
-        // ZooKeeper before 3.9 sends `WatchedEvent::NO_ZXID` (-1): unknown, not a number.
-        let zxid = (!troubled && event.zxid >= 0).then_some(event.zxid as Zxid);
-        out.push(WatchFired {
-            kind,
-            path: event.path,
-            zxid,
-        });
+        out
     }
-    out
 }
 
 /// Runs a connect without the crate's log lines: a refused reattach (the session expired, the
@@ -665,7 +702,7 @@ mod tests {
             fired(NodeChildrenChanged, "/w", 7),
             fired(NodeCreated, "/w/a", 9),
         ];
-        let out = one_per_notification(batch, false);
+        let out = Notifications::default().forward(batch);
         let kinds: Vec<_> = out.iter().map(|f| (f.kind, f.zxid)).collect();
         assert_eq!(
             kinds,
@@ -678,13 +715,44 @@ mod tests {
     }
 
     #[test]
+    fn a_notification_with_a_zxid_is_forwarded_once_even_when_its_watchers_come_apart() {
+        use zk::EventType::*;
+        let mut seen = Notifications::default();
+        assert_eq!(
+            seen.forward(vec![fired(NodeDataChanged, "/w/a", 7)]).len(),
+            1
+        );
+        assert!(
+            seen.forward(vec![fired(NodeDataChanged, "/w/a", 7)])
+                .is_empty()
+        );
+        assert_eq!(
+            seen.forward(vec![fired(NodeDataChanged, "/w/a", 8)]).len(),
+            1
+        );
+        // Without a zxid, only watchers that fired together are known to be one.
+        assert_eq!(
+            seen.forward(vec![fired(NodeDataChanged, "/w/a", -1)]).len(),
+            1
+        );
+        assert_eq!(
+            seen.forward(vec![fired(NodeDataChanged, "/w/a", -1)]).len(),
+            1
+        );
+    }
+
+    #[test]
     fn zxids_are_unknown_when_not_sent_or_after_a_reconnect() {
         let batch = vec![fired(zk::EventType::NodeDataChanged, "/w/a", -1)];
-        assert_eq!(one_per_notification(batch, false)[0].zxid, None);
+        assert_eq!(Notifications::default().forward(batch)[0].zxid, None);
+        let mut troubled = Notifications {
+            troubled: true,
+            ..Default::default()
+        };
         let batch = vec![fired(zk::EventType::NodeDataChanged, "/w/a", 12)];
-        assert_eq!(one_per_notification(batch, true)[0].zxid, None);
+        assert_eq!(troubled.forward(batch)[0].zxid, None);
         let session = zk::WatchedEvent::new_session(zk::SessionState::Expired);
-        assert!(one_per_notification(vec![session], false).is_empty());
+        assert!(Notifications::default().forward(vec![session]).is_empty());
     }
 
     #[test]
