@@ -448,8 +448,9 @@ impl ZkConn {
             .await
             .is_err()
         {
-            return Err(ConnError::indeterminate(
-                ErrorCode::Timeout,
+            // Nothing that could close the session was sent.
+            return Err(ConnError::definite(
+                ErrorCode::NotReady,
                 format!("the connection to {} did not end", self.prober.addr),
             ));
         }
