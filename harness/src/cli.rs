@@ -146,6 +146,10 @@ impl From<ReadConsistency> for Consistency {
     }
 }
 
+/// Log filter without `RUST_LOG`: warnings, except the ZooKeeper client's reconnect loop, which
+/// warns on every attempt while the nemesis keeps a node down (that is the test, not news).
+const QUIET_LOG_FILTER: &str = "warn,zookeeper_client=error";
+
 #[derive(Args, Debug)]
 pub struct TestArgs {
     /// The workload.
@@ -226,7 +230,7 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> i32 {
         .with_writer(std::io::stderr)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(QUIET_LOG_FILTER)),
         )
         .try_init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -63,8 +63,9 @@ impl Completion {
             reopen: false,
         }
     }
-    pub fn with_zxid(mut self, zxid: u64) -> Completion {
-        self.zxid = Some(zxid);
+    /// Records the zxid the reply told (`None`: the protocol did not tell one).
+    pub fn with_zxid(mut self, zxid: impl Into<Option<u64>>) -> Completion {
+        self.zxid = zxid.into();
         self
     }
     pub fn with_value(mut self, value: Value) -> Completion {

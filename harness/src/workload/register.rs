@@ -12,10 +12,7 @@ use crate::client::{Client, Completion};
 use crate::generator::{Context, Generator, Op};
 use futures::FutureExt;
 use futures::future::BoxFuture;
-use keeper_wire::{
-    ANY_VERSION, Consistency, CreateMode, CreateRequest, DeleteRequest, ErrorCode, ReadRequest,
-    SetDataRequest,
-};
+use keeper_wire::{ANY_VERSION, Consistency, CreateMode, ErrorCode};
 use rand::RngExt;
 use rand_chacha::ChaCha8Rng;
 use serde_json::{Value, json};
@@ -95,7 +92,7 @@ impl Workload for Register {
 
     fn open<'a>(&'a self, ctx: OpenContext<'a>) -> BoxFuture<'a, Result<Box<dyn Client>, String>> {
         async move {
-            let conn = Conn::open(&ctx.node.url, ctx.env.op_timeout).await?;
+            let conn = Conn::open(ctx.env, ctx.node).await?;
             Ok(Box::new(RegisterClient {
                 conn,
                 versions: HashMap::new(),
@@ -123,35 +120,22 @@ struct RegisterClient {
 }
 
 impl RegisterClient {
-    async fn run(&mut self, op: &Op, timeout: Duration) -> Completion {
-        let node = self.conn.node.with_timeout(timeout);
+    async fn run(&mut self, op: &Op) -> Completion {
         let key = op.key.clone().unwrap_or_default();
         let path = path_of(&key);
-        let (session, last_zxid) = (self.conn.session, self.conn.last_zxid());
         match op.f.as_str() {
-            "read" => {
-                let req = ReadRequest {
-                    session,
-                    last_zxid,
-                    path,
-                    watch: false,
-                    consistency: self.consistency,
-                };
-                match node.get_data(&req).await {
-                    Ok(r) => {
-                        self.conn.saw(r.zxid);
-                        self.versions.insert(key, r.stat.version);
-                        Completion::ok(json!([data_value(&r.data), r.stat.version]))
-                            .with_zxid(r.zxid)
-                    }
-                    // Reading that the node does not exist is a successful read.
-                    Err(e) if e.code() == ErrorCode::NoNode && !e.is_indeterminate() => {
-                        self.versions.remove(&key);
-                        Completion::ok(Value::Null)
-                    }
-                    Err(e) => completion_of(&e),
+            "read" => match self.conn.get_data(&path, false, self.consistency).await {
+                Ok(r) => {
+                    self.versions.insert(key, r.stat.version);
+                    Completion::ok(json!([data_value(&r.data), r.stat.version])).with_zxid(r.zxid)
                 }
-            }
+                // Reading that the node does not exist is a successful read.
+                Err(e) if e.code() == ErrorCode::NoNode && !e.is_indeterminate() => {
+                    self.versions.remove(&key);
+                    Completion::ok(Value::Null)
+                }
+                Err(e) => completion_of(&e),
+            },
             "write" | "cas" => {
                 let (data, version) = if op.f == "write" {
                     (op.value.clone(), ANY_VERSION)
@@ -166,16 +150,8 @@ impl RegisterClient {
                         from as i32,
                     )
                 };
-                let req = SetDataRequest {
-                    session,
-                    last_zxid,
-                    path,
-                    data: data.to_string(),
-                    version,
-                };
-                match node.set_data(&req).await {
+                match self.conn.set_data(&path, &data.to_string(), version).await {
                     Ok(r) => {
-                        self.conn.saw(r.zxid);
                         self.versions.insert(key, r.stat.version);
                         Completion::ok(json!({"version": r.stat.version})).with_zxid(r.stat.mzxid)
                     }
@@ -183,38 +159,26 @@ impl RegisterClient {
                 }
             }
             "create" => {
-                let req = CreateRequest {
-                    session,
-                    last_zxid,
-                    path,
-                    data: op.value.to_string(),
-                    mode: CreateMode::Persistent,
-                };
-                match node.create(&req).await {
+                match self
+                    .conn
+                    .create(&path, &op.value.to_string(), CreateMode::Persistent)
+                    .await
+                {
                     Ok(r) => {
-                        self.conn.saw(r.zxid);
                         self.versions.insert(key, r.stat.version);
                         Completion::ok(Value::Null).with_zxid(r.stat.czxid)
                     }
                     Err(e) => completion_of(&e),
                 }
             }
-            "delete" => {
-                let req = DeleteRequest {
-                    session,
-                    last_zxid,
-                    path,
-                    version: ANY_VERSION,
-                };
-                match node.delete(&req).await {
-                    Ok(r) => {
-                        self.conn.saw(r.zxid);
-                        self.versions.remove(&key);
-                        Completion::ok(Value::Null).with_zxid(r.zxid)
-                    }
-                    Err(e) => completion_of(&e),
+            // The reply's zxid over HTTP; ZooKeeper's protocol tells none.
+            "delete" => match self.conn.delete(&path, ANY_VERSION).await {
+                Ok(zxid) => {
+                    self.versions.remove(&key);
+                    Completion::ok(Value::Null).with_zxid(zxid)
                 }
-            }
+                Err(e) => completion_of(&e),
+            },
             other => Completion::fail(format!("register has no operation `{other}`")),
         }
     }
@@ -231,12 +195,13 @@ impl Client for RegisterClient {
         op
     }
 
-    fn invoke<'a>(&'a mut self, op: &'a Op, timeout: Duration) -> BoxFuture<'a, Completion> {
-        self.run(op, timeout).boxed()
+    fn invoke<'a>(&'a mut self, op: &'a Op, _timeout: Duration) -> BoxFuture<'a, Completion> {
+        // Every request of the connection is bounded by the run's operation timeout.
+        self.run(op).boxed()
     }
 
     fn session(&self) -> Option<u64> {
-        Some(self.conn.session)
+        Some(self.conn.session())
     }
 
     fn close(self: Box<Self>) -> BoxFuture<'static, ()> {

@@ -8,9 +8,7 @@ use crate::client::{Client, Completion};
 use crate::generator::{Context, Generator, Op};
 use futures::FutureExt;
 use futures::future::BoxFuture;
-use keeper_wire::{
-    ANY_VERSION, Consistency, CreateMode, CreateRequest, DeleteRequest, ReadRequest,
-};
+use keeper_wire::{ANY_VERSION, Consistency, CreateMode};
 use rand::RngExt;
 use rand_chacha::ChaCha8Rng;
 use serde_json::json;
@@ -67,7 +65,7 @@ impl Workload for Sequential {
 
     fn open<'a>(&'a self, ctx: OpenContext<'a>) -> BoxFuture<'a, Result<Box<dyn Client>, String>> {
         async move {
-            let conn = Conn::open(&ctx.node.url, ctx.env.op_timeout).await?;
+            let conn = Conn::open(ctx.env, ctx.node).await?;
             Ok(Box::new(SequentialClient { conn }) as Box<dyn Client>)
         }
         .boxed()
@@ -87,77 +85,65 @@ const TRIM_PERCENT: u32 = 20;
 
 impl SequentialClient {
     /// Deletes the lowest-numbered child of `parent`, if any; `ok` with its name or null.
-    async fn trim(&mut self, parent: &str, timeout: Duration) -> Completion {
-        let node = self.conn.node.with_timeout(timeout);
-        let read = ReadRequest {
-            session: self.conn.session,
-            last_zxid: self.conn.last_zxid(),
-            path: parent.to_string(),
-            watch: false,
-            consistency: Consistency::Local,
-        };
-        let children = match node.get_children(&read).await {
-            Ok(r) => {
-                self.conn.saw(r.zxid);
-                r.children
-            }
+    async fn trim(&mut self, parent: &str) -> Completion {
+        let children = match self
+            .conn
+            .get_children(parent, false, Consistency::Local)
+            .await
+        {
+            Ok(r) => r.children,
             // Nothing was changed yet: a read that failed is a definite failure of the trim.
             Err(e) => return Completion::fail(e.to_string()),
         };
         let Some(oldest) = children.iter().min_by_key(|c| sequence_of(c)) else {
             return Completion::ok(serde_json::Value::Null);
         };
-        let req = DeleteRequest {
-            session: self.conn.session,
-            last_zxid: self.conn.last_zxid(),
-            path: format!("{parent}/{oldest}"),
-            version: ANY_VERSION,
-        };
-        match node.delete(&req).await {
-            Ok(r) => {
-                self.conn.saw(r.zxid);
-                Completion::ok(json!(oldest)).with_zxid(r.zxid)
-            }
+        match self
+            .conn
+            .delete(&format!("{parent}/{oldest}"), ANY_VERSION)
+            .await
+        {
+            Ok(zxid) => Completion::ok(json!(oldest)).with_zxid(zxid),
             Err(e) => completion_of(&e),
         }
     }
 
-    async fn run(&mut self, op: &Op, timeout: Duration) -> Completion {
+    async fn run(&mut self, op: &Op) -> Completion {
         let Some(parent) = &op.key else {
             return Completion::fail("create needs a parent");
         };
         if op.f == "trim" {
-            return self.trim(parent, timeout).await;
+            return self.trim(parent).await;
         }
-        let req = CreateRequest {
-            session: self.conn.session,
-            last_zxid: self.conn.last_zxid(),
-            path: format!("{parent}/{PREFIX}"),
-            data: op.value.as_str().unwrap_or_default().to_string(),
-            mode: CreateMode::PersistentSequential,
-        };
-        match self.conn.node.with_timeout(timeout).create(&req).await {
-            Ok(r) => {
-                self.conn.saw(r.zxid);
-                match sequence_of(&r.path) {
-                    Some(n) => Completion::ok(json!(n)).with_zxid(r.stat.czxid),
-                    // Created, but the reply is not what a sequential create returns: the
-                    // outcome cannot be read, so it is indeterminate.
-                    None => Completion::info(format!("no sequence number in {}", r.path)),
-                }
-            }
+        let data = op.value.as_str().unwrap_or_default();
+        match self
+            .conn
+            .create(
+                &format!("{parent}/{PREFIX}"),
+                data,
+                CreateMode::PersistentSequential,
+            )
+            .await
+        {
+            Ok(r) => match sequence_of(&r.path) {
+                Some(n) => Completion::ok(json!(n)).with_zxid(r.stat.czxid),
+                // Created, but the reply is not what a sequential create returns: the
+                // outcome cannot be read, so it is indeterminate.
+                None => Completion::info(format!("no sequence number in {}", r.path)),
+            },
             Err(e) => completion_of(&e),
         }
     }
 }
 
 impl Client for SequentialClient {
-    fn invoke<'a>(&'a mut self, op: &'a Op, timeout: Duration) -> BoxFuture<'a, Completion> {
-        self.run(op, timeout).boxed()
+    fn invoke<'a>(&'a mut self, op: &'a Op, _timeout: Duration) -> BoxFuture<'a, Completion> {
+        // Every request of the connection is bounded by the run's operation timeout.
+        self.run(op).boxed()
     }
 
     fn session(&self) -> Option<u64> {
-        Some(self.conn.session)
+        Some(self.conn.session())
     }
 
     fn close(self: Box<Self>) -> BoxFuture<'static, ()> {

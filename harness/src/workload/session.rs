@@ -11,7 +11,7 @@ use crate::client::{Client, Completion};
 use crate::generator::{Context, Generator, Op};
 use futures::FutureExt;
 use futures::future::BoxFuture;
-use keeper_wire::{Consistency, CreateMode, CreateRequest, ErrorCode, ReadRequest};
+use keeper_wire::{Consistency, CreateMode, ErrorCode};
 use rand::RngExt;
 use rand_chacha::ChaCha8Rng;
 use serde_json::{Value, json};
@@ -56,15 +56,15 @@ impl Workload for Sessions {
 
     fn open<'a>(&'a self, ctx: OpenContext<'a>) -> BoxFuture<'a, Result<Box<dyn Client>, String>> {
         async move {
-            let conn = Conn::open(&ctx.node.url, ctx.env.op_timeout).await?;
-            let observer = Observer::new(ctx.recorder, ctx.process, conn.session, &ctx.node.name);
+            let conn = Conn::open(ctx.env, ctx.node).await?;
+            let observer = Observer::new(ctx.recorder, ctx.process, conn.session(), &ctx.node.name);
             let sink = observer.clone();
             let ended = Arc::new(AtomicBool::new(false));
             let flag = ended.clone();
             conn.spawn_events(move |event| {
                 if let ConnEvent::Ended(end) = event {
-                    if end.state == "expired" {
-                        sink.observe("expired", None, json!({"state": end.state}), Some(end.zxid));
+                    if end.expired {
+                        sink.observe("expired", None, json!({"state": "expired"}), end.zxid);
                     }
                     flag.store(true, Ordering::Relaxed);
                 }
@@ -106,47 +106,26 @@ const fn conn_timeout_ms() -> u64 {
 }
 
 impl SessionClient {
-    async fn run(&mut self, op: &Op, timeout: Duration) -> Completion {
-        let node = self.conn.node.with_timeout(timeout);
-        let (session, last_zxid) = (self.conn.session, self.conn.last_zxid());
+    async fn run(&mut self, op: &Op) -> Completion {
         let path = op.key.clone().unwrap_or_default();
         match op.f.as_str() {
             "create_ephemeral" => {
-                let req = CreateRequest {
-                    session,
-                    last_zxid,
-                    path,
-                    data: op.value.as_str().unwrap_or_default().to_string(),
-                    mode: CreateMode::Ephemeral,
-                };
-                match node.create(&req).await {
-                    Ok(r) => {
-                        self.conn.saw(r.zxid);
-                        Completion::ok(op.value.clone()).with_zxid(r.stat.czxid)
-                    }
+                let data = op.value.as_str().unwrap_or_default();
+                match self.conn.create(&path, data, CreateMode::Ephemeral).await {
+                    Ok(r) => Completion::ok(op.value.clone()).with_zxid(r.stat.czxid),
                     Err(e) => completion_of(&e),
                 }
             }
-            "read" => {
-                let req = ReadRequest {
-                    session,
-                    last_zxid,
-                    path,
-                    watch: false,
-                    consistency: self.consistency,
-                };
-                match node.exists(&req).await {
-                    Ok(r) => {
-                        self.conn.saw(r.zxid);
-                        let value = match r.stat {
-                            Some(stat) => json!({"owner": stat.ephemeral_owner}),
-                            None => Value::Null,
-                        };
-                        Completion::ok(value).with_zxid(r.zxid)
-                    }
-                    Err(e) => completion_of(&e),
+            "read" => match self.conn.exists(&path, false, self.consistency).await {
+                Ok(r) => {
+                    let value = match r.stat {
+                        Some(stat) => json!({"owner": stat.ephemeral_owner}),
+                        None => Value::Null,
+                    };
+                    Completion::ok(value).with_zxid(r.zxid)
                 }
-            }
+                Err(e) => completion_of(&e),
+            },
             "close_session" => match self.conn.close().await {
                 Ok(zxid) => Completion::ok(Value::Null).with_zxid(zxid).reopening(),
                 Err(e) if e.code() == ErrorCode::SessionExpired => completion_of(&e),
@@ -159,8 +138,8 @@ impl SessionClient {
             "stop_heartbeats" => {
                 // The client goes quiet: no heartbeats and no requests (every request is a
                 // heartbeat too), so the session expires on its own. The worker carries on with
-                // a new session; this one's event stream stays open to observe the expiry.
-                self.conn.set_heartbeats(false);
+                // a new session; this one's events are still watched to observe the expiry.
+                self.conn.go_quiet();
                 self.abandoned = true;
                 Completion::ok(Value::Null).reopening()
             }
@@ -175,8 +154,9 @@ impl Client for SessionClient {
         op
     }
 
-    fn invoke<'a>(&'a mut self, op: &'a Op, timeout: Duration) -> BoxFuture<'a, Completion> {
-        self.run(op, timeout).boxed()
+    fn invoke<'a>(&'a mut self, op: &'a Op, _timeout: Duration) -> BoxFuture<'a, Completion> {
+        // Every request of the connection is bounded by the run's operation timeout.
+        self.run(op).boxed()
     }
 
     fn completed(&mut self, completion: &Completion) {
@@ -184,7 +164,7 @@ impl Client for SessionClient {
     }
 
     fn session(&self) -> Option<u64> {
-        Some(self.conn.session)
+        Some(self.conn.session())
     }
 
     fn close(self: Box<Self>) -> BoxFuture<'static, ()> {

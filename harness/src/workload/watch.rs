@@ -13,10 +13,7 @@ use crate::client::{Client, Completion};
 use crate::generator::{Context, Generator, Op};
 use futures::FutureExt;
 use futures::future::BoxFuture;
-use keeper_wire::{
-    ANY_VERSION, Consistency, CreateMode, CreateRequest, DeleteRequest, ErrorCode, ReadRequest,
-    SetDataRequest,
-};
+use keeper_wire::{ANY_VERSION, Consistency, CreateMode, ErrorCode};
 use rand::RngExt;
 use rand_chacha::ChaCha8Rng;
 use serde_json::{Value, json};
@@ -59,8 +56,8 @@ impl Workload for Watches {
 
     fn open<'a>(&'a self, ctx: OpenContext<'a>) -> BoxFuture<'a, Result<Box<dyn Client>, String>> {
         async move {
-            let conn = Conn::open(&ctx.node.url, ctx.env.op_timeout).await?;
-            let observer = Observer::new(ctx.recorder, ctx.process, conn.session, &ctx.node.name);
+            let conn = Conn::open(ctx.env, ctx.node).await?;
+            let observer = Observer::new(ctx.recorder, ctx.process, conn.session(), &ctx.node.name);
             let troubled = Arc::new(AtomicBool::new(false));
             let (sink, flag) = (observer.clone(), troubled.clone());
             conn.spawn_events(move |event| match event {
@@ -68,11 +65,11 @@ impl Workload for Watches {
                     "event",
                     Some(&w.path),
                     json!({"path": w.path, "zxid": w.zxid, "type": w.kind}),
-                    Some(w.zxid),
+                    w.zxid,
                 ),
                 ConnEvent::Ended(end) => {
-                    if end.state == "expired" {
-                        sink.observe("expired", None, json!({"state": end.state}), Some(end.zxid));
+                    if end.expired {
+                        sink.observe("expired", None, json!({"state": "expired"}), end.zxid);
                     }
                     flag.store(true, Ordering::Relaxed);
                 }
@@ -102,90 +99,63 @@ struct WatchClient {
 }
 
 impl WatchClient {
-    async fn run(&mut self, op: &Op, timeout: Duration) -> Completion {
-        let node = self.conn.node.with_timeout(timeout);
-        let (session, last_zxid) = (self.conn.session, self.conn.last_zxid());
+    async fn run(&mut self, op: &Op) -> Completion {
         let path = op.key.clone().unwrap_or_default();
         match op.f.as_str() {
             "watch" => {
-                let req = ReadRequest {
-                    session,
-                    last_zxid,
-                    path,
-                    watch: true,
-                    consistency: self.consistency,
-                };
                 let children = op.value.get("kind").and_then(Value::as_str) == Some("children");
                 let reply = if children {
-                    node.get_children(&req)
+                    self.conn
+                        .get_children(&path, true, self.consistency)
                         .await
-                        .map(|r| (json!({"children": r.children}), r.zxid))
+                        .map(|r| (json!({"children": r.children}), Some(r.stat), r.zxid))
                 } else {
-                    node.exists(&req)
+                    self.conn
+                        .exists(&path, true, self.consistency)
                         .await
-                        .map(|r| (json!({"exists": r.stat.is_some()}), r.zxid))
+                        .map(|r| (json!({"exists": r.stat.is_some()}), r.stat, r.zxid))
                 };
                 match reply {
-                    Ok((result, zxid)) => {
-                        self.conn.saw(zxid);
+                    Ok((result, stat, zxid)) => {
                         // The invocation's value says what kind of watch it is; keep it.
                         let mut value = op.value.clone();
                         value["result"] = result;
+                        // Without the reply's zxid, the Stat bounds where the watch was set:
+                        // after the node's last data change (`mzxid`) and, for children,
+                        // after the parent's last child change (`pzxid`).
+                        if zxid.is_none()
+                            && let Some(stat) = stat
+                        {
+                            value["stat"] = json!({"mzxid": stat.mzxid, "pzxid": stat.pzxid});
+                        }
                         Completion::ok(value).with_zxid(zxid)
                     }
                     Err(e) => completion_of(&e),
                 }
             }
-            "write" => {
-                let req = SetDataRequest {
-                    session,
-                    last_zxid,
-                    path,
-                    data: op.value.to_string(),
-                    version: ANY_VERSION,
-                };
-                match node.set_data(&req).await {
-                    Ok(r) => {
-                        self.conn.saw(r.zxid);
-                        Completion::ok(op.value.clone()).with_zxid(r.stat.mzxid)
-                    }
-                    Err(e) => completion_of(&e),
-                }
-            }
-            "create" => {
-                let req = CreateRequest {
-                    session,
-                    last_zxid,
-                    path,
-                    data: op.value.to_string(),
-                    mode: CreateMode::Persistent,
-                };
-                match node.create(&req).await {
-                    Ok(r) => {
-                        self.conn.saw(r.zxid);
-                        Completion::ok(op.value.clone()).with_zxid(r.stat.czxid)
-                    }
-                    Err(e) => completion_of(&e),
-                }
-            }
-            "delete" => {
-                let req = DeleteRequest {
-                    session,
-                    last_zxid,
-                    path,
-                    version: ANY_VERSION,
-                };
-                match node.delete(&req).await {
-                    // The reply's zxid is the node's view, not necessarily the delete's own:
-                    // recording it could make a genuine event look like one for a change that
-                    // never happened, so the delete is recorded without a zxid.
-                    Ok(r) => {
-                        self.conn.saw(r.zxid);
-                        Completion::ok(Value::Null)
-                    }
-                    Err(e) => completion_of(&e),
-                }
-            }
+            "write" => match self
+                .conn
+                .set_data(&path, &op.value.to_string(), ANY_VERSION)
+                .await
+            {
+                Ok(r) => Completion::ok(op.value.clone()).with_zxid(r.stat.mzxid),
+                Err(e) => completion_of(&e),
+            },
+            "create" => match self
+                .conn
+                .create(&path, &op.value.to_string(), CreateMode::Persistent)
+                .await
+            {
+                Ok(r) => Completion::ok(op.value.clone()).with_zxid(r.stat.czxid),
+                Err(e) => completion_of(&e),
+            },
+            // The reply's zxid is the node's view, not necessarily the delete's own: recording
+            // it could make a genuine event look like one for a change that never happened, so
+            // the delete is recorded without a zxid.
+            "delete" => match self.conn.delete(&path, ANY_VERSION).await {
+                Ok(_) => Completion::ok(Value::Null),
+                Err(e) => completion_of(&e),
+            },
             "close_session" => match self.conn.close().await {
                 Ok(zxid) => Completion::ok(Value::Null).with_zxid(zxid).reopening(),
                 Err(e) if e.code() == ErrorCode::SessionExpired => completion_of(&e),
@@ -209,8 +179,9 @@ impl Client for WatchClient {
         op
     }
 
-    fn invoke<'a>(&'a mut self, op: &'a Op, timeout: Duration) -> BoxFuture<'a, Completion> {
-        self.run(op, timeout).boxed()
+    fn invoke<'a>(&'a mut self, op: &'a Op, _timeout: Duration) -> BoxFuture<'a, Completion> {
+        // Every request of the connection is bounded by the run's operation timeout.
+        self.run(op).boxed()
     }
 
     fn completed(&mut self, completion: &Completion) {
@@ -218,7 +189,7 @@ impl Client for WatchClient {
     }
 
     fn session(&self) -> Option<u64> {
-        Some(self.conn.session)
+        Some(self.conn.session())
     }
 
     fn close(self: Box<Self>) -> BoxFuture<'static, ()> {
