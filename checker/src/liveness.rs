@@ -129,16 +129,46 @@ pub fn recovery(r: &Recovery) -> CheckerResult {
 
 /// Reads `recovery.json` and judges it.
 pub fn check_recovery_file(path: &Path) -> Result<CheckerResult, ReadError> {
+    Ok(recovery(&read_recovery_file(path)?))
+}
+
+/// Reads `recovery.json`.
+pub fn read_recovery_file(path: &Path) -> Result<Recovery, ReadError> {
     let text = std::fs::read_to_string(path).map_err(|e| ReadError::Io {
         file: path.to_path_buf(),
         message: e.to_string(),
     })?;
-    let record: Recovery = serde_json::from_str(&text).map_err(|e| ReadError::Malformed {
+    serde_json::from_str(&text).map_err(|e| ReadError::Malformed {
         file: path.to_path_buf(),
         line: e.line(),
         expected: format!("a recovery record ({e})"),
-    })?;
-    Ok(recovery(&record))
+    })
+}
+
+impl Recovery {
+    /// Each node's end as a status sample with its digest (where it has both a zxid and a
+    /// digest), timed at the convergence: the last comparison of the replicas, which a system
+    /// without a digest in its status (ZooKeeper) gets only here, from a walk of each
+    /// node's tree.
+    pub fn end_samples(&self) -> Vec<crate::run_dir::StatusSample> {
+        let Some(converged_ms) = self.converged_ms else {
+            return Vec::new();
+        };
+        let time = self.healed_at + converged_ms * 1_000_000;
+        self.nodes
+            .iter()
+            .filter_map(|n| {
+                let (zxid, digest) = (n.zxid?, n.digest?);
+                Some(crate::run_dir::StatusSample {
+                    time,
+                    node: n.node.clone(),
+                    status: None,
+                    error: None,
+                    digest: Some(json!({"zxid": zxid, "digest": digest})),
+                })
+            })
+            .collect()
+    }
 }
 
 #[cfg(test)]

@@ -205,7 +205,12 @@ pub async fn until_converged(
     let views = match status::wait_until_converged(system, nodes, timeout, cancel).await {
         Some(agreed) => {
             record.converged_ms = Some(ms_since(healed));
-            agreed
+            match system.kind() {
+                // keeper's applied state carries its digest: the agreeing poll is the end.
+                SystemKind::Keeper => agreed,
+                // ZooKeeper's has none: each node's tree is walked at one zxid.
+                SystemKind::Zookeeper => status::final_states(system, nodes, timeout).await,
+            }
         }
         None => {
             record.errors.push(format!(

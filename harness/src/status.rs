@@ -210,3 +210,33 @@ pub async fn wait_until_converged(
         }
     }
 }
+
+/// Every node's [`System::final_state`] in one round where all of them answered at one zxid,
+/// tried again while transactions still arrive, within `timeout`; the last round otherwise.
+pub async fn final_states(
+    system: &dyn System,
+    nodes: &[Node],
+    timeout: Duration,
+) -> Vec<(String, Result<serde_json::Value, String>)> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let asks = nodes
+            .iter()
+            .map(|n| async move { (n.name.clone(), system.final_state(n, left).await) });
+        let views = futures::future::join_all(asks).await;
+        let zxids: std::collections::BTreeSet<Option<u64>> = views
+            .iter()
+            .map(|(_, r)| {
+                r.as_ref()
+                    .ok()
+                    .and_then(|d| d.get("zxid").and_then(|z| z.as_u64()))
+            })
+            .collect();
+        let one = zxids.len() == 1 && !zxids.contains(&None);
+        if one || Instant::now() >= deadline {
+            return views;
+        }
+        tokio::time::sleep(Duration::from_millis(READY_POLL_MS)).await;
+    }
+}
