@@ -72,6 +72,10 @@ fn run_valid(args: &[&str], results: &Path) -> PathBuf {
 }
 
 fn assert_complete(dir: &Path, nodes: usize, faults: bool) {
+    assert_complete_with_log(dir, nodes, faults, "keeperd.log");
+}
+
+fn assert_complete_with_log(dir: &Path, nodes: usize, faults: bool, node_log: &str) {
     for file in [
         "test.json",
         "history.jsonl",
@@ -89,7 +93,7 @@ fn assert_complete(dir: &Path, nodes: usize, faults: bool) {
     }
     for n in 1..=nodes {
         let logs = dir.join("nodes").join(format!("n{n}"));
-        assert!(logs.join("keeperd.log").is_file(), "no log for n{n}");
+        assert!(logs.join(node_log).is_file(), "no log for n{n}");
     }
     let results: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("results.json")).unwrap()).unwrap();
@@ -112,6 +116,52 @@ fn netns(workload: &str) {
         &[
             "--workload",
             workload,
+            "--backend",
+            "netns",
+            "--nemesis",
+            "partition,kill,pause",
+        ],
+        results.path(),
+    );
+    assert_complete(&dir, 3, true);
+}
+
+/// Real Apache ZooKeeper 3.8 (Debian's package) under schism's faults: the reference
+/// implementation must give no false alarm, with every checker having evidence.
+#[test]
+#[ignore = "needs root for network namespaces; run with --include-ignored"]
+fn sequential_on_real_zookeeper() {
+    let _one = serial();
+    let results = tempfile::tempdir().unwrap();
+    let dir = run_valid(
+        &[
+            "--system",
+            "zookeeper",
+            "--workload",
+            "sequential",
+            "--backend",
+            "netns",
+            "--nemesis",
+            "partition,kill,pause",
+        ],
+        results.path(),
+    );
+    assert_complete_with_log(&dir, 3, true, "zookeeper.log");
+}
+
+/// keeper through its ZooKeeper port, by the `zookeeper-client` crate.
+#[test]
+#[ignore = "needs root for network namespaces; run with --include-ignored"]
+fn session_over_zookeeper_s_protocol() {
+    let _one = serial();
+    build_keeperd();
+    let results = tempfile::tempdir().unwrap();
+    let dir = run_valid(
+        &[
+            "--protocol",
+            "zk",
+            "--workload",
+            "session",
             "--backend",
             "netns",
             "--nemesis",
