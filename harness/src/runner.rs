@@ -19,7 +19,7 @@ use crate::progress::{ActiveFaults, Progress};
 use crate::recorder::{Recorder, RunClock};
 use crate::status;
 use crate::store::{HISTORY_FILE, RunDir, STATUS_FILE, TestRecord, iso_timestamp};
-use crate::system::System;
+use crate::system::{System, SystemKind};
 use crate::verdict::{EXIT_BAD_ARGUMENTS, EXIT_HARNESS_FAILURE, Results};
 use crate::worker::{self, WorkerShared};
 use crate::workload::{self, Env, Node, Workload};
@@ -194,8 +194,12 @@ async fn run_test_at<B: Backend + 'static>(
         && req.config.read_consistency != keeper_wire::Consistency::Linearizable
     {
         notes.push(format!(
-            "reads were {}: keeper (like ZooKeeper) does not promise that such reads are linearizable, so a stale read is reported as a violation of a guarantee that was not asked for",
-            format!("{:?}", req.config.read_consistency).to_lowercase()
+            "reads were {}: {} does not promise that such reads are linearizable, so a stale read is reported as a violation of a guarantee that was not asked for",
+            format!("{:?}", req.config.read_consistency).to_lowercase(),
+            match req.config.system {
+                SystemKind::Keeper => "keeper (like ZooKeeper)",
+                SystemKind::Zookeeper => "ZooKeeper (its reads are sequentially consistent)",
+            }
         ));
     }
     progress.finish();
