@@ -78,6 +78,15 @@ impl Install {
         Ok(Install { java, classpath })
     }
 
+    /// The installed ZooKeeper's version, from the jar the package links to
+    /// (`zookeeper.jar` → `zookeeper-3.8.0.jar`): known before any node runs, for `test.json`.
+    pub fn version(&self) -> Option<String> {
+        let jar = std::fs::canonicalize(self.classpath.first()?).ok()?;
+        let name = jar.file_name()?.to_str()?;
+        let version = name.strip_prefix("zookeeper-")?.strip_suffix(".jar")?;
+        Some(version.to_string())
+    }
+
     /// The JVM's command line for `node`, and its config files. `node_dir` is
     /// `nodes/<node>` (the config goes to its `conf/`), `data_dir` ZooKeeper's `dataDir`.
     pub fn command(

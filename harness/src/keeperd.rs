@@ -28,6 +28,7 @@ pub async fn versions(keeperd: &Path) -> Versions {
             .await
             .ok()
             .flatten(),
+        zookeeper: None,
     }
 }
 

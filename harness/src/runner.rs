@@ -152,7 +152,16 @@ async fn run_test_at<B: Backend + 'static>(
     outcome.run_dir = Some(run.clone());
     let record = TestRecord {
         config: req.config.clone(),
-        versions: versions(&req.config.keeperd).await,
+        versions: match req.config.system {
+            SystemKind::Keeper => versions(&req.config.keeperd).await,
+            SystemKind::Zookeeper => crate::store::Versions {
+                schism: env!("CARGO_PKG_VERSION").to_string(),
+                keeperd: None,
+                zookeeper: cluster::zookeeper::Install::discover()
+                    .ok()
+                    .and_then(|i| i.version()),
+            },
+        },
         command_line: req.command_line.clone(),
         started_at: iso_timestamp(SystemTime::now()),
         replay_of: req.replay_of.clone(),

@@ -57,6 +57,9 @@ pub struct Versions {
     /// `keeperd --version`, if the binary answered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keeperd: Option<String>,
+    /// The Apache ZooKeeper deployed (`--system zookeeper`), from its installed jar.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zookeeper: Option<String>,
 }
 
 /// One run's directory.

@@ -111,6 +111,7 @@ pub fn write_run(root: &Path, violation: bool) -> RunDir {
         versions: Versions {
             schism: "test".into(),
             keeperd: None,
+            zookeeper: None,
         },
         command_line: vec![
             "schism".into(),
