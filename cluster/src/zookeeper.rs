@@ -78,13 +78,21 @@ impl Install {
         Ok(Install { java, classpath })
     }
 
-    /// The installed ZooKeeper's version, from the jar the package links to
-    /// (`zookeeper.jar` → `zookeeper-3.8.0.jar`): known before any node runs, for `test.json`.
+    /// The installed ZooKeeper's version, from the versioned name Debian gives the same jar
+    /// (`zookeeper-3.8.0.jar`, a link to or from `zookeeper.jar`): known before any node runs,
+    /// for `test.json`.
     pub fn version(&self) -> Option<String> {
         let jar = std::fs::canonicalize(self.classpath.first()?).ok()?;
-        let name = jar.file_name()?.to_str()?;
-        let version = name.strip_prefix("zookeeper-")?.strip_suffix(".jar")?;
-        Some(version.to_string())
+        std::fs::read_dir(jar.parent()?)
+            .ok()?
+            .filter_map(|entry| entry.ok())
+            .find_map(|entry| {
+                let name = entry.file_name().into_string().ok()?;
+                let version = name.strip_prefix("zookeeper-")?.strip_suffix(".jar")?;
+                let numeric = version.starts_with(|c: char| c.is_ascii_digit());
+                let same = std::fs::canonicalize(entry.path()).ok()? == jar;
+                (numeric && same).then(|| version.to_string())
+            })
     }
 
     /// The JVM's command line for `node`, and its config files. `node_dir` is
