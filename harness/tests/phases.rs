@@ -53,11 +53,16 @@ struct InProcessCluster {
 }
 
 /// A 127.a.b.0/24 whose client, peer and ZooKeeper ports are free on every node address.
+/// The tests of this file run in parallel in one process: each cluster starts its search at a
+/// different /24, so two cannot both find one free before either binds it.
+static CLUSTERS_MADE: AtomicUsize = AtomicUsize::new(0);
+
 fn free_addrs(spec: &ClusterSpec) -> Vec<NodeAddr> {
+    let first = CLUSTERS_MADE.fetch_add(1, Ordering::SeqCst) as u32 * 64;
     for attempt in 0..200u32 {
         let (a, b) = (
             200 + (std::process::id() % 50) as u8,
-            (attempt + std::process::id()) as u8,
+            (first + attempt + std::process::id()) as u8,
         );
         let addrs: Vec<NodeAddr> = spec
             .node_ids()
