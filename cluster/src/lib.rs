@@ -584,7 +584,8 @@ impl Backend for Cluster {
     }
 }
 
-pub(crate) fn check_node(spec: &ClusterSpec, node: NodeId) -> Result<()> {
+/// `NoSuchNode` unless `node` is one of the spec's (backends check every node argument).
+pub fn check_node(spec: &ClusterSpec, node: NodeId) -> Result<()> {
     if node == 0 || node as usize > spec.nodes {
         return Err(ClusterError::NoSuchNode(node));
     }

@@ -47,44 +47,44 @@ impl LocalCluster {
     fn launch(&self, node: NodeId) -> Result<Launch> {
         Launch::new(&self.spec, node, &self.addrs(), Vec::new())
     }
+}
 
-    /// Loopback addresses whose ports (client, peer, ZooKeeper's client and, for ZooKeeper,
-    /// its election port) are free right now.
-    fn choose_addrs(&self) -> Result<Vec<NodeAddr>> {
-        let seed = fnv1a(self.spec.tag().as_str().as_bytes());
-        for k in 0..MAX_LOOPBACK_CANDIDATES {
-            let x = seed.wrapping_add(k.wrapping_mul(104_729)) % (250 * 256);
-            let (a, b) = (1 + (x / 256) as u8, (x % 256) as u8);
-            let addrs: Vec<NodeAddr> = self
-                .spec
-                .node_ids()
-                .into_iter()
-                .map(|id| NodeAddr {
-                    id,
-                    name: node_name(id),
-                    ip: Ipv4Addr::new(127, a, b, id as u8),
-                    client_port: CLIENT_PORT,
-                    peer_port: PEER_PORT,
-                    zk_port: ZK_CLIENT_PORT,
-                    system: self.spec.system,
-                })
-                .collect();
-            let election = self.spec.system == SystemKind::Zookeeper;
-            let free = addrs.iter().all(|n| {
-                TcpListener::bind(n.client_addr()).is_ok()
-                    && TcpListener::bind(n.peer_addr()).is_ok()
-                    && TcpListener::bind(n.zk_addr()).is_ok()
-                    && (!election || TcpListener::bind((n.ip, ZK_ELECTION_PORT)).is_ok())
-            });
-            if free {
-                return Ok(addrs);
-            }
+/// Loopback addresses (127.a.b.<id>, the /24 drawn from the run's tag) whose ports (client,
+/// peer, ZooKeeper's client and, for ZooKeeper, its election port) are free right now: where
+/// the local backend puts a run's nodes, and where a test's in-process nodes can go.
+pub fn free_loopback_addrs(spec: &ClusterSpec) -> Result<Vec<NodeAddr>> {
+    let seed = fnv1a(spec.tag().as_str().as_bytes());
+    for k in 0..MAX_LOOPBACK_CANDIDATES {
+        let x = seed.wrapping_add(k.wrapping_mul(104_729)) % (250 * 256);
+        let (a, b) = (1 + (x / 256) as u8, (x % 256) as u8);
+        let addrs: Vec<NodeAddr> = spec
+            .node_ids()
+            .into_iter()
+            .map(|id| NodeAddr {
+                id,
+                name: node_name(id),
+                ip: Ipv4Addr::new(127, a, b, id as u8),
+                client_port: CLIENT_PORT,
+                peer_port: PEER_PORT,
+                zk_port: ZK_CLIENT_PORT,
+                system: spec.system,
+            })
+            .collect();
+        let election = spec.system == SystemKind::Zookeeper;
+        let free = addrs.iter().all(|n| {
+            TcpListener::bind(n.client_addr()).is_ok()
+                && TcpListener::bind(n.peer_addr()).is_ok()
+                && TcpListener::bind(n.zk_addr()).is_ok()
+                && (!election || TcpListener::bind((n.ip, ZK_ELECTION_PORT)).is_ok())
+        });
+        if free {
+            return Ok(addrs);
         }
-        Err(ClusterError::Missing(
-            "no free loopback addresses for the nodes' ports: stop stale node processes (schism clean)"
-                .to_string(),
-        ))
     }
+    Err(ClusterError::Missing(
+        "no free loopback addresses for the nodes' ports: stop stale node processes (schism clean)"
+            .to_string(),
+    ))
 }
 
 impl Backend for LocalCluster {
@@ -100,7 +100,7 @@ impl Backend for LocalCluster {
 
     async fn setup(&self) -> Result<()> {
         self.ledger.update(|_| {})?;
-        let addrs = self.choose_addrs()?;
+        let addrs = free_loopback_addrs(&self.spec)?;
         *self.addrs.lock().unwrap_or_else(|p| p.into_inner()) = addrs;
         self.disks.setup(&self.spec, &self.ledger).await?;
         for node in self.spec.node_ids() {

@@ -192,8 +192,8 @@ async fn zookeeper_write_then_read(
 }
 
 /// Waits until every node applied the same zxid (two polls in a row), then records each node's
-/// end as that agreeing poll saw it: its applied zxid and digest. Fills `converged_ms` and
-/// `nodes`.
+/// end from one round of final states at one zxid: its applied zxid and digest. Fills
+/// `converged_ms` and `nodes`.
 pub async fn until_converged(
     system: &dyn System,
     nodes: &[Node],
@@ -202,24 +202,18 @@ pub async fn until_converged(
     record: &mut Recovery,
     cancel: &CancellationToken,
 ) -> anyhow::Result<()> {
-    let views = match status::wait_until_converged(system, nodes, timeout, cancel).await {
-        Some(agreed) => {
-            record.converged_ms = Some(ms_since(healed));
-            match system.kind() {
-                // keeper's applied state carries its digest: the agreeing poll is the end.
-                SystemKind::Keeper => agreed,
-                // ZooKeeper's has none: each node's tree is walked at one zxid.
-                SystemKind::Zookeeper => status::final_states(system, nodes, timeout).await,
-            }
-        }
-        None => {
-            record.errors.push(format!(
-                "the nodes had not applied the same transactions {} ms after the final reads",
-                timeout.as_millis()
-            ));
-            // Where each node got to, for the reader.
-            status::applied(system, nodes).await
-        }
+    let views = if status::wait_until_converged(system, nodes, timeout, cancel).await {
+        record.converged_ms = Some(ms_since(healed));
+        // Each node's final state (keeper's applied digest; ZooKeeper's tree walk), all at
+        // one zxid.
+        status::final_states(system, nodes, timeout).await
+    } else {
+        record.errors.push(format!(
+            "the nodes had not applied the same transactions {} ms after the final reads",
+            timeout.as_millis()
+        ));
+        // Where each node got to, for the reader.
+        status::applied(system, nodes).await
     };
     record.nodes = views
         .into_iter()

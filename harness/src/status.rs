@@ -169,40 +169,42 @@ pub async fn applied(
 /// Longest the nodes may take, after the final reads, to apply the same transactions.
 pub const CONVERGE_TIMEOUT_MS: u64 = 15_000;
 
+/// The zxid every view reports, if they all answered with the same one.
+fn one_zxid(views: &[(String, Result<serde_json::Value, String>)]) -> Option<u64> {
+    let zxids: std::collections::BTreeSet<Option<u64>> = views
+        .iter()
+        .map(|(_, r)| {
+            r.as_ref()
+                .ok()
+                .and_then(|d| d.get("zxid").and_then(|z| z.as_u64()))
+        })
+        .collect();
+    match zxids.iter().next() {
+        Some(Some(z)) if zxids.len() == 1 => Some(*z),
+        _ => None,
+    }
+}
+
 /// Waits until every node reports the same applied zxid in two polls in a row (then lets the
-/// sampler take its digests at that point), or `timeout` passes. Returns what each node said in
-/// the second agreeing poll (one consistent cut, so a transaction that arrives later, such as a
-/// session's expiry, cannot make the nodes look apart), or `None` if they never agreed.
+/// sampler take its digests at that point), or `timeout` passes. True if they agreed.
 pub async fn wait_until_converged(
     system: &dyn System,
     nodes: &[Node],
     timeout: Duration,
     cancel: &CancellationToken,
-) -> Option<Vec<(String, Result<serde_json::Value, String>)>> {
+) -> bool {
     let deadline = Instant::now() + timeout;
     let mut agreed_before = None;
     loop {
-        let views = applied(system, nodes).await;
-        let zxids: std::collections::BTreeSet<Option<u64>> = views
-            .iter()
-            .map(|(_, r)| {
-                r.as_ref()
-                    .ok()
-                    .and_then(|d| d.get("zxid").and_then(|z| z.as_u64()))
-            })
-            .collect();
-        let agreed = match zxids.iter().next() {
-            Some(Some(z)) if zxids.len() == 1 => Some(*z),
-            _ => None,
-        };
+        let agreed = one_zxid(&applied(system, nodes).await);
         if agreed.is_some() && agreed == agreed_before {
             // Two sampler rounds at the agreed point.
             tokio::time::sleep(Duration::from_millis(STATUS_INTERVAL_MS * 2)).await;
-            return Some(views);
+            return true;
         }
         agreed_before = agreed;
         if Instant::now() >= deadline || cancel.is_cancelled() {
-            return None;
+            return false;
         }
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(READY_POLL_MS)) => {}
@@ -211,8 +213,10 @@ pub async fn wait_until_converged(
     }
 }
 
-/// Every node's [`System::final_state`] in one round where all of them answered at one zxid,
-/// tried again while transactions still arrive, within `timeout`; the last round otherwise.
+/// Every node's [`System::final_state`] in one round where all of them answered at one zxid
+/// (one consistent cut: a transaction that arrives meanwhile, such as a session's expiry, cannot
+/// make the replicas look apart), tried again while transactions still arrive, within
+/// `timeout`; the last round otherwise.
 pub async fn final_states(
     system: &dyn System,
     nodes: &[Node],
@@ -225,16 +229,7 @@ pub async fn final_states(
             .iter()
             .map(|n| async move { (n.name.clone(), system.final_state(n, left).await) });
         let views = futures::future::join_all(asks).await;
-        let zxids: std::collections::BTreeSet<Option<u64>> = views
-            .iter()
-            .map(|(_, r)| {
-                r.as_ref()
-                    .ok()
-                    .and_then(|d| d.get("zxid").and_then(|z| z.as_u64()))
-            })
-            .collect();
-        let one = zxids.len() == 1 && !zxids.contains(&None);
-        if one || Instant::now() >= deadline {
+        if one_zxid(&views).is_some() || Instant::now() >= deadline {
             return views;
         }
         tokio::time::sleep(Duration::from_millis(READY_POLL_MS)).await;

@@ -9,7 +9,6 @@
 //! cluster crate, so the sampler, the single-leader checker and the nemesis read one type.
 
 use crate::client::Node;
-use cluster::NodeAddr;
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use keeper_wire::Status;
@@ -284,21 +283,12 @@ impl Zookeeper {
     async fn zookeeper_status(&self, node: &Node, timeout: Duration) -> Result<Status, String> {
         let id = cluster::node_id(&node.name)
             .ok_or_else(|| format!("{:?} is not a node name", node.name))?;
-        let zk: std::net::SocketAddrV4 = node
+        let zk: std::net::SocketAddr = node
             .zk_addr
             .parse()
             .map_err(|e| format!("{}: {e}", node.zk_addr))?;
-        let addr = NodeAddr {
-            id,
-            name: node.name.clone(),
-            ip: *zk.ip(),
-            client_port: cluster::CLIENT_PORT,
-            peer_port: cluster::PEER_PORT,
-            zk_port: zk.port(),
-            system: SystemKind::Zookeeper,
-        };
         let data_dir = self.base_dir.join("nodes").join(&node.name).join("data");
-        cluster::zookeeper::zk_status_with_epochs(&addr, &data_dir, timeout)
+        cluster::zookeeper::zk_status_with_epochs(id, zk, &data_dir, timeout)
             .await
             .map_err(|e| e.to_string())
     }

@@ -16,7 +16,7 @@ use schism::runner::{RunRequest, run_test_on};
 use schism::system::System;
 use schism::verdict::Verdict;
 use std::collections::{BTreeMap, HashMap};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -53,45 +53,9 @@ struct InProcessCluster {
 }
 
 /// A 127.a.b.0/24 whose client, peer and ZooKeeper ports are free on every node address.
-/// The tests of this file run in parallel in one process: each cluster starts its search at a
-/// different /24, so two cannot both find one free before either binds it.
-static CLUSTERS_MADE: AtomicUsize = AtomicUsize::new(0);
-
-fn free_addrs(spec: &ClusterSpec) -> Vec<NodeAddr> {
-    let first = CLUSTERS_MADE.fetch_add(1, Ordering::SeqCst) as u32 * 64;
-    for attempt in 0..200u32 {
-        let (a, b) = (
-            200 + (std::process::id() % 50) as u8,
-            (first + attempt + std::process::id()) as u8,
-        );
-        let addrs: Vec<NodeAddr> = spec
-            .node_ids()
-            .into_iter()
-            .map(|id| NodeAddr {
-                id,
-                name: cluster::node_name(id),
-                ip: Ipv4Addr::new(127, a, b, id as u8),
-                client_port: cluster::CLIENT_PORT,
-                peer_port: cluster::PEER_PORT,
-                zk_port: cluster::ZK_CLIENT_PORT,
-                system: spec.system,
-            })
-            .collect();
-        let free = addrs.iter().all(|n| {
-            TcpListener::bind(n.client_addr()).is_ok()
-                && TcpListener::bind(n.peer_addr()).is_ok()
-                && TcpListener::bind(n.zk_addr()).is_ok()
-        });
-        if free {
-            return addrs;
-        }
-    }
-    panic!("no free loopback addresses for an in-process cluster");
-}
-
 impl InProcessCluster {
     fn new(spec: ClusterSpec, planted: Planted) -> InProcessCluster {
-        let addrs = free_addrs(&spec);
+        let addrs = cluster::local::free_loopback_addrs(&spec).expect("free loopback addresses");
         InProcessCluster {
             spec,
             addrs,
@@ -160,7 +124,7 @@ impl Backend for InProcessCluster {
         Ok(())
     }
     async fn start(&self, node: NodeId) -> ClusterResult<()> {
-        cluster_check(&self.spec, node)?;
+        cluster::check_node(&self.spec, node)?;
         if self.lock().contains_key(&node) {
             return Ok(());
         }
@@ -228,13 +192,6 @@ impl Backend for InProcessCluster {
     }
 }
 
-fn cluster_check(spec: &ClusterSpec, node: NodeId) -> ClusterResult<()> {
-    if node == 0 || node as usize > spec.nodes {
-        return Err(ClusterError::NoSuchNode(node));
-    }
-    Ok(())
-}
-
 fn config(workload: WorkloadKind, nemesis: &[&str], time_limit_ms: u64) -> TestConfig {
     TestConfig {
         workload,
@@ -270,10 +227,18 @@ async fn run(
 ) -> (schism::runner::RunOutcome, Arc<InProcessCluster>) {
     // The spec's base directory must be the run's; the run directory does not exist yet, so
     // the nodes keep their data beside the results instead.
+    // Each cluster its own run id: the local backend draws the nodes' /24 from it, so the
+    // tests of this file, which run at once in one process, do not pick the same addresses.
+    static CLUSTERS_MADE: AtomicUsize = AtomicUsize::new(0);
+    let run_id = format!(
+        "phases{}p{}",
+        CLUSTERS_MADE.fetch_add(1, Ordering::SeqCst),
+        std::process::id()
+    );
     let spec = ClusterSpec::new(
         config.nodes,
         PathBuf::from("in-process"),
-        "phases",
+        &run_id,
         results.join("nodes-of-the-in-process-cluster"),
     );
     let cluster = Arc::new(InProcessCluster::new(spec, planted));

@@ -205,11 +205,12 @@ pub fn with_epochs(mut status: Status, epochs: Epochs) -> Status {
 /// [`zk_status`] with the epochs of the node's data directory where they can be read: what the
 /// harness samples for the single-leader checker.
 pub async fn zk_status_with_epochs(
-    addr: &NodeAddr,
+    id: NodeId,
+    zk: std::net::SocketAddr,
     data_dir: &std::path::Path,
     timeout: Duration,
 ) -> Result<Status> {
-    let status = zk_status(addr, timeout).await?;
+    let status = zk_status_at(id, zk, timeout).await?;
     Ok(match read_epochs(data_dir) {
         Some(epochs) => with_epochs(status, epochs),
         None => status,
@@ -220,8 +221,16 @@ pub async fn zk_status_with_epochs(
 /// `timeout` in all. The harness's and nemesis's status readers come here through
 /// [`crate::status::fetch_status`] when the node runs ZooKeeper.
 pub async fn zk_status(addr: &NodeAddr, timeout: Duration) -> Result<Status> {
+    zk_status_at(addr.id, addr.zk_addr(), timeout).await
+}
+
+/// [`zk_status`] of node `id` whose client port is `zk`.
+pub async fn zk_status_at(
+    id: NodeId,
+    zk: std::net::SocketAddr,
+    timeout: Duration,
+) -> Result<Status> {
     let deadline = tokio::time::Instant::now() + timeout;
-    let zk = addr.zk_addr();
     let reply = ask(zk, "srvr", timeout).await?;
     let srvr = parse_srvr(&reply)
         .map_err(|why| ClusterError::Status(format!("ZooKeeper at {zk}, srvr: {why}")))?;
@@ -240,7 +249,7 @@ pub async fn zk_status(addr: &NodeAddr, timeout: Duration) -> Result<Status> {
         }
         _ => Vec::new(),
     };
-    Ok(status_of(addr.id, &srvr, voters))
+    Ok(status_of(id, &srvr, voters))
 }
 
 /// The server's version (`envi`'s `zookeeper.version=`, which answers also while the node
