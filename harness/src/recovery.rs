@@ -49,61 +49,33 @@ pub async fn until_serving(
         return Ok(());
     }
     record.leader_ms = Some(ms_since(healed));
-    match system.kind() {
-        SystemKind::Keeper => keeper_write_then_read(nodes, healed, deadline, record, cancel).await,
-        SystemKind::Zookeeper => {
-            zookeeper_write_then_read(nodes, healed, deadline, record, cancel).await
-        }
-    }
-    Ok(())
-}
 
-/// The probe through keeper's HTTP API: a write, then a linearizable read of it.
-async fn keeper_write_then_read(
-    nodes: &[Node],
-    healed: Instant,
-    deadline: Instant,
-    record: &mut Recovery,
-    cancel: &CancellationToken,
-) {
-    let mut config = ClientConfig::new(nodes.iter().map(|n| n.url.clone()));
-    config.request_timeout = Duration::from_millis(PROBE_TIMEOUT_MS);
-    config.connect_timeout = Duration::from_millis(PROBE_TIMEOUT_MS);
     let mut last_error = String::new();
-    let mut written: Option<(Session, String)> = None;
+    let mut written: Option<Probe> = None;
     while written.is_none() && Instant::now() < deadline && !cancel.is_cancelled() {
-        let attempt = async {
-            let session = Session::connect(config.clone()).await?;
-            let path = session
-                .create(PROBE_PREFIX, "after-heal", CreateMode::PersistentSequential)
-                .await?;
-            Ok::<_, keeper_client::Error>((session, path))
-        };
-        match attempt.await {
-            Ok(done) => written = Some(done),
+        match Probe::write(system.kind(), nodes).await {
+            Ok(probe) => written = Some(probe),
             Err(e) => {
                 last_error = format!("write: {e}");
                 tokio::time::sleep(Duration::from_millis(RETRY_PAUSE_MS)).await;
             }
         }
     }
-    let Some((session, path)) = written else {
+    let Some(probe) = written else {
         record.errors.push(last_error);
-        return;
+        return Ok(());
     };
     record.write_ms = Some(ms_since(healed));
-
-    let reader = session.with_consistency(Consistency::Linearizable);
     while Instant::now() < deadline && !cancel.is_cancelled() {
-        match reader.get_data(&path, false).await {
-            Ok((data, _)) if data == "after-heal" => {
+        match probe.read().await {
+            Ok(data) if data == PROBE_DATA => {
                 record.read_ms = Some(ms_since(healed));
                 break;
             }
-            Ok((data, _)) => {
-                // A read that misses the acknowledged write is a safety matter for the other
-                // checkers; here it only means the read step did not succeed.
-                last_error = format!("read of {path} returned {data:?}, not the write");
+            // A read that misses the acknowledged write is a safety matter for the other
+            // checkers; here it only means the read step did not succeed.
+            Ok(data) => {
+                last_error = format!("read of {} returned {data:?}, not the write", probe.path())
             }
             Err(e) => last_error = format!("read: {e}"),
         }
@@ -112,83 +84,109 @@ async fn keeper_write_then_read(
     if record.read_ms.is_none() {
         record.errors.push(last_error);
     }
-    let _ = session.close().await;
+    probe.close().await;
+    Ok(())
 }
 
+/// What the probe writes.
+const PROBE_DATA: &str = "after-heal";
 /// Session timeout of the ZooKeeper probe: inside every ensemble's bounds (ZooKeeper's are
 /// 2 to 20 ticks; schism's ZooKeeper ticks every 500 ms).
 const ZK_PROBE_SESSION_MS: u64 = 6_000;
 
-/// The probe through ZooKeeper's protocol (the `zookeeper-client` crate, any node): a write,
-/// then `sync` and a read of it by the same session (ZooKeeper has no linearizable read; its
-/// sync+read sees every write committed before the sync).
-async fn zookeeper_write_then_read(
-    nodes: &[Node],
-    healed: Instant,
-    deadline: Instant,
-    record: &mut Recovery,
-    cancel: &CancellationToken,
-) {
-    use zookeeper_client as zk;
-    let connect = nodes
-        .iter()
-        .map(|n| n.zk_addr.as_str())
-        .collect::<Vec<_>>()
-        .join(",");
-    let probe = Duration::from_millis(PROBE_TIMEOUT_MS);
-    let mut last_error = String::new();
-    let mut written: Option<(zk::Client, String)> = None;
-    while written.is_none() && Instant::now() < deadline && !cancel.is_cancelled() {
+/// The probe's session and the znode it wrote, through the system's own client: keeper's HTTP
+/// API (read back linearizably), or ZooKeeper's protocol (read back by `sync` and a read of the
+/// same session: ZooKeeper has no linearizable read; sync+read sees every write committed before
+/// the sync).
+enum Probe {
+    Keeper(Session, String),
+    Zookeeper(zookeeper_client::Client, String),
+}
+
+impl Probe {
+    /// Connects to any node and writes a fresh sequential znode, each step within
+    /// [`PROBE_TIMEOUT_MS`].
+    async fn write(kind: SystemKind, nodes: &[Node]) -> Result<Probe, String> {
+        let timeout = Duration::from_millis(PROBE_TIMEOUT_MS);
         let attempt = async {
-            let client = zk::Client::connector()
-                .with_session_timeout(Duration::from_millis(ZK_PROBE_SESSION_MS))
-                .with_connection_timeout(probe)
-                .connect(&connect)
-                .await?;
-            let options = zk::CreateMode::PersistentSequential.with_acls(zk::Acls::anyone_all());
-            let (_, sequence) = client.create(PROBE_PREFIX, b"after-heal", &options).await?;
-            Ok::<_, zk::Error>((client, format!("{PROBE_PREFIX}{sequence}")))
+            match kind {
+                SystemKind::Keeper => {
+                    let mut config = ClientConfig::new(nodes.iter().map(|n| n.url.clone()));
+                    config.request_timeout = timeout;
+                    config.connect_timeout = timeout;
+                    let session = Session::connect(config).await.map_err(|e| e.to_string())?;
+                    let path = session
+                        .create(PROBE_PREFIX, PROBE_DATA, CreateMode::PersistentSequential)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    Ok(Probe::Keeper(session, path))
+                }
+                SystemKind::Zookeeper => {
+                    use zookeeper_client as zk;
+                    let connect = nodes
+                        .iter()
+                        .map(|n| n.zk_addr.as_str())
+                        .collect::<Vec<_>>()
+                        .join(",");
+                    let client = zk::Client::connector()
+                        .with_session_timeout(Duration::from_millis(ZK_PROBE_SESSION_MS))
+                        .with_connection_timeout(timeout)
+                        .connect(&connect)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    let options =
+                        zk::CreateMode::PersistentSequential.with_acls(zk::Acls::anyone_all());
+                    let (_, sequence) = client
+                        .create(PROBE_PREFIX, PROBE_DATA.as_bytes(), &options)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    Ok(Probe::Zookeeper(
+                        client,
+                        format!("{PROBE_PREFIX}{sequence}"),
+                    ))
+                }
+            }
         };
-        match tokio::time::timeout(probe, attempt).await {
-            Ok(Ok(done)) => written = Some(done),
-            Ok(Err(e)) => last_error = format!("write: {e}"),
-            Err(_) => last_error = format!("write: no answer within {PROBE_TIMEOUT_MS} ms"),
-        }
-        if written.is_none() {
-            tokio::time::sleep(Duration::from_millis(RETRY_PAUSE_MS)).await;
+        // Two steps: connecting, then writing.
+        tokio::time::timeout(timeout * 2, attempt)
+            .await
+            .unwrap_or_else(|_| Err(format!("no answer within {} ms", PROBE_TIMEOUT_MS * 2)))
+    }
+
+    fn path(&self) -> &str {
+        match self {
+            Probe::Keeper(_, path) | Probe::Zookeeper(_, path) => path,
         }
     }
-    let Some((client, path)) = written else {
-        record.errors.push(last_error);
-        return;
-    };
-    record.write_ms = Some(ms_since(healed));
-    while Instant::now() < deadline && !cancel.is_cancelled() {
+
+    /// Reads the written znode back, within [`PROBE_TIMEOUT_MS`].
+    async fn read(&self) -> Result<String, String> {
         let read = async {
-            client.sync(&path).await?;
-            client.get_data(&path).await
+            match self {
+                Probe::Keeper(session, path) => session
+                    .with_consistency(Consistency::Linearizable)
+                    .get_data(path, false)
+                    .await
+                    .map(|(data, _)| data)
+                    .map_err(|e| e.to_string()),
+                Probe::Zookeeper(client, path) => {
+                    client.sync(path).await.map_err(|e| e.to_string())?;
+                    let (data, _) = client.get_data(path).await.map_err(|e| e.to_string())?;
+                    Ok(String::from_utf8_lossy(&data).into_owned())
+                }
+            }
         };
-        match tokio::time::timeout(probe, read).await {
-            Ok(Ok((data, _))) if data == b"after-heal" => {
-                record.read_ms = Some(ms_since(healed));
-                break;
-            }
-            Ok(Ok((data, _))) => {
-                last_error = format!(
-                    "read of {path} returned {:?}, not the write",
-                    String::from_utf8_lossy(&data)
-                )
-            }
-            Ok(Err(e)) => last_error = format!("read: {e}"),
-            Err(_) => last_error = format!("read: no answer within {PROBE_TIMEOUT_MS} ms"),
+        tokio::time::timeout(Duration::from_millis(PROBE_TIMEOUT_MS), read)
+            .await
+            .unwrap_or_else(|_| Err(format!("no answer within {PROBE_TIMEOUT_MS} ms")))
+    }
+
+    /// Ends the probe's session (dropping a ZooKeeper client's last handle closes it).
+    async fn close(self) {
+        if let Probe::Keeper(session, _) = self {
+            let _ = session.close().await;
         }
-        tokio::time::sleep(Duration::from_millis(RETRY_PAUSE_MS)).await;
     }
-    if record.read_ms.is_none() {
-        record.errors.push(last_error);
-    }
-    // Dropping the last handle closes the session.
-    drop(client);
 }
 
 /// Waits until every node applied the same zxid (two polls in a row), then records each node's
