@@ -44,6 +44,13 @@ impl H {
         self.push((p, Some(s)), EventType::Ok, f, result, Some(key), z);
     }
 
+    /// Session `s` closed by its client, acknowledged (no zxid, as ZooKeeper's close).
+    fn close_session(&mut self, p: u64, s: u64) {
+        for kind in [EventType::Invoke, EventType::Ok] {
+            self.push((p, Some(s)), kind, "close_session", Value::Null, None, None);
+        }
+    }
+
     fn invoke(&mut self, p: u64, s: u64, f: &str, key: &str, value: Value) {
         self.push((p, Some(s)), EventType::Invoke, f, value, Some(key), None);
     }
@@ -339,36 +346,20 @@ fn zxid_ful_watch_histories_keep_their_rules_next_to_zxid_less_ones() {
     // A session's events with zxids still must come in zxid order, in a history that also has
     // zxid-less events of another session.
     let mut h = zk_watches();
-    h.push(
-        (5, Some(7)),
-        EventType::Invoke,
+    h.op(
+        (5, 7),
         "watch",
+        "/w",
         json!({"kind": "exists"}),
-        Some("/w"),
-        None,
-    );
-    h.push(
-        (5, Some(7)),
-        EventType::Ok,
-        "watch",
         json!({"kind": "exists"}),
-        Some("/w"),
         Some(9),
     );
-    h.push(
-        (5, Some(7)),
-        EventType::Invoke,
+    h.op(
+        (5, 7),
         "watch",
+        "/p",
         json!({"kind": "exists"}),
-        Some("/p"),
-        None,
-    );
-    h.push(
-        (5, Some(7)),
-        EventType::Ok,
-        "watch",
         json!({"kind": "exists"}),
-        Some("/p"),
         Some(9),
     );
     h.op((1, 4), "write", "/w", json!(3), json!(3), Some(10));
@@ -421,22 +412,7 @@ fn zk_sessions() -> H {
         json!({"owner": 7}),
         None,
     );
-    h.push(
-        (0, Some(7)),
-        EventType::Invoke,
-        "close_session",
-        Value::Null,
-        None,
-        None,
-    );
-    h.push(
-        (0, Some(7)),
-        EventType::Ok,
-        "close_session",
-        Value::Null,
-        None,
-        None,
-    );
+    h.close_session(0, 7);
     // A lagging server's local read may still show the node: not judged.
     h.op(
         (1, 8),
@@ -569,22 +545,7 @@ fn sessions_with_nothing_judgeable_are_unknown_not_valid() {
         json!("p0"),
         Some(10),
     );
-    h.push(
-        (0, Some(7)),
-        EventType::Invoke,
-        "close_session",
-        Value::Null,
-        None,
-        None,
-    );
-    h.push(
-        (0, Some(7)),
-        EventType::Ok,
-        "close_session",
-        Value::Null,
-        None,
-        None,
-    );
+    h.close_session(0, 7);
     h.op(
         (1, 8),
         "read",

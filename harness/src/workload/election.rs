@@ -366,9 +366,6 @@ impl Client for ElectionClient {
     }
 
     fn close(self: Box<Self>) -> BoxFuture<'static, ()> {
-        async move {
-            let _ = self.conn.close().await;
-        }
-        .boxed()
+        self.conn.close_and_forget()
     }
 }

@@ -205,9 +205,6 @@ impl Client for RegisterClient {
     }
 
     fn close(self: Box<Self>) -> BoxFuture<'static, ()> {
-        async move {
-            let _ = self.conn.close().await;
-        }
-        .boxed()
+        self.conn.close_and_forget()
     }
 }

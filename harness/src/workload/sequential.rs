@@ -147,10 +147,7 @@ impl Client for SequentialClient {
     }
 
     fn close(self: Box<Self>) -> BoxFuture<'static, ()> {
-        async move {
-            let _ = self.conn.close().await;
-        }
-        .boxed()
+        self.conn.close_and_forget()
     }
 }
 

@@ -253,6 +253,15 @@ impl Conn {
         dispatch!(self.close())
     }
 
+    /// Closes the session, best effort, outcome ignored: what a workload client's
+    /// `Client::close` ends with (the worker bounds it; the run is over for this client).
+    pub fn close_and_forget(self) -> futures::future::BoxFuture<'static, ()> {
+        async move {
+            let _ = self.close().await;
+        }
+        .boxed()
+    }
+
     /// The client goes quiet: no more heartbeats or pings, so the server expires the session
     /// on its own. Events keep flowing to the sink given to [`Conn::spawn_events`], which is
     /// told `Ended` (expired) when the server says the session is gone.
