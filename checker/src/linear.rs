@@ -31,6 +31,9 @@ const SHRINK_STEP_LIMIT: u64 = 500_000;
 /// ... and at most this many times the steps the search of the whole key took: showing a
 /// smaller history invalid may take as long as showing the whole one, but not much longer.
 const SHRINK_STEPS_PER_KEY_STEP: u64 = 2;
+/// A shrunk history at most this long gets every cut of its longest prefix tried (see
+/// [`shrink`]); each try is one search of a history this small.
+const FINE_CUT_MAX_OPS: usize = 32;
 /// Keys listed in the details with the time their search took.
 const SLOWEST_KEYS_LISTED: usize = 5;
 
@@ -614,6 +617,65 @@ fn ceilings<S: Footprint>(
         .collect()
 }
 
+/// The returning operation, first by return, that no linearization of `ops[subset]` can place
+/// (as a position in `subset`), found without searching: a floor under the state's height.
+///
+/// Sound: an `ok` operation `y` that returned before `x` was called comes before `x` in every
+/// linearization. If `y` needs one tag `t0` ([`Footprint::needs`]), the state before it has
+/// tag `t0`, and the state after it is at least as high as `t0` (strictly higher when `y`
+/// [raises](Footprint::raises) it). When no operation that may lower the height was called
+/// before `x` returned, nothing linearized between `y` and `x` lowers it, so `x` meets a state
+/// at least that high. If `x` needs one tag whose height is below that, `x` is allowed in none
+/// of those states: no linearization exists. This is the shape of a stale read (a read of a
+/// version older than one a write acknowledged before the read began), which the search would
+/// otherwise refute by trying every order of everything before it.
+fn below_floor<S: Footprint>(ops: &[SearchOp<S>], subset: &[usize]) -> Option<usize> {
+    let lowering_from = subset
+        .iter()
+        .map(|&i| &ops[i])
+        .filter(|o| S::lowers(&o.op))
+        .map(|o| o.call)
+        .min()
+        .unwrap_or(usize::MAX);
+    let height_needed = |o: &SearchOp<S>| match S::needs(&o.op, o.ret.as_ref()) {
+        Needs::One(t) => S::height(t),
+        _ => None,
+    };
+    // (return position, height of every state after it), by return.
+    let mut floors: Vec<(usize, u64)> = subset
+        .iter()
+        .map(|&i| &ops[i])
+        .filter(|o| o.ret.is_some())
+        .filter_map(|o| {
+            let h = height_needed(o)?;
+            Some((o.ret_at?, h + u64::from(S::raises(&o.op))))
+        })
+        .collect();
+    if floors.is_empty() {
+        return None;
+    }
+    floors.sort_unstable();
+    let mut highest = 0;
+    for f in floors.iter_mut() {
+        highest = highest.max(f.1);
+        f.1 = highest;
+    }
+    subset
+        .iter()
+        .enumerate()
+        .filter_map(|(pos, &i)| {
+            let x = &ops[i];
+            let at = x
+                .ret_at
+                .filter(|&at| x.ret.is_some() && at < lowering_from)?;
+            let needed = height_needed(x)?;
+            let before = floors.partition_point(|&(r, _)| r < x.call);
+            (before > 0 && floors[before - 1].1 > needed).then_some((at, pos))
+        })
+        .min()
+        .map(|(_, pos)| pos)
+}
+
 /// Per operation, what the search needs besides the spec.
 struct OpInfo {
     is_info: bool,
@@ -653,6 +715,9 @@ where
 /// loses nothing (Lowe's argument: moving an operation's linearization point later, up to the
 /// next return, keeps the order and so the states), and it keeps the search from guessing
 /// early, which is what porcupine's search pays for on long histories of one key.
+///
+/// Before any of that, a history in which some returning operation meets a floor it cannot
+/// get under ([`below_floor`]) is answered not linearizable at once.
 ///
 /// Five rules skip moves that only repeat another node's search or lead nowhere; each keeps,
 /// for any linearization it skips, one that the search does try:
@@ -702,6 +767,14 @@ fn search_order<S>(
 where
     S: SequentialSpec<Op: Eq + Hash, Ret: Eq + Hash> + Footprint + Clone + Eq + Hash,
 {
+    if let Some(x) = below_floor(ops, subset) {
+        let longest = if explain {
+            longest_before(init, ops, subset, x, budget, step_limit)
+        } else {
+            Vec::new()
+        };
+        return (Outcome::NotLinearizable { longest }, Vec::new(), 0);
+    }
     let n = subset.len();
     let op = |id: u32| &ops[subset[id as usize]];
     // Events in history order: (position, op id, is return). An `ok` operation without a
@@ -1077,6 +1150,33 @@ where
     (outcome, order, steps)
 }
 
+/// For a counterexample when `subset[x]` can never be placed ([`below_floor`]): the longest
+/// partial linearization of the operations called before `x` returned, without `x`, as
+/// positions in `subset`.
+fn longest_before<S>(
+    init: &S,
+    ops: &[SearchOp<S>],
+    subset: &[usize],
+    x: usize,
+    budget: &Budget,
+    step_limit: Option<u64>,
+) -> Vec<usize>
+where
+    S: SequentialSpec<Op: Eq + Hash, Ret: Eq + Hash> + Footprint + Clone + Eq + Hash,
+{
+    let until = ops[subset[x]].ret_at.unwrap_or(usize::MAX);
+    let kept: Vec<usize> = (0..subset.len())
+        .filter(|&pos| pos != x && ops[subset[pos]].call < until)
+        .collect();
+    let before: Vec<usize> = kept.iter().map(|&pos| subset[pos]).collect();
+    let order = match search_order(init, ops, &before, budget, step_limit, true) {
+        (Outcome::Linearizable, order, _) => order,
+        (Outcome::NotLinearizable { longest }, ..) => longest,
+        (Outcome::Unknown(_), ..) => Vec::new(),
+    };
+    order.into_iter().map(|pos| kept[pos]).collect()
+}
+
 /// One key's history in the model's terms.
 pub struct Prepared<S: SequentialSpec> {
     pub init: S,
@@ -1448,22 +1548,48 @@ where
         }
         back *= 2;
     }
-    let mut chunk = (cur.len() / 2).max(1);
-    loop {
-        let mut i = 0;
-        while i < cur.len() && budget.exceeded().is_none() {
-            let end = (i + chunk).min(cur.len());
-            let candidate: Vec<usize> = cur[..i].iter().chain(&cur[end..]).copied().collect();
-            if !candidate.is_empty() && keeps(&init, &candidate) {
-                cur = candidate;
-            } else {
-                i = end;
+    // Drop chunks of halving size, down to single operations, whose passes repeat until none
+    // drops (dropping one operation can free an earlier one that a later one needed).
+    let chunk_away = |init: &S, cur: &mut Vec<usize>| {
+        let mut chunk = (cur.len() / 2).max(1);
+        loop {
+            let mut i = 0;
+            let mut dropped = false;
+            while i < cur.len() && budget.exceeded().is_none() {
+                let end = (i + chunk).min(cur.len());
+                let candidate: Vec<usize> = cur[..i].iter().chain(&cur[end..]).copied().collect();
+                if !candidate.is_empty() && keeps(init, &candidate) {
+                    *cur = candidate;
+                    dropped = true;
+                } else {
+                    i = end;
+                }
+            }
+            if budget.exceeded().is_some() || (chunk == 1 && !dropped) {
+                break;
+            }
+            chunk = (chunk / 2).max(1);
+        }
+    };
+    chunk_away(&init, &mut cur);
+    // A chain at the start that no single drop can remove (each operation makes the version the
+    // next one needs) can still be replaced by the state it leads to: once the history is
+    // small, every cut of its longest prefix is tried, the latest first.
+    if cur.len() <= FINE_CUT_MAX_OPS && budget.exceeded().is_none() {
+        let (longest, _) = stuck_in(&init, &cur);
+        for j in (1..longest.len()).rev() {
+            let gone: HashSet<usize> = longest[..j].iter().map(|&pos| cur[pos]).collect();
+            let rest: Vec<usize> = cur.iter().copied().filter(|i| !gone.contains(i)).collect();
+            let mut state = init.clone();
+            replay(&mut state, p, &cur, &longest[..j]);
+            if keeps(&state, &rest) {
+                init = state;
+                skipped += j;
+                cur = rest;
+                chunk_away(&init, &mut cur);
+                break;
             }
         }
-        if chunk == 1 || budget.exceeded().is_some() {
-            break;
-        }
-        chunk /= 2;
     }
     Shrunk {
         init,
