@@ -1660,15 +1660,7 @@ pub fn counterexample<M: Model>(
     let mut state = init.clone();
     let mut steps = Vec::with_capacity(longest.len());
     for &id in &longest {
-        let sop = &p.ops[subset[id]];
-        match &sop.ret {
-            Some(r) => {
-                state.is_valid_step(&sop.op, r);
-            }
-            None => {
-                state.invoke(&sop.op);
-            }
-        }
+        replay(&mut state, p, &subset, &[id]);
         steps.push(LinearizedStep {
             op: id,
             state: model.describe(&state, &p.vals),
