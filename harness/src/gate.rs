@@ -527,7 +527,12 @@ pub async fn gate(
         rows,
         sim,
     };
-    let mut table = render(&report.rows);
+    // `--sim-only` has no real rows: no empty table for them.
+    let mut table = if report.rows.is_empty() {
+        String::new()
+    } else {
+        render(&report.rows)
+    };
     if !report.sim.is_empty() {
         table.push('\n');
         table.push_str(&render_sim(&report.sim));
@@ -802,7 +807,14 @@ impl SimColumn {
                 "gate: sim, correct server: {} seeds from {}",
                 self.correct_seeds, self.first_seed
             );
-            let s = self.sim(&self.schism, None, self.first_seed, self.correct_seeds, SIM_CORRECT_JOBS, false)?;
+            let s = self.sim(
+                &self.schism,
+                None,
+                self.first_seed,
+                self.correct_seeds,
+                SIM_CORRECT_JOBS,
+                false,
+            )?;
             let pass = s.seeds == self.correct_seeds
                 && s.invalid == 0
                 && s.unknown * 100 <= s.seeds * SIM_MAX_UNKNOWN_PERCENT;
@@ -818,7 +830,11 @@ impl SimColumn {
                     .failing
                     .iter()
                     .filter(|f| f.verdict == Verdict::Invalid)
-                    .flat_map(|f| f.invalid.iter().map(move |c| format!("{c} (seed {})", f.seed)))
+                    .flat_map(|f| {
+                        f.invalid
+                            .iter()
+                            .map(move |c| format!("{c} (seed {})", f.seed))
+                    })
                     .collect(),
                 invalid: s.invalid,
                 unknown: s.unknown,
@@ -915,7 +931,8 @@ impl SimColumn {
             (code, _) => anyhow::bail!(
                 "{} sim{} ended with {} and no summary",
                 binary.display(),
-                bug.map(|b| format!(" --server-bug {b}")).unwrap_or_default(),
+                bug.map(|b| format!(" --server-bug {b}"))
+                    .unwrap_or_default(),
                 code.map_or("a signal".to_string(), |c| format!("exit code {c}"))
             ),
         }
@@ -937,7 +954,10 @@ pub fn render_sim(rows: &[SimRow]) -> String {
                 r.must_flag.join(", ")
             },
             if r.bug.is_none() {
-                format!("{} ({} invalid, {} unknown)", r.verdict, r.invalid, r.unknown)
+                format!(
+                    "{} ({} invalid, {} unknown)",
+                    r.verdict, r.invalid, r.unknown
+                )
             } else {
                 r.verdict.clone()
             },

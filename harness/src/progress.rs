@@ -160,7 +160,8 @@ impl SimProgress {
     /// One seed finished with this verdict after covering `simulated_ms`.
     pub fn seed_done(&self, verdict: Verdict, simulated_ms: u64) {
         let done = self.done.fetch_add(1, Ordering::Relaxed) + 1;
-        let simulated_ms = self.simulated_ms.fetch_add(simulated_ms, Ordering::Relaxed) + simulated_ms;
+        let simulated_ms =
+            self.simulated_ms.fetch_add(simulated_ms, Ordering::Relaxed) + simulated_ms;
         match verdict {
             Verdict::Invalid => self.invalid.fetch_add(1, Ordering::Relaxed),
             Verdict::Unknown => self.unknown.fetch_add(1, Ordering::Relaxed),

@@ -12,12 +12,12 @@ use clap::Args;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use crate::config::parse_duration;
 use crate::progress::SimProgress;
 use crate::store::{
     COUNTEREXAMPLE_FILE, HISTORY_FILE, NEMESIS_FILE, RECOVERY_FILE, RESULTS_FILE, RunDir,
     STATUS_FILE, TEST_FILE,
 };
-use crate::config::parse_duration;
 use crate::verdict::{EXIT_BAD_ARGUMENTS, EXIT_HARNESS_FAILURE, Results, Verdict};
 
 /// The first seed of a `--seeds N` run unless `--first-seed` says otherwise.
@@ -238,7 +238,9 @@ pub fn run_seeds(args: &SimArgs, stop: &AtomicBool) -> Result<SimSummary, SimErr
     let next = AtomicU64::new(0);
     let results: Mutex<Vec<SeedResult>> = Mutex::new(Vec::new());
     let failed_io: Mutex<Option<String>> = Mutex::new(None);
-    let jobs = args.jobs.min(usize::try_from(count.max(1)).unwrap_or(usize::MAX));
+    let jobs = args
+        .jobs
+        .min(usize::try_from(count.max(1)).unwrap_or(usize::MAX));
     std::thread::scope(|scope| {
         for _ in 0..jobs {
             scope.spawn(|| {
@@ -449,7 +451,12 @@ fn write_run(o: &sim::SimOutcome, cfg: &sim::SimConfig, args: &SimArgs) -> Resul
     let jsonl = |lines: Vec<String>| lines.into_iter().map(|l| l + "\n").collect::<String>();
     write(
         STATUS_FILE,
-        jsonl(o.status.iter().map(|s| serde_json::to_string(s).expect("json")).collect()),
+        jsonl(
+            o.status
+                .iter()
+                .map(|s| serde_json::to_string(s).expect("json"))
+                .collect(),
+        ),
     )?;
     write(
         NEMESIS_FILE,

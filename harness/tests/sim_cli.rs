@@ -107,7 +107,11 @@ fn a_failing_seed_opens_like_a_real_run_and_replays() {
     assert!(!faults.periods.is_empty(), "{faults:?}");
     assert_eq!(faults.skipped_lines, 0);
     for p in &faults.periods {
-        assert!(html.contains(&schism::report::escape(&p.label())), "{}", p.label());
+        assert!(
+            html.contains(&schism::report::escape(&p.label())),
+            "{}",
+            p.label()
+        );
     }
     let check = Command::new(schism())
         .arg("check")

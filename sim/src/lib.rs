@@ -16,8 +16,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use checker::history::{Event, EventType};
 use checker::liveness::{NodeEnd, Recovery};
-use checker::run_dir::HEAL_ALL;
 use checker::reader::StatusSample;
+use checker::run_dir::HEAL_ALL;
 use checker::{CheckOptions, RunVerdict};
 use keeper::api::{Consistency, ErrorCode, KeeperError, Op, Role, SessionId, Zxid};
 use keeper::core::{
@@ -227,7 +227,8 @@ impl NodeClock {
     fn read(&self, now: u64) -> u64 {
         let elapsed = i128::from(now - START_MS);
         let scaled = elapsed * i128::from(1_000_000 + self.skew_ppm) / 1_000_000;
-        let t = i128::from(START_MS) + i128::from(self.offset_ms) + scaled + i128::from(self.jumped_ms);
+        let t =
+            i128::from(START_MS) + i128::from(self.offset_ms) + scaled + i128::from(self.jumped_ms);
         u64::try_from(t.max(0)).expect("fits")
     }
 
@@ -633,7 +634,10 @@ impl Sim {
             node.clock.next_tick = local + TICK_MS;
             self.log_instant(
                 "clock",
-                format!("clock of {} stepped back {back} ms across its restart", node_name(id)),
+                format!(
+                    "clock of {} stepped back {back} ms across its restart",
+                    node_name(id)
+                ),
                 vec![id],
             );
         }
@@ -797,11 +801,7 @@ impl Sim {
                 let ids = self.shuffled_ids();
                 self.cut.insert((ids[0], ids[1]));
                 self.log_network_cut(
-                    format!(
-                        "one-way cut {} -> {}",
-                        node_name(ids[0]),
-                        node_name(ids[1])
-                    ),
+                    format!("one-way cut {} -> {}", node_name(ids[0]), node_name(ids[1])),
                     vec![ids[0], ids[1]],
                 );
                 self.heal_cut_at = Some(self.now + heal_in);
@@ -1187,7 +1187,13 @@ impl Sim {
         // clock is skewed).
         for id in self.ids.clone() {
             let now = self.now;
-            if self.nodes.get_mut(&id).expect("a known node").clock.tick_due(now) {
+            if self
+                .nodes
+                .get_mut(&id)
+                .expect("a known node")
+                .clock
+                .tick_due(now)
+            {
                 self.input(id, Input::Tick);
             }
         }
