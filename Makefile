@@ -13,11 +13,15 @@ build:
 	$(CARGO) build --workspace --all-targets
 
 # keeperd with fault injection compiled in (issue 6); a separate binary so that the keeperd users
-# deploy never contains it.
+# deploy never contains it. Likewise schism-bugs: `schism sim --server-bug`, for the gate's
+# simulated column.
 build-bugs:
 	$(CARGO) build -p keeper --features bugs --bin keeperd
 	install -m 755 target/debug/keeperd target/debug/keeperd-bugs
 	$(CARGO) build -p keeper --bin keeperd
+	$(CARGO) build -p schism --features bugs --bin schism
+	install -m 755 target/debug/schism target/debug/schism-bugs
+	$(CARGO) build -p schism --bin schism
 
 # keeperd linked statically, for the docker backend's `FROM scratch` image (a dynamic binary has
 # no loader there). `schism test --backend docker` picks it up from this path.

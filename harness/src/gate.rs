@@ -180,6 +180,17 @@ pub struct GateArgs {
     /// Only these bugs (comma-separated).
     #[arg(long)]
     pub bugs: Option<String>,
+    /// schism built with the `bugs` feature, for the simulated column [default: schism-bugs
+    /// next to schism, which `make build-bugs` installs].
+    #[arg(long)]
+    pub schism_bugs: Option<PathBuf>,
+    /// Seeds of the simulated column's correct-server row [default: 1000 with --short, else
+    /// 10000]; 0 leaves the simulated column out.
+    #[arg(long)]
+    pub sim_seeds: Option<u64>,
+    /// Only the simulated column (no real runs: no root, no keeperd, seconds).
+    #[arg(long, conflicts_with = "doc")]
+    pub sim_only: bool,
     #[arg(long, default_value = "results")]
     pub results: PathBuf,
 }
@@ -224,6 +235,10 @@ pub struct GateReport {
     pub command_line: Vec<String>,
     pub pass: bool,
     pub rows: Vec<GateRow>,
+    /// The simulated column: each bug the simulator can express, and the correct server, under
+    /// `schism sim`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sim: Vec<SimRow>,
 }
 
 /// The commit the gate runs from, as `git describe` gives it (`unknown` outside a checkout).
@@ -390,9 +405,10 @@ pub async fn gate(
     let started_at = iso_timestamp(SystemTime::now());
     let mut rows = Vec::new();
     for (i, entry) in BUG_MATRIX.iter().enumerate() {
-        if only
-            .as_ref()
-            .is_some_and(|o| !o.iter().any(|b| b == entry.bug))
+        if args.sim_only
+            || only
+                .as_ref()
+                .is_some_and(|o| !o.iter().any(|b| b == entry.bug))
         {
             continue;
         }
@@ -454,7 +470,7 @@ pub async fn gate(
         );
         rows.push(row);
     }
-    if only.is_none() {
+    if only.is_none() && !args.sim_only {
         let correct: Vec<(&str, &str)> = if args.short {
             SHORT_CORRECT_ROWS.to_vec()
         } else {
@@ -488,7 +504,16 @@ pub async fn gate(
             });
         }
     }
-    let pass = !rows.is_empty() && rows.iter().all(|r| r.pass) && !cancel.is_cancelled();
+    let sim = if cancel.is_cancelled() {
+        Vec::new()
+    } else {
+        let plan = SimColumn::for_gate(&args, base_seed, only.as_deref(), &results)?;
+        tokio::task::spawn_blocking(move || plan.run()).await??
+    };
+    let pass = (!rows.is_empty() || !sim.is_empty())
+        && rows.iter().all(|r| r.pass)
+        && sim.iter().all(|r| r.pass)
+        && !cancel.is_cancelled();
     let report = GateReport {
         commit: commit_id(),
         started_at,
@@ -500,8 +525,18 @@ pub async fn gate(
         command_line: command_line.clone(),
         pass,
         rows,
+        sim,
     };
-    let table = render(&report.rows);
+    // `--sim-only` has no real rows: no empty table for them.
+    let mut table = if report.rows.is_empty() {
+        String::new()
+    } else {
+        render(&report.rows)
+    };
+    if !report.sim.is_empty() {
+        table.push('\n');
+        table.push_str(&render_sim(&report.sim));
+    }
     println!("{table}");
     let dir = results
         .join("gate")
@@ -556,6 +591,10 @@ pub fn render_doc(report: &GateReport) -> String {
 ",
     );
     out.push_str(&render(&report.rows));
+    if !report.sim.is_empty() {
+        out.push_str(SIM_COLUMN_DOC);
+        out.push_str(&render_sim(&report.sim));
+    }
     out.push_str(
         "
 ## Runs
@@ -615,6 +654,327 @@ pub fn render(rows: &[GateRow]) -> String {
     out
 }
 
+// ---- the simulated column -------------------------------------------------------------------
+
+/// Seeds each simulable bug gets in `schism sim` before it counts as missed.
+pub const SIM_SEEDS_PER_BUG: u64 = 300;
+/// Seeds the correct server runs in the simulated column of the short gate (CI) and the full one.
+pub const SIM_CORRECT_SEEDS_SHORT: u64 = 1_000;
+pub const SIM_CORRECT_SEEDS_FULL: u64 = 10_000;
+/// Threads running the correct server's seeds (the bug rows use one, so that the seeds to the
+/// first detection are counted in order).
+const SIM_CORRECT_JOBS: usize = 2;
+/// At most this share of the correct server's seeds may be `unknown` (a seed so faulted that no
+/// operation of a kind succeeded has nothing to judge); any `invalid` seed fails the row.
+const SIM_MAX_UNKNOWN_PERCENT: u64 = 2;
+
+const SIM_COLUMN_DOC: &str = "
+## Simulated column
+
+Each bug the simulator can express (`sim::SIMULATED_BUGS`) also runs under `schism sim --server-bug BUG` (`target/debug/schism-bugs`, installed by `make build-bugs`), one seed after another, until a seed is flagged `invalid` by one of the bug's *must flag* checkers; the correct server runs `schism sim` over many seeds and must have no `invalid` seed (and at most 2% `unknown`: seeds so faulted that a checker had nothing to judge). Replay a seed with `schism sim --seed S` (`schism-bugs sim --seed S --server-bug BUG`).
+
+";
+
+/// The catch matrix's bugs the simulator expresses (`sim::SIMULATED_BUGS`), only those of
+/// `only` if given, each with the checkers that must flag it.
+pub fn simulated_bug_rows(only: Option<&[String]>) -> Vec<(String, Vec<String>)> {
+    BUG_MATRIX
+        .iter()
+        .filter(|e| only.is_none_or(|o| o.iter().any(|b| b == e.bug)))
+        .filter(|e| sim::Bug::parse(e.bug).is_some_and(|b| sim::SIMULATED_BUGS.contains(&b)))
+        .map(|e| {
+            (
+                e.bug.to_string(),
+                e.must_flag.iter().map(|c| c.to_string()).collect(),
+            )
+        })
+        .collect()
+}
+
+/// One row of the simulated column.
+#[derive(Serialize, Debug, Clone)]
+pub struct SimRow {
+    /// The injected bug, or null for the correct server.
+    pub bug: Option<String>,
+    pub must_flag: Vec<String>,
+    /// `caught`, `missed`, `valid` (correct server, no seed invalid) or `invalid`, or the error.
+    pub verdict: String,
+    pub pass: bool,
+    pub first_seed: u64,
+    /// Seeds run: until the detection for a caught bug.
+    pub seeds: u64,
+    /// The seed that showed the bug.
+    pub caught_at: Option<u64>,
+    pub caught_by: Vec<String>,
+    /// For the correct server: seeds that were invalid / unknown.
+    pub invalid: u64,
+    pub unknown: u64,
+    pub wall_s: f64,
+    pub simulated_s: f64,
+}
+
+/// What the simulated column runs: which binaries, which bugs, from which seed.
+pub struct SimColumn {
+    schism: PathBuf,
+    schism_bugs: PathBuf,
+    /// (bug, the checkers that must flag it).
+    bugs: Vec<(String, Vec<String>)>,
+    first_seed: u64,
+    seeds_per_bug: u64,
+    correct_seeds: u64,
+    results: PathBuf,
+}
+
+impl SimColumn {
+    /// The column for a gate run: every bug row whose bug the simulator expresses (only those of
+    /// `--bugs` if given; the correct server's row only when all run).
+    fn for_gate(
+        args: &GateArgs,
+        base_seed: u64,
+        only: Option<&[String]>,
+        results: &Path,
+    ) -> anyhow::Result<SimColumn> {
+        let correct_seeds = match (args.sim_seeds, args.short) {
+            (Some(n), _) => n,
+            (None, true) => SIM_CORRECT_SEEDS_SHORT,
+            (None, false) => SIM_CORRECT_SEEDS_FULL,
+        };
+        let schism = std::env::current_exe()?;
+        let schism_bugs = match &args.schism_bugs {
+            Some(p) => runner::absolute(p)?,
+            None => beside_schism("schism-bugs"),
+        };
+        let bugs = if correct_seeds == 0 {
+            Vec::new()
+        } else {
+            simulated_bug_rows(only)
+        };
+        if !bugs.is_empty() && !schism_bugs.exists() {
+            anyhow::bail!(crate::config::UsageError(format!(
+                "{} does not exist: build it first (make build-bugs), or give --sim-seeds 0",
+                schism_bugs.display()
+            )));
+        }
+        Ok(SimColumn {
+            schism,
+            schism_bugs,
+            bugs,
+            first_seed: base_seed,
+            seeds_per_bug: SIM_SEEDS_PER_BUG,
+            correct_seeds: if only.is_some() { 0 } else { correct_seeds },
+            results: results.to_path_buf(),
+        })
+    }
+
+    /// The column with explicit binaries and bounds (the tests use the schism they built).
+    pub fn new(
+        schism: PathBuf,
+        schism_bugs: PathBuf,
+        bugs: Vec<(String, Vec<String>)>,
+        first_seed: u64,
+        seeds_per_bug: u64,
+        correct_seeds: u64,
+        results: PathBuf,
+    ) -> SimColumn {
+        SimColumn {
+            schism,
+            schism_bugs,
+            bugs,
+            first_seed,
+            seeds_per_bug,
+            correct_seeds,
+            results,
+        }
+    }
+
+    /// Runs every row (blocking: each is a `schism sim` process).
+    pub fn run(&self) -> anyhow::Result<Vec<SimRow>> {
+        let mut rows = Vec::new();
+        for (bug, must_flag) in &self.bugs {
+            eprintln!(
+                "gate: sim, {bug}: up to {} seeds from {}",
+                self.seeds_per_bug, self.first_seed
+            );
+            let row = self.bug_row(bug, must_flag)?;
+            eprintln!(
+                "gate: sim, {bug} → {}",
+                if row.pass { "caught" } else { "MISSED" }
+            );
+            rows.push(row);
+        }
+        if self.correct_seeds > 0 {
+            eprintln!(
+                "gate: sim, correct server: {} seeds from {}",
+                self.correct_seeds, self.first_seed
+            );
+            let s = self.sim(
+                &self.schism,
+                None,
+                self.first_seed,
+                self.correct_seeds,
+                SIM_CORRECT_JOBS,
+                false,
+            )?;
+            let pass = s.seeds == self.correct_seeds
+                && s.invalid == 0
+                && s.unknown * 100 <= s.seeds * SIM_MAX_UNKNOWN_PERCENT;
+            rows.push(SimRow {
+                bug: None,
+                must_flag: vec![],
+                verdict: if s.invalid > 0 { "invalid" } else { "valid" }.to_string(),
+                pass,
+                first_seed: self.first_seed,
+                seeds: s.seeds,
+                caught_at: None,
+                caught_by: s
+                    .failing
+                    .iter()
+                    .filter(|f| f.verdict == Verdict::Invalid)
+                    .flat_map(|f| {
+                        f.invalid
+                            .iter()
+                            .map(move |c| format!("{c} (seed {})", f.seed))
+                    })
+                    .collect(),
+                invalid: s.invalid,
+                unknown: s.unknown,
+                wall_s: s.wall_s,
+                simulated_s: s.simulated_s,
+            });
+        }
+        Ok(rows)
+    }
+
+    /// Seeds in order from the first until one is flagged by a checker that must flag the bug,
+    /// or the seeds run out.
+    fn bug_row(&self, bug: &str, must_flag: &[String]) -> anyhow::Result<SimRow> {
+        let mut row = SimRow {
+            bug: Some(bug.to_string()),
+            must_flag: must_flag.to_vec(),
+            verdict: "missed".into(),
+            pass: false,
+            first_seed: self.first_seed,
+            seeds: 0,
+            caught_at: None,
+            caught_by: vec![],
+            invalid: 0,
+            unknown: 0,
+            wall_s: 0.0,
+            simulated_s: 0.0,
+        };
+        let end = self.first_seed.saturating_add(self.seeds_per_bug);
+        let mut next = self.first_seed;
+        while next < end {
+            let s = self.sim(&self.schism_bugs, Some(bug), next, end - next, 1, true)?;
+            row.seeds += s.seeds;
+            row.wall_s += s.wall_s;
+            row.simulated_s += s.simulated_s;
+            row.invalid += s.invalid;
+            row.unknown += s.unknown;
+            let Some(f) = s.failing.first() else {
+                break;
+            };
+            let must: Vec<&str> = must_flag.iter().map(String::as_str).collect();
+            if caught(&must, &f.invalid) {
+                row.verdict = "caught".into();
+                row.pass = true;
+                row.caught_at = Some(f.seed);
+                row.caught_by = f.invalid.clone();
+                break;
+            }
+            // Not valid, but not by the bug's own checkers: go on after it.
+            next = f.seed + 1;
+        }
+        Ok(row)
+    }
+
+    /// One `schism sim` process; its `--summary`.
+    fn sim(
+        &self,
+        binary: &Path,
+        bug: Option<&str>,
+        first_seed: u64,
+        seeds: u64,
+        jobs: usize,
+        stop_on_failure: bool,
+    ) -> anyhow::Result<crate::sim::SimSummary> {
+        let dir = self.results.join("sim");
+        std::fs::create_dir_all(&dir)?;
+        let summary = dir.join(format!(
+            ".gate-{}-{first_seed}-{}.json",
+            bug.unwrap_or("correct"),
+            std::process::id()
+        ));
+        let mut cmd = std::process::Command::new(binary);
+        cmd.arg("sim")
+            .args(["--first-seed", &first_seed.to_string()])
+            .args(["--seeds", &seeds.to_string()])
+            .args(["--jobs", &jobs.to_string()])
+            .arg("--results")
+            .arg(&self.results)
+            .arg("--summary")
+            .arg(&summary)
+            .stdout(std::process::Stdio::null());
+        if let Some(bug) = bug {
+            cmd.args(["--server-bug", bug]);
+        }
+        if stop_on_failure {
+            cmd.arg("--stop-on-failure");
+        }
+        let status = cmd
+            .status()
+            .map_err(|e| anyhow::anyhow!("cannot run {}: {e}", binary.display()))?;
+        let text = std::fs::read_to_string(&summary);
+        let _ = std::fs::remove_file(&summary);
+        match (status.code(), text) {
+            (Some(0..=2), Ok(text)) => Ok(serde_json::from_str(&text)?),
+            (code, _) => anyhow::bail!(
+                "{} sim{} ended with {} and no summary",
+                binary.display(),
+                bug.map(|b| format!(" --server-bug {b}"))
+                    .unwrap_or_default(),
+                code.map_or("a signal".to_string(), |c| format!("exit code {c}"))
+            ),
+        }
+    }
+}
+
+/// The simulated column as Markdown.
+pub fn render_sim(rows: &[SimRow]) -> String {
+    let mut out = String::from(
+        "| simulated | must flag | verdict | seeds | caught at seed | caught by | wall | as it must be |\n|---|---|---|---|---|---|---|---|\n",
+    );
+    for r in rows {
+        out.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {} | {:.1} s | {} |\n",
+            r.bug.as_deref().unwrap_or("(correct server)"),
+            if r.must_flag.is_empty() {
+                "-".to_string()
+            } else {
+                r.must_flag.join(", ")
+            },
+            if r.bug.is_none() {
+                format!(
+                    "{} ({} invalid, {} unknown)",
+                    r.verdict, r.invalid, r.unknown
+                )
+            } else {
+                r.verdict.clone()
+            },
+            r.seeds,
+            r.caught_at.map_or("-".to_string(), |s| s.to_string()),
+            if r.caught_by.is_empty() {
+                "-".to_string()
+            } else {
+                r.caught_by.join(", ")
+            },
+            r.wall_s,
+            if r.pass { "yes" } else { "NO" }
+        ));
+    }
+    out
+}
+
 // ---- torture --------------------------------------------------------------------------------
 
 #[derive(clap::Args, Debug, Clone)]
@@ -639,6 +999,13 @@ pub struct TortureArgs {
     /// Also keep the results of valid runs (by default only failing runs are kept).
     #[arg(long)]
     pub keep_valid: bool,
+    /// Loop `schism sim` seeds instead of real runs (from --seed; --nodes, --time-limit,
+    /// --backend and --keeperd do not apply; failing seeds go to RESULTS/sim/).
+    #[arg(long)]
+    pub sim: bool,
+    /// With --sim: threads running seeds.
+    #[arg(long, default_value_t = 1)]
+    pub jobs: usize,
     #[arg(long, default_value = "results")]
     pub results: PathBuf,
 }
@@ -660,6 +1027,9 @@ pub async fn torture(
     cancel: CancellationToken,
 ) -> anyhow::Result<i32> {
     use rand::RngExt;
+    if args.sim {
+        return torture_sim(&args, cancel).await;
+    }
     let results = runner::absolute(&args.results)?;
     let base_seed = args
         .seed
@@ -675,6 +1045,9 @@ pub async fn torture(
         keeperd: args.keeperd.clone(),
         keeperd_bugs: None,
         bugs: None,
+        schism_bugs: None,
+        sim_seeds: Some(0),
+        sim_only: false,
         results: args.results.clone(),
     };
     let started = Instant::now();
@@ -719,6 +1092,66 @@ pub async fn torture(
         println!("  kept {}", k.display());
     }
     Ok(crate::verdict::combined_exit_code(codes))
+}
+
+/// `schism torture --sim`: `schism sim`'s own loop (`sim::run_seeds`) over seeds from --seed
+/// until --duration is spent or Ctrl-C, every failing seed written as a results directory.
+/// Exit code as `schism test`: the worst verdict of the seeds run.
+async fn torture_sim(args: &TortureArgs, cancel: CancellationToken) -> anyhow::Result<i32> {
+    use rand::RngExt;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let first_seed = args
+        .seed
+        .unwrap_or_else(|| rand::rng().random_range(0..1u64 << 32));
+    let sim_args = crate::sim::SimArgs {
+        seeds: u64::MAX,
+        first_seed,
+        seed: None,
+        nodes: None,
+        jobs: args.jobs,
+        duration: Some(args.duration),
+        server_bug: None,
+        check_determinism: false,
+        lossy_links: false,
+        trace: false,
+        stop_on_failure: args.stop_on_failure,
+        summary: None,
+        results: args.results.clone(),
+    };
+    eprintln!(
+        "torture: simulated seeds from {first_seed} for {:.0} min (Ctrl-C stops)",
+        args.duration.as_secs_f64() / 60.0
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let on_cancel = {
+        let stop = stop.clone();
+        let cancel = cancel.clone();
+        tokio::spawn(async move {
+            cancel.cancelled().await;
+            stop.store(true, Ordering::Relaxed);
+        })
+    };
+    let run = {
+        let stop = stop.clone();
+        tokio::task::spawn_blocking(move || crate::sim::run_seeds(&sim_args, &stop))
+    };
+    let outcome = run.await;
+    on_cancel.abort();
+    let summary = match outcome? {
+        Ok(summary) => summary,
+        Err(crate::sim::SimError::Usage(e)) => {
+            anyhow::bail!(crate::config::UsageError(format!("torture --sim: {e}")))
+        }
+        Err(e) => anyhow::bail!("torture --sim: {e}"),
+    };
+    println!("torture: {}", summary.line());
+    for f in &summary.failing {
+        if let Some(d) = &f.dir {
+            println!("  kept {}", d.display());
+        }
+    }
+    Ok(summary.verdict().exit_code())
 }
 
 #[cfg(test)]
@@ -848,10 +1281,29 @@ mod tests {
                 seeds: vec![707],
                 run_dirs: vec![],
             }],
+            sim: vec![SimRow {
+                bug: Some("early-ack".into()),
+                must_flag: vec!["linearizable".into()],
+                verdict: "caught".into(),
+                pass: true,
+                first_seed: 7,
+                seeds: 3,
+                caught_at: Some(9),
+                caught_by: vec!["linearizable".into()],
+                invalid: 1,
+                unknown: 0,
+                wall_s: 0.1,
+                simulated_s: 90.0,
+            }],
         };
         let doc = render_doc(&report);
         assert!(doc.contains("`abc123`"), "{doc}");
         assert!(doc.contains("| 707 |"), "{doc}");
         assert!(doc.contains("do not edit by hand"), "{doc}");
+        assert!(doc.contains("## Simulated column"), "{doc}");
+        assert!(
+            doc.contains("| early-ack | linearizable | caught | 3 | 9 | linearizable |"),
+            "{doc}"
+        );
     }
 }

@@ -17,6 +17,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use checker::history::{Event, EventType};
 use checker::liveness::{NodeEnd, Recovery};
 use checker::reader::StatusSample;
+use checker::run_dir::HEAL_ALL;
 use checker::{CheckOptions, RunVerdict};
 use keeper::api::{Consistency, ErrorCode, KeeperError, Op, Role, SessionId, Zxid};
 use keeper::core::{
@@ -32,6 +33,19 @@ use serde_json::{Value, json};
 /// keeper's injectable bugs, re-exported so that `schism sim --server-bug` names them without
 /// depending on the server crate itself.
 pub use keeper::bugs::Bug;
+
+/// The catch matrix's bugs that act in the core and show to this simulation's checkers
+/// (`linearizable`, `single-leader`, `convergence`, `recovery`). The others need what is not
+/// simulated: a real disk's fsync (`no-fsync`), ephemeral nodes, sequential children,
+/// snapshots on a schedule or watches.
+pub const SIMULATED_BUGS: &[Bug] = &[
+    Bug::StaleRead,
+    Bug::EarlyAck,
+    Bug::SplitBrain,
+    Bug::VoteIgnoresEpoch,
+    Bug::SyncNoTrunc,
+    Bug::ElectionNeverSettles,
+];
 
 /// Whether this build can inject server bugs (keeper's `bugs` feature, through ours).
 pub const BUGS_ENABLED: bool = cfg!(feature = "bugs");
@@ -63,6 +77,19 @@ const CHECK_TIME_LIMIT_S: u64 = 20;
 const SETUP_PROCESS: u64 = 1_000_000;
 /// Errors of the liveness probe kept for the recovery record.
 const MAX_PROBE_ERRORS: usize = 10;
+/// A skewed node's clock runs up to this many parts per million faster or slower than
+/// simulated time (10%: far beyond a real crystal's 100 ppm, to reach timeouts' edges).
+const MAX_SKEW_PPM: i64 = 100_000;
+/// A skewed node's clock starts up to this far from simulated time.
+const MAX_CLOCK_OFFSET_MS: i64 = 5_000;
+/// A clock jump moves a running node's clock forward by up to this much (a running process's
+/// clock never goes back: the shell's clock is monotonic).
+const MAX_CLOCK_JUMP_MS: u64 = 10_000;
+/// Across a restart, a node's wall clock may have been stepped back by up to this much.
+const MAX_CLOCK_STEP_BACK_MS: u64 = 5_000;
+/// The stream of the seed's generator that draws clocks, apart from everything else, so that a
+/// seed without clock faults runs exactly as it did before clocks were simulated.
+const CLOCK_STREAM: u64 = 1;
 
 /// What the user fixes; everything else a seed draws.
 #[derive(Clone, Debug, Serialize)]
@@ -76,6 +103,9 @@ pub struct SimConfig {
     /// core's contract says it tolerates both, but seeds with them lose liveness (see
     /// docs/SIM.md), so they are off unless asked for.
     pub lossy_links: bool,
+    /// Clock skew and jumps: `None` lets the seed draw them, `Some(true)` forces both on every
+    /// node, `Some(false)` leaves every clock exact.
+    pub clocks: Option<bool>,
     /// Print every input each node's core takes, with its role, epoch and zxids, and what the
     /// step sent or answered, to stderr: the way to read how a failing seed went wrong.
     pub trace: bool,
@@ -101,6 +131,14 @@ pub struct Swarm {
     pub pauses: bool,
     /// Client operations per simulated second, over all clients.
     pub op_rate: u64,
+    /// Each node's clock runs at its own rate from its own offset.
+    pub clock_skew: bool,
+    /// Running nodes' clocks jump forward (a fault kind), and step back across a restart.
+    pub clock_jumps: bool,
+    /// Per node (n1 first): ppm faster (+) or slower (-) than simulated time.
+    pub skew_ppm: Vec<i64>,
+    /// Per node: its clock minus simulated time at the start, ms.
+    pub clock_offset_ms: Vec<i64>,
 }
 
 impl Swarm {
@@ -133,12 +171,79 @@ impl Swarm {
             crashes: rng.random_bool(0.6),
             pauses: rng.random_bool(0.4),
             op_rate: rng.random_range(10..=50),
+            clock_skew: false,
+            clock_jumps: false,
+            skew_ppm: vec![0; nodes],
+            clock_offset_ms: vec![0; nodes],
         };
         // A seed with no fault at all tests little; give it at least partitions.
         if !(s.partitions || s.one_way_cuts || s.crashes || s.pauses) {
             s.partitions = true;
         }
         s
+    }
+
+    /// Draws the clocks from their own stream (`CLOCK_STREAM`).
+    fn draw_clocks(&mut self, rng: &mut ChaCha8Rng, clocks: Option<bool>) {
+        self.clock_skew = clocks.unwrap_or_else(|| rng.random_bool(0.5));
+        self.clock_jumps = clocks.unwrap_or_else(|| rng.random_bool(0.3));
+        if self.clock_skew {
+            for n in 0..self.nodes {
+                self.skew_ppm[n] = rng.random_range(-MAX_SKEW_PPM..=MAX_SKEW_PPM);
+                self.clock_offset_ms[n] =
+                    rng.random_range(-MAX_CLOCK_OFFSET_MS..=MAX_CLOCK_OFFSET_MS);
+            }
+        }
+    }
+}
+
+/// A node's clock: what its core is told the time is. It runs at its own rate from its own
+/// offset and jumps; while one core runs it never goes back (the shell's clock is the wall
+/// clock at start plus monotonic time), so a step back shows only across a restart. The core
+/// takes every time it uses (session expiry, election and sync timeouts, its ticks) from here.
+#[derive(Clone, Debug)]
+struct NodeClock {
+    skew_ppm: i64,
+    offset_ms: i64,
+    /// Jumps so far, ms.
+    jumped_ms: i64,
+    /// The node's next tick, on its own clock.
+    next_tick: u64,
+}
+
+impl NodeClock {
+    fn new(skew_ppm: i64, offset_ms: i64) -> NodeClock {
+        let mut c = NodeClock {
+            skew_ppm,
+            offset_ms,
+            jumped_ms: 0,
+            next_tick: 0,
+        };
+        c.next_tick = c.read(START_MS) + TICK_MS;
+        c
+    }
+
+    /// The node's time at simulated time `now`.
+    fn read(&self, now: u64) -> u64 {
+        let elapsed = i128::from(now - START_MS);
+        let scaled = elapsed * i128::from(1_000_000 + self.skew_ppm) / 1_000_000;
+        let t =
+            i128::from(START_MS) + i128::from(self.offset_ms) + scaled + i128::from(self.jumped_ms);
+        u64::try_from(t.max(0)).expect("fits")
+    }
+
+    /// Whether the node ticks at `now`; schedules the next one (missed ticks are skipped, as
+    /// after a jump).
+    fn tick_due(&mut self, now: u64) -> bool {
+        let local = self.read(now);
+        if local < self.next_tick {
+            return false;
+        }
+        self.next_tick += TICK_MS;
+        if self.next_tick <= local {
+            self.next_tick = local + TICK_MS;
+        }
+        true
     }
 }
 
@@ -188,6 +293,7 @@ struct Node {
     /// Paused until this time (a SIGSTOP): its inputs wait in `held`.
     paused_until: Option<u64>,
     held: Vec<Input>,
+    clock: NodeClock,
 }
 
 /// What a client asked and is waiting for.
@@ -232,6 +338,33 @@ struct Probe {
     errors: Vec<String>,
 }
 
+/// One fault's start or heal, as a nemesis logs it: the harness writes these to `nemesis.jsonl`
+/// with the nemesis crate's own log entry, so the report shades the periods a fault was in
+/// effect, as for a real run.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct FaultEvent {
+    /// Simulated ns since the seed started (the history's clock).
+    pub time_ns: u64,
+    /// The fault's index among the seed's faults; `None` for the final heal of everything.
+    pub step: Option<usize>,
+    /// `partition`, `kill`, `pause`, `clock`, or `heal-all` (the nemesis's names).
+    pub fault: &'static str,
+    pub description: String,
+    /// `true` for the start, `false` for the heal.
+    pub start: bool,
+    /// The nodes it acted on.
+    pub nodes: Vec<u64>,
+}
+
+/// The faults in effect, by kind, with the step each started as.
+#[derive(Default)]
+struct OpenFaults {
+    /// Partitions and one-way cuts: they heal together (one heal time for the network).
+    network: Vec<(usize, String, Vec<u64>)>,
+    crashed: BTreeMap<u64, usize>,
+    paused: BTreeMap<u64, usize>,
+}
+
 /// The outcome of one seed.
 #[derive(Debug)]
 pub struct SimOutcome {
@@ -239,6 +372,8 @@ pub struct SimOutcome {
     pub swarm: Swarm,
     pub history: Vec<Event>,
     pub status: Vec<StatusSample>,
+    /// Every fault's start and heal, in time order.
+    pub faults: Vec<FaultEvent>,
     pub recovery: Recovery,
     pub verdict: RunVerdict,
     /// FNV-1a of the history's JSONL text: equal for two runs of one seed.
@@ -249,6 +384,8 @@ pub struct SimOutcome {
 
 pub struct Sim {
     rng: ChaCha8Rng,
+    /// Draws clocks only (its own stream of the seed).
+    clock_rng: ChaCha8Rng,
     swarm: Swarm,
     bug: Option<Bug>,
     now: u64,
@@ -273,6 +410,9 @@ pub struct Sim {
     restart_at: BTreeMap<u64, u64>,
     next_value: u64,
     trace: bool,
+    fault_log: Vec<FaultEvent>,
+    open: OpenFaults,
+    next_step: usize,
 }
 
 fn node_name(id: u64) -> String {
@@ -286,10 +426,14 @@ fn key_name(k: usize) -> String {
 impl Sim {
     pub fn new(cfg: &SimConfig) -> Sim {
         let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
-        let swarm = Swarm::draw(&mut rng, cfg.nodes, cfg.lossy_links);
+        let mut swarm = Swarm::draw(&mut rng, cfg.nodes, cfg.lossy_links);
+        let mut clock_rng = ChaCha8Rng::seed_from_u64(cfg.seed);
+        clock_rng.set_stream(CLOCK_STREAM);
+        swarm.draw_clocks(&mut clock_rng, cfg.clocks);
         let ids: Vec<u64> = (1..=swarm.nodes as u64).collect();
         let mut sim = Sim {
             rng,
+            clock_rng,
             bug: cfg.bug,
             now: START_MS,
             ids: ids.clone(),
@@ -310,10 +454,14 @@ impl Sim {
             restart_at: BTreeMap::new(),
             next_value: 0,
             trace: cfg.trace,
+            fault_log: Vec::new(),
+            open: OpenFaults::default(),
+            next_step: 0,
             swarm,
         };
-        for &id in &ids {
-            let core = Core::new(sim.config(id), Recovered::default(), sim.now);
+        for (i, &id) in ids.iter().enumerate() {
+            let clock = NodeClock::new(sim.swarm.skew_ppm[i], sim.swarm.clock_offset_ms[i]);
+            let core = Core::new(sim.config(id), Recovered::default(), clock.read(sim.now));
             sim.nodes.insert(
                 id,
                 Node {
@@ -321,6 +469,7 @@ impl Sim {
                     disk: Disk::default(),
                     paused_until: None,
                     held: Vec::new(),
+                    clock,
                 },
             );
         }
@@ -364,8 +513,8 @@ impl Sim {
     // ---- nodes -------------------------------------------------------------------------
 
     fn input(&mut self, id: u64, input: Input) {
-        let now = self.now;
         let node = self.nodes.get_mut(&id).expect("a known node");
+        let now = node.clock.read(self.now);
         if node.paused_until.is_some() {
             if !matches!(input, Input::Tick) {
                 node.held.push(input);
@@ -453,6 +602,9 @@ impl Sim {
         node.core = None;
         node.paused_until = None;
         node.held.clear();
+        if let Some(step) = self.open.paused.remove(&id) {
+            self.log_heal(step, "pause", format!("pause {}", node_name(id)), vec![id]);
+        }
         // Its clients lose their connections: whatever they asked is now indeterminate.
         let lost: Vec<(u64, u64)> = self
             .waiters
@@ -469,11 +621,29 @@ impl Sim {
 
     fn restart(&mut self, id: u64) {
         let cfg = self.config(id);
-        let now = self.now;
         let node = self.nodes.get_mut(&id).expect("a known node");
-        if node.core.is_none() {
-            node.core = Some(Core::new(cfg, node.disk.recovered(), now));
+        if node.core.is_some() {
+            return;
         }
+        if self.swarm.clock_jumps && self.clock_rng.random_bool(0.5) {
+            // The wall clock was stepped back while the node was down (NTP): its new shell
+            // starts from the earlier time.
+            let back = self.clock_rng.random_range(1..=MAX_CLOCK_STEP_BACK_MS);
+            node.clock.jumped_ms -= back as i64;
+            let local = node.clock.read(self.now);
+            node.clock.next_tick = local + TICK_MS;
+            self.log_instant(
+                "clock",
+                format!(
+                    "clock of {} stepped back {back} ms across its restart",
+                    node_name(id)
+                ),
+                vec![id],
+            );
+        }
+        let node = self.nodes.get_mut(&id).expect("a known node");
+        let now = node.clock.read(self.now);
+        node.core = Some(Core::new(cfg, node.disk.recovered(), now));
     }
 
     fn resume(&mut self, id: u64) {
@@ -507,6 +677,50 @@ impl Sim {
         }
     }
 
+    /// Logs a fault's start; returns its step.
+    fn log_start(&mut self, fault: &'static str, description: String, nodes: Vec<u64>) -> usize {
+        let step = self.next_step;
+        self.next_step += 1;
+        self.fault_log.push(FaultEvent {
+            time_ns: self.elapsed_ns(),
+            step: Some(step),
+            fault,
+            description,
+            start: true,
+            nodes,
+        });
+        step
+    }
+
+    fn log_heal(&mut self, step: usize, fault: &'static str, description: String, nodes: Vec<u64>) {
+        self.fault_log.push(FaultEvent {
+            time_ns: self.elapsed_ns(),
+            step: Some(step),
+            fault,
+            description,
+            start: false,
+            nodes,
+        });
+    }
+
+    /// A fault that happens at an instant (a clock jump): its start and its heal at once.
+    fn log_instant(&mut self, fault: &'static str, description: String, nodes: Vec<u64>) {
+        let step = self.log_start(fault, description.clone(), nodes.clone());
+        self.log_heal(step, fault, description, nodes);
+    }
+
+    /// Every partition and cut heals at once (the network has one heal time).
+    fn log_network_healed(&mut self) {
+        for (step, description, nodes) in std::mem::take(&mut self.open.network) {
+            self.log_heal(step, "partition", description, nodes);
+        }
+    }
+
+    fn log_network_cut(&mut self, description: String, nodes: Vec<u64>) {
+        let step = self.log_start("partition", description.clone(), nodes.clone());
+        self.open.network.push((step, description, nodes));
+    }
+
     fn fault(&mut self) {
         let mut kinds = Vec::new();
         if self.swarm.partitions {
@@ -521,6 +735,9 @@ impl Sim {
         if self.swarm.pauses {
             kinds.push(3);
         }
+        if self.swarm.clock_jumps {
+            kinds.push(4);
+        }
         let kind = kinds[self.rng.random_range(0..kinds.len())];
         let heal_in = self.rng.random_range(500..=8_000);
         match kind {
@@ -528,13 +745,24 @@ impl Sim {
                 // Jepsen's shapes: one node isolated, a random majority/minority split, a
                 // bridge (two halves joined by one node), or (5 nodes) a ring of majorities.
                 self.cut.clear();
+                self.log_network_healed();
                 let ids = self.shuffled_ids();
                 let n = ids.len();
-                match self.rng.random_range(0..4) {
-                    0 => self.split(&ids[..1].iter().copied().collect()),
+                let names = |ids: &[u64]| {
+                    ids.iter()
+                        .map(|id| node_name(*id))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                };
+                let description = match self.rng.random_range(0..4) {
+                    0 => {
+                        self.split(&ids[..1].iter().copied().collect());
+                        format!("partition isolate {}", node_name(ids[0]))
+                    }
                     1 => {
                         let k = self.rng.random_range(1..=n / 2);
                         self.split(&ids[..k].iter().copied().collect());
+                        format!("partition {} | {}", names(&ids[..k]), names(&ids[k..]))
                     }
                     2 => {
                         let half = n / 2;
@@ -546,7 +774,12 @@ impl Sim {
                                 self.cut.insert((y, x));
                             }
                         }
-                        let _ = bridge;
+                        format!(
+                            "partition bridge {} | {} | {}",
+                            names(a),
+                            node_name(bridge),
+                            names(b)
+                        )
                     }
                     _ => {
                         // Ring: each node talks to its two neighbours only.
@@ -558,25 +791,49 @@ impl Sim {
                                 }
                             }
                         }
+                        format!("partition ring {}", names(&ids))
                     }
-                }
+                };
+                self.log_network_cut(description, ids);
                 self.heal_cut_at = Some(self.now + heal_in);
             }
             1 => {
                 let ids = self.shuffled_ids();
                 self.cut.insert((ids[0], ids[1]));
+                self.log_network_cut(
+                    format!("one-way cut {} -> {}", node_name(ids[0]), node_name(ids[1])),
+                    vec![ids[0], ids[1]],
+                );
                 self.heal_cut_at = Some(self.now + heal_in);
             }
             2 => {
                 let id = self.random_node();
                 self.crash(id);
+                if !self.open.crashed.contains_key(&id) {
+                    let step = self.log_start("kill", format!("kill {}", node_name(id)), vec![id]);
+                    self.open.crashed.insert(id, step);
+                }
                 self.restart_at.insert(id, self.now + heal_in);
+            }
+            4 => {
+                let id = self.random_node();
+                let jump = self.clock_rng.random_range(1..=MAX_CLOCK_JUMP_MS);
+                let node = self.nodes.get_mut(&id).expect("a known node");
+                node.clock.jumped_ms += jump as i64;
+                self.log_instant(
+                    "clock",
+                    format!("clock of {} jumped {jump} ms forward", node_name(id)),
+                    vec![id],
+                );
             }
             _ => {
                 let id = self.random_node();
                 let node = self.nodes.get_mut(&id).expect("a known node");
                 if node.core.is_some() && node.paused_until.is_none() {
                     node.paused_until = Some(self.now + heal_in);
+                    let step =
+                        self.log_start("pause", format!("pause {}", node_name(id)), vec![id]);
+                    self.open.paused.insert(id, step);
                 }
             }
         }
@@ -586,6 +843,7 @@ impl Sim {
         if self.heal_cut_at.is_some_and(|t| t <= self.now) {
             self.cut.clear();
             self.heal_cut_at = None;
+            self.log_network_healed();
         }
         let due: Vec<u64> = self
             .restart_at
@@ -596,6 +854,9 @@ impl Sim {
         for id in due {
             self.restart_at.remove(&id);
             self.restart(id);
+            if let Some(step) = self.open.crashed.remove(&id) {
+                self.log_heal(step, "kill", format!("kill {}", node_name(id)), vec![id]);
+            }
         }
         let resume: Vec<u64> = self
             .nodes
@@ -605,10 +866,22 @@ impl Sim {
             .collect();
         for id in resume {
             self.resume(id);
+            if let Some(step) = self.open.paused.remove(&id) {
+                self.log_heal(step, "pause", format!("pause {}", node_name(id)), vec![id]);
+            }
         }
     }
 
     fn heal_all(&mut self) {
+        self.open = OpenFaults::default();
+        self.fault_log.push(FaultEvent {
+            time_ns: self.elapsed_ns(),
+            step: None,
+            fault: HEAL_ALL,
+            description: "heal all".into(),
+            start: false,
+            nodes: self.ids.clone(),
+        });
         self.faults = false;
         self.cut.clear();
         self.heal_cut_at = None;
@@ -910,8 +1183,17 @@ impl Sim {
 
     fn tick(&mut self, ops: bool) {
         self.now += STEP_MS;
-        if self.now.is_multiple_of(TICK_MS) {
-            for id in self.ids.clone() {
+        // Each node ticks on its own clock (all at once, on multiples of TICK_MS, when no
+        // clock is skewed).
+        for id in self.ids.clone() {
+            let now = self.now;
+            if self
+                .nodes
+                .get_mut(&id)
+                .expect("a known node")
+                .clock
+                .tick_due(now)
+            {
                 self.input(id, Input::Tick);
             }
         }
@@ -1208,6 +1490,7 @@ pub fn run_seed(cfg: &SimConfig) -> SimOutcome {
         history_hash: fnv1a(text.as_bytes()),
         history: sim.history,
         status: sim.status,
+        faults: sim.fault_log,
         recovery,
         verdict,
         simulated_ms,

@@ -10,6 +10,7 @@ fn config(seed: u64) -> SimConfig {
         nodes: None,
         bug: None,
         lossy_links: false,
+        clocks: None,
         trace: false,
     }
 }
@@ -53,24 +54,106 @@ fn the_correct_server_is_safe() {
     assert!(checked as u64 >= seeds * 4, "too few checkers said valid");
 }
 
+/// Skewed and jumping clocks reach the cores (a seed's history changes with them), and a seed
+/// with them still replays bit for bit.
+#[test]
+fn a_seed_with_skewed_and_jumping_clocks_replays_bit_for_bit() {
+    let mut jumps = 0;
+    for seed in 0..4 {
+        let skewed = SimConfig {
+            clocks: Some(true),
+            ..config(seed)
+        };
+        let a = run_seed(&skewed);
+        let b = run_seed(&skewed);
+        assert_eq!(
+            a.history_hash, b.history_hash,
+            "seed {seed} with clock faults is not deterministic"
+        );
+        assert_eq!(a.faults, b.faults, "seed {seed}: the faults differ");
+        assert!(a.swarm.skew_ppm.iter().any(|s| *s != 0));
+        let exact = run_seed(&SimConfig {
+            clocks: Some(false),
+            ..config(seed)
+        });
+        assert_ne!(
+            a.history_hash, exact.history_hash,
+            "seed {seed}: skewed clocks changed nothing the clients saw"
+        );
+        jumps += a.faults.iter().filter(|f| f.fault == "clock").count();
+    }
+    assert!(jumps > 0, "no clock jumped in 4 seeds");
+}
+
+/// The correct server stays safe when every node's clock is skewed and jumps.
+#[test]
+fn the_correct_server_is_safe_under_clock_faults() {
+    for seed in 200..230 {
+        let o = run_seed(&SimConfig {
+            clocks: Some(true),
+            ..config(seed)
+        });
+        for c in &o.verdict.checkers {
+            assert_ne!(
+                c.verdict,
+                Verdict::Invalid,
+                "seed {seed} (clock faults): {} {}",
+                c.name,
+                c.summary
+            );
+        }
+    }
+}
+
+/// The fault log pairs every start with a heal at or after it, and ends with a heal of
+/// everything: the report shades exactly the periods the faults were in effect.
+#[test]
+fn every_fault_is_logged_with_its_heal() {
+    for seed in 0..4 {
+        let o = run_seed(&config(seed));
+        assert!(!o.faults.is_empty(), "seed {seed}: no fault");
+        let last = o.faults.last().expect("some");
+        assert_eq!(last.fault, "heal-all");
+        for (i, f) in o.faults.iter().enumerate().filter(|(_, f)| f.start) {
+            let heal = o.faults[i + 1..]
+                .iter()
+                .find(|h| !h.start && (h.step == f.step || h.step.is_none()))
+                .unwrap_or_else(|| panic!("seed {seed}: {} never healed", f.description));
+            assert!(heal.time_ns >= f.time_ns);
+        }
+        assert!(o.faults.windows(2).all(|w| w[0].time_ns <= w[1].time_ns));
+    }
+}
+
 /// With keeper's injected bugs, each protocol bug the simulator can reach is found.
 #[cfg(feature = "bugs")]
 #[test]
 fn injected_bugs_are_found() {
-    use keeper::bugs::Bug;
-    for bug in [Bug::EarlyAck, Bug::SplitBrain, Bug::SyncNoTrunc] {
+    for &bug in sim::SIMULATED_BUGS {
+        let flagged = |o: &sim::SimOutcome| {
+            o.verdict
+                .checkers
+                .iter()
+                .filter(|c| c.verdict == Verdict::Invalid)
+                .map(|c| c.name.clone())
+                .collect::<Vec<_>>()
+        };
         let found = (0..200u64).find(|&seed| {
             let o = run_seed(&SimConfig {
                 bug: Some(bug),
                 ..config(seed)
             });
-            o.verdict
-                .checkers
-                .iter()
-                .any(|c| c.name != "recovery" && c.verdict == Verdict::Invalid)
+            !flagged(&o).is_empty()
         });
         eprintln!("{}: found at seed {found:?}", bug.name());
-        assert!(found.is_some(), "the simulator missed {}", bug.name());
+        let seed = found.unwrap_or_else(|| panic!("the simulator missed {}", bug.name()));
+        // The bug made the difference: the same seed on the correct server is not invalid.
+        let correct = run_seed(&config(seed));
+        assert!(
+            flagged(&correct).is_empty(),
+            "seed {seed} is invalid without {} too",
+            bug.name()
+        );
     }
 }
 
