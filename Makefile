@@ -15,13 +15,13 @@ build:
 # keeperd with fault injection compiled in (issue 6); a separate binary so that the keeperd users
 # deploy never contains it. Likewise schism-bugs: `schism sim --server-bug`, for the gate's
 # simulated column.
+# Both through `--workspace`, so that the dependencies resolve to the features `make build` gave
+# them and are not compiled again.
 build-bugs:
-	$(CARGO) build -p keeper --features bugs --bin keeperd
+	$(CARGO) build --workspace --features keeper/bugs,schism/bugs --bin keeperd --bin schism
 	install -m 755 target/debug/keeperd target/debug/keeperd-bugs
-	$(CARGO) build -p keeper --bin keeperd
-	$(CARGO) build -p schism --features bugs --bin schism
 	install -m 755 target/debug/schism target/debug/schism-bugs
-	$(CARGO) build -p schism --bin schism
+	$(CARGO) build --workspace --bin keeperd --bin schism
 
 # keeperd linked statically, for the docker backend's `FROM scratch` image (a dynamic binary has
 # no loader there). `schism test --backend docker` picks it up from this path.
