@@ -27,8 +27,9 @@ use std::path::{Path, PathBuf};
 pub const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
 /// The one line users see when a clock fault meets the docker backend.
 pub const NO_CLOCK_FAULTS_ON_DOCKER: &str = "the docker backend cannot inject clock faults: its keeperd is statically linked, so libfaketime cannot be preloaded into it; use --backend netns or local";
-/// What a control file holds when the node's clock is true.
-pub const TRUE_TIME: &str = "+0";
+/// What a control file holds when the node's clock is true. The rate is always written: a line
+/// without one keeps the rate of the line before it (libfaketime 0.9.10).
+pub const TRUE_TIME: &str = "+0 x1";
 /// Slowest and fastest rates a setting may ask for (libfaketime takes any positive rate; these
 /// keep a typo from freezing a node or making its clock race).
 pub const MIN_RATE: f64 = 0.05;
@@ -119,7 +120,7 @@ impl ClockSetting {
     pub fn line(self, age_s: f64) -> String {
         match self {
             ClockSetting::True => TRUE_TIME.to_string(),
-            ClockSetting::Offset { ms } => format!("{}", signed_seconds(ms as f64 / 1000.0)),
+            ClockSetting::Offset { ms } => format!("{} x1", signed_seconds(ms as f64 / 1000.0)),
             ClockSetting::Rate { rate } => {
                 format!("{} x{rate}", signed_seconds(age_s * (1.0 - rate)))
             }
@@ -209,9 +210,10 @@ mod tests {
         // start + 10 * 4 + offset = start + 10, so the offset is -30 s.
         assert_eq!(ClockSetting::Rate { rate: 4.0 }.line(10.0), "-30.000 x4");
         assert_eq!(ClockSetting::Rate { rate: 0.5 }.line(10.0), "+5.000 x0.5");
-        assert_eq!(ClockSetting::Offset { ms: -2_500 }.line(99.0), "-2.500");
-        assert_eq!(ClockSetting::Offset { ms: 60_000 }.line(0.0), "+60.000");
-        assert_eq!(ClockSetting::True.line(5.0), "+0");
+        assert_eq!(ClockSetting::Offset { ms: -2_500 }.line(99.0), "-2.500 x1");
+        assert_eq!(ClockSetting::Offset { ms: 60_000 }.line(0.0), "+60.000 x1");
+        // A line without a rate would keep the rate before it.
+        assert_eq!(ClockSetting::True.line(5.0), "+0 x1");
     }
 
     #[test]

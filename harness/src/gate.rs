@@ -114,6 +114,14 @@ pub const BUG_MATRIX: &[BugEntry] = &[
         keeperd_args: &[],
         why: "after a restart or a lost leader the election never concludes: the cluster stays down after the heal",
     },
+    BugEntry {
+        bug: "lease-on-fast-clock",
+        workload: "session",
+        faults: "clock-skew",
+        must_flag: &["sessions"],
+        keeperd_args: &[],
+        why: "a leader whose clock runs fast expires sessions whose clients are still speaking",
+    },
 ];
 
 /// The correct server must be valid under every workload with each of these fault sets.
