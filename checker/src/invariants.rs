@@ -610,7 +610,9 @@ fn early_expiry(ops: &[Op<'_>]) -> Option<CheckerResult> {
             .get("timeout_ms")
             .or_else(|| op.result().get("timeout_ms"))
             .and_then(Value::as_u64);
-        let Some(timeout_ms) = timeout_ms else { continue };
+        let Some(timeout_ms) = timeout_ms else {
+            continue;
+        };
         let seen = op.invoke_time();
         let life_ns = (timeout_ms as f64 * SESSION_LIFE_AFTER_WRITE * 1e6) as u64;
         let latest = writes

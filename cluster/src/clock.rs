@@ -180,11 +180,15 @@ pub fn set(spec: &ClusterSpec, node: NodeId, setting: ClockSetting) -> Result<St
 fn process_age_s(pidfile: &Path) -> Result<f64> {
     let text = std::fs::read_to_string(pidfile)
         .map_err(|e| ClusterError::io(format!("reading {}", pidfile.display()), e))?;
-    let pid: u32 = text.trim().parse().map_err(|_| {
-        ClusterError::Invalid(format!("{} holds no pid", pidfile.display()))
-    })?;
+    let pid: u32 = text
+        .trim()
+        .parse()
+        .map_err(|_| ClusterError::Invalid(format!("{} holds no pid", pidfile.display())))?;
     let start_ticks = crate::ledger::process_start(pid).ok_or_else(|| {
-        ClusterError::Invalid(format!("process {pid} (from {}) is gone", pidfile.display()))
+        ClusterError::Invalid(format!(
+            "process {pid} (from {}) is gone",
+            pidfile.display()
+        ))
     })?;
     let uptime = std::fs::read_to_string("/proc/uptime")
         .map_err(|e| ClusterError::io("reading /proc/uptime", e))?;
@@ -220,7 +224,13 @@ mod tests {
     fn absurd_settings_are_refused() {
         assert!(ClockSetting::Rate { rate: 0.0 }.validate().is_err());
         assert!(ClockSetting::Rate { rate: 1_000.0 }.validate().is_err());
-        assert!(ClockSetting::Offset { ms: 2 * MAX_OFFSET_MS }.validate().is_err());
+        assert!(
+            ClockSetting::Offset {
+                ms: 2 * MAX_OFFSET_MS
+            }
+            .validate()
+            .is_err()
+        );
         assert!(ClockSetting::Rate { rate: 2.0 }.validate().is_ok());
     }
 
@@ -232,6 +242,9 @@ mod tests {
         assert!(name.ends_with(&format!("-n3{CONTROL_SUFFIX}")), "{name}");
         let env = node_env(&tag, 3);
         assert!(env.contains(&("FAKETIME_NO_CACHE".to_string(), "1".to_string())));
-        assert!(env.iter().any(|(k, v)| k == "FAKETIME_TIMESTAMP_FILE" && *v == path.display().to_string()));
+        assert!(
+            env.iter()
+                .any(|(k, v)| k == "FAKETIME_TIMESTAMP_FILE" && *v == path.display().to_string())
+        );
     }
 }

@@ -31,7 +31,9 @@ async fn a_clock_jump_reaches_the_node_and_its_control_file_is_removed_at_teardo
             .ok_or("the node never led")?;
         let listed = leftovers_of(&tag).await.clock_files;
         if listed.len() != 1 {
-            return Err(format!("clean would see {listed:?}, not the one control file"));
+            return Err(format!(
+                "clean would see {listed:?}, not the one control file"
+            ));
         }
         let line = std::fs::read_to_string(&control).map_err(|e| e.to_string())?;
         if line.trim() != clock::TRUE_TIME {

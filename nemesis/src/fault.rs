@@ -330,7 +330,11 @@ impl Fault {
                 format!("clock of {} at {rate}x", targets_name(targets))
             }
             Fault::ClockJump { targets, offset_ms } => {
-                format!("clock of {} jumps {}", targets_name(targets), signed_ms(*offset_ms))
+                format!(
+                    "clock of {} jumps {}",
+                    targets_name(targets),
+                    signed_ms(*offset_ms)
+                )
             }
             Fault::ClockStrobe {
                 targets,

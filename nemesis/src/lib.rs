@@ -15,7 +15,9 @@ pub mod grudge;
 pub mod runner;
 pub mod schedule;
 
-pub use fault::{CLOCK_FAULTS, FAULT_KINDS, Fault, FaultKind, FaultSet, NETWORK_FAULTS, PartitionShape, Targets};
+pub use fault::{
+    CLOCK_FAULTS, FAULT_KINDS, Fault, FaultKind, FaultSet, NETWORK_FAULTS, PartitionShape, Targets,
+};
 pub use runner::{
     FaultLog, LogEntry, Phase, RunSummary, RunningSchedule, check_support, heal_all, run_schedule,
     spawn,

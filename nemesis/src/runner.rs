@@ -164,7 +164,12 @@ struct Strobe {
 
 impl Strobe {
     /// Flips `nodes`' clocks between `offset_ms` and true time every `period_ms`.
-    fn start(spec: cluster::ClusterSpec, nodes: Vec<NodeId>, offset_ms: i64, period_ms: u64) -> Strobe {
+    fn start(
+        spec: cluster::ClusterSpec,
+        nodes: Vec<NodeId>,
+        offset_ms: i64,
+        period_ms: u64,
+    ) -> Strobe {
         let stop = CancellationToken::new();
         let token = stop.clone();
         let task = tokio::spawn(async move {
@@ -418,7 +423,11 @@ async fn start_fault<C: Backend>(cluster: &C, fault: &Fault) -> Outcome {
             let mut out = Outcome::new(nodes.clone());
             out.resolution = resolution;
             for node in nodes {
-                out.set_clock(cluster.spec(), node, ClockSetting::Offset { ms: *offset_ms });
+                out.set_clock(
+                    cluster.spec(),
+                    node,
+                    ClockSetting::Offset { ms: *offset_ms },
+                );
             }
             out
         }
@@ -498,9 +507,10 @@ async fn heal_fault<C: Backend>(cluster: &C, active: &mut Active) -> Outcome {
         let flips = strobe.stop().await;
         for &node in &active.nodes {
             let detail = flips.as_ref().ok().map(|n| format!("{n} flips"));
-            let r = flips.as_ref().map(|_| ()).map_err(|e| {
-                cluster::ClusterError::Invalid(format!("strobing the clock: {e}"))
-            });
+            let r = flips
+                .as_ref()
+                .map(|_| ())
+                .map_err(|e| cluster::ClusterError::Invalid(format!("strobing the clock: {e}")));
             out.action(node, "stop-strobe", r);
             if let Some(detail) = detail {
                 out.detail(node, detail);

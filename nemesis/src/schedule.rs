@@ -66,8 +66,10 @@ pub const FLAKY_LOSS: [f64; 3] = [0.1, 0.25, 0.5];
 /// Rates the `clock-skew` fault picks from: slow, and fast up to what keeper's session expiry
 /// tolerates by design (it waits two timeouts of its own clock; see docs/FAULTS.md).
 pub const CLOCK_SKEW_RATES: [f64; 3] = [0.5, 2.0, 3.0];
-/// Jumps the `clock-jump` fault picks from, in milliseconds (back and forward).
-pub const CLOCK_JUMPS_MS: [i64; 4] = [-60_000, -10_000, 10_000, 60_000];
+/// Jumps the `clock-jump` fault picks from, in milliseconds (back and forward). A node's tokio
+/// timers stall for as long as its monotonic clock went back (a back jump, or the heal of a
+/// forward one), so jumps stay well inside a run's recovery window (see docs/FAULTS.md).
+pub const CLOCK_JUMPS_MS: [i64; 4] = [-10_000, -2_000, 2_000, 10_000];
 /// Offsets and periods of the `clock-strobe` fault.
 pub const CLOCK_STROBE_OFFSETS_MS: [i64; 4] = [-5_000, -1_000, 1_000, 5_000];
 pub const CLOCK_STROBE_PERIODS_MS: [u64; 3] = [10, 50, 200];
@@ -303,7 +305,11 @@ mod tests {
         let set = FaultKind::parse_set("clock-skew, clock-jump,clock-strobe,clock-skew").unwrap();
         assert_eq!(
             set,
-            vec![FaultKind::ClockSkew, FaultKind::ClockJump, FaultKind::ClockStrobe]
+            vec![
+                FaultKind::ClockSkew,
+                FaultKind::ClockJump,
+                FaultKind::ClockStrobe
+            ]
         );
         assert!(set.iter().all(|k| k.is_clock() && !k.is_network()));
         assert!("clock-drift".parse::<FaultKind>().is_err());
