@@ -130,6 +130,7 @@ pub const CORRECT_FAULT_SETS: &[&str] = &[
     "partition,partition-leader",
     "kill,kill-leader,kill-all,pause,power-loss",
     "depose-leader",
+    "clock-skew,clock-jump,clock-strobe",
 ];
 
 /// The correct server's rows of the short gate (CI): bounded in time, yet every workload and every
@@ -141,6 +142,7 @@ pub const SHORT_CORRECT_ROWS: &[(&str, &str)] = &[
     ("election", "depose-leader,pause"),
     ("session", "partition,kill,flaky"),
     ("watch", "pause,kill-leader,partition"),
+    ("session", "clock-skew,clock-jump,clock-strobe"),
 ];
 
 #[cfg(test)]
