@@ -576,6 +576,72 @@ impl SessionView {
     }
 }
 
+/// The share of its timeout a session certainly lives after one of its acknowledged writes was
+/// invoked. The leader heard that write, so the client was speaking then, and a server may expire
+/// the session only after a timeout of silence; half, not all of it, leaves room for a leader
+/// clock that runs fast within what the server tolerates (keeper waits two timeouts of its own
+/// clock: sessions stay sound up to a clock 4x fast) and for a touch a follower had not relayed
+/// when it lost its leader.
+pub const SESSION_LIFE_AFTER_WRITE: f64 = 0.5;
+
+/// A session expired while its client was still speaking: its expiry (announced with a zxid, so
+/// certainly decided by a leader, at or after the time it was seen) came less than
+/// [`SESSION_LIFE_AFTER_WRITE`] of its timeout after one of its acknowledged writes was invoked.
+/// The expiry's `timeout_ms` says the session's timeout; expiries without it are not judged.
+fn early_expiry(ops: &[Op<'_>]) -> Option<CheckerResult> {
+    const NAME: &str = "sessions";
+    // session -> invocation time of its latest acknowledged write so far, by invocation order.
+    let mut writes: HashMap<u64, Vec<&Op<'_>>> = HashMap::new();
+    for op in ops {
+        if let Some(s) = op.session()
+            && WRITE_FS.contains(&op.f())
+            && op.kind() == EventType::Ok
+        {
+            writes.entry(s).or_default().push(op);
+        }
+    }
+    for op in ops {
+        if op.f() != "expired" || op.kind() != EventType::Ok || op.zxid().is_none() {
+            continue;
+        }
+        let Some(s) = op.session() else { continue };
+        let timeout_ms = op
+            .value()
+            .get("timeout_ms")
+            .or_else(|| op.result().get("timeout_ms"))
+            .and_then(Value::as_u64);
+        let Some(timeout_ms) = timeout_ms else {
+            continue;
+        };
+        let seen = op.invoke_time();
+        let life_ns = (timeout_ms as f64 * SESSION_LIFE_AFTER_WRITE * 1e6) as u64;
+        let latest = writes
+            .get(&s)
+            .into_iter()
+            .flatten()
+            .filter(|w| w.invoke_time() <= seen)
+            .max_by_key(|w| w.invoke_time());
+        if let Some(write) = latest
+            && seen - write.invoke_time() < life_ns
+        {
+            let after_ms = (seen - write.invoke_time()) / 1_000_000;
+            let text = format!(
+                "session {s} expired {after_ms} ms after its {} of {} was invoked, less than {} of its {timeout_ms} ms timeout: a live session was expired (a leader's clock ran fast?)",
+                write.f(),
+                write.key().unwrap_or("?"),
+                SESSION_LIFE_AFTER_WRITE
+            );
+            return Some(invalid(
+                NAME,
+                text.clone(),
+                json!({"session": s, "expired_after_ms": after_ms, "timeout_ms": timeout_ms}),
+                Counterexample::new(NAME, text, views(&[*write, op])),
+            ));
+        }
+    }
+    None
+}
+
 /// Sessions and ephemerals: once a session's end has certainly taken effect ([`SessionEnd`]),
 /// no read whose server had applied it sees one of the session's ephemeral nodes. With zxids on
 /// the read and the end, a read below the end's zxid is a stale local read; without them, the
@@ -619,6 +685,9 @@ pub fn sessions(ops: &[Op<'_>]) -> CheckerResult {
             }
             _ => {}
         }
+    }
+    if let Some(found) = early_expiry(ops) {
+        return found;
     }
     // How a read compares with the ends of sessions whose ephemeral node it could show.
     enum Judged {

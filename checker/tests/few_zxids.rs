@@ -679,3 +679,36 @@ fn fenced_writes_are_ordered_by_zxid_where_known_and_by_real_time_always() {
         "accepted after one with the newer token",
     );
 }
+
+#[test]
+fn a_session_expired_within_half_its_timeout_of_its_own_write_was_expired_early() {
+    // Session 7 creates /e/a (invoked at 0 ms), then its expiry is announced with a zxid at
+    // `at_ms`; its timeout is 10 ms, so it certainly lives 5 ms after the create was invoked.
+    let expired_at = |at_ms: u64| {
+        let mut h = H::default();
+        h.op(
+            (0, 7),
+            "create_ephemeral",
+            "/e/a",
+            json!("p0"),
+            json!("p0"),
+            Some(10),
+        );
+        while (h.0.len() as u64) < at_ms {
+            h.op((1, 8), "read", "/e/b", Value::Null, Value::Null, Some(10));
+        }
+        h.push(
+            (0, Some(7)),
+            EventType::Ok,
+            "expired",
+            json!({"state": "expired", "timeout_ms": 10}),
+            None,
+            Some(11),
+        );
+        h
+    };
+    let r = check(&expired_at(3), "session", "sessions");
+    assert_verdict(&r, Verdict::Invalid, "a live session was expired");
+    let r = check(&expired_at(12), "session", "sessions");
+    assert_ne!(r.verdict, Verdict::Invalid, "{}", r.summary);
+}

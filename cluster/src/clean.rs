@@ -57,6 +57,8 @@ pub struct Leftovers {
     pub processes: BTreeSet<u32>,
     /// lazyfs mounts, as `schism-<tag>-n? on <mount point>`.
     pub mounts: BTreeSet<String>,
+    /// libfaketime control files (clock faults).
+    pub clock_files: BTreeSet<String>,
 }
 
 impl Leftovers {
@@ -70,6 +72,7 @@ impl Leftovers {
             && self.images.is_empty()
             && self.processes.is_empty()
             && self.mounts.is_empty()
+            && self.clock_files.is_empty()
     }
 }
 
@@ -194,6 +197,21 @@ fn lazyfs_sockets() -> Vec<(RunTag, std::path::PathBuf)> {
         .collect()
 }
 
+/// libfaketime control files `<registry>/<tag>-n<i>.faketime`.
+fn clock_files() -> Vec<(RunTag, std::path::PathBuf)> {
+    let Ok(dir) = std::fs::read_dir(ledger::registry_dir()) else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            let stem = name.strip_suffix(crate::clock::CONTROL_SUFFIX)?;
+            let (tag, _) = stem.rsplit_once("-n")?;
+            Some((RunTag::parse(tag)?, e.path()))
+        })
+        .collect()
+}
+
 struct DockerObjects {
     containers: Vec<(RunTag, String)>,
     networks: Vec<(RunTag, String)>,
@@ -301,6 +319,11 @@ pub async fn list_leftovers() -> Leftovers {
             .into_iter()
             .map(|(tag, point)| format!("{}-n? on {}", tag.prefix(), point.display())),
     );
+    found.clock_files.extend(
+        clock_files()
+            .into_iter()
+            .map(|(_, path)| path.display().to_string()),
+    );
     if let Some(docker) = docker_if_present(false).await
         && let Ok(objects) = docker_objects(&docker).await
     {
@@ -380,6 +403,14 @@ pub async fn clean_leftovers(options: &CleanOptions) -> CleanReport {
             report
                 .removed
                 .push(format!("socket {} (run {tag})", socket.display()));
+        }
+    }
+
+    for (tag, file) in clock_files().into_iter().filter(|(t, _)| dead(t)) {
+        if std::fs::remove_file(&file).is_ok() {
+            report
+                .removed
+                .push(format!("clock control file {} (run {tag})", file.display()));
         }
     }
 

@@ -34,6 +34,9 @@ pub struct LedgerData {
     /// lazyfs mount points (the nodes' data directories when power-loss is on).
     #[serde(default)]
     pub mounts: Vec<PathBuf>,
+    /// libfaketime control files (`<registry>/<tag>-n<i>.faketime`) when clock faults are on.
+    #[serde(default)]
+    pub clock_files: Vec<PathBuf>,
 }
 
 /// The directory holding every run's ledger. A fixed path, not `$TMPDIR`: a `clean` run with

@@ -17,6 +17,7 @@
 //! nothing else. This crate does not decide *which* faults to inject: that is `nemesis`.
 
 pub mod clean;
+pub mod clock;
 pub mod docker;
 pub mod host;
 pub mod lazyfs;
@@ -160,6 +161,10 @@ pub struct ClusterSpec {
     /// the power-loss fault can drop its unsynced writes (netns and local backends only).
     #[serde(default)]
     pub lazyfs: Option<PathBuf>,
+    /// Each node runs with libfaketime preloaded and a clock control file of its own, so the
+    /// clock faults can skew it (netns and local backends only; see [`clock`]).
+    #[serde(default)]
+    pub faketime: bool,
     /// The ensemble secret of this run, fresh for every spec; every node gets it in
     /// [`PEER_SECRET_ENV`]. Never written to the run's records.
     #[serde(skip, default = "RunSecret::generate")]
@@ -210,6 +215,7 @@ impl ClusterSpec {
             extra_args: Vec::new(),
             base_dir,
             lazyfs: None,
+            faketime: false,
             peer_secret: RunSecret::generate(),
         }
     }
@@ -514,6 +520,14 @@ impl Cluster {
                 ));
             }
             lazyfs::check()?;
+        }
+        if spec.faketime {
+            if kind == BackendKind::Docker {
+                return Err(ClusterError::Unsupported(
+                    clock::NO_CLOCK_FAULTS_ON_DOCKER.to_string(),
+                ));
+            }
+            clock::check()?;
         }
         Ok(match kind {
             BackendKind::Local => Cluster::Local(local::LocalCluster::new(spec)),

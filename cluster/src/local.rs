@@ -103,6 +103,7 @@ impl Backend for LocalCluster {
         let addrs = free_loopback_addrs(&self.spec)?;
         *self.addrs.lock().unwrap_or_else(|p| p.into_inner()) = addrs;
         self.disks.setup(&self.spec, &self.ledger).await?;
+        crate::clock::register(&self.spec, &self.ledger)?;
         for node in self.spec.node_ids() {
             self.start(node).await?;
         }
@@ -145,7 +146,9 @@ impl Backend for LocalCluster {
     }
     async fn teardown(&self) -> Result<()> {
         self.supervisor.kill_all().await;
-        self.disks.teardown(&self.ledger.snapshot().mounts).await?;
+        let recorded = self.ledger.snapshot();
+        self.disks.teardown(&recorded.mounts).await?;
+        crate::clock::remove(&recorded.clock_files)?;
         self.ledger.remove();
         Ok(())
     }

@@ -261,6 +261,7 @@ impl Backend for NetnsCluster {
         self.ledger.update(|_| {})?;
         self.create_network().await?;
         self.disks.setup(&self.spec, &self.ledger).await?;
+        crate::clock::register(&self.spec, &self.ledger)?;
         for node in self.spec.node_ids() {
             self.start(node).await?;
         }
@@ -309,6 +310,9 @@ impl Backend for NetnsCluster {
         self.supervisor.kill_all().await;
         let recorded = self.ledger.snapshot();
         let mut first_error = self.disks.teardown(&recorded.mounts).await.err();
+        if let Err(e) = crate::clock::remove(&recorded.clock_files) {
+            first_error.get_or_insert(e);
+        }
         for ns in &recorded.namespaces {
             if let Err(e) = remove_namespace(ns).await {
                 first_error.get_or_insert(e);

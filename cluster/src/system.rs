@@ -81,6 +81,21 @@ impl ClusterSpec {
         addrs: &[NodeAddr],
         data_dir: &Path,
     ) -> Result<NodeCommand> {
+        let mut command = self.system_command(node, addrs, data_dir)?;
+        if self.faketime {
+            let tag = self.tag();
+            command.env.extend(crate::clock::node_env(&tag, node));
+            command.files.push(crate::clock::node_file(&tag, node));
+        }
+        Ok(command)
+    }
+
+    fn system_command(
+        &self,
+        node: NodeId,
+        addrs: &[NodeAddr],
+        data_dir: &Path,
+    ) -> Result<NodeCommand> {
         match self.system {
             SystemKind::Keeper => Ok(NodeCommand {
                 program: self.keeperd.clone(),

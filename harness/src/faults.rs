@@ -39,6 +39,21 @@ pub fn lazyfs_for(config: &TestConfig) -> anyhow::Result<Option<std::path::PathB
     }
 }
 
+/// Whether the nodes must start under libfaketime: the test's faults change clocks. Refused
+/// with one line on docker (its keeperd is static) and when libfaketime is not installed.
+pub fn faketime_for(config: &TestConfig) -> anyhow::Result<bool> {
+    if !config.nemesis.has_clock() {
+        return Ok(false);
+    }
+    if config.backend == crate::config::BackendKind::Docker {
+        return Err(anyhow!(UsageError(
+            cluster::clock::NO_CLOCK_FAULTS_ON_DOCKER.to_string()
+        )));
+    }
+    cluster::clock::check().map_err(|e| anyhow!(UsageError(e.to_string())))?;
+    Ok(true)
+}
+
 /// A nemesis that is running (or none, for a test without faults).
 pub struct RunningNemesis {
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,

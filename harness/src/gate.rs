@@ -114,6 +114,14 @@ pub const BUG_MATRIX: &[BugEntry] = &[
         keeperd_args: &[],
         why: "after a restart or a lost leader the election never concludes: the cluster stays down after the heal",
     },
+    BugEntry {
+        bug: "lease-on-fast-clock",
+        workload: "session",
+        faults: "clock-skew",
+        must_flag: &["sessions"],
+        keeperd_args: &[],
+        why: "a leader whose clock runs fast expires sessions whose clients are still speaking",
+    },
 ];
 
 /// The correct server must be valid under every workload with each of these fault sets.
@@ -122,6 +130,7 @@ pub const CORRECT_FAULT_SETS: &[&str] = &[
     "partition,partition-leader",
     "kill,kill-leader,kill-all,pause,power-loss",
     "depose-leader",
+    "clock-skew,clock-jump,clock-strobe",
 ];
 
 /// The correct server's rows of the short gate (CI): bounded in time, yet every workload and every
@@ -133,6 +142,7 @@ pub const SHORT_CORRECT_ROWS: &[(&str, &str)] = &[
     ("election", "depose-leader,pause"),
     ("session", "partition,kill,flaky"),
     ("watch", "pause,kill-leader,partition"),
+    ("session", "clock-skew,clock-jump,clock-strobe"),
 ];
 
 #[cfg(test)]

@@ -288,6 +288,7 @@ async fn run_cluster_phases(
     spec.bug = config.server_bug.clone();
     spec.extra_args = config.keeperd_args.clone();
     spec.lazyfs = crate::faults::lazyfs_for(config).map_err(PhaseError::BeforeHistory)?;
+    spec.faketime = crate::faults::faketime_for(config).map_err(PhaseError::BeforeHistory)?;
     if config.backend == BackendKind::Docker && is_static_elf(&config.keeperd) != Some(true) {
         return Err(PhaseError::BeforeHistory(anyhow!(UsageError(format!(
             "the docker backend needs a statically linked keeperd, and {} is not one: build it with \

@@ -35,6 +35,12 @@ pub enum FaultKind {
     /// Lose every write a node did not fsync (its data directory is a lazyfs mount), SIGKILL
     /// it, and restart it at heal, as a power failure would.
     PowerLoss,
+    /// Make nodes' clocks run fast or slow (libfaketime's rate), true again at heal.
+    ClockSkew,
+    /// Jump nodes' clocks forward or back, true again at heal.
+    ClockJump,
+    /// Flip nodes' clocks between true time and a jump every few milliseconds, until heal.
+    ClockStrobe,
 }
 
 /// Every fault name, for usage messages.
@@ -50,7 +56,12 @@ pub const FAULT_KINDS: &[&str] = &[
     "depose-leader",
     "kill-all",
     "power-loss",
+    "clock-skew",
+    "clock-jump",
+    "clock-strobe",
 ];
+/// The faults that change nodes' clocks (through libfaketime; refused by the docker backend).
+pub const CLOCK_FAULTS: &[&str] = &["clock-skew", "clock-jump", "clock-strobe"];
 /// The faults that run commands in nodes' network namespaces (refused by the local backend).
 pub const NETWORK_FAULTS: &[&str] = &[
     "partition",
@@ -62,7 +73,7 @@ pub const NETWORK_FAULTS: &[&str] = &[
 ];
 
 impl FaultKind {
-    pub const ALL: [FaultKind; 11] = [
+    pub const ALL: [FaultKind; 14] = [
         FaultKind::Partition,
         FaultKind::Kill,
         FaultKind::Pause,
@@ -74,6 +85,9 @@ impl FaultKind {
         FaultKind::DeposeLeader,
         FaultKind::KillAll,
         FaultKind::PowerLoss,
+        FaultKind::ClockSkew,
+        FaultKind::ClockJump,
+        FaultKind::ClockStrobe,
     ];
 
     pub fn name(self) -> &'static str {
@@ -89,11 +103,18 @@ impl FaultKind {
             FaultKind::DeposeLeader => "depose-leader",
             FaultKind::KillAll => "kill-all",
             FaultKind::PowerLoss => "power-loss",
+            FaultKind::ClockSkew => "clock-skew",
+            FaultKind::ClockJump => "clock-jump",
+            FaultKind::ClockStrobe => "clock-strobe",
         }
     }
 
     pub fn is_network(self) -> bool {
         NETWORK_FAULTS.contains(&self.name())
+    }
+
+    pub fn is_clock(self) -> bool {
+        CLOCK_FAULTS.contains(&self.name())
     }
 
     /// Parses `partition,kill,...` (`none` and empty entries are ignored; duplicates merged).
@@ -134,6 +155,11 @@ impl FaultSet {
 
     pub fn contains(&self, kind: FaultKind) -> bool {
         self.0.contains(&kind)
+    }
+
+    /// Whether any kind changes nodes' clocks (the nodes must then start under libfaketime).
+    pub fn has_clock(&self) -> bool {
+        self.0.iter().any(|k| k.is_clock())
     }
 
     /// The kinds that need control of the nodes' network.
@@ -246,6 +272,22 @@ pub enum Fault {
         nodes: Vec<NodeId>,
         rate_kbit: u32,
     },
+    /// The targets' clocks run `rate` times as fast as the machine's.
+    ClockSkew {
+        targets: Targets,
+        rate: f64,
+    },
+    /// The targets' clocks jump by `offset_ms` (negative: back).
+    ClockJump {
+        targets: Targets,
+        offset_ms: i64,
+    },
+    /// The targets' clocks flip between true time and `offset_ms` every `period_ms`.
+    ClockStrobe {
+        targets: Targets,
+        offset_ms: i64,
+        period_ms: u64,
+    },
     Flaky {
         nodes: Vec<NodeId>,
         /// Probability that an incoming packet is dropped, in (0, 1).
@@ -268,6 +310,9 @@ impl Fault {
             Fault::Pause { .. } => FaultKind::Pause,
             Fault::PowerLoss { .. } => FaultKind::PowerLoss,
             Fault::Slow { .. } => FaultKind::Slow,
+            Fault::ClockSkew { .. } => FaultKind::ClockSkew,
+            Fault::ClockJump { .. } => FaultKind::ClockJump,
+            Fault::ClockStrobe { .. } => FaultKind::ClockStrobe,
             Fault::Flaky { .. } => FaultKind::Flaky,
             Fault::Delay { .. } => FaultKind::Delay,
         }
@@ -281,6 +326,25 @@ impl Fault {
             Fault::Depose => "depose the leader and kill its successor".to_string(),
             Fault::Pause { targets } => format!("pause {}", targets_name(targets)),
             Fault::PowerLoss { targets } => format!("power loss of {}", targets_name(targets)),
+            Fault::ClockSkew { targets, rate } => {
+                format!("clock of {} at {rate}x", targets_name(targets))
+            }
+            Fault::ClockJump { targets, offset_ms } => {
+                format!(
+                    "clock of {} jumps {}",
+                    targets_name(targets),
+                    signed_ms(*offset_ms)
+                )
+            }
+            Fault::ClockStrobe {
+                targets,
+                offset_ms,
+                period_ms,
+            } => format!(
+                "clock of {} strobes by {} every {period_ms} ms",
+                targets_name(targets),
+                signed_ms(*offset_ms)
+            ),
             Fault::Slow { nodes, rate_kbit } => {
                 format!("slow {} to {rate_kbit} kbit/s", list(nodes))
             }
@@ -300,6 +364,14 @@ fn list(nodes: &[NodeId]) -> String {
         .map(|n| format!("n{n}"))
         .collect::<Vec<_>>()
         .join(",")
+}
+
+fn signed_ms(ms: i64) -> String {
+    if ms < 0 {
+        format!("-{} ms", -ms)
+    } else {
+        format!("+{ms} ms")
+    }
 }
 
 fn targets_name(t: &Targets) -> String {

@@ -6,6 +6,8 @@
 //! Partitions are iptables DROP rules inside the nodes' own network namespaces, in Jepsen's
 //! shapes ([`grudge`]); slow links are tc `tbf`; random loss is iptables `statistic` (no kernel
 //! module needed); delay and reordering are tc `netem`, refused where the kernel lacks it.
+//! Clock faults rewrite a node's libfaketime control file ([`cluster::clock`]): its time runs
+//! fast or slow, jumps, or strobes, and is true again at heal; the machine's clock is untouched.
 //! This crate does not choose *which* faults a test uses: the harness passes the set.
 
 pub mod fault;
@@ -13,7 +15,9 @@ pub mod grudge;
 pub mod runner;
 pub mod schedule;
 
-pub use fault::{FAULT_KINDS, Fault, FaultKind, FaultSet, NETWORK_FAULTS, PartitionShape, Targets};
+pub use fault::{
+    CLOCK_FAULTS, FAULT_KINDS, Fault, FaultKind, FaultSet, NETWORK_FAULTS, PartitionShape, Targets,
+};
 pub use runner::{
     FaultLog, LogEntry, Phase, RunSummary, RunningSchedule, check_support, heal_all, run_schedule,
     spawn,

@@ -9,6 +9,7 @@ use crate::fault::{
 use crate::grudge::{self, Grudge};
 use crate::schedule::Schedule;
 use crate::{NemesisError, netem_available};
+use cluster::clock::ClockSetting;
 use cluster::status::{current_leader, fetch_all, status_client};
 use cluster::{Backend, BackendKind, NodeId, NodeState};
 use serde::Serialize;
@@ -132,6 +133,14 @@ pub async fn check_support(backend: BackendKind, kinds: &[FaultKind]) -> Result<
             cluster::lazyfs::NO_POWER_LOSS_ON_DOCKER.to_string(),
         ));
     }
+    if kinds.iter().any(|k| k.is_clock()) {
+        if backend == BackendKind::Docker {
+            return Err(NemesisError::Unsupported(
+                cluster::clock::NO_CLOCK_FAULTS_ON_DOCKER.to_string(),
+            ));
+        }
+        cluster::clock::check()?;
+    }
     if kinds.contains(&FaultKind::Delay) && !netem_available().await {
         return Err(NemesisError::Unsupported(crate::NO_NETEM.to_string()));
     }
@@ -144,6 +153,57 @@ struct Active {
     kind: FaultKind,
     description: String,
     nodes: Vec<NodeId>,
+    strobe: Option<Strobe>,
+}
+
+/// A `clock-strobe` in progress: the task flipping the targets' clocks until it is stopped.
+struct Strobe {
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<cluster::Result<u64>>,
+}
+
+impl Strobe {
+    /// Flips `nodes`' clocks between `offset_ms` and true time every `period_ms`.
+    fn start(
+        spec: cluster::ClusterSpec,
+        nodes: Vec<NodeId>,
+        offset_ms: i64,
+        period_ms: u64,
+    ) -> Strobe {
+        let stop = CancellationToken::new();
+        let token = stop.clone();
+        let task = tokio::spawn(async move {
+            let mut flips = 0u64;
+            let mut jumped = false;
+            loop {
+                jumped = !jumped;
+                let setting = if jumped {
+                    ClockSetting::Offset { ms: offset_ms }
+                } else {
+                    ClockSetting::True
+                };
+                for &node in &nodes {
+                    cluster::clock::set(&spec, node, setting)?;
+                }
+                flips += 1;
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(period_ms)) => {}
+                    _ = token.cancelled() => return Ok(flips),
+                }
+            }
+        });
+        Strobe { stop, task }
+    }
+
+    /// Stops flipping; returns how many flips there were.
+    async fn stop(self) -> cluster::Result<u64> {
+        self.stop.cancel();
+        self.task.await.unwrap_or_else(|e| {
+            Err(cluster::ClusterError::Invalid(format!(
+                "the clock strobe task failed: {e}"
+            )))
+        })
+    }
 }
 
 struct Outcome {
@@ -153,6 +213,7 @@ struct Outcome {
     commands: Vec<CommandLog>,
     actions: Vec<ActionLog>,
     error: Option<NemesisError>,
+    strobe: Option<Strobe>,
 }
 
 impl Outcome {
@@ -164,6 +225,17 @@ impl Outcome {
             commands: Vec::new(),
             actions: Vec::new(),
             error: None,
+            strobe: None,
+        }
+    }
+
+    /// Sets `node`'s clock, logging the control file's new line as the action's detail.
+    fn set_clock(&mut self, spec: &cluster::ClusterSpec, node: NodeId, setting: ClockSetting) {
+        let r = cluster::clock::set(spec, node, setting);
+        let line = r.as_ref().ok().cloned();
+        self.action(node, "set-clock", r.map(|_| ()));
+        if let Some(line) = line {
+            self.detail(node, format!("faketime {line}"));
         }
     }
 
@@ -337,6 +409,44 @@ async fn start_fault<C: Backend>(cluster: &C, fault: &Fault) -> Outcome {
             }
             out
         }
+        Fault::ClockSkew { targets, rate } => {
+            let (nodes, resolution) = resolve_targets(cluster, targets).await;
+            let mut out = Outcome::new(nodes.clone());
+            out.resolution = resolution;
+            for node in nodes {
+                out.set_clock(cluster.spec(), node, ClockSetting::Rate { rate: *rate });
+            }
+            out
+        }
+        Fault::ClockJump { targets, offset_ms } => {
+            let (nodes, resolution) = resolve_targets(cluster, targets).await;
+            let mut out = Outcome::new(nodes.clone());
+            out.resolution = resolution;
+            for node in nodes {
+                out.set_clock(
+                    cluster.spec(),
+                    node,
+                    ClockSetting::Offset { ms: *offset_ms },
+                );
+            }
+            out
+        }
+        Fault::ClockStrobe {
+            targets,
+            offset_ms,
+            period_ms,
+        } => {
+            let (nodes, resolution) = resolve_targets(cluster, targets).await;
+            let mut out = Outcome::new(nodes.clone());
+            out.resolution = resolution;
+            out.strobe = Some(Strobe::start(
+                cluster.spec().clone(),
+                nodes,
+                *offset_ms,
+                *period_ms,
+            ));
+            out
+        }
         Fault::Slow { nodes, rate_kbit } => {
             let mut out = Outcome::new(nodes.clone());
             for node in nodes {
@@ -391,10 +501,27 @@ async fn apply_grudge<C: Backend>(cluster: &C, grudge: &Grudge, out: &mut Outcom
     }
 }
 
-async fn heal_fault<C: Backend>(cluster: &C, active: &Active) -> Outcome {
+async fn heal_fault<C: Backend>(cluster: &C, active: &mut Active) -> Outcome {
     let mut out = Outcome::new(active.nodes.clone());
+    if let Some(strobe) = active.strobe.take() {
+        let flips = strobe.stop().await;
+        for &node in &active.nodes {
+            let detail = flips.as_ref().ok().map(|n| format!("{n} flips"));
+            let r = flips
+                .as_ref()
+                .map(|_| ())
+                .map_err(|e| cluster::ClusterError::Invalid(format!("strobing the clock: {e}")));
+            out.action(node, "stop-strobe", r);
+            if let Some(detail) = detail {
+                out.detail(node, detail);
+            }
+        }
+    }
     for &node in &active.nodes {
         match active.kind {
+            FaultKind::ClockSkew | FaultKind::ClockJump | FaultKind::ClockStrobe => {
+                out.set_clock(cluster.spec(), node, ClockSetting::True);
+            }
             FaultKind::Partition | FaultKind::PartitionLeader | FaultKind::Flaky => {
                 for cmd in flush_commands() {
                     out.command(cluster, node, cmd).await;
@@ -467,6 +594,11 @@ pub async fn heal_all<C: Backend>(cluster: &C, log: &mut FaultLog) -> Result<(),
             }
             Ok(NodeState::Running) => {}
             Err(e) => out.action(node, "state", Err(e)),
+        }
+    }
+    if cluster.spec().faketime {
+        for &node in &nodes {
+            out.set_clock(cluster.spec(), node, ClockSetting::True);
         }
     }
     if cluster.kind() != BackendKind::Local {
@@ -554,11 +686,13 @@ async fn run_steps<C: Backend>(
         );
         log.write(line)?;
         summary.steps_started += 1;
-        let active = Active {
+        let mut started = started;
+        let mut active = Active {
             step: i,
             kind,
             description,
             nodes: started.nodes.clone(),
+            strobe: started.strobe.take(),
         };
         let failed = started.error;
         if failed.is_none() {
@@ -568,7 +702,7 @@ async fn run_steps<C: Backend>(
                 _ = cancel.cancelled() => summary.cancelled = true,
             }
         }
-        let healed = heal_fault(cluster, &active).await;
+        let healed = heal_fault(cluster, &mut active).await;
         let line = entry(
             log,
             Some(active.step),

@@ -63,6 +63,16 @@ impl Pacing {
 pub const SLOW_RATE_KBIT: u32 = 256;
 /// Loss probabilities the `flaky` fault picks from.
 pub const FLAKY_LOSS: [f64; 3] = [0.1, 0.25, 0.5];
+/// Rates the `clock-skew` fault picks from: slow, and fast up to what keeper's session expiry
+/// tolerates by design (it waits two timeouts of its own clock; see docs/FAULTS.md).
+pub const CLOCK_SKEW_RATES: [f64; 3] = [0.5, 2.0, 3.0];
+/// Jumps the `clock-jump` fault picks from, in milliseconds (back and forward). A node's tokio
+/// timers stall for as long as its monotonic clock went back (a back jump, or the heal of a
+/// forward one), so jumps stay well inside a run's recovery window (see docs/FAULTS.md).
+pub const CLOCK_JUMPS_MS: [i64; 4] = [-10_000, -2_000, 2_000, 10_000];
+/// Offsets and periods of the `clock-strobe` fault.
+pub const CLOCK_STROBE_OFFSETS_MS: [i64; 4] = [-5_000, -1_000, 1_000, 5_000];
+pub const CLOCK_STROBE_PERIODS_MS: [u64; 3] = [10, 50, 200];
 /// Most steps in one schedule.
 pub const MAX_STEPS: usize = 10_000;
 
@@ -222,6 +232,19 @@ fn generate_fault(kind: FaultKind, nodes: &[NodeId], rng: &mut ChaCha8Rng) -> Fa
                 process_targets(nodes, rng)
             },
         },
+        FaultKind::ClockSkew => Fault::ClockSkew {
+            targets: process_targets(nodes, rng),
+            rate: *CLOCK_SKEW_RATES.choose(rng).expect("not empty"),
+        },
+        FaultKind::ClockJump => Fault::ClockJump {
+            targets: process_targets(nodes, rng),
+            offset_ms: *CLOCK_JUMPS_MS.choose(rng).expect("not empty"),
+        },
+        FaultKind::ClockStrobe => Fault::ClockStrobe {
+            targets: process_targets(nodes, rng),
+            offset_ms: *CLOCK_STROBE_OFFSETS_MS.choose(rng).expect("not empty"),
+            period_ms: *CLOCK_STROBE_PERIODS_MS.choose(rng).expect("not empty"),
+        },
         FaultKind::Slow => Fault::Slow {
             nodes: minority(nodes, rng),
             rate_kbit: SLOW_RATE_KBIT,
@@ -275,6 +298,49 @@ mod tests {
                 assert!(end <= 60_000);
             }
         }
+    }
+
+    #[test]
+    fn clock_faults_parse_and_pick_settings_from_their_lists() {
+        let set = FaultKind::parse_set("clock-skew, clock-jump,clock-strobe,clock-skew").unwrap();
+        assert_eq!(
+            set,
+            vec![
+                FaultKind::ClockSkew,
+                FaultKind::ClockJump,
+                FaultKind::ClockStrobe
+            ]
+        );
+        assert!(set.iter().all(|k| k.is_clock() && !k.is_network()));
+        assert!("clock-drift".parse::<FaultKind>().is_err());
+        let mut seen = [false; 3];
+        for seed in 0..30 {
+            let s = Schedule::generate(seed, &set, &[1, 2, 3], 120_000, Pacing::default()).unwrap();
+            assert_eq!(Schedule::from_json(&s.to_json()).unwrap(), s, "seed {seed}");
+            for step in &s.steps {
+                match &step.fault {
+                    Fault::ClockSkew { rate, .. } => {
+                        seen[0] = true;
+                        assert!(CLOCK_SKEW_RATES.contains(rate));
+                    }
+                    Fault::ClockJump { offset_ms, .. } => {
+                        seen[1] = true;
+                        assert!(CLOCK_JUMPS_MS.contains(offset_ms));
+                    }
+                    Fault::ClockStrobe {
+                        offset_ms,
+                        period_ms,
+                        ..
+                    } => {
+                        seen[2] = true;
+                        assert!(CLOCK_STROBE_OFFSETS_MS.contains(offset_ms));
+                        assert!(CLOCK_STROBE_PERIODS_MS.contains(period_ms));
+                    }
+                    other => panic!("not a clock fault: {other:?}"),
+                }
+            }
+        }
+        assert_eq!(seen, [true; 3]);
     }
 
     #[test]

@@ -19,10 +19,12 @@ pub enum Bug {
     SequenceReuse,
     WatchDrop,
     ElectionNeverSettles,
+    /// The leader expires sessions by its own clock without a margin (clock-skew).
+    LeaseOnFastClock,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 10] = [
+    pub const ALL: [Bug; 11] = [
         Bug::StaleRead,
         Bug::EarlyAck,
         Bug::NoFsync,
@@ -33,6 +35,7 @@ impl Bug {
         Bug::SequenceReuse,
         Bug::WatchDrop,
         Bug::ElectionNeverSettles,
+        Bug::LeaseOnFastClock,
     ];
 
     pub fn name(self) -> &'static str {
@@ -47,6 +50,7 @@ impl Bug {
             Bug::SequenceReuse => "sequence-reuse",
             Bug::WatchDrop => "watch-drop",
             Bug::ElectionNeverSettles => "election-never-settles",
+            Bug::LeaseOnFastClock => "lease-on-fast-clock",
         }
     }
 

@@ -224,8 +224,9 @@ async fn a_paused_leader_steps_down_and_its_stale_writes_never_commit() {
     let rest: Vec<u64> = [1, 2, 3].into_iter().filter(|&i| i != leader).collect();
     let (_, epoch2) = e.leader_among(&rest).await;
     assert!(epoch2 > epoch);
-    // Longer than the session timeout (2 s) and the sync limit (5 ticks).
-    tokio::time::sleep(std::time::Duration::from_millis(3_000)).await;
+    // Longer than the new leader's wait for a silent session (two session timeouts of 2 s,
+    // `SESSION_CLOCK_MARGIN`) and the sync limit (5 ticks).
+    tokio::time::sleep(std::time::Duration::from_millis(5_000)).await;
     signal(e.node(leader), nix::sys::signal::Signal::SIGCONT);
 
     // The stale write fails or times out; it must never be committed anywhere.

@@ -171,6 +171,11 @@ pub async fn leftovers_of(tag: &str) -> Leftovers {
         images: all.images.into_iter().filter(ours).collect(),
         processes: Default::default(),
         mounts: all.mounts.into_iter().filter(ours).collect(),
+        clock_files: all
+            .clock_files
+            .into_iter()
+            .filter(|s| s.contains(&format!("/{tag}-n")))
+            .collect(),
     };
     found.processes = processes_with_tag(tag);
     found

@@ -64,7 +64,12 @@ impl Workload for Sessions {
             conn.spawn_events(move |event| {
                 if let ConnEvent::Ended(end) = event {
                     if end.expired {
-                        sink.observe("expired", None, json!({"state": "expired"}), end.zxid);
+                        sink.observe(
+                            "expired",
+                            None,
+                            json!({"state": "expired", "timeout_ms": conn_timeout_ms()}),
+                            end.zxid,
+                        );
                     }
                     flag.store(true, Ordering::Relaxed);
                 }
@@ -99,7 +104,8 @@ struct SessionClient {
 
 /// How long an abandoned session's event stream is kept open for its expiry: the session
 /// timeout, the leader's expiry check and the delivery, with room to spare.
-const ABANDONED_WAIT_MS: u64 = conn_timeout_ms() * 3;
+/// keeper's leader waits two timeouts of its own clock (see docs/FAULTS.md).
+const ABANDONED_WAIT_MS: u64 = conn_timeout_ms() * 4;
 
 const fn conn_timeout_ms() -> u64 {
     super::conn::SESSION_TIMEOUT_MS

@@ -20,6 +20,11 @@ mod watch;
 mod zab;
 
 pub use crate::bugs::Bug;
+
+/// How many session timeouts of its own clock a leader waits before it expires a silent
+/// session: sessions stay correct for any leader clock up to this many times as fast as true
+/// time (see `Core::expiry_wait_ms`, and docs/FAULTS.md for what the clock faults do).
+pub const SESSION_CLOCK_MARGIN: u64 = 2;
 pub use msg::{PeerMsg, SyncMode, Vote};
 pub use node::Core;
 

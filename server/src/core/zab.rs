@@ -360,9 +360,13 @@ impl Core {
             .sessions()
             .map(|(id, s)| (id, s.timeout_ms))
             .collect();
+        let waits: Vec<(SessionId, u64)> = sessions
+            .into_iter()
+            .map(|(id, timeout)| (id, self.expiry_wait_ms(timeout)))
+            .collect();
         let l = self.leading();
-        for (id, timeout) in sessions {
-            l.deadlines.insert(id, now + timeout);
+        for (id, wait) in waits {
+            l.deadlines.insert(id, now + wait);
         }
     }
 
@@ -528,6 +532,11 @@ impl Core {
                 if let Some(x) = l.learners.get_mut(&from) {
                     x.last_heard = now;
                 }
+                // A forwarded request is its session speaking: touch it here, so an acknowledged
+                // write always extends its session, even when the follower loses this leader
+                // before its next PONG would have relayed the touch.
+                self.leader_touch(session);
+                let l = self.leading();
                 let latest = l.forwarded.entry(from).or_insert(0);
                 if request <= *latest {
                     return;
@@ -701,17 +710,46 @@ impl Core {
         let Some(timeout) = self.tree.session(session).map(|s| s.timeout_ms) else {
             return;
         };
+        let wait = self.expiry_wait_ms(timeout);
         if let State::Leading(l) = &mut self.state
             && l.phase == LeaderPhase::Broadcast
         {
-            l.deadlines.insert(session, now + timeout);
+            l.deadlines.insert(session, now + wait);
         }
     }
 
     pub(super) fn on_session_created(&mut self, session: SessionId, timeout_ms: u64) {
         let now = self.now;
+        let wait = self.expiry_wait_ms(timeout_ms);
         if let State::Leading(l) = &mut self.state {
-            l.deadlines.insert(session, now + timeout_ms);
+            l.deadlines.insert(session, now + wait);
+        }
+    }
+
+    /// How long, by its own clock, the leader lets a session stay silent before expiring it:
+    /// `SESSION_CLOCK_MARGIN` timeouts. A lease is only as good as the clock that times it: the
+    /// client counts its timeout by its clock, the leader by its own, and a leader's clock that
+    /// runs fast would otherwise delete the ephemeral nodes of a client that is still speaking
+    /// (a lock it still believes it holds). Waiting longer is the safe side of a lease: the
+    /// session outlives what the client assumes, never the other way round, for any leader
+    /// clock up to `SESSION_CLOCK_MARGIN` times as fast as true time.
+    fn expiry_wait_ms(&self, timeout_ms: u64) -> u64 {
+        if self.cfg.has_bug(Bug::LeaseOnFastClock) {
+            // BUG(lease-on-fast-clock): the leader trusts its clock to the millisecond.
+            return timeout_ms;
+        }
+        timeout_ms.saturating_mul(SESSION_CLOCK_MARGIN)
+    }
+
+    /// The shell saw its clock leap by `by_ms` between two readings that should have been a
+    /// tick apart (a clock stepped forward, or a process that did not run): time nobody was
+    /// watching does not count against sessions, so a leader moves every expiry deadline on by
+    /// the leap instead of expiring at once sessions whose clients kept speaking.
+    pub fn clock_leapt(&mut self, by_ms: Millis) {
+        if let State::Leading(l) = &mut self.state {
+            for deadline in l.deadlines.values_mut() {
+                *deadline = deadline.saturating_add(by_ms);
+            }
         }
     }
 

@@ -244,6 +244,10 @@ pub async fn spawn(
     Ok((handle, done_rx))
 }
 
+/// Longest step of the clock between two batches that is taken as time passing normally; the
+/// driver steps the core at least every half tick (100 ms by default).
+const MAX_CLOCK_STEP_MS: u64 = 1_000;
+
 /// Wall-clock time that never goes backwards: the wall clock at startup plus monotonic time.
 struct Clock {
     start_wall_ms: Millis,
@@ -291,6 +295,8 @@ struct Driver {
     snapshot_every: u64,
     applied_since_snapshot: u64,
     last_applied: Zxid,
+    /// The clock's reading at the last batch, to notice a leap (see `MAX_CLOCK_STEP_MS`).
+    last_batch_at: Millis,
 }
 
 enum Wake {
@@ -339,6 +345,7 @@ impl Driver {
             snapshot_every: config.snapshot_every,
             applied_since_snapshot: 0,
             last_applied,
+            last_batch_at: now,
         })
     }
 
@@ -405,6 +412,15 @@ impl Driver {
     /// Steps the core with every input, makes the batch durable, then lets its effects out.
     fn batch(&mut self, inputs: Vec<DriverInput>) -> anyhow::Result<()> {
         let now = self.clock.now();
+        // The loop runs a batch at least every half tick: a longer step is a clock that leapt
+        // forward (or a process that was stopped), and the core is told so before it acts on
+        // the new time.
+        let step = now.saturating_sub(self.last_batch_at);
+        if step > MAX_CLOCK_STEP_MS {
+            tracing::warn!(step_ms = step, "the clock leapt forward");
+            self.core.clock_leapt(step);
+        }
+        self.last_batch_at = self.last_batch_at.max(now);
         let mut ready = Ready::default();
         let mut deferred = Vec::new();
         for msg in std::mem::take(&mut self.loopback) {
