@@ -102,7 +102,6 @@ fn looks_like_jsonl(path: &Path) -> bool {
 /// An operation whose invocation has been read and whose completion has not.
 struct Open {
     invoke: Event,
-    raw: Vec<u8>,
     line: usize,
     offset: u64,
     snapshot: MonotonicSnapshot<LineOffsets>,
@@ -128,6 +127,8 @@ struct Scan {
     any_session: bool,
     max_open: usize,
     spill_bytes: u64,
+    /// One operation's spill record, reused.
+    scratch: Vec<u8>,
 }
 
 impl Scan {
@@ -135,7 +136,7 @@ impl Scan {
     fn op(
         &mut self,
         invoke: Open,
-        complete: Option<(&Event, &[u8], usize, u64)>,
+        complete: Option<(&Event, usize, u64)>,
     ) -> std::io::Result<()> {
         let inv = &invoke.invoke;
         let observation = inv.is_observation();
@@ -154,7 +155,7 @@ impl Scan {
         if !self.recovery_ops.contains(&inv.f.as_str()) {
             self.stats.add(&inv.f, kind);
         }
-        if let Some((c, _, _, c_offset)) = complete {
+        if let Some((c, _, c_offset)) = complete {
             self.monotonic.complete(
                 kind == EventType::Ok,
                 session,
@@ -195,19 +196,15 @@ impl Scan {
             unreachable!("the spill file was just created");
         };
         let n = 1 + u8::from(complete.is_some());
-        out.write_all(&id.to_le_bytes())?;
-        out.write_all(&[n])?;
-        let mut put = |line: usize, raw: &[u8]| -> std::io::Result<()> {
-            out.write_all(&(line as u64).to_le_bytes())?;
-            out.write_all(&(raw.len() as u32).to_le_bytes())?;
-            out.write_all(raw)
-        };
-        put(invoke.line, &invoke.raw)?;
-        self.spill_bytes += 4 + 1 + 12 + invoke.raw.len() as u64;
-        if let Some((_, raw, line, _)) = complete {
-            put(line, raw)?;
-            self.spill_bytes += 12 + raw.len() as u64;
+        self.scratch.clear();
+        self.scratch.extend_from_slice(&id.to_le_bytes());
+        self.scratch.push(n);
+        encode_event(inv, key, invoke.line, &mut self.scratch);
+        if let Some((c, line, _)) = complete {
+            encode_event(c, key, line, &mut self.scratch);
         }
+        out.write_all(&self.scratch)?;
+        self.spill_bytes += self.scratch.len() as u64;
         Ok(())
     }
 }
@@ -264,6 +261,7 @@ pub fn check_file(
         any_session: false,
         max_open: 0,
         spill_bytes: 0,
+        scratch: Vec::new(),
     };
     let (events, warnings) = first_pass(path, file, &mut scan)?;
     let mut stats = StreamStats {
@@ -372,7 +370,7 @@ fn first_pass(
         if pair_error.is_some() {
             continue;
         }
-        if let Err(problem) = pair_event(scan, e, raw, line_no, line_offset) {
+        if let Err(problem) = pair_event(scan, e, line_no, line_offset) {
             pair_error = Some((line_no, problem));
         }
     }
@@ -395,7 +393,6 @@ fn first_pass(
 fn pair_event(
     scan: &mut Scan,
     e: Event,
-    raw: &[u8],
     line: usize,
     offset: u64,
 ) -> Result<(), String> {
@@ -418,7 +415,6 @@ fn pair_event(
                 e.process,
                 Open {
                     invoke: e,
-                    raw: raw.to_vec(),
                     line,
                     offset,
                     snapshot,
@@ -452,7 +448,7 @@ fn pair_event(
                     o.invoke.time
                 ));
             }
-            scan.op(o, Some((&e, raw, line, offset))).map_err(io)
+            scan.op(o, Some((&e, line, offset))).map_err(io)
         }
     }
 }
@@ -589,8 +585,8 @@ struct SpillCtx<'a> {
     held: &'a Held,
 }
 
-/// One spilled operation: its events' lines and raw text, slices of the spill file's bytes.
-type Spilled<'b> = Vec<(usize, &'b [u8])>;
+/// One spilled operation: its events, encoded ([`encode_event`]), slices of the spill file.
+type Spilled<'b> = Vec<&'b [u8]>;
 
 fn search_files<M: Model>(
     model: &M,
@@ -665,9 +661,8 @@ fn search_file<M: Model>(
         let n = take(&mut at, 1)?[0];
         let mut op = Vec::with_capacity(n as usize);
         for _ in 0..n {
-            let line = u64::from_le_bytes(take(&mut at, 8)?.try_into().map_err(|_| corrupt())?);
             let len = u32::from_le_bytes(take(&mut at, 4)?.try_into().map_err(|_| corrupt())?);
-            op.push((line as usize, take(&mut at, len as usize)?));
+            op.push(take(&mut at, len as usize)?);
         }
         by_key.entry(id).or_default().push(op);
         held += 1;
@@ -703,10 +698,8 @@ fn search_key<M: Model>(
 ) -> Result<KeyReport, String> {
     let mut events: Vec<(Event, usize)> = Vec::with_capacity(2 * spilled.len());
     for op in spilled {
-        for &(line, raw) in op {
-            let e: Event = serde_json::from_slice(raw)
-                .map_err(|e| format!("a spilled line {line} no longer reads: {e}"))?;
-            events.push((e, line));
+        for &bytes in op {
+            events.push(decode_event(bytes, key).ok_or("a spill file does not read back")?);
         }
     }
     events.sort_by_key(|(e, _)| e.index);
@@ -717,4 +710,136 @@ fn search_key<M: Model>(
     // Errors name the file's line, not the position within this key.
     report.map_error_position(|pos| lines.get(pos).copied().unwrap_or(pos));
     Ok(report)
+}
+
+/// Flags of an encoded event: which optional fields follow.
+const KEY_IS_OPS: u8 = 1;
+const KEY_OTHER: u8 = 2;
+const HAS_ERROR: u8 = 4;
+const HAS_NODE: u8 = 8;
+const HAS_ZXID: u8 = 16;
+const HAS_SESSION: u8 = 32;
+const HAS_VALUE: u8 = 64;
+
+/// Appends one event of an operation on `key`, with its line, in a compact binary form (the
+/// spill of a long history is about half the size of its JSON, and reads back without
+/// parsing anything but values): length (u32), line, index, time, process (u64 each), type,
+/// flags, `f`, then the optional fields the flags name.
+fn encode_event(e: &Event, key: &str, line: usize, out: &mut Vec<u8>) {
+    let len_at = out.len();
+    out.extend_from_slice(&[0; 4]);
+    let str_field = |s: &str, out: &mut Vec<u8>| {
+        out.extend_from_slice(&(s.len() as u32).to_le_bytes());
+        out.extend_from_slice(s.as_bytes());
+    };
+    for n in [line as u64, e.index, e.time, e.process] {
+        out.extend_from_slice(&n.to_le_bytes());
+    }
+    out.push(match e.kind {
+        EventType::Invoke => 0,
+        EventType::Ok => 1,
+        EventType::Fail => 2,
+        EventType::Info => 3,
+    });
+    let mut flags = 0u8;
+    match e.key.as_deref() {
+        Some(k) if k == key => flags |= KEY_IS_OPS,
+        Some(_) => flags |= KEY_OTHER,
+        None => {}
+    }
+    for (bit, present) in [
+        (HAS_ERROR, e.error.is_some()),
+        (HAS_NODE, e.node.is_some()),
+        (HAS_ZXID, e.zxid.is_some()),
+        (HAS_SESSION, e.session.is_some()),
+        (HAS_VALUE, !e.value.is_null()),
+    ] {
+        if present {
+            flags |= bit;
+        }
+    }
+    out.push(flags);
+    str_field(&e.f, out);
+    if let (Some(k), true) = (&e.key, flags & KEY_OTHER != 0) {
+        str_field(k, out);
+    }
+    for s in [&e.error, &e.node].into_iter().flatten() {
+        str_field(s, out);
+    }
+    for n in [e.zxid, e.session].into_iter().flatten() {
+        out.extend_from_slice(&n.to_le_bytes());
+    }
+    if !e.value.is_null() {
+        let at = out.len();
+        out.extend_from_slice(&[0; 4]);
+        // Writing a `Value` to a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut *out, &e.value);
+        let n = (out.len() - at - 4) as u32;
+        out[at..at + 4].copy_from_slice(&n.to_le_bytes());
+    }
+    let n = (out.len() - len_at - 4) as u32;
+    out[len_at..len_at + 4].copy_from_slice(&n.to_le_bytes());
+}
+
+/// A reader of the spill's encoded fields.
+struct Cursor<'b> {
+    bytes: &'b [u8],
+    at: usize,
+}
+
+impl<'b> Cursor<'b> {
+    fn take(&mut self, n: usize) -> Option<&'b [u8]> {
+        let s = self.bytes.get(self.at..self.at.checked_add(n)?)?;
+        self.at += n;
+        Some(s)
+    }
+    fn u64(&mut self) -> Option<u64> {
+        Some(u64::from_le_bytes(self.take(8)?.try_into().ok()?))
+    }
+    fn u32(&mut self) -> Option<u32> {
+        Some(u32::from_le_bytes(self.take(4)?.try_into().ok()?))
+    }
+    fn string(&mut self) -> Option<String> {
+        let n = self.u32()? as usize;
+        String::from_utf8(self.take(n)?.to_vec()).ok()
+    }
+}
+
+/// Reads back what [`encode_event`] wrote (without its length): the event and its line.
+fn decode_event(bytes: &[u8], key: &str) -> Option<(Event, usize)> {
+    let mut c = Cursor { bytes, at: 0 };
+    let (line, index, time, process) = (c.u64()?, c.u64()?, c.u64()?, c.u64()?);
+    let kind = match c.take(1)?[0] {
+        0 => EventType::Invoke,
+        1 => EventType::Ok,
+        2 => EventType::Fail,
+        3 => EventType::Info,
+        _ => return None,
+    };
+    let flags = c.take(1)?[0];
+    let f = c.string()?;
+    let mut e = Event::new(index, time, process, kind, &f, serde_json::Value::Null);
+    if flags & KEY_IS_OPS != 0 {
+        e.key = Some(key.to_string());
+    }
+    if flags & KEY_OTHER != 0 {
+        e.key = Some(c.string()?);
+    }
+    if flags & HAS_ERROR != 0 {
+        e.error = Some(c.string()?);
+    }
+    if flags & HAS_NODE != 0 {
+        e.node = Some(c.string()?);
+    }
+    if flags & HAS_ZXID != 0 {
+        e.zxid = Some(c.u64()?);
+    }
+    if flags & HAS_SESSION != 0 {
+        e.session = Some(c.u64()?);
+    }
+    if flags & HAS_VALUE != 0 {
+        let n = c.u32()? as usize;
+        e.value = serde_json::from_slice(c.take(n)?).ok()?;
+    }
+    Some((e, line as usize))
 }
