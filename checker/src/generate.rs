@@ -300,7 +300,6 @@ pub fn generate_each(cfg: &GenConfig, mut sink: impl FnMut(Event)) -> bool {
             }
         }
     }
-    drop(emit);
     cfg.violation && !plant && cfg.model != ModelKind::Znode
 }
 

@@ -536,7 +536,7 @@ fn search_spilled(
     };
     fn go<M: Model>(
         m: &M,
-        files: Vec<(File, Vec<u32>)>,
+        files: Vec<SpillFile>,
         ctx: &SpillCtx<'_>,
         limits: &Limits,
     ) -> Result<Vec<Option<KeyReport>>, String> {
@@ -585,19 +585,22 @@ struct SpillCtx<'a> {
     held: &'a Held,
 }
 
+/// A spill file and its keys, in the order they are searched.
+type SpillFile = (File, Vec<u32>);
+
 /// One spilled operation: its events, encoded ([`encode_event`]), slices of the spill file.
 type Spilled<'b> = Vec<&'b [u8]>;
 
 fn search_files<M: Model>(
     model: &M,
-    files: Vec<(File, Vec<u32>)>,
+    files: Vec<SpillFile>,
     ctx: &SpillCtx<'_>,
     limits: &Limits,
 ) -> Result<Vec<Option<KeyReport>>, String> {
     let budget = Budget::new(limits.time_limit, limits.memory_limit_bytes);
     let threads = limits.threads(files.len());
     let next = AtomicUsize::new(0);
-    let files: Vec<Mutex<Option<(File, Vec<u32>)>>> =
+    let files: Vec<Mutex<Option<SpillFile>>> =
         files.into_iter().map(|f| Mutex::new(Some(f))).collect();
     let reports: Vec<Mutex<Option<KeyReport>>> =
         ctx.names.iter().map(|_| Mutex::new(None)).collect();
