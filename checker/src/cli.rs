@@ -479,15 +479,18 @@ fn bench_streamed(args: &BenchArgs, cfg: &GenConfig) -> i32 {
     reset_peak_rss();
     let opts = bench_options(args);
     let t = Instant::now();
-    let (v, stats) =
-        match crate::stream::check_file(&path, None, &opts, &crate::stream::StreamConfig::default())
-        {
-            Ok(r) => r,
-            Err(e) => {
-                eprintln!("error: {e}");
-                return EXIT_BAD_INPUT;
-            }
-        };
+    let (v, stats) = match crate::stream::check_file(
+        &path,
+        None,
+        &opts,
+        &crate::stream::StreamConfig::default(),
+    ) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_BAD_INPUT;
+        }
+    };
     let check_s = t.elapsed().as_secs_f64();
     println!(
         "streamed: {} keys; held at most {} ops of one key, {} of one spill file, {} open; spilled {} MiB",

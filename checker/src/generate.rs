@@ -125,24 +125,8 @@ pub fn generate_each(cfg: &GenConfig, mut sink: impl FnMut(Event)) -> bool {
     if cfg.model == ModelKind::Znode {
         for (k, name) in names.iter().enumerate() {
             let t = k as u64;
-            emit(
-                t,
-                setup,
-                EventType::Invoke,
-                "create",
-                name,
-                json!(0),
-                None,
-            );
-            emit(
-                t,
-                setup,
-                EventType::Ok,
-                "create",
-                name,
-                json!(0),
-                None,
-            );
+            emit(t, setup, EventType::Invoke, "create", name, json!(0), None);
+            emit(t, setup, EventType::Ok, "create", name, json!(0), None);
         }
     }
     let t0 = keys as u64 + 1;
@@ -278,15 +262,7 @@ pub fn generate_each(cfg: &GenConfig, mut sink: impl FnMut(Event)) -> bool {
                     EventType::Fail => (p.value, Some("bad_version")),
                     _ => (p.value, Some("timeout")),
                 };
-                emit(
-                    t,
-                    p.process,
-                    p.kind,
-                    p.f,
-                    &names[p.key],
-                    value,
-                    error,
-                );
+                emit(t, p.process, p.kind, p.f, &names[p.key], value, error);
                 if p.kind == EventType::Info {
                     // A process that got `info` never invokes again: the worker continues as a new one.
                     process_of[w] = next_process;

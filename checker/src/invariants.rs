@@ -348,10 +348,7 @@ impl<T: Copy> MonotonicReadsScan<T> {
     }
 
     /// The verdict; `show` turns the two operations of an inversion into views.
-    pub fn result(
-        &self,
-        show: impl FnOnce(T, T) -> Result<Vec<OpView>, String>,
-    ) -> CheckerResult {
+    pub fn result(&self, show: impl FnOnce(T, T) -> Result<Vec<OpView>, String>) -> CheckerResult {
         if let Some((session, (_, a, b))) = self
             .sessions
             .iter()
@@ -365,7 +362,9 @@ impl<T: Copy> MonotonicReadsScan<T> {
                 Err(e) => CheckerResult::new(
                     "monotonic-reads",
                     Verdict::Unknown,
-                    format!("session {session} went back in time, but its operations could not be read again: {e}"),
+                    format!(
+                        "session {session} went back in time, but its operations could not be read again: {e}"
+                    ),
                     json!({"session": session}),
                 ),
             };

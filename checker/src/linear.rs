@@ -1240,7 +1240,8 @@ pub fn check_key<M: Model>(
         budget.stop();
     }
     let micros = key_started.elapsed().as_micros() as u64;
-    let counterexample = counterexample_of.map(|p| (p.ops.len(), counterexample(model, ops, &p, key)));
+    let counterexample =
+        counterexample_of.map(|p| (p.ops.len(), counterexample(model, ops, &p, key)));
     KeyReport {
         key: key.to_string(),
         ops: indices.len(),
@@ -1297,13 +1298,16 @@ pub fn check<M: Model>(
         .into_iter()
         .zip(&keys)
         .map(|(slot, (key, indices))| {
-            slot.into_inner().ok().flatten().unwrap_or_else(|| KeyReport {
-                key: key.to_string(),
-                ops: indices.len(),
-                micros: 0,
-                result: None,
-                counterexample: None,
-            })
+            slot.into_inner()
+                .ok()
+                .flatten()
+                .unwrap_or_else(|| KeyReport {
+                    key: key.to_string(),
+                    ops: indices.len(),
+                    micros: 0,
+                    result: None,
+                    counterexample: None,
+                })
         })
         .collect();
     summarize(model.name(), reports, started)
@@ -1339,7 +1343,8 @@ pub fn summarize(
         "valid_keys": valid,
         "elapsed_ms": elapsed_ms,
     });
-    let mut slowest: Vec<(u64, &str)> = reports.iter().map(|r| (r.micros, r.key.as_str())).collect();
+    let mut slowest: Vec<(u64, &str)> =
+        reports.iter().map(|r| (r.micros, r.key.as_str())).collect();
     slowest.sort_unstable_by(|a, b| b.cmp(a));
     details["slowest_keys"] = json!(
         slowest

@@ -228,8 +228,13 @@ pub fn check_file(
     opts: &CheckOptions,
 ) -> Result<RunVerdict, CheckError> {
     if crate::stream::should_stream(path, workload, opts) {
-        return crate::stream::check_file(path, workload, opts, &crate::stream::StreamConfig::default())
-            .map(|(v, _)| v);
+        return crate::stream::check_file(
+            path,
+            workload,
+            opts,
+            &crate::stream::StreamConfig::default(),
+        )
+        .map(|(v, _)| v);
     }
     let h = reader::read_history(path)?;
     let mut v = check_events(&h.events, Some(&h.lines), Some(path), workload, opts)?;

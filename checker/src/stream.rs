@@ -133,11 +133,7 @@ struct Scan {
 
 impl Scan {
     /// An operation, complete or (at the end) not.
-    fn op(
-        &mut self,
-        invoke: Open,
-        complete: Option<(&Event, usize, u64)>,
-    ) -> std::io::Result<()> {
+    fn op(&mut self, invoke: Open, complete: Option<(&Event, usize, u64)>) -> std::io::Result<()> {
         let inv = &invoke.invoke;
         let observation = inv.is_observation();
         self.ops += 1;
@@ -285,9 +281,9 @@ pub fn check_file(
                 invariants::require_evidence(r, scan.completed_ok, "no operation completed ok")
             }
             "monotonic-reads" => {
-                let r = scan.monotonic.result(|a, b| {
-                    Ok(vec![op_view_at(path, a)?, op_view_at(path, b)?])
-                });
+                let r = scan
+                    .monotonic
+                    .result(|a, b| Ok(vec![op_view_at(path, a)?, op_view_at(path, b)?]));
                 if r.verdict == Verdict::Unknown && !scan.any_session {
                     continue;
                 }
@@ -390,12 +386,7 @@ fn first_pass(
 }
 
 /// Pairs one event as `history::pair` does; the error is its problem, worded the same.
-fn pair_event(
-    scan: &mut Scan,
-    e: Event,
-    line: usize,
-    offset: u64,
-) -> Result<(), String> {
+fn pair_event(scan: &mut Scan, e: Event, line: usize, offset: u64) -> Result<(), String> {
     let io = |err: std::io::Error| format!("cannot write a spill file: {err}");
     if e.is_observation() && e.kind != EventType::Invoke {
         scan.observation(&e);
@@ -560,7 +551,11 @@ fn search_spilled(
         .iter()
         .map(|&k| {
             by_key[k as usize].take().unwrap_or_else(|| {
-                KeyReport::skipped(&names[k as usize], key_ops[k as usize], &Budget::unlimited())
+                KeyReport::skipped(
+                    &names[k as usize],
+                    key_ops[k as usize],
+                    &Budget::unlimited(),
+                )
             })
         })
         .collect();
@@ -613,8 +608,7 @@ fn search_files<M: Model>(
                     if i >= files.len() || budget.stopped() {
                         break;
                     }
-                    let Some((file, keys)) = files[i].lock().ok().and_then(|mut f| f.take())
-                    else {
+                    let Some((file, keys)) = files[i].lock().ok().and_then(|mut f| f.take()) else {
                         continue;
                     };
                     if let Err(e) = search_file(model, file, &keys, ctx, &budget, &reports) {
@@ -683,7 +677,9 @@ fn search_file<M: Model>(
             }
             continue;
         }
-        ctx.held.key_ops.fetch_max(ops_of_key.len(), Ordering::Relaxed);
+        ctx.held
+            .key_ops
+            .fetch_max(ops_of_key.len(), Ordering::Relaxed);
         let report = search_key(model, &ops_of_key, name, budget)?;
         if let Ok(mut slot) = reports[k as usize].lock() {
             *slot = Some(report);

@@ -39,7 +39,9 @@ fn comparable(v: &RunVerdict) -> Vec<String> {
         }
         let summary = if c.name == "linearizable" && c.verdict == Verdict::Valid {
             // "... model x, N ms"
-            c.summary.rsplit_once(", ").map_or(c.summary.clone(), |s| s.0.to_string())
+            c.summary
+                .rsplit_once(", ")
+                .map_or(c.summary.clone(), |s| s.0.to_string())
         } else {
             c.summary.clone()
         };
@@ -176,8 +178,14 @@ fn malformed_files_give_the_same_error_both_ways() {
     let dir = tempfile::tempdir().unwrap();
     let ok = r#"{"index":0,"time":1,"process":0,"type":"invoke","f":"read","value":null}"#;
     for (name, text) in [
-        ("gap", format!("{ok}\n{}\n", ok.replace("\"index\":0", "\"index\":2"))),
-        ("twice", format!("{ok}\n{}\n", ok.replace("\"index\":0", "\"index\":1"))),
+        (
+            "gap",
+            format!("{ok}\n{}\n", ok.replace("\"index\":0", "\"index\":2")),
+        ),
+        (
+            "twice",
+            format!("{ok}\n{}\n", ok.replace("\"index\":0", "\"index\":1")),
+        ),
         ("not-json", format!("{ok}\nhello\n")),
         ("cut", format!("{ok}\n{{\"index\":1,\"ti")),
     ] {
@@ -218,7 +226,10 @@ fn memory_follows_the_largest_key_not_the_number_of_keys() {
         let (v, stats) = stream::check_file(&path, None, &o, &StreamConfig::default()).unwrap();
         assert_eq!(v.verdict, Verdict::Valid);
         let mut per_key = std::collections::HashMap::new();
-        for e in events.iter().filter(|e| e.kind == checker::EventType::Invoke) {
+        for e in events
+            .iter()
+            .filter(|e| e.kind == checker::EventType::Invoke)
+        {
             *per_key.entry(e.key.clone()).or_insert(0usize) += 1;
         }
         let largest = per_key.values().copied().max().unwrap();
