@@ -1,6 +1,7 @@
 //! `schism check` and `schism bench-checker`: argument types for the harness's clap parser, and
 //! the commands themselves. Each returns the process exit code.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -203,12 +204,17 @@ pub enum BenchCase {
     /// As `hot10-violation` on the znode model: the planted violation is a stale read (the
     /// version before one whose write had completed), which only real time rules out.
     Hot10ZnodeViolation,
-    /// Every case above, one after the other (peak memory is reset between them).
+    /// 1,000,000 operations on 1,000 keys, 20 processes, 20% info: `info` at scale. Streamed.
+    WideInfo20,
+    /// An hour of a nightly run at 10,000 ops/s: 36,000,000 operations on 1,000 keys, 20
+    /// processes, 1% info. Streamed (about 5 GB of history on disk); not part of `all`.
+    Hour,
+    /// Every case above but `hour`, one after the other (peak memory is reset between them).
     All,
 }
 
 impl BenchCase {
-    const EACH: [BenchCase; 7] = [
+    const EACH: [BenchCase; 8] = [
         BenchCase::Wide,
         BenchCase::Hot10,
         BenchCase::Hot10Info5,
@@ -216,6 +222,7 @@ impl BenchCase {
         BenchCase::Single,
         BenchCase::Hot10Violation,
         BenchCase::Hot10ZnodeViolation,
+        BenchCase::WideInfo20,
     ];
 
     fn name(self) -> &'static str {
@@ -227,6 +234,8 @@ impl BenchCase {
             BenchCase::Single => "single",
             BenchCase::Hot10Violation => "hot10-violation",
             BenchCase::Hot10ZnodeViolation => "hot10-znode-violation",
+            BenchCase::WideInfo20 => "wide-info20",
+            BenchCase::Hour => "hour",
             BenchCase::All => "all",
         }
     }
@@ -242,7 +251,14 @@ impl BenchCase {
             BenchCase::Single => (5_000, 1, 20, 0.0, false, cas),
             BenchCase::Hot10Violation | BenchCase::All => (100_000, 10, 20, 0.05, true, cas),
             BenchCase::Hot10ZnodeViolation => (100_000, 10, 20, 0.05, true, ModelKind::Znode),
+            BenchCase::WideInfo20 => (1_000_000, 1_000, 20, 0.2, false, cas),
+            BenchCase::Hour => (36_000_000, 1_000, 20, 0.01, false, cas),
         }
+    }
+
+    /// Generated into a file and checked streamed, as `schism check` does large files.
+    fn streamed(self) -> bool {
+        matches!(self, BenchCase::WideInfo20 | BenchCase::Hour)
     }
 
     /// `args` with this case's history shape.
@@ -256,6 +272,7 @@ impl BenchCase {
             info_share,
             violation,
             model,
+            streamed: self.streamed() || args.streamed,
             ..args.clone()
         }
     }
@@ -294,6 +311,11 @@ pub struct BenchArgs {
     /// Also write the generated history here (JSON lines).
     #[arg(long)]
     pub write: Option<PathBuf>,
+    /// Generate the history into a file (`--write`, or an unlinked temporary file) one event
+    /// at a time and check it streamed, as `schism check` checks large files: memory follows
+    /// the largest key, not the history.
+    #[arg(long)]
+    pub streamed: bool,
 }
 
 /// Peak resident memory of this process (VmHWM), in KiB; `None` off Linux.
@@ -346,6 +368,9 @@ fn bench_one(args: &BenchArgs) -> i32 {
         seed: args.seed,
         model: args.model,
     };
+    if args.streamed {
+        return bench_streamed(args, &cfg);
+    }
     let t = Instant::now();
     let events = generate::generate(&cfg);
     let gen_s = t.elapsed().as_secs_f64();
@@ -369,13 +394,7 @@ fn bench_one(args: &BenchArgs) -> i32 {
             return EXIT_BAD_INPUT;
         }
     }
-    let opts = CheckOptions {
-        model: Some(args.model),
-        initial: Value::Null,
-        time_limit: Some(Duration::from_secs(args.time_limit)),
-        memory_limit_bytes: Some(args.memory_limit << 20),
-        threads: args.threads,
-    };
+    let opts = bench_options(args);
     let t = Instant::now();
     let v = match run::check_history(&events, None, &opts) {
         Ok(v) => v,
@@ -385,6 +404,109 @@ fn bench_one(args: &BenchArgs) -> i32 {
         }
     };
     let check_s = t.elapsed().as_secs_f64();
+    bench_report(args, &v, check_s)
+}
+
+fn bench_options(args: &BenchArgs) -> CheckOptions {
+    CheckOptions {
+        model: Some(args.model),
+        initial: Value::Null,
+        time_limit: Some(Duration::from_secs(args.time_limit)),
+        memory_limit_bytes: Some(args.memory_limit << 20),
+        threads: args.threads,
+    }
+}
+
+/// `bench-checker --streamed`: the history goes to a file as it is generated and is checked
+/// from there by `stream::check_file`; nothing holds it whole.
+fn bench_streamed(args: &BenchArgs, cfg: &GenConfig) -> i32 {
+    // Without `--write`, an unlinked temporary file, named through /proc so the checker can
+    // open it: nothing is left behind, even on Ctrl-C.
+    let (file, path) = match &args.write {
+        Some(p) => (std::fs::File::create(p), p.clone()),
+        None => match tempfile::tempfile() {
+            Ok(f) => {
+                use std::os::fd::AsRawFd;
+                let path = PathBuf::from(format!("/proc/self/fd/{}", f.as_raw_fd()));
+                (Ok(f), path)
+            }
+            Err(e) => (Err(e), PathBuf::from("a temporary file")),
+        },
+    };
+    let file = match file {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("error: cannot write {}: {e}", path.display());
+            return EXIT_BAD_INPUT;
+        }
+    };
+    let t = Instant::now();
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, &file);
+    let mut failed: Option<std::io::Error> = None;
+    let planted = generate::generate_each(cfg, |e| {
+        if failed.is_none()
+            && let Err(err) = serde_json::to_writer(&mut out, &e)
+                .map_err(std::io::Error::from)
+                .and_then(|()| out.write_all(b"\n"))
+        {
+            failed = Some(err);
+        }
+    });
+    if let Some(e) = failed.or_else(|| out.flush().err()) {
+        eprintln!("error: cannot write {}: {e}", path.display());
+        return EXIT_BAD_INPUT;
+    }
+    drop(out);
+    if cfg.violation && !planted {
+        eprintln!(
+            "error: a streamed history plants the register's violation only (a znode's stale read needs the whole history): drop --streamed or --violation"
+        );
+        return EXIT_BAD_INPUT;
+    }
+    let bytes = file.metadata().map_or(0, |m| m.len());
+    println!(
+        "generated {} events ({} ops, {} keys, {} processes, info share {}, model {}) into {} ({} MiB) in {:.2} s",
+        generate::event_count(cfg),
+        cfg.ops,
+        cfg.keys,
+        cfg.processes,
+        cfg.info_share,
+        cfg.model.name(),
+        path.display(),
+        bytes >> 20,
+        t.elapsed().as_secs_f64()
+    );
+    reset_peak_rss();
+    let opts = bench_options(args);
+    let t = Instant::now();
+    let (v, stats) = match crate::stream::check_file(
+        &path,
+        None,
+        &opts,
+        &crate::stream::StreamConfig::default(),
+    ) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_BAD_INPUT;
+        }
+    };
+    let check_s = t.elapsed().as_secs_f64();
+    println!(
+        "streamed: {} keys; held at most {} ops of one key, {} of one spill file, {} open; spilled {} MiB",
+        stats.keys,
+        stats.max_key_ops_held,
+        stats.max_spill_ops_held,
+        stats.max_open_ops,
+        stats.spill_bytes >> 20
+    );
+    drop(file);
+    bench_report(args, &v, check_s)
+}
+
+/// Prints the checkers' lines and the time, peak memory and verdict; the exit code.
+fn bench_report(args: &BenchArgs, v: &RunVerdict, check_s: f64) -> i32 {
+    let opts = bench_options(args);
     for c in &v.checkers {
         println!("{}", c.line());
         if let Some(slow) = c.details.get("slowest_keys") {

@@ -71,21 +71,51 @@ fn register_value(v: i64) -> Value {
 
 /// Generates a history of `cfg.ops` operations.
 pub fn generate(cfg: &GenConfig) -> Vec<Event> {
-    let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
     let keys = cfg.keys.max(1);
     let mut events: Vec<Event> = Vec::with_capacity(2 * (cfg.ops + keys));
-    let emit = |events: &mut Vec<Event>,
-                time: u64,
-                process: u64,
-                kind: EventType,
-                f: &str,
-                key: &str,
-                value: Value,
-                error: Option<&str>| {
-        let mut e = Event::new(events.len() as u64, time, process, kind, f, value);
+    let planted = generate_each(cfg, |e| events.push(e));
+    if cfg.violation && !planted {
+        plant_violation(&mut events, cfg.model);
+    }
+    events
+}
+
+/// Events a history of `cfg` holds: every operation is invoked and completed.
+pub fn event_count(cfg: &GenConfig) -> usize {
+    let setup = if cfg.model == ModelKind::Znode {
+        cfg.keys.max(1)
+    } else {
+        0
+    };
+    2 * (cfg.ops + setup)
+}
+
+/// Generates the history of `cfg` one event at a time, in order, into `sink` (for histories
+/// too large to hold). Returns whether the violation was planted on the way: a register's (a
+/// read of a value never written, the first `ok` read from 70% of the history on) is; a znode's
+/// stale read needs the history before it, and is left to [`generate`].
+pub fn generate_each(cfg: &GenConfig, mut sink: impl FnMut(Event)) -> bool {
+    let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
+    let keys = cfg.keys.max(1);
+    let plant_from = (event_count(cfg) as f64 * VIOLATION_AT) as usize;
+    let mut plant = cfg.violation && cfg.model != ModelKind::Znode;
+    let mut emitted = 0usize;
+    let mut emit = |time: u64,
+                    process: u64,
+                    kind: EventType,
+                    f: &str,
+                    key: &str,
+                    value: Value,
+                    error: Option<&str>| {
+        let mut e = Event::new(emitted as u64, time, process, kind, f, value);
         e.key = Some(key.to_string());
         e.error = error.map(str::to_string);
-        events.push(e);
+        if plant && emitted >= plant_from && kind == EventType::Ok && f == "read" {
+            e.value = json!(PLANTED_VALUE);
+            plant = false;
+        }
+        emitted += 1;
+        sink(e);
     };
     let names: Vec<String> = (0..keys).map(|k| key_name(cfg.model, k)).collect();
     let mut state: Vec<KeyState> = vec![(0, 0); keys];
@@ -95,26 +125,8 @@ pub fn generate(cfg: &GenConfig) -> Vec<Event> {
     if cfg.model == ModelKind::Znode {
         for (k, name) in names.iter().enumerate() {
             let t = k as u64;
-            emit(
-                &mut events,
-                t,
-                setup,
-                EventType::Invoke,
-                "create",
-                name,
-                json!(0),
-                None,
-            );
-            emit(
-                &mut events,
-                t,
-                setup,
-                EventType::Ok,
-                "create",
-                name,
-                json!(0),
-                None,
-            );
+            emit(t, setup, EventType::Invoke, "create", name, json!(0), None);
+            emit(t, setup, EventType::Ok, "create", name, json!(0), None);
         }
     }
     let t0 = keys as u64 + 1;
@@ -174,7 +186,6 @@ pub fn generate(cfg: &GenConfig) -> Vec<Event> {
                 };
                 let applies = kind == EventType::Ok || rng.random_bool(0.5);
                 emit(
-                    &mut events,
                     t,
                     process_of[w],
                     EventType::Invoke,
@@ -251,16 +262,7 @@ pub fn generate(cfg: &GenConfig) -> Vec<Event> {
                     EventType::Fail => (p.value, Some("bad_version")),
                     _ => (p.value, Some("timeout")),
                 };
-                emit(
-                    &mut events,
-                    t,
-                    p.process,
-                    p.kind,
-                    p.f,
-                    &names[p.key],
-                    value,
-                    error,
-                );
+                emit(t, p.process, p.kind, p.f, &names[p.key], value, error);
                 if p.kind == EventType::Info {
                     // A process that got `info` never invokes again: the worker continues as a new one.
                     process_of[w] = next_process;
@@ -274,10 +276,7 @@ pub fn generate(cfg: &GenConfig) -> Vec<Event> {
             }
         }
     }
-    if cfg.violation {
-        plant_violation(&mut events, cfg.model);
-    }
-    events
+    cfg.violation && !plant && cfg.model != ModelKind::Znode
 }
 
 /// Plants one violation late in the history. Znode: a stale read (an `ok` read returns the

@@ -100,69 +100,90 @@ fn int_of(v: &Value) -> Option<i128> {
 /// expiries) are not issued, so they are not counted; nor are `recovery_ops`, which a workload
 /// issues only to start afresh (see `run::workload_recovery_ops`).
 pub fn stats(ops: &[Op<'_>], recovery_ops: &[&str]) -> CheckerResult {
-    const NAME: &str = "stats";
-    // f -> (issued, ok, fail, info)
-    let mut by_f: BTreeMap<&str, [usize; 4]> = BTreeMap::new();
+    let mut tally = StatsTally::default();
     for op in ops
         .iter()
         .filter(|o| !o.invoke.is_observation() && !recovery_ops.contains(&o.f()))
     {
-        let c = by_f.entry(op.f()).or_default();
+        tally.add(op.f(), op.kind());
+    }
+    tally.result()
+}
+
+/// The counts [`stats`] judges, kept one operation at a time (the streamed check feeds it as
+/// operations complete): per `f`, (issued, ok, fail, info).
+#[derive(Default, Debug)]
+pub struct StatsTally {
+    by_f: BTreeMap<String, [usize; 4]>,
+}
+
+impl StatsTally {
+    /// Counts an issued operation (not an observation, not a recovery operation).
+    pub fn add(&mut self, f: &str, kind: EventType) {
+        let c = match self.by_f.get_mut(f) {
+            Some(c) => c,
+            None => self.by_f.entry(f.to_string()).or_default(),
+        };
         c[0] += 1;
-        match op.kind() {
+        match kind {
             EventType::Ok => c[1] += 1,
             EventType::Fail => c[2] += 1,
             _ => c[3] += 1,
         }
     }
-    let details = Value::Object(
-        by_f.iter()
-            .map(|(f, c)| {
-                (
-                    f.to_string(),
-                    json!({"issued": c[0], "ok": c[1], "fail": c[2], "info": c[3]}),
-                )
-            })
-            .collect(),
-    );
-    let never: Vec<&str> = by_f
-        .iter()
-        .filter(|(_, c)| c[1] == 0)
-        .map(|(f, _)| *f)
-        .collect();
-    if !never.is_empty() {
-        return CheckerResult::new(
-            NAME,
-            Verdict::Unknown,
-            never
-                .iter()
-                .map(|f| {
-                    let c = by_f[f];
-                    format!(
-                        "no {f} ever succeeded ({} issued: {} failed, {} indeterminate)",
-                        c[0], c[2], c[3]
+
+    pub fn result(&self) -> CheckerResult {
+        const NAME: &str = "stats";
+        let by_f = &self.by_f;
+        let details = Value::Object(
+            by_f.iter()
+                .map(|(f, c)| {
+                    (
+                        f.to_string(),
+                        json!({"issued": c[0], "ok": c[1], "fail": c[2], "info": c[3]}),
                     )
                 })
-                .collect::<Vec<_>>()
-                .join("; "),
-            details,
+                .collect(),
         );
+        let never: Vec<&str> = by_f
+            .iter()
+            .filter(|(_, c)| c[1] == 0)
+            .map(|(f, _)| f.as_str())
+            .collect();
+        if !never.is_empty() {
+            return CheckerResult::new(
+                NAME,
+                Verdict::Unknown,
+                never
+                    .iter()
+                    .map(|f| {
+                        let c = by_f[*f];
+                        format!(
+                            "no {f} ever succeeded ({} issued: {} failed, {} indeterminate)",
+                            c[0], c[2], c[3]
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("; "),
+                details,
+            );
+        }
+        let summary = by_f
+            .iter()
+            .map(|(f, c)| format!("{f} {}/{}", c[1], c[0]))
+            .collect::<Vec<_>>()
+            .join(", ");
+        require_evidence(
+            CheckerResult::new(
+                NAME,
+                Verdict::Valid,
+                format!("ok/issued: {summary}"),
+                details,
+            ),
+            by_f.len(),
+            "no operation was issued",
+        )
     }
-    let summary = by_f
-        .iter()
-        .map(|(f, c)| format!("{f} {}/{}", c[1], c[0]))
-        .collect::<Vec<_>>()
-        .join(", ");
-    require_evidence(
-        CheckerResult::new(
-            NAME,
-            Verdict::Valid,
-            format!("ok/issued: {summary}"),
-            details,
-        ),
-        by_f.len(),
-        "no operation was issued",
-    )
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -170,7 +191,6 @@ pub fn stats(ops: &[Op<'_>], recovery_ops: &[&str]) -> CheckerResult {
 /// Monotonic reads: per session, an operation invoked after another completed never reports a
 /// smaller zxid (ZooKeeper's single system image).
 pub fn monotonic_reads(ops: &[Op<'_>]) -> CheckerResult {
-    const NAME: &str = "monotonic-reads";
     let mut by_session: BTreeMap<u64, Vec<&Op<'_>>> = BTreeMap::new();
     // Operations of a session with no zxid (ZooKeeper's reads and deletes): not checked.
     let mut without_zxid = 0usize;
@@ -198,36 +218,170 @@ pub fn monotonic_reads(ops: &[Op<'_>]) -> CheckerResult {
             .collect();
         if let Some((a, b)) = real_time_inversion(&items, false) {
             let (a, b) = (list[a], list[b]);
-            let text = format!(
-                "session {session} saw zxid {} and then, in a later operation, zxid {}: its view went back in time",
-                a.zxid().unwrap_or(0),
-                b.zxid().unwrap_or(0)
-            );
-            return invalid(
-                NAME,
-                text.clone(),
-                json!({"session": session, "ops_checked": checked}),
-                Counterexample::new(NAME, text, views(&[a, b])),
-            );
+            return monotonic_inversion(*session, checked, views(&[a, b]));
         }
     }
+    monotonic_valid(by_session.len(), checked, without_zxid)
+}
+
+/// Monotonic reads' verdict when `session` saw `ops[0]`'s zxid and then `ops[1]`'s smaller one.
+fn monotonic_inversion(session: u64, checked: usize, ops: Vec<OpView>) -> CheckerResult {
+    const NAME: &str = "monotonic-reads";
+    let text = format!(
+        "session {session} saw zxid {} and then, in a later operation, zxid {}: its view went back in time",
+        ops[0].zxid.unwrap_or(0),
+        ops[1].zxid.unwrap_or(0)
+    );
+    invalid(
+        NAME,
+        text.clone(),
+        json!({"session": session, "ops_checked": checked}),
+        Counterexample::new(NAME, text, ops),
+    )
+}
+
+fn monotonic_valid(sessions: usize, checked: usize, without_zxid: usize) -> CheckerResult {
     require_evidence(
         CheckerResult::new(
-            NAME,
+            "monotonic-reads",
             Verdict::Valid,
             if without_zxid == 0 {
-                format!("{} sessions, {checked} ops with a zxid", by_session.len())
+                format!("{sessions} sessions, {checked} ops with a zxid")
             } else {
                 format!(
-                    "{} sessions, {checked} ops with a zxid ({without_zxid} without one, not checked)",
-                    by_session.len()
+                    "{sessions} sessions, {checked} ops with a zxid ({without_zxid} without one, not checked)"
                 )
             },
-            json!({"sessions": by_session.len(), "ops_checked": checked, "ops_without_zxid": without_zxid}),
+            json!({"sessions": sessions, "ops_checked": checked, "ops_without_zxid": without_zxid}),
         ),
         checked,
         "no completed operation carries a session and a zxid",
     )
+}
+
+/// [`monotonic_reads`] over a history read once, in order, without holding it: per session,
+/// the largest zxid an operation completed with so far. An operation takes a snapshot of its
+/// session's largest when it is invoked ([`MonotonicReadsScan::at_invoke`]); when it completes
+/// `ok` with a smaller zxid, the session went back in time. It finds the same pair as
+/// [`monotonic_reads`]: the first later operation by invocation, and the earliest-completed
+/// operation with the largest zxid before it. `T` names an operation so that the caller can
+/// show it afterwards (the streamed check: where its lines are in the file).
+#[derive(Debug)]
+pub struct MonotonicReadsScan<T> {
+    sessions: BTreeMap<u64, SessionScan<T>>,
+    checked: usize,
+    without_zxid: usize,
+    /// An `ok` operation with a zxid whose session only its completion named: no snapshot was
+    /// taken at its invocation, so the session's order cannot be judged this way.
+    unsnapshotted: usize,
+}
+
+#[derive(Debug)]
+struct SessionScan<T> {
+    /// (zxid, operation) of the largest zxid completed so far, the earliest on ties.
+    best: Option<(u64, T)>,
+    /// The inversion whose later operation was invoked first: (its invocation position, the
+    /// earlier operation, the later one).
+    found: Option<(usize, T, T)>,
+}
+
+/// What an operation's invocation saw of its session (see [`MonotonicReadsScan::at_invoke`]).
+pub type MonotonicSnapshot<T> = Option<(u64, T)>;
+
+impl<T: Copy> Default for MonotonicReadsScan<T> {
+    fn default() -> Self {
+        MonotonicReadsScan {
+            sessions: BTreeMap::new(),
+            checked: 0,
+            without_zxid: 0,
+            unsnapshotted: 0,
+        }
+    }
+}
+
+impl<T: Copy> MonotonicReadsScan<T> {
+    /// The session's largest completed zxid when an operation of `session` is invoked.
+    pub fn at_invoke(&self, session: Option<u64>) -> MonotonicSnapshot<T> {
+        self.sessions.get(&session?)?.best
+    }
+
+    /// A completed operation (not an observation): `ok` or not, with its session, zxid, the
+    /// snapshot its invocation took, whether the invocation named the session, and its
+    /// invocation position.
+    #[allow(clippy::too_many_arguments)]
+    pub fn complete(
+        &mut self,
+        ok: bool,
+        session: Option<u64>,
+        zxid: Option<u64>,
+        snapshot: MonotonicSnapshot<T>,
+        invoke_named_session: bool,
+        invoke_pos: usize,
+        op: T,
+    ) {
+        if !ok {
+            return;
+        }
+        let (Some(s), Some(z)) = (session, zxid) else {
+            if session.is_some() {
+                self.without_zxid += 1;
+            }
+            return;
+        };
+        self.checked += 1;
+        if !invoke_named_session {
+            self.unsnapshotted += 1;
+        }
+        let scan = self.sessions.entry(s).or_insert(SessionScan {
+            best: None,
+            found: None,
+        });
+        if let Some((za, a)) = snapshot
+            && za > z
+            && scan.found.as_ref().is_none_or(|f| invoke_pos < f.0)
+        {
+            scan.found = Some((invoke_pos, a, op));
+        }
+        if scan.best.is_none_or(|(zb, _)| z > zb) {
+            scan.best = Some((z, op));
+        }
+    }
+
+    /// The verdict; `show` turns the two operations of an inversion into views.
+    pub fn result(&self, show: impl FnOnce(T, T) -> Result<Vec<OpView>, String>) -> CheckerResult {
+        if let Some((session, (_, a, b))) = self
+            .sessions
+            .iter()
+            .find_map(|(s, scan)| scan.found.as_ref().map(|f| (*s, f)))
+        {
+            return match show(*a, *b) {
+                Ok(mut ops) => {
+                    ops.sort_by_key(|o| o.invoke_index);
+                    monotonic_inversion(session, self.checked, ops)
+                }
+                Err(e) => CheckerResult::new(
+                    "monotonic-reads",
+                    Verdict::Unknown,
+                    format!(
+                        "session {session} went back in time, but its operations could not be read again: {e}"
+                    ),
+                    json!({"session": session}),
+                ),
+            };
+        }
+        if self.unsnapshotted > 0 {
+            return CheckerResult::new(
+                "monotonic-reads",
+                Verdict::Unknown,
+                format!(
+                    "{} ops name their session only on completion: not checked in one pass",
+                    self.unsnapshotted
+                ),
+                json!({"ops_checked": self.checked, "unsnapshotted": self.unsnapshotted}),
+            );
+        }
+        monotonic_valid(self.sessions.len(), self.checked, self.without_zxid)
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

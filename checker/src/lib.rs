@@ -17,6 +17,7 @@ pub mod model;
 pub mod reader;
 pub mod run;
 pub mod run_dir;
+pub mod stream;
 pub mod verdict;
 pub mod workload;
 

@@ -100,7 +100,7 @@ impl Budget {
         self.stop.load(Ordering::Relaxed)
     }
 
-    fn exceeded(&self) -> Option<Unknown> {
+    pub fn exceeded(&self) -> Option<Unknown> {
         if self.stopped() {
             return Some(Unknown::Stopped);
         }
@@ -1264,10 +1264,91 @@ pub struct Limits {
     pub threads: Option<usize>,
 }
 
+impl Limits {
+    /// Threads for `units` independent searches: as asked (all cores by default), at most one
+    /// per unit, at least one.
+    pub fn threads(&self, units: usize) -> usize {
+        self.threads
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+            .clamp(1, units.max(1))
+    }
+}
+
 enum KeyResult {
     Valid,
     Invalid,
     Unknown(Unknown),
+}
+
+/// What the search of one key found: the unit [`check`] and the streamed check
+/// (`crate::stream`) both produce, and [`summarize`] folds.
+pub struct KeyReport {
+    pub key: String,
+    /// The key's operations (observations excluded; `fail`s counted).
+    pub ops: usize,
+    pub micros: u64,
+    /// `None`: never searched (a violation elsewhere stopped the check first).
+    result: Option<Result<KeyResult, TranslateError>>,
+    /// For an invalid key: its prepared operations and the shrunk counterexample.
+    counterexample: Option<(usize, Counterexample)>,
+}
+
+impl KeyReport {
+    /// Renames the position of a translation error (the streamed check: from the key's own
+    /// events to the file's lines).
+    pub fn map_error_position(&mut self, f: impl FnOnce(usize) -> usize) {
+        if let Some(Err(e)) = &mut self.result {
+            e.position = f(e.position);
+        }
+    }
+
+    /// A key left unsearched because `budget` was exceeded or stopped.
+    pub fn skipped(key: &str, ops: usize, budget: &Budget) -> KeyReport {
+        KeyReport {
+            key: key.to_string(),
+            ops,
+            micros: 0,
+            result: budget.exceeded().map(|why| Ok(KeyResult::Unknown(why))),
+            counterexample: None,
+        }
+    }
+}
+
+/// Searches one key: `indices` into `ops` are its operations. An invalid key gets its
+/// counterexample at once (while its operations are at hand), and stops the other keys.
+pub fn check_key<M: Model>(
+    model: &M,
+    ops: &[Op<'_>],
+    indices: &[usize],
+    key: &str,
+    budget: &Budget,
+) -> KeyReport {
+    let key_started = Instant::now();
+    let mut counterexample_of = None;
+    let r = prepare(model, ops, indices).map(|p| {
+        let all: Vec<usize> = (0..p.ops.len()).collect();
+        match search(&p.init, &p.ops, &all, budget, None, false) {
+            Outcome::Linearizable => KeyResult::Valid,
+            Outcome::NotLinearizable { .. } => {
+                counterexample_of = Some(p);
+                KeyResult::Invalid
+            }
+            Outcome::Unknown(u) => KeyResult::Unknown(u),
+        }
+    });
+    if matches!(r, Ok(KeyResult::Invalid) | Err(_)) {
+        budget.stop();
+    }
+    let micros = key_started.elapsed().as_micros() as u64;
+    let counterexample =
+        counterexample_of.map(|p| (p.ops.len(), counterexample(model, ops, &p, key)));
+    KeyReport {
+        key: key.to_string(),
+        ops: indices.len(),
+        micros,
+        result: Some(r),
+        counterexample,
+    }
 }
 
 /// Checks `ops` for linearizability against `model`, key by key.
@@ -1288,13 +1369,9 @@ pub fn check<M: Model>(
     // Largest first, so one big key does not start last and run alone.
     keys.sort_by(|a, b| b.1.len().cmp(&a.1.len()).then(a.0.cmp(b.0)));
     let budget = Budget::new(limits.time_limit, limits.memory_limit_bytes);
-    let threads = limits
-        .threads
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
-        .clamp(1, keys.len().max(1));
+    let threads = limits.threads(keys.len());
     let next_key = AtomicUsize::new(0);
-    let key_micros: Vec<AtomicU64> = keys.iter().map(|_| AtomicU64::new(0)).collect();
-    let results: Vec<std::sync::Mutex<Option<Result<KeyResult, TranslateError>>>> =
+    let reports: Vec<std::sync::Mutex<Option<KeyReport>>> =
         keys.iter().map(|_| std::sync::Mutex::new(None)).collect();
     std::thread::scope(|scope| {
         for _ in 0..threads {
@@ -1304,61 +1381,70 @@ pub fn check<M: Model>(
                     if k >= keys.len() || budget.stopped() {
                         break;
                     }
-                    if let Some(why) = budget.exceeded() {
-                        if let Ok(mut slot) = results[k].lock() {
-                            *slot = Some(Ok(KeyResult::Unknown(why)));
-                        }
-                        continue;
-                    }
-                    let key_started = Instant::now();
-                    let r = prepare(model, ops, &keys[k].1).map(|p| {
-                        let all: Vec<usize> = (0..p.ops.len()).collect();
-                        match search(&p.init, &p.ops, &all, &budget, None, false) {
-                            Outcome::Linearizable => KeyResult::Valid,
-                            Outcome::NotLinearizable { .. } => KeyResult::Invalid,
-                            Outcome::Unknown(u) => KeyResult::Unknown(u),
-                        }
-                    });
-                    if matches!(r, Ok(KeyResult::Invalid) | Err(_)) {
-                        budget.stop();
-                    }
-                    key_micros[k]
-                        .store(key_started.elapsed().as_micros() as u64, Ordering::Relaxed);
-                    if let Ok(mut slot) = results[k].lock() {
-                        *slot = Some(r);
+                    let (key, indices) = &keys[k];
+                    let report = if budget.exceeded().is_some() {
+                        KeyReport::skipped(key, indices.len(), &budget)
+                    } else {
+                        check_key(model, ops, indices, key, &budget)
+                    };
+                    if let Ok(mut slot) = reports[k].lock() {
+                        *slot = Some(report);
                     }
                 }
             });
         }
     });
+    let reports = reports
+        .into_iter()
+        .zip(&keys)
+        .map(|(slot, (key, indices))| {
+            slot.into_inner()
+                .ok()
+                .flatten()
+                .unwrap_or_else(|| KeyReport {
+                    key: key.to_string(),
+                    ops: indices.len(),
+                    micros: 0,
+                    result: None,
+                    counterexample: None,
+                })
+        })
+        .collect();
+    summarize(model.name(), reports, started)
+}
+
+/// The checker's result from every key's report, `reports` in the order keys were handed out
+/// (largest first, then by name): the first invalid key in that order is the one shown.
+pub fn summarize(
+    model: &str,
+    reports: Vec<KeyReport>,
+    started: Instant,
+) -> Result<CheckerResult, TranslateError> {
     let mut valid = 0usize;
     let mut unknown: Vec<(&str, Unknown)> = Vec::new();
     let mut invalid: Option<usize> = None;
-    for (k, slot) in results.into_iter().enumerate() {
-        match slot.into_inner().ok().flatten() {
-            Some(Err(e)) => return Err(e),
+    for (k, r) in reports.iter().enumerate() {
+        match &r.result {
+            Some(Err(e)) => return Err(e.clone()),
             Some(Ok(KeyResult::Valid)) => valid += 1,
             Some(Ok(KeyResult::Invalid)) => {
                 invalid.get_or_insert(k);
             }
-            Some(Ok(KeyResult::Unknown(u))) => unknown.push((keys[k].0, u)),
-            None => unknown.push((keys[k].0, Unknown::Stopped)),
+            Some(Ok(KeyResult::Unknown(u))) => unknown.push((&r.key, *u)),
+            None => unknown.push((&r.key, Unknown::Stopped)),
         }
     }
-    let checked_ops: usize = keys.iter().map(|k| k.1.len()).sum();
+    let checked_ops: usize = reports.iter().map(|r| r.ops).sum();
     let elapsed_ms = started.elapsed().as_millis() as u64;
     let mut details = json!({
-        "model": model.name(),
-        "keys": keys.len(),
+        "model": model,
+        "keys": reports.len(),
         "ops": checked_ops,
         "valid_keys": valid,
         "elapsed_ms": elapsed_ms,
     });
-    let mut slowest: Vec<(u64, &str)> = key_micros
-        .iter()
-        .zip(&keys)
-        .map(|(m, k)| (m.load(Ordering::Relaxed), k.0))
-        .collect();
+    let mut slowest: Vec<(u64, &str)> =
+        reports.iter().map(|r| (r.micros, r.key.as_str())).collect();
     slowest.sort_unstable_by(|a, b| b.cmp(a));
     details["slowest_keys"] = json!(
         slowest
@@ -1368,16 +1454,17 @@ pub fn check<M: Model>(
             .collect::<Vec<_>>()
     );
     if let Some(k) = invalid {
-        let (key, indices) = &keys[k];
-        let p = prepare(model, ops, indices)?;
-        let cx = counterexample(model, ops, &p, key);
+        let key = &reports[k].key;
         details["invalid_key"] = json!(key);
+        let Some((prepared, cx)) = reports[k].counterexample.clone() else {
+            unreachable!("an invalid key's report holds its counterexample");
+        };
         let summary = format!(
             "key {:?} is not linearizable ({} ops shrunk to {}); {} keys checked",
             key,
-            p.ops.len(),
+            prepared,
             cx.ops.len(),
-            keys.len()
+            reports.len()
         );
         let mut r = CheckerResult::new("linearizable", Verdict::Invalid, summary, details);
         r.counterexample = Some(cx);
@@ -1390,9 +1477,9 @@ pub fn check<M: Model>(
         let summary = format!(
             "{} of {} keys unknown ({why}); {} ops, model {}",
             unknown.len(),
-            keys.len(),
+            reports.len(),
             checked_ops,
-            model.name()
+            model
         );
         return Ok(CheckerResult::new(
             "linearizable",
@@ -1403,9 +1490,9 @@ pub fn check<M: Model>(
     }
     let summary = format!(
         "{} keys, {} ops, model {}, {} ms",
-        keys.len(),
+        reports.len(),
         checked_ops,
-        model.name(),
+        model,
         elapsed_ms
     );
     Ok(CheckerResult::new(

@@ -201,38 +201,63 @@ impl ModelKind {
     /// Infers the model from the operations' `f` (and the shape of `cas` values); `None` when
     /// the functions fit no model or several equally.
     pub fn infer<'a>(ops: impl IntoIterator<Item = &'a Op<'a>>) -> Option<ModelKind> {
-        let (mut rw, mut cas_pair, mut cas_obj, mut znode, mut mutex, mut other) =
-            (false, false, false, false, false, false);
-        let (mut kv, mut txn) = (false, false);
+        let mut guess = ModelGuess::default();
         for op in ops {
-            match op.f() {
-                "read" | "write" => rw = true,
-                "cas" => match op.value() {
-                    Value::Array(a) if a.len() == 2 => cas_pair = true,
-                    Value::Object(_) => cas_obj = true,
-                    _ => other = true,
-                },
-                "create" | "delete" => znode = true,
-                "acquire" | "release" => mutex = true,
-                "get" | "put" | "append" => kv = true,
-                "txn" => txn = true,
-                _ if op.invoke.is_observation() => {}
-                _ => other = true,
-            }
+            guess.add(op.f(), op.value(), op.invoke.is_observation());
         }
-        let register_like = rw || cas_pair || cas_obj || znode;
-        let families = [register_like, mutex, kv, txn]
+        guess.kind()
+    }
+}
+
+/// What [`ModelKind::infer`] has seen of the operations so far, one at a time.
+#[derive(Default, Debug, Clone)]
+pub struct ModelGuess {
+    rw: bool,
+    cas_pair: bool,
+    cas_obj: bool,
+    znode: bool,
+    mutex: bool,
+    kv: bool,
+    txn: bool,
+    other: bool,
+}
+
+impl ModelGuess {
+    /// An operation's function and invocation value.
+    pub fn add(&mut self, f: &str, value: &Value, observation: bool) {
+        match f {
+            "read" | "write" => self.rw = true,
+            "cas" => match value {
+                Value::Array(a) if a.len() == 2 => self.cas_pair = true,
+                Value::Object(_) => self.cas_obj = true,
+                _ => self.other = true,
+            },
+            "create" | "delete" => self.znode = true,
+            "acquire" | "release" => self.mutex = true,
+            "get" | "put" | "append" => self.kv = true,
+            "txn" => self.txn = true,
+            _ if observation => {}
+            _ => self.other = true,
+        }
+    }
+
+    /// The model the operations fit; `None` when they fit none or several equally.
+    pub fn kind(&self) -> Option<ModelKind> {
+        let register_like = self.rw || self.cas_pair || self.cas_obj || self.znode;
+        let families = [register_like, self.mutex, self.kv, self.txn]
             .iter()
             .filter(|&&f| f)
             .count();
         match () {
-            _ if other || families > 1 || (cas_pair && (cas_obj || znode)) => None,
-            _ if mutex => Some(ModelKind::Mutex),
-            _ if kv => Some(ModelKind::Kv),
-            _ if txn => Some(ModelKind::MultiRegister),
-            _ if cas_obj || znode => Some(ModelKind::Znode),
-            _ if cas_pair => Some(ModelKind::CasRegister),
-            _ if rw => Some(ModelKind::Register),
+            _ if self.other || families > 1 || (self.cas_pair && (self.cas_obj || self.znode)) => {
+                None
+            }
+            _ if self.mutex => Some(ModelKind::Mutex),
+            _ if self.kv => Some(ModelKind::Kv),
+            _ if self.txn => Some(ModelKind::MultiRegister),
+            _ if self.cas_obj || self.znode => Some(ModelKind::Znode),
+            _ if self.cas_pair => Some(ModelKind::CasRegister),
+            _ if self.rw => Some(ModelKind::Register),
             _ => None,
         }
     }

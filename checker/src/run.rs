@@ -132,6 +132,35 @@ pub fn check_history(
     check_events(events, None, None, workload, opts)
 }
 
+/// The checkers a history gets: the workload's, or with `--model` linearizability (and, for a
+/// run, Jepsen's stats) whatever the workload.
+pub(crate) fn checker_names(opts: &CheckOptions, workload: Option<&str>) -> Vec<&'static str> {
+    match (opts.model, workload) {
+        (Some(_), None) => vec!["linearizable", "monotonic-reads"],
+        // The model overrides the workload's checkers, not Jepsen's stats of its operations.
+        (Some(_), Some(_)) => vec!["linearizable", "monotonic-reads", "stats"],
+        (None, Some(w)) => workload_checkers(w).to_vec(),
+        (None, None) => workload_checkers("").to_vec(),
+    }
+}
+
+/// The model linearizability is checked against: `--model`, the register workload's znode, or
+/// the one the operations imply (`infer`). `None` when there are no operations to infer from
+/// (the checker is then left out, and the history reported as empty).
+pub(crate) fn model_to_check(
+    opts: &CheckOptions,
+    workload: Option<&str>,
+    no_ops: bool,
+    infer: impl FnOnce() -> Option<ModelKind>,
+) -> Result<Option<ModelKind>, CheckError> {
+    Ok(Some(match (opts.model, workload) {
+        (Some(m), _) => m,
+        (None, Some("register")) => ModelKind::Znode,
+        (None, _) if no_ops => return Ok(None),
+        (None, _) => infer().ok_or(CheckError::NoModel)?,
+    }))
+}
+
 fn check_events(
     events: &[Event],
     lines: Option<&[usize]>,
@@ -146,23 +175,14 @@ fn check_events(
             None => e.to_string(),
         },
     })?;
-    let names: Vec<&str> = match (opts.model, workload) {
-        (Some(_), None) => vec!["linearizable", "monotonic-reads"],
-        // The model overrides the workload's checkers, not Jepsen's stats of its operations.
-        (Some(_), Some(_)) => vec!["linearizable", "monotonic-reads", "stats"],
-        (None, Some(w)) => workload_checkers(w).to_vec(),
-        (None, None) => workload_checkers("").to_vec(),
-    };
     let mut results = Vec::new();
-    for name in names {
+    for name in checker_names(opts, workload) {
         let r = match name {
             "linearizable" => {
-                let kind = match (opts.model, workload) {
-                    (Some(m), _) => m,
-                    (None, Some("register")) => ModelKind::Znode,
-                    // No operations to infer a model from: reported as such below.
-                    (None, _) if ops.is_empty() => continue,
-                    (None, _) => ModelKind::infer(&ops).ok_or(CheckError::NoModel)?,
+                let Some(kind) =
+                    model_to_check(opts, workload, ops.is_empty(), || ModelKind::infer(&ops))?
+                else {
+                    continue;
                 };
                 let r = linearizability(&ops, kind, opts)
                     .map_err(|e| malformed_at(events, lines, file, e))?;
@@ -207,6 +227,15 @@ pub fn check_file(
     workload: Option<&str>,
     opts: &CheckOptions,
 ) -> Result<RunVerdict, CheckError> {
+    if crate::stream::should_stream(path, workload, opts) {
+        return crate::stream::check_file(
+            path,
+            workload,
+            opts,
+            &crate::stream::StreamConfig::default(),
+        )
+        .map(|(v, _)| v);
+    }
     let h = reader::read_history(path)?;
     let mut v = check_events(&h.events, Some(&h.lines), Some(path), workload, opts)?;
     v.warnings.extend(h.warnings);

@@ -195,7 +195,18 @@ pub fn render(input: &ReportInput<'_>) -> String {
     }
 
     h.push_str("<h2>Timeline per process</h2><p class=\"legend\"><span style=\"color:rgb(46,160,67)\">■ ok</span><span style=\"color:rgb(207,34,46)\">■ fail</span><span style=\"color:rgb(191,135,0)\">■ info</span> Hover a bar for the operation.</p>");
-    let (svg, omitted) = timeline::timeline_svg(&ops, input.faults);
+    let violation = results
+        .checkers
+        .iter()
+        .filter_map(|c| c.counterexample.as_ref())
+        .flat_map(|cx| cx.ops.iter().map(|o| o.invoke_time))
+        .min();
+    let focus = match (violation, input.faults.iter().map(|f| f.start_ns).min()) {
+        (Some(t), _) => timeline::Focus::Violation(t),
+        (None, Some(t)) => timeline::Focus::Fault(t),
+        (None, None) => timeline::Focus::Start,
+    };
+    let (svg, omitted) = timeline::timeline_svg(&ops, input.faults, focus);
     if let Some(sentence) = omitted {
         let _ = write!(h, "<p>{}</p>", escape(&sentence));
     }

@@ -8,6 +8,8 @@ use plotters::prelude::*;
 /// Most points the latency plot draws; beyond it `ok` points are thinned evenly (failures and
 /// indeterminate operations are always drawn: they are the interesting ones).
 pub const MAX_PLOT_POINTS: usize = 20_000;
+/// Points of the latency plot for operations that did not end `ok`, at most.
+const MAX_OTHER_POINTS: usize = MAX_PLOT_POINTS / 4;
 /// Most buckets of the throughput plot.
 const MAX_THROUGHPUT_BUCKETS: usize = 600;
 const WIDTH_PX: u32 = 1100;
@@ -39,18 +41,25 @@ pub fn latency_svg(
     let timed: Vec<&CompletedOp> = ops.iter().filter(|o| o.end_ns.is_some()).collect();
     let ok_count = timed.iter().filter(|o| o.kind == EventType::Ok).count();
     let others = timed.len() - ok_count;
+    // Failures and indeterminate operations are the rarer, telling points: all of them while
+    // they fit in a quarter of the points, every n-th beyond; `ok` ones fill the rest. So the
+    // page stays the same size however long the run.
+    let others_stride = others.div_ceil(MAX_OTHER_POINTS).max(1);
+    let others_shown = others / others_stride;
     let ok_stride = ok_count
-        .div_ceil(MAX_PLOT_POINTS.saturating_sub(others).max(1))
+        .div_ceil(MAX_PLOT_POINTS.saturating_sub(others_shown).max(1))
         .max(1);
-    let mut ok_seen = 0usize;
+    let (mut ok_seen, mut others_seen) = (0usize, 0usize);
     let shown: Vec<(f64, f64, EventType)> = timed
         .iter()
         .filter(|o| {
-            if o.kind != EventType::Ok {
-                return true;
-            }
-            ok_seen += 1;
-            ok_seen.is_multiple_of(ok_stride)
+            let (seen, stride) = if o.kind == EventType::Ok {
+                (&mut ok_seen, ok_stride)
+            } else {
+                (&mut others_seen, others_stride)
+            };
+            *seen += 1;
+            seen.is_multiple_of(stride)
         })
         .map(|o| {
             (

@@ -22,16 +22,51 @@ fn css(c: RGBColor) -> String {
     format!("rgb({},{},{})", c.0, c.1, c.2)
 }
 
-/// An SVG timeline of the first [`MAX_TIMELINE_OPS`] operations, and a sentence saying what
-/// was left out.
-pub fn timeline_svg(ops: &[CompletedOp], faults: &[FaultPeriod]) -> (String, Option<String>) {
-    let shown = &ops[..ops.len().min(MAX_TIMELINE_OPS)];
+/// Where the timeline of a long run is centred: the violation's first operation, or else the
+/// first fault, or else the start.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Focus {
+    /// Invocation time (ns) of the counterexample's first operation.
+    Violation(u64),
+    /// Start (ns) of the first fault.
+    Fault(u64),
+    Start,
+}
+
+/// An SVG timeline of at most [`MAX_TIMELINE_OPS`] operations (`ops` in invocation order):
+/// all of a short run; of a long one, those around `focus`, with a sentence saying what was
+/// left out.
+pub fn timeline_svg(
+    ops: &[CompletedOp],
+    faults: &[FaultPeriod],
+    focus: Focus,
+) -> (String, Option<String>) {
+    let (from, what) = match focus {
+        Focus::Violation(t) => (t, "the violation's first operation"),
+        Focus::Fault(t) => (t, "the first fault"),
+        Focus::Start => (0, ""),
+    };
+    let at = ops.partition_point(|o| o.start_ns < from);
+    // A third before the focus, the rest after it.
+    let start = at
+        .saturating_sub(MAX_TIMELINE_OPS / 3)
+        .min(ops.len().saturating_sub(MAX_TIMELINE_OPS));
+    let shown = &ops[start..(start + MAX_TIMELINE_OPS).min(ops.len())];
     let omitted = (ops.len() > shown.len()).then(|| {
-        format!(
-            "Showing the first {} of {} operations.",
-            shown.len(),
-            ops.len()
-        )
+        if start == 0 {
+            format!(
+                "Showing the first {} of {} operations.",
+                shown.len(),
+                ops.len()
+            )
+        } else {
+            format!(
+                "Showing operations {} to {} of {}, around {what}.",
+                start + 1,
+                start + shown.len(),
+                ops.len()
+            )
+        }
     });
     if shown.is_empty() {
         return (String::new(), omitted);
