@@ -122,6 +122,7 @@ pub const CORRECT_FAULT_SETS: &[&str] = &[
     "partition,partition-leader",
     "kill,kill-leader,kill-all,pause,power-loss",
     "depose-leader",
+    "corrupt",
 ];
 
 /// The correct server's rows of the short gate (CI): bounded in time, yet every workload and every
@@ -133,6 +134,7 @@ pub const SHORT_CORRECT_ROWS: &[(&str, &str)] = &[
     ("election", "depose-leader,pause"),
     ("session", "partition,kill,flaky"),
     ("watch", "pause,kill-leader,partition"),
+    ("register", "corrupt"),
 ];
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! Faults as values: what a step of a schedule does, and the exact commands that start and heal
 //! the network ones.
 
+pub use crate::corrupt::{DataFile, Damage};
 use crate::grudge::Grudge;
 use cluster::NodeId;
 use serde::{Deserialize, Serialize};
@@ -35,6 +36,9 @@ pub enum FaultKind {
     /// Lose every write a node did not fsync (its data directory is a lazyfs mount), SIGKILL
     /// it, and restart it at heal, as a power failure would.
     PowerLoss,
+    /// SIGKILL one node, damage its newest WAL or snapshot (flip bits in a region or cut its
+    /// end: Jepsen's bitflip-wal, bitflip-snap and truncate), restart it at heal.
+    Corrupt,
 }
 
 /// Every fault name, for usage messages.
@@ -50,6 +54,7 @@ pub const FAULT_KINDS: &[&str] = &[
     "depose-leader",
     "kill-all",
     "power-loss",
+    "corrupt",
 ];
 /// The faults that run commands in nodes' network namespaces (refused by the local backend).
 pub const NETWORK_FAULTS: &[&str] = &[
@@ -62,7 +67,7 @@ pub const NETWORK_FAULTS: &[&str] = &[
 ];
 
 impl FaultKind {
-    pub const ALL: [FaultKind; 11] = [
+    pub const ALL: [FaultKind; 12] = [
         FaultKind::Partition,
         FaultKind::Kill,
         FaultKind::Pause,
@@ -74,6 +79,7 @@ impl FaultKind {
         FaultKind::DeposeLeader,
         FaultKind::KillAll,
         FaultKind::PowerLoss,
+        FaultKind::Corrupt,
     ];
 
     pub fn name(self) -> &'static str {
@@ -89,6 +95,7 @@ impl FaultKind {
             FaultKind::DeposeLeader => "depose-leader",
             FaultKind::KillAll => "kill-all",
             FaultKind::PowerLoss => "power-loss",
+            FaultKind::Corrupt => "corrupt",
         }
     }
 
@@ -242,6 +249,14 @@ pub enum Fault {
     PowerLoss {
         targets: Targets,
     },
+    /// See `FaultKind::Corrupt`. One node (`targets` names one, or the leader); which bytes
+    /// are hit is drawn from `seed` once the file's length is known, and logged.
+    Corrupt {
+        targets: Targets,
+        file: DataFile,
+        damage: Damage,
+        seed: u64,
+    },
     Slow {
         nodes: Vec<NodeId>,
         rate_kbit: u32,
@@ -267,6 +282,7 @@ impl Fault {
             Fault::Depose => FaultKind::DeposeLeader,
             Fault::Pause { .. } => FaultKind::Pause,
             Fault::PowerLoss { .. } => FaultKind::PowerLoss,
+            Fault::Corrupt { .. } => FaultKind::Corrupt,
             Fault::Slow { .. } => FaultKind::Slow,
             Fault::Flaky { .. } => FaultKind::Flaky,
             Fault::Delay { .. } => FaultKind::Delay,
@@ -281,6 +297,17 @@ impl Fault {
             Fault::Depose => "depose the leader and kill its successor".to_string(),
             Fault::Pause { targets } => format!("pause {}", targets_name(targets)),
             Fault::PowerLoss { targets } => format!("power loss of {}", targets_name(targets)),
+            Fault::Corrupt {
+                targets,
+                file,
+                damage,
+                ..
+            } => format!(
+                "{} the {} of {}",
+                damage.name(),
+                file.name(),
+                targets_name(targets)
+            ),
             Fault::Slow { nodes, rate_kbit } => {
                 format!("slow {} to {rate_kbit} kbit/s", list(nodes))
             }

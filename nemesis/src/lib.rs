@@ -8,6 +8,7 @@
 //! module needed); delay and reordering are tc `netem`, refused where the kernel lacks it.
 //! This crate does not choose *which* faults a test uses: the harness passes the set.
 
+pub mod corrupt;
 pub mod fault;
 pub mod grudge;
 pub mod runner;

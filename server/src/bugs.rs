@@ -19,10 +19,11 @@ pub enum Bug {
     SequenceReuse,
     WatchDrop,
     ElectionNeverSettles,
+    CorruptLogServed,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 10] = [
+    pub const ALL: [Bug; 11] = [
         Bug::StaleRead,
         Bug::EarlyAck,
         Bug::NoFsync,
@@ -33,6 +34,7 @@ impl Bug {
         Bug::SequenceReuse,
         Bug::WatchDrop,
         Bug::ElectionNeverSettles,
+        Bug::CorruptLogServed,
     ];
 
     pub fn name(self) -> &'static str {
@@ -47,6 +49,7 @@ impl Bug {
             Bug::SequenceReuse => "sequence-reuse",
             Bug::WatchDrop => "watch-drop",
             Bug::ElectionNeverSettles => "election-never-settles",
+            Bug::CorruptLogServed => "corrupt-log-served",
         }
     }
 
