@@ -1,7 +1,7 @@
 //! Faults as values: what a step of a schedule does, and the exact commands that start and heal
 //! the network ones.
 
-pub use crate::corrupt::{DataFile, Damage};
+pub use crate::corrupt::{Damage, DataFile};
 use crate::grudge::Grudge;
 use cluster::NodeId;
 use serde::{Deserialize, Serialize};

@@ -728,8 +728,14 @@ fn an_unreported_damage_loses_acknowledged_writes() {
         })
         .is_err()
     });
-    eprintln!("unreported damage: caught at seed {:?}", caught.map(|s| 7_000 + s));
-    assert!(caught.is_some(), "the simulator never lost a write to unreported damage");
+    eprintln!(
+        "unreported damage: caught at seed {:?}",
+        caught.map(|s| 7_000 + s)
+    );
+    assert!(
+        caught.is_some(),
+        "the simulator never lost a write to unreported damage"
+    );
 }
 
 /// The rule itself, step by step: a node whose disk was cut at damage does not vote, so it

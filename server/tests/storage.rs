@@ -406,7 +406,8 @@ fn a_damaged_record_is_cut_with_what_follows_and_reported_until_restored() {
             assert_eq!(zxids(&r), intact);
             assert!(r.damage.is_some(), "still damaged after a restart");
             // Synced from a leader: the restored history is durable, the marker goes.
-            s.persist(&Persist::Append(txns(k as u64 + 1..=12))).unwrap();
+            s.persist(&Persist::Append(txns(k as u64 + 1..=12)))
+                .unwrap();
             s.persist(&Persist::HistoryRestored).unwrap();
             s.sync().unwrap();
             drop(s);
@@ -448,7 +449,10 @@ fn a_damaged_snapshot_leaves_an_empty_history_and_the_epochs() {
         }
         fs::write(&snap, bytes).unwrap();
         let (s, r) = open_repairing(dir.path());
-        assert!(r.snapshot.is_none() && r.log.is_empty(), "nothing damaged is served");
+        assert!(
+            r.snapshot.is_none() && r.log.is_empty(),
+            "nothing damaged is served"
+        );
         assert_eq!((r.accepted_epoch, r.current_epoch), (3, 2));
         assert!(r.damage.as_deref().unwrap().contains("snapshot"));
         drop(s);

@@ -312,13 +312,12 @@ impl Driver {
             repair: !standalone,
             skip_corrupt_records: config.core.has_bug(Bug::CorruptLogServed),
         };
-        let (mut storage, recovered) =
-            Storage::open_with(&config.data_dir, mode).map_err(|e| {
-                anyhow::anyhow!(
-                    "cannot use data directory {}: {e}",
-                    config.data_dir.display()
-                )
-            })?;
+        let (mut storage, recovered) = Storage::open_with(&config.data_dir, mode).map_err(|e| {
+            anyhow::anyhow!(
+                "cannot use data directory {}: {e}",
+                config.data_dir.display()
+            )
+        })?;
         if standalone && let Some(why) = &recovered.damage {
             anyhow::bail!(
                 "cannot use data directory {}: it was damaged ({why}) and a standalone server has no other copy to recover from",

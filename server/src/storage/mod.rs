@@ -330,7 +330,9 @@ impl Storage {
             tracing::error!(
                 "damaged data: {reason}; cutting the history before it and recovering it from the ensemble"
             );
-            write_whole(dir, DAMAGE_FILE, true, |out| out.write_all(reason.as_bytes()))?;
+            write_whole(dir, DAMAGE_FILE, true, |out| {
+                out.write_all(reason.as_bytes())
+            })?;
         }
         let damaged = damage.is_some() || earlier_damage.is_some();
         recovered.damage = damage.or(earlier_damage);
@@ -362,7 +364,9 @@ impl Storage {
                     .open(&path)
                     .map_err(io_err(&path))?;
                 // A torn tail, or (repairing) everything from the first damaged record on.
-                if let Some((offset, reason)) = found.scan.torn.as_ref().or(found.scan.corrupt.as_ref()) {
+                if let Some((offset, reason)) =
+                    found.scan.torn.as_ref().or(found.scan.corrupt.as_ref())
+                {
                     tracing::warn!(
                         file = %path.display(),
                         offset,
