@@ -114,6 +114,14 @@ pub const BUG_MATRIX: &[BugEntry] = &[
         keeperd_args: &[],
         why: "after a restart or a lost leader the election never concludes: the cluster stays down after the heal",
     },
+    BugEntry {
+        bug: "corrupt-log-served",
+        workload: "sequential",
+        faults: "corrupt",
+        must_flag: &["sequential", "convergence"],
+        keeperd_args: &[],
+        why: "a node skips a log record whose checksum fails and serves the rest: its tree lacks a create, so it hands out a sequence number again and its digest differs",
+    },
 ];
 
 /// The correct server must be valid under every workload with each of these fault sets.

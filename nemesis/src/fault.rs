@@ -486,8 +486,56 @@ mod grudge_pairs {
 
 #[cfg(test)]
 mod serde_tests {
-    use crate::FaultKind;
     use crate::schedule::{Pacing, Schedule};
+    use crate::{Fault, FaultKind, FaultSet, Targets};
+
+    #[test]
+    fn corrupt_parses_and_its_steps_hit_one_node_and_read_back() {
+        let set: FaultSet = "kill, corrupt".parse().unwrap();
+        assert_eq!(set.kinds(), &[FaultKind::Kill, FaultKind::Corrupt]);
+        assert_eq!(FaultKind::Corrupt.name(), "corrupt");
+        assert!(!FaultKind::Corrupt.is_network());
+        let e = "corrupted".parse::<FaultSet>().unwrap_err().to_string();
+        assert!(e.contains("unknown fault") && e.contains("corrupt"), "{e}");
+        let (mut files, mut damages) = (Vec::new(), Vec::new());
+        for seed in 0..20 {
+            let s = Schedule::generate(
+                seed,
+                &[FaultKind::Corrupt],
+                &[1, 2, 3],
+                60_000,
+                Pacing::default(),
+            )
+            .unwrap();
+            assert_eq!(Schedule::from_json(&s.to_json()).unwrap(), s, "seed {seed}");
+            for step in &s.steps {
+                let Fault::Corrupt {
+                    targets,
+                    file,
+                    damage,
+                    ..
+                } = &step.fault
+                else {
+                    panic!("seed {seed}: a corrupt schedule has {:?}", step.fault);
+                };
+                match targets {
+                    Targets::Leader => {}
+                    Targets::Nodes(n) => assert_eq!(n.len(), 1, "one node at a time"),
+                    Targets::All => panic!("corrupt never hits every node"),
+                }
+                files.push(*file);
+                damages.push(*damage);
+                assert_eq!(step.fault.kind(), FaultKind::Corrupt);
+            }
+        }
+        use crate::fault::{Damage, DataFile};
+        for f in [DataFile::Wal, DataFile::Snapshot] {
+            assert!(files.contains(&f), "{f:?} is never hit");
+        }
+        for d in [Damage::Bitflip, Damage::Truncate] {
+            assert!(damages.contains(&d), "{d:?} is never done");
+        }
+    }
 
     #[test]
     fn a_schedule_with_partitions_reads_back() {
