@@ -142,10 +142,14 @@ pub fn corrupt(dir: &Path, file: DataFile, damage: Damage, seed: u64) -> Result<
             f.seek(SeekFrom::Start(start))
                 .and_then(|_| f.read_exact(&mut bytes))
                 .map_err(|e| io(ctx(), e))?;
-            let flips = rng.random_range(1..=MAX_FLIPPED_BITS);
+            // Distinct bits, so that no flip undoes another.
+            let flips = rng.random_range(1..=MAX_FLIPPED_BITS) as usize;
+            let mut bits = std::collections::BTreeSet::new();
+            while bits.len() < flips {
+                bits.insert(rng.random_range(0..region * 8));
+            }
             let mut offsets = Vec::new();
-            for _ in 0..flips {
-                let bit = rng.random_range(0..region * 8);
+            for bit in bits {
                 bytes[(bit / 8) as usize] ^= 1 << (bit % 8);
                 offsets.push(start + bit / 8);
             }
