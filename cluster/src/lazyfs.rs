@@ -68,7 +68,7 @@ impl Disks {
         for node in spec.node_ids() {
             let dir = spec.node_dir(node);
             let backing = dir.join("disk");
-            let mount = dir.join("data");
+            let mount = spec.data_dir(node);
             for d in [&backing, &mount] {
                 std::fs::create_dir_all(d)
                     .map_err(|e| ClusterError::io(format!("creating {}", d.display()), e))?;

@@ -232,6 +232,12 @@ impl ClusterSpec {
         self.base_dir.join("nodes").join(node_name(node))
     }
 
+    /// The node's data directory on the host (netns and local backends; docker keeps data on
+    /// volumes).
+    pub fn data_dir(&self, node: NodeId) -> PathBuf {
+        self.node_dir(node).join("data")
+    }
+
     fn validate(&self) -> Result<(), ClusterError> {
         if self.nodes == 0 || self.nodes > MAX_NODES {
             return Err(ClusterError::Invalid(format!(

@@ -74,7 +74,7 @@ impl Launch {
                 "the cluster is not set up yet".to_string(),
             ));
         }
-        let data = spec.node_dir(node).join("data");
+        let data = spec.data_dir(node);
         let command = spec.node_command(node, addrs, &data)?;
         let mut argv = wrapper;
         argv.extend(command.argv());
@@ -245,7 +245,7 @@ impl Supervisor {
                 "node {node} must be down to wipe its data"
             )));
         }
-        wipe_dir(&spec.node_dir(node).join("data"))
+        wipe_dir(&spec.data_dir(node))
     }
 }
 

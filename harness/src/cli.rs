@@ -156,7 +156,7 @@ pub struct TestArgs {
     #[arg(long, value_enum, default_value_t = WorkloadKind::Register)]
     pub workload: WorkloadKind,
     /// Faults, comma-separated (partition, kill, pause, slow, flaky, delay, partition-leader,
-    /// kill-leader, depose-leader, kill-all, power-loss), or none.
+    /// kill-leader, depose-leader, kill-all, power-loss, corrupt), or none.
     #[arg(long, default_value = "partition,kill,pause", value_parser = parse_fault_set)]
     pub nemesis: FaultSet,
     #[command(flatten)]

@@ -122,6 +122,14 @@ pub const BUG_MATRIX: &[BugEntry] = &[
         keeperd_args: &[],
         why: "a leader whose clock runs fast expires sessions whose clients are still speaking",
     },
+    BugEntry {
+        bug: "corrupt-log-served",
+        workload: "sequential",
+        faults: "corrupt",
+        must_flag: &["sequential", "convergence"],
+        keeperd_args: &[],
+        why: "a node skips a log record whose checksum fails and serves the rest: its tree lacks a create, so it hands out a sequence number again and its digest differs",
+    },
 ];
 
 /// The correct server must be valid under every workload with each of these fault sets.
@@ -131,6 +139,7 @@ pub const CORRECT_FAULT_SETS: &[&str] = &[
     "kill,kill-leader,kill-all,pause,power-loss",
     "depose-leader",
     "clock-skew,clock-jump,clock-strobe",
+    "corrupt",
 ];
 
 /// The correct server's rows of the short gate (CI): bounded in time, yet every workload and every
@@ -143,6 +152,7 @@ pub const SHORT_CORRECT_ROWS: &[(&str, &str)] = &[
     ("session", "partition,kill,flaky"),
     ("watch", "pause,kill-leader,partition"),
     ("session", "clock-skew,clock-jump,clock-strobe"),
+    ("register", "corrupt"),
 ];
 
 #[cfg(test)]

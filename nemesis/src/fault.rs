@@ -1,6 +1,7 @@
 //! Faults as values: what a step of a schedule does, and the exact commands that start and heal
 //! the network ones.
 
+pub use crate::corrupt::{Damage, DataFile};
 use crate::grudge::Grudge;
 use cluster::NodeId;
 use serde::{Deserialize, Serialize};
@@ -41,6 +42,9 @@ pub enum FaultKind {
     ClockJump,
     /// Flip nodes' clocks between true time and a jump every few milliseconds, until heal.
     ClockStrobe,
+    /// SIGKILL one node, damage its newest WAL or snapshot (flip bits in a region or cut its
+    /// end: Jepsen's bitflip-wal, bitflip-snap and truncate), restart it at heal.
+    Corrupt,
 }
 
 /// Every fault name, for usage messages.
@@ -59,6 +63,7 @@ pub const FAULT_KINDS: &[&str] = &[
     "clock-skew",
     "clock-jump",
     "clock-strobe",
+    "corrupt",
 ];
 /// The faults that change nodes' clocks (through libfaketime; refused by the docker backend).
 pub const CLOCK_FAULTS: &[&str] = &["clock-skew", "clock-jump", "clock-strobe"];
@@ -73,7 +78,7 @@ pub const NETWORK_FAULTS: &[&str] = &[
 ];
 
 impl FaultKind {
-    pub const ALL: [FaultKind; 14] = [
+    pub const ALL: [FaultKind; 15] = [
         FaultKind::Partition,
         FaultKind::Kill,
         FaultKind::Pause,
@@ -88,6 +93,7 @@ impl FaultKind {
         FaultKind::ClockSkew,
         FaultKind::ClockJump,
         FaultKind::ClockStrobe,
+        FaultKind::Corrupt,
     ];
 
     pub fn name(self) -> &'static str {
@@ -106,6 +112,7 @@ impl FaultKind {
             FaultKind::ClockSkew => "clock-skew",
             FaultKind::ClockJump => "clock-jump",
             FaultKind::ClockStrobe => "clock-strobe",
+            FaultKind::Corrupt => "corrupt",
         }
     }
 
@@ -268,6 +275,14 @@ pub enum Fault {
     PowerLoss {
         targets: Targets,
     },
+    /// See `FaultKind::Corrupt`. One node (`targets` names one, or the leader); which bytes
+    /// are hit is drawn from `seed` once the file's length is known, and logged.
+    Corrupt {
+        targets: Targets,
+        file: DataFile,
+        damage: Damage,
+        seed: u64,
+    },
     Slow {
         nodes: Vec<NodeId>,
         rate_kbit: u32,
@@ -309,6 +324,7 @@ impl Fault {
             Fault::Depose => FaultKind::DeposeLeader,
             Fault::Pause { .. } => FaultKind::Pause,
             Fault::PowerLoss { .. } => FaultKind::PowerLoss,
+            Fault::Corrupt { .. } => FaultKind::Corrupt,
             Fault::Slow { .. } => FaultKind::Slow,
             Fault::ClockSkew { .. } => FaultKind::ClockSkew,
             Fault::ClockJump { .. } => FaultKind::ClockJump,
@@ -344,6 +360,17 @@ impl Fault {
                 "clock of {} strobes by {} every {period_ms} ms",
                 targets_name(targets),
                 signed_ms(*offset_ms)
+            ),
+            Fault::Corrupt {
+                targets,
+                file,
+                damage,
+                ..
+            } => format!(
+                "{} the {} of {}",
+                damage.name(),
+                file.name(),
+                targets_name(targets)
             ),
             Fault::Slow { nodes, rate_kbit } => {
                 format!("slow {} to {rate_kbit} kbit/s", list(nodes))
@@ -531,8 +558,56 @@ mod grudge_pairs {
 
 #[cfg(test)]
 mod serde_tests {
-    use crate::FaultKind;
     use crate::schedule::{Pacing, Schedule};
+    use crate::{Fault, FaultKind, FaultSet, Targets};
+
+    #[test]
+    fn corrupt_parses_and_its_steps_hit_one_node_and_read_back() {
+        let set: FaultSet = "kill, corrupt".parse().unwrap();
+        assert_eq!(set.kinds(), &[FaultKind::Kill, FaultKind::Corrupt]);
+        assert_eq!(FaultKind::Corrupt.name(), "corrupt");
+        assert!(!FaultKind::Corrupt.is_network());
+        let e = "corrupted".parse::<FaultSet>().unwrap_err().to_string();
+        assert!(e.contains("unknown fault") && e.contains("corrupt"), "{e}");
+        let (mut files, mut damages) = (Vec::new(), Vec::new());
+        for seed in 0..20 {
+            let s = Schedule::generate(
+                seed,
+                &[FaultKind::Corrupt],
+                &[1, 2, 3],
+                60_000,
+                Pacing::default(),
+            )
+            .unwrap();
+            assert_eq!(Schedule::from_json(&s.to_json()).unwrap(), s, "seed {seed}");
+            for step in &s.steps {
+                let Fault::Corrupt {
+                    targets,
+                    file,
+                    damage,
+                    ..
+                } = &step.fault
+                else {
+                    panic!("seed {seed}: a corrupt schedule has {:?}", step.fault);
+                };
+                match targets {
+                    Targets::Leader => {}
+                    Targets::Nodes(n) => assert_eq!(n.len(), 1, "one node at a time"),
+                    Targets::All => panic!("corrupt never hits every node"),
+                }
+                files.push(*file);
+                damages.push(*damage);
+                assert_eq!(step.fault.kind(), FaultKind::Corrupt);
+            }
+        }
+        use crate::fault::{Damage, DataFile};
+        for f in [DataFile::Wal, DataFile::Snapshot] {
+            assert!(files.contains(&f), "{f:?} is never hit");
+        }
+        for d in [Damage::Bitflip, Damage::Truncate] {
+            assert!(damages.contains(&d), "{d:?} is never done");
+        }
+    }
 
     #[test]
     fn a_schedule_with_partitions_reads_back() {

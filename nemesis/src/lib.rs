@@ -10,6 +10,7 @@
 //! fast or slow, jumps, or strobes, and is true again at heal; the machine's clock is untouched.
 //! This crate does not choose *which* faults a test uses: the harness passes the set.
 
+pub mod corrupt;
 pub mod fault;
 pub mod grudge;
 pub mod runner;

@@ -141,11 +141,17 @@ pub async fn check_support(backend: BackendKind, kinds: &[FaultKind]) -> Result<
         }
         cluster::clock::check()?;
     }
+    if kinds.contains(&FaultKind::Corrupt) && backend == BackendKind::Docker {
+        return Err(NemesisError::Unsupported(NO_CORRUPT_ON_DOCKER.to_string()));
+    }
     if kinds.contains(&FaultKind::Delay) && !netem_available().await {
         return Err(NemesisError::Unsupported(crate::NO_NETEM.to_string()));
     }
     Ok(())
 }
+
+/// The one line users see when `corrupt` meets the docker backend.
+pub const NO_CORRUPT_ON_DOCKER: &str = "the docker backend cannot inject corrupt: its nodes' data is on Docker volumes, out of the harness's reach; use --backend netns or local (as root)";
 
 /// What a started fault needs to be healed.
 struct Active {
@@ -399,6 +405,33 @@ async fn start_fault<C: Backend>(cluster: &C, fault: &Fault) -> Outcome {
             }
             out
         }
+        Fault::Corrupt {
+            targets,
+            file,
+            damage,
+            seed,
+        } => {
+            let (nodes, resolution) = resolve_targets(cluster, targets).await;
+            let mut out = Outcome::new(nodes.clone());
+            out.resolution = resolution;
+            // Down first, so the node neither reads nor rewrites the file while it is damaged,
+            // and finds the damage when it starts again at heal.
+            for &node in &nodes {
+                let r = cluster.kill(node).await;
+                out.action(node, "kill", r);
+                if out.error.is_some() {
+                    continue;
+                }
+                let dir = cluster.spec().data_dir(node);
+                let r = crate::corrupt::corrupt(&dir, *file, *damage, *seed);
+                let detail = r.as_ref().ok().cloned();
+                out.action(node, "corrupt", r.map(|_| ()));
+                if let Some(detail) = detail {
+                    out.detail(node, detail);
+                }
+            }
+            out
+        }
         Fault::Pause { targets } => {
             let (nodes, resolution) = resolve_targets(cluster, targets).await;
             let mut out = Outcome::new(nodes.clone());
@@ -532,7 +565,11 @@ async fn heal_fault<C: Backend>(cluster: &C, active: &mut Active) -> Outcome {
                     out.command(cluster, node, cmd).await;
                 }
             }
-            FaultKind::Kill | FaultKind::KillLeader | FaultKind::KillAll | FaultKind::PowerLoss => {
+            FaultKind::Kill
+            | FaultKind::KillLeader
+            | FaultKind::KillAll
+            | FaultKind::PowerLoss
+            | FaultKind::Corrupt => {
                 let r = cluster.start(node).await;
                 out.action(node, "start", r);
             }

@@ -3,7 +3,7 @@
 //! one starts after a gap, so a heal never undoes another fault's rules.
 
 use crate::NemesisError;
-use crate::fault::{Fault, FaultKind, PartitionShape, Targets};
+use crate::fault::{Damage, DataFile, Fault, FaultKind, PartitionShape, Targets};
 use crate::grudge;
 use cluster::NodeId;
 use rand::seq::{IndexedRandom, SliceRandom};
@@ -244,6 +244,22 @@ fn generate_fault(kind: FaultKind, nodes: &[NodeId], rng: &mut ChaCha8Rng) -> Fa
             targets: process_targets(nodes, rng),
             offset_ms: *CLOCK_STROBE_OFFSETS_MS.choose(rng).expect("not empty"),
             period_ms: *CLOCK_STROBE_PERIODS_MS.choose(rng).expect("not empty"),
+        },
+        // One node at a time, as Jepsen's bitflip and truncate: the others keep a copy of
+        // everything it acknowledged. Half the time the leader, whose log is the longest.
+        FaultKind::Corrupt => Fault::Corrupt {
+            targets: if rng.random_bool(0.5) {
+                Targets::Leader
+            } else {
+                Targets::Nodes(vec![*nodes.choose(rng).expect("nodes is not empty")])
+            },
+            file: *[DataFile::Wal, DataFile::Snapshot]
+                .choose(rng)
+                .expect("not empty"),
+            damage: *[Damage::Bitflip, Damage::Truncate]
+                .choose(rng)
+                .expect("not empty"),
+            seed: rng.random(),
         },
         FaultKind::Slow => Fault::Slow {
             nodes: minority(nodes, rng),

@@ -21,10 +21,11 @@ pub enum Bug {
     ElectionNeverSettles,
     /// The leader expires sessions by its own clock without a margin (clock-skew).
     LeaseOnFastClock,
+    CorruptLogServed,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 11] = [
+    pub const ALL: [Bug; 12] = [
         Bug::StaleRead,
         Bug::EarlyAck,
         Bug::NoFsync,
@@ -36,6 +37,7 @@ impl Bug {
         Bug::WatchDrop,
         Bug::ElectionNeverSettles,
         Bug::LeaseOnFastClock,
+        Bug::CorruptLogServed,
     ];
 
     pub fn name(self) -> &'static str {
@@ -51,6 +53,7 @@ impl Bug {
             Bug::WatchDrop => "watch-drop",
             Bug::ElectionNeverSettles => "election-never-settles",
             Bug::LeaseOnFastClock => "lease-on-fast-clock",
+            Bug::CorruptLogServed => "corrupt-log-served",
         }
     }
 

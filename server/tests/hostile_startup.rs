@@ -1,6 +1,8 @@
-//! A node whose log's last complete record is damaged (issue 11): it must refuse to start, with
-//! its start-up INFO lines and then one error line naming the file and offset on stderr, and
-//! must leave the log as it was (not cut the record, which may have been acknowledged).
+//! A standalone node whose log's last complete record is damaged (issue 11): it must refuse to
+//! start, with its start-up INFO lines and then one error line naming the file and offset on
+//! stderr, and must leave the log as it was (not cut the record, which may have been
+//! acknowledged). It has no other copy to recover from; a member of an ensemble cuts and
+//! recovers instead (issue 13, `server/tests/storage.rs` and `sim.rs`).
 
 mod support;
 

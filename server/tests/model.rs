@@ -161,6 +161,8 @@ impl Disk {
                 self.accepted_epoch = *accepted_epoch;
                 self.current_epoch = *current_epoch;
             }
+            // The model's disks are never damaged.
+            Persist::HistoryRestored => {}
         }
     }
 
@@ -170,6 +172,7 @@ impl Disk {
             log: self.log.clone(),
             accepted_epoch: self.accepted_epoch,
             current_epoch: self.current_epoch,
+            damage: None,
         }
     }
 }

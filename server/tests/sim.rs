@@ -26,6 +26,8 @@ struct Disk {
     log: Vec<Txn>,
     accepted_epoch: u32,
     current_epoch: u32,
+    /// Set when the disk was damaged and the history cut (`Recovered::damage`).
+    damage: Option<String>,
 }
 
 impl Disk {
@@ -57,6 +59,7 @@ impl Disk {
                 self.accepted_epoch = *accepted_epoch;
                 self.current_epoch = *current_epoch;
             }
+            Persist::HistoryRestored => self.damage = None,
         }
     }
 
@@ -66,6 +69,7 @@ impl Disk {
             log: self.log.clone(),
             accepted_epoch: self.accepted_epoch,
             current_epoch: self.current_epoch,
+            damage: self.damage.clone(),
         }
     }
 }
@@ -107,7 +111,27 @@ struct Sim {
     bug: Option<keeper::core::Bug>,
     /// Each node's applied zxid since it last started: it never goes back.
     applied: BTreeMap<u64, Zxid>,
+    /// Whether crashes also damage disks (`corrupt`), and whether the damage is reported.
+    damage: DiskDamage,
+    /// When a disk was last damaged: one damaged node at a time, as schism's `corrupt`.
+    last_damage_at: u64,
 }
+
+/// The simulator's `corrupt`: a crash that also cuts the node's disk, as keeper's storage does
+/// when it finds a damaged record (the records from it on) or snapshot (everything).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum DiskDamage {
+    Off,
+    /// The storage reports the cut (`Recovered::damage`), as keeperd's does.
+    Reported,
+    /// The cut history looks whole: what a storage without the damage report would do.
+    Unreported,
+}
+
+/// Odds that a crash (while `DiskDamage` is on) damages the disk, and the quiet time after a
+/// damage before another.
+const DAMAGE_ODDS: f64 = 0.5;
+const DAMAGE_GAP_MS: u64 = 5_000;
 
 impl Sim {
     fn new(seed: u64, n: u64) -> Sim {
@@ -138,6 +162,8 @@ impl Sim {
             writes_ok: 0,
             bug,
             applied: BTreeMap::new(),
+            damage: DiskDamage::Off,
+            last_damage_at: 0,
         };
         for &id in &ids {
             sim.disks.insert(id, Disk::default());
@@ -451,6 +477,13 @@ impl Sim {
             // Crash a node.
             let id = self.ids[self.rng.random_range(0..self.ids.len())];
             self.crash(id);
+            if self.damage != DiskDamage::Off
+                && self.now >= self.last_damage_at + DAMAGE_GAP_MS
+                && self.disks.values().all(|d| d.damage.is_none())
+                && self.rng.random_bool(DAMAGE_ODDS)
+            {
+                self.damage_disk(id);
+            }
         } else if roll < 75 {
             // A stale or spurious disconnect notice (a link that reset while the peer lives):
             // it may cost an election, never safety.
@@ -485,6 +518,32 @@ impl Sim {
                 self.input(other, Input::PeerDisconnected { peer: id });
             }
         }
+    }
+
+    /// Cuts the disk of node `id` (down) as keeper's storage does at damage: the log from a
+    /// random record on, or (a damaged snapshot or log header) everything but the epochs.
+    fn damage_disk(&mut self, id: u64) {
+        self.last_damage_at = self.now;
+        let disk = self.disks.get_mut(&id).unwrap();
+        let why = if disk.log.is_empty() || self.rng.random_bool(0.2) {
+            disk.snapshot = None;
+            disk.log.clear();
+            "damaged snapshot".to_string()
+        } else {
+            let keep = self.rng.random_range(0..disk.log.len());
+            disk.log.truncate(keep);
+            format!("damaged log record {keep}")
+        };
+        if self.damage == DiskDamage::Reported {
+            disk.damage = Some(why);
+        }
+    }
+
+    /// Starts node `id` (down) again from its disk.
+    fn restart(&mut self, id: u64) {
+        let core = Core::new(self.config(id), self.disks[&id].recovered(), self.now);
+        self.nodes.insert(id, Some(core));
+        self.applied.remove(&id);
     }
 
     fn heal(&mut self) {
@@ -536,7 +595,18 @@ fn simulate(seed: u64, n: u64, fault_ms: u64) {
 }
 
 fn simulate_with(seed: u64, n: u64, fault_ms: u64, bug: Option<keeper::core::Bug>) {
+    simulate_damaged(seed, n, fault_ms, bug, DiskDamage::Off)
+}
+
+fn simulate_damaged(
+    seed: u64,
+    n: u64,
+    fault_ms: u64,
+    bug: Option<keeper::core::Bug>,
+    damage: DiskDamage,
+) {
     let mut sim = Sim::with_bug(seed, n, bug);
+    sim.damage = damage;
     sim.run_for(fault_ms, 40, 1);
     sim.heal();
     // Without faults the ensemble must elect a leader, serve, and converge.
@@ -630,6 +700,81 @@ fn five_nodes_stay_safe_and_converge() {
         eprintln!("sim seed {seed} (replay: SIM_SEED={seed})");
         simulate(seed, 5, 30_000);
     }
+}
+
+/// schism's `corrupt` in the simulator: crashes that also cut a node's disk at damage, one node
+/// at a time. A damaged node votes only once it has synced from a leader elected without it
+/// ("Protocol-Aware Recovery", FAST 2018), so no acknowledged write is lost.
+#[test]
+fn damaged_disks_lose_no_acknowledged_write() {
+    for seed in seeds() {
+        eprintln!("sim seed {seed} (replay: SIM_SEED={seed})");
+        simulate_damaged(seed, 3, 30_000, None, DiskDamage::Reported);
+    }
+    for seed in seeds().into_iter().take(4) {
+        eprintln!("sim seed {seed}, 5 nodes (replay: SIM_SEED={seed})");
+        simulate_damaged(seed, 5, 30_000, None, DiskDamage::Reported);
+    }
+}
+
+/// The same faults with the damage unreported (the cut history looks whole, the node votes at
+/// once) lose acknowledged writes: the report and the core's refusal to vote are what keep
+/// them.
+#[test]
+fn an_unreported_damage_loses_acknowledged_writes() {
+    let caught = (0..60u64).find(|seed| {
+        std::panic::catch_unwind(|| {
+            simulate_damaged(7_000 + seed, 3, 30_000, None, DiskDamage::Unreported)
+        })
+        .is_err()
+    });
+    eprintln!(
+        "unreported damage: caught at seed {:?}",
+        caught.map(|s| 7_000 + s)
+    );
+    assert!(
+        caught.is_some(),
+        "the simulator never lost a write to unreported damage"
+    );
+}
+
+/// The rule itself, step by step: a node whose disk was cut at damage does not vote, so it
+/// and one healthy node (which may lack writes the damaged node acknowledged) elect nobody;
+/// once a leader that a quorum elected without it has synced it, its damage is cleared on
+/// disk and it counts again.
+#[test]
+fn a_damaged_node_does_not_vote_until_it_has_synced_from_a_leader() {
+    let mut sim = Sim::new(11, 3);
+    sim.faults = false;
+    sim.run_for(3_000, 20, 0);
+    let leader = sim.leader().expect("a leader");
+    assert!(sim.writes_ok > 0);
+    let others: Vec<u64> = sim.ids.iter().copied().filter(|&i| i != leader).collect();
+    let (damaged, healthy) = (others[0], others[1]);
+    sim.crash(damaged);
+    sim.crash(leader);
+    sim.damage = DiskDamage::Reported;
+    sim.damage_disk(damaged);
+    sim.restart(damaged);
+    sim.run_for(5_000, 0, 0);
+    assert_eq!(
+        sim.leader(),
+        None,
+        "a damaged node and one other elected a leader"
+    );
+    sim.restart(leader);
+    sim.run_for(5_000, 0, 0);
+    assert!(sim.leader().is_some(), "the healthy nodes elect");
+    assert_eq!(
+        sim.disks[&damaged].damage, None,
+        "the damaged node synced and cleared its damage"
+    );
+    sim.crash(healthy);
+    sim.run_for(5_000, 10, 0);
+    assert!(
+        sim.leader().is_some(),
+        "the restored node votes again: it and one other elect"
+    );
 }
 
 #[test]

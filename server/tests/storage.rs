@@ -3,7 +3,7 @@
 
 use keeper::api::{Op, Stat, Zxid};
 use keeper::core::{Persist, Recovered};
-use keeper::storage::{Storage, StorageError};
+use keeper::storage::{DAMAGE_FILE, OpenMode, Storage, StorageError};
 use keeper::tree::{SessionEntry, Snapshot, SnapshotNode};
 use keeper::txn::{Origin, Txn, TxnBody};
 use rand::{RngExt, SeedableRng};
@@ -365,6 +365,112 @@ fn a_corrupt_snapshot_fails_open() {
         other => panic!("expected Corrupt, got {:?}", other.err()),
     }
     assert_eq!(contents(dir.path()), before);
+}
+
+fn open_repairing(dir: &Path) -> (Storage, Recovered) {
+    let mode = OpenMode {
+        repair: true,
+        ..OpenMode::default()
+    };
+    Storage::open_with(dir, mode).unwrap_or_else(|e| panic!("repairing open failed: {e}"))
+}
+
+fn zxids(r: &Recovered) -> Vec<Zxid> {
+    r.log.iter().map(|t| t.zxid).collect()
+}
+
+/// A member of an ensemble (repairing open) never serves a damaged record nor anything after
+/// it: the history is cut before it, the damage is reported and stays reported (a marker,
+/// durable before the cut) across restarts until the core says the history is restored.
+#[test]
+fn a_damaged_record_is_cut_with_what_follows_and_reported_until_restored() {
+    let (source, bytes) = dir_with_records(10);
+    let name = log_path(source.path()).file_name().unwrap().to_owned();
+    let recs = records(&bytes);
+    for (k, &(start, end)) in recs.iter().enumerate() {
+        for at in [start + 1, start + 9, start + FRAME_BYTES + 2, end - 1] {
+            let dir = tempfile::tempdir().unwrap();
+            let mut damaged = bytes.clone();
+            damaged[at] ^= 0x41;
+            fs::write(dir.path().join(&name), &damaged).unwrap();
+            let (s, r) = open_repairing(dir.path());
+            let intact: Vec<Zxid> = (1..=k as u64).collect();
+            assert_eq!(zxids(&r), intact, "record {k}, byte {at}");
+            let why = r.damage.clone().expect("the damage is reported");
+            assert!(why.contains(&format!("offset {start}")), "{why}");
+            assert!(s.is_damaged());
+            assert!(dir.path().join(DAMAGE_FILE).exists());
+            drop(s);
+            // The cut history now looks whole on disk; only the marker says it is not.
+            let (mut s, r) = open_repairing(dir.path());
+            assert_eq!(zxids(&r), intact);
+            assert!(r.damage.is_some(), "still damaged after a restart");
+            // Synced from a leader: the restored history is durable, the marker goes.
+            s.persist(&Persist::Append(txns(k as u64 + 1..=12)))
+                .unwrap();
+            s.persist(&Persist::HistoryRestored).unwrap();
+            s.sync().unwrap();
+            drop(s);
+            let (_, r) = open(dir.path());
+            assert_eq!(zxids(&r), (1..=12).collect::<Vec<_>>());
+            assert!(r.damage.is_none());
+            assert!(!dir.path().join(DAMAGE_FILE).exists());
+        }
+    }
+}
+
+/// A damaged snapshot (or one cut short) leaves no base for the log after it: the whole
+/// history goes, the epochs stay, and a later open starts from the new, empty generation.
+#[test]
+fn a_damaged_snapshot_leaves_an_empty_history_and_the_epochs() {
+    for truncate in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut s, _) = open(dir.path());
+        s.persist(&Persist::Append(txns(1..=10))).unwrap();
+        s.persist(&Persist::Epochs {
+            accepted_epoch: 3,
+            current_epoch: 2,
+        })
+        .unwrap();
+        s.save_snapshot(&snapshot(5)).unwrap();
+        s.sync().unwrap();
+        drop(s);
+        let snap = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.to_str().unwrap().contains("snapshot."))
+            .unwrap();
+        let mut bytes = fs::read(&snap).unwrap();
+        if truncate {
+            bytes.truncate(bytes.len() - 3);
+        } else {
+            let middle = bytes.len() / 2;
+            bytes[middle] ^= 4;
+        }
+        fs::write(&snap, bytes).unwrap();
+        let (s, r) = open_repairing(dir.path());
+        assert!(
+            r.snapshot.is_none() && r.log.is_empty(),
+            "nothing damaged is served"
+        );
+        assert_eq!((r.accepted_epoch, r.current_epoch), (3, 2));
+        assert!(r.damage.as_deref().unwrap().contains("snapshot"));
+        drop(s);
+        assert!(!snap.exists(), "the damaged snapshot is gone");
+        let (_, r) = open_repairing(dir.path());
+        assert!(r.snapshot.is_none() && r.log.is_empty() && r.damage.is_some());
+    }
+}
+
+/// A torn tail is a crash, not damage: cut, and not reported.
+#[test]
+fn a_torn_tail_is_not_damage() {
+    let (dir, bytes) = dir_with_records(5);
+    let path = log_path(dir.path());
+    fs::write(&path, &bytes[..bytes.len() - 4]).unwrap();
+    let (_, r) = open_repairing(dir.path());
+    assert_eq!(zxids(&r), vec![1, 2, 3, 4]);
+    assert!(r.damage.is_none());
 }
 
 #[test]

@@ -255,6 +255,8 @@ struct Disk {
     log: Vec<Txn>,
     accepted_epoch: u32,
     current_epoch: u32,
+    /// Set when the disk was damaged and the history cut (`Recovered::damage`).
+    damage: Option<String>,
 }
 
 impl Disk {
@@ -273,6 +275,7 @@ impl Disk {
                 self.accepted_epoch = *accepted_epoch;
                 self.current_epoch = *current_epoch;
             }
+            Persist::HistoryRestored => self.damage = None,
         }
     }
 
@@ -282,6 +285,7 @@ impl Disk {
             log: self.log.clone(),
             accepted_epoch: self.accepted_epoch,
             current_epoch: self.current_epoch,
+            damage: self.damage.clone(),
         }
     }
 }

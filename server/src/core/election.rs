@@ -85,10 +85,15 @@ impl Core {
     }
 
     fn broadcast_notification(&mut self) {
-        let msg = PeerMsg::Notification {
-            vote: self.vote,
-            round: self.round,
-            state: Role::Looking,
+        // A recovering node casts no vote: it only asks the settled nodes who leads.
+        let msg = if self.recovering {
+            PeerMsg::LeaderQuery
+        } else {
+            PeerMsg::Notification {
+                vote: self.vote,
+                round: self.round,
+                state: Role::Looking,
+            }
         };
         for peer in self.others() {
             self.send(peer, msg.clone());
@@ -119,24 +124,40 @@ impl Core {
         }
     }
 
+    /// A node that may not vote asks who leads: a settled node answers as it answers a LOOKING
+    /// notification; a LOOKING one has no leader to name and must not count the asker.
+    pub(super) fn on_leader_query(&mut self, from: NodeId) {
+        self.answer_with_leader(from);
+    }
+
+    /// A settled node tells `from` the leader it is with (nothing while LOOKING).
+    fn answer_with_leader(&mut self, from: NodeId) {
+        let (my_state, leader) = match &self.state {
+            State::Leading(_) => (Role::Leading, self.cfg.id),
+            State::Following(f) => (Role::Following, f.leader),
+            State::Looking(_) => return,
+        };
+        self.send(
+            from,
+            PeerMsg::Notification {
+                vote: self.reign_vote(leader),
+                round: self.round,
+                state: my_state,
+            },
+        );
+    }
+
     pub(super) fn on_notification(&mut self, from: NodeId, vote: Vote, round: u64, state: Role) {
+        if self.recovering && state == Role::Looking {
+            // Not a voter: other LOOKING nodes' votes are nothing to it (they elect without
+            // it), and answering them would count it.
+            return;
+        }
         if !matches!(self.state, State::Looking(_)) {
             // A settled node answers a LOOKING one with the leader it follows, so that a node
             // that restarts or heals finds the ruling leader instead of starting a new reign.
             if state == Role::Looking {
-                let (my_state, leader) = match &self.state {
-                    State::Leading(_) => (Role::Leading, self.cfg.id),
-                    State::Following(f) => (Role::Following, f.leader),
-                    State::Looking(_) => unreachable!("matched above"),
-                };
-                self.send(
-                    from,
-                    PeerMsg::Notification {
-                        vote: self.reign_vote(leader),
-                        round: self.round,
-                        state: my_state,
-                    },
-                );
+                self.answer_with_leader(from);
             }
             return;
         }
@@ -213,6 +234,10 @@ impl Core {
 
     /// Starts the finalize wait when a quorum of this round agrees with our vote.
     fn check_election(&mut self) {
+        if self.recovering {
+            // Its vote would carry a history that may lack what it acknowledged.
+            return;
+        }
         let vote = self.vote;
         let now = self.now;
         let agree = match &self.state {

@@ -94,6 +94,10 @@ pub struct Recovered {
     pub log: Vec<Txn>,
     pub accepted_epoch: u32,
     pub current_epoch: u32,
+    /// Why the storage cut this node's history short (a corrupt log record or snapshot), when
+    /// it did and the node has not yet synced again from a leader. Such a node may have lost
+    /// transactions it acknowledged, so it must not vote until it has them back.
+    pub damage: Option<String>,
 }
 
 /// What a client asks of the node it is connected to.
@@ -249,6 +253,9 @@ pub enum Persist {
         accepted_epoch: u32,
         current_epoch: u32,
     },
+    /// The history the storage reported damaged (`Recovered::damage`) is whole again: synced
+    /// from a leader, durable with this batch. The node may vote again after a restart.
+    HistoryRestored,
 }
 
 /// What one `step` (or a batch of them, see [`Ready::append`]) asks of the shell, split by

@@ -43,6 +43,11 @@ pub enum PeerMsg {
         state: Role,
     },
 
+    /// "Who leads?", from a node that must not vote (its history was cut by damage, see
+    /// `Core::recovering`). A LEADING or FOLLOWING node answers as it answers a LOOKING
+    /// notification; a LOOKING node ignores it, so the asker never counts in an election.
+    LeaderQuery,
+
     // ---- discovery (follower -> leader, leader -> follower) ------------------------------
     /// `attempt` identifies one attempt to follow: a resend carries the same one, a
     /// restarted or re-syncing follower a new one.
@@ -154,6 +159,7 @@ impl PeerMsg {
     pub fn name(&self) -> &'static str {
         match self {
             PeerMsg::Notification { .. } => "notification",
+            PeerMsg::LeaderQuery => "leaderquery",
             PeerMsg::FollowerInfo { .. } => "followerinfo",
             PeerMsg::LeaderInfo { .. } => "leaderinfo",
             PeerMsg::AckEpoch { .. } => "ackepoch",

@@ -79,6 +79,13 @@ pub struct Core {
     pub(super) events_fired: u64,
     /// Counts attempts to follow, so that two attempts never share an id.
     pub(super) follow_attempts: u64,
+    /// The storage cut this node's history at damage (`Recovered::damage`), so it may lack
+    /// transactions it acknowledged: it must not count towards any quorum that picks a
+    /// history ("Protocol-Aware Recovery for Consensus-Based Storage", FAST 2018). Until it has
+    /// synced from a leader that a quorum elected without it, it casts no vote and only asks
+    /// who leads (`PeerMsg::LeaderQuery`); cleared once it acks NEWLEADER, when the leader's
+    /// history is on its disk.
+    pub(super) recovering: bool,
 }
 
 impl Core {
@@ -97,6 +104,14 @@ impl Core {
         };
         tree.set_bug(cfg.bug);
         let log_start = tree.last_applied();
+        // A standalone server has no one to recover from; the shell refuses to start one with
+        // damaged data.
+        let recovering = recovered.damage.is_some() && cfg.voters.len() > 1;
+        if let Some(why) = &recovered.damage {
+            tracing::warn!(
+                "history cut by damage ({why}); not voting until synced from a leader at or after zxid {log_start:#x}"
+            );
+        }
         let log: Vec<Txn> = recovered
             .log
             .into_iter()
@@ -125,6 +140,7 @@ impl Core {
             out: Ready::default(),
             events_fired: 0,
             follow_attempts: 0,
+            recovering,
         };
         // A standalone node elects itself right here; what that produced (its new epoch, to
         // persist) comes out of the first `step`, before anything else.
@@ -187,6 +203,7 @@ impl Core {
             PeerMsg::Notification { vote, round, state } => {
                 self.on_notification(from, vote, round, state)
             }
+            PeerMsg::LeaderQuery => self.on_leader_query(from),
             PeerMsg::FollowerInfo { .. } if matches!(self.state, State::Looking(_)) => {
                 if let State::Looking(e) = &mut self.state {
                     e.keep_follower_info(from, msg);

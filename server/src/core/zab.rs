@@ -969,6 +969,15 @@ impl Core {
                 // requires ("a follower acks NEWLEADER only after the proposals are on disk").
                 self.current_epoch = epoch;
                 self.persist_epochs();
+                if self.recovering {
+                    // The history of a leader that a quorum elected without this node is now
+                    // ours and durable with this batch (the storage syncs the log before it
+                    // drops its damage marker): it holds every committed transaction, those
+                    // this node lost included, so the node may vote again.
+                    tracing::info!("history restored from leader {from}; voting again");
+                    self.recovering = false;
+                    self.persist(Persist::HistoryRestored);
+                }
                 let last_zxid = self.last_zxid();
                 self.send(from, PeerMsg::AckNewLeader { epoch, last_zxid });
             }

@@ -16,9 +16,9 @@ use crate::api::{
     DigestReply, ErrorCode, KeeperError, NodeId, SessionId, Status, Zxid, counter_of, epoch_of,
 };
 use crate::core::{
-    ClientRequest, Config, Core, Input, Millis, Output, PeerMsg, Ready, RequestId, Response,
+    Bug, ClientRequest, Config, Core, Input, Millis, Output, PeerMsg, Ready, RequestId, Response,
 };
-use crate::storage::Storage;
+use crate::storage::{OpenMode, Storage};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -311,12 +311,25 @@ impl Driver {
         transport: Transport,
         hub: Arc<EventHub>,
     ) -> anyhow::Result<Driver> {
-        let (mut storage, recovered) = Storage::open(&config.data_dir).map_err(|e| {
+        // A member of an ensemble cuts damaged data and recovers it from the others (the core
+        // does not vote meanwhile); a standalone server has no other copy and refuses.
+        let standalone = config.core.voters.len() == 1;
+        let mode = OpenMode {
+            repair: !standalone,
+            skip_corrupt_records: config.core.has_bug(Bug::CorruptLogServed),
+        };
+        let (mut storage, recovered) = Storage::open_with(&config.data_dir, mode).map_err(|e| {
             anyhow::anyhow!(
                 "cannot use data directory {}: {e}",
                 config.data_dir.display()
             )
         })?;
+        if standalone && let Some(why) = &recovered.damage {
+            anyhow::bail!(
+                "cannot use data directory {}: it was damaged ({why}) and a standalone server has no other copy to recover from",
+                config.data_dir.display()
+            );
+        }
         storage.set_fsync(config.fsync);
         let clock = Clock::new();
         let now = clock.now();

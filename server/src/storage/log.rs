@@ -152,23 +152,27 @@ pub(super) struct Scan {
     pub end: u64,
     /// The torn tail's offset and why it is not a record.
     pub torn: Option<(u64, String)>,
+    /// The first completely written record that is damaged (bad crc, does not decode, out of
+    /// order): its offset and why. The scan stops there: nothing at or after it is trusted,
+    /// since a damaged frame no longer says where the next record starts.
+    pub corrupt: Option<(u64, String)>,
 }
 
-/// Reads a whole log file. A torn tail is reported, not cut: the caller cuts it once the
-/// whole directory has been found sound, so a failed open changes nothing on disk.
-pub(super) fn scan(path: &Path, bytes: &[u8]) -> Result<Scan, StorageError> {
+/// Reads a whole log file. A torn tail and the first damaged record are reported, not cut:
+/// the caller decides (refuse, or cut and recover from the ensemble) once the whole directory
+/// has been looked at, so a failed open changes nothing on disk. A damaged header is an error:
+/// without it the records have no base.
+///
+/// `skip_corrupt` is the injected bug `corrupt-log-served` only.
+pub(super) fn scan(path: &Path, bytes: &[u8], skip_corrupt: bool) -> Result<Scan, StorageError> {
     let base = decode_header(path, bytes)?;
-    let corrupt = |offset: usize, reason: String| StorageError::Corrupt {
-        path: path.to_path_buf(),
-        offset: offset as u64,
-        reason,
-    };
     let mut scan = Scan {
         base,
         txns: Vec::new(),
         index: Vec::new(),
         end: HEADER_BYTES as u64,
         torn: None,
+        corrupt: None,
     };
     let mut last = base.map(|b| b.zxid);
     let mut at = HEADER_BYTES;
@@ -176,7 +180,18 @@ pub(super) fn scan(path: &Path, bytes: &[u8]) -> Result<Scan, StorageError> {
     while at < bytes.len() {
         let (payload, next) = match frame_at(bytes, at, zeros_from) {
             Frame::Intact { payload, next } => (payload, next),
-            Frame::Corrupt(reason) => return Err(corrupt(at, reason)),
+            Frame::Corrupt(reason) => {
+                // BUG(corrupt-log-served): a record whose payload fails its crc but whose frame
+                // is intact is skipped, and the records after it are served as if the log had
+                // no hole.
+                if skip_corrupt && let Some(next) = skippable(bytes, at) {
+                    tracing::warn!(offset = at, %reason, "skipping a damaged log record");
+                    at = next;
+                    continue;
+                }
+                scan.corrupt = Some((at as u64, reason));
+                break;
+            }
             Frame::Torn(reason) => {
                 scan.torn = Some((at as u64, reason));
                 break;
@@ -184,15 +199,21 @@ pub(super) fn scan(path: &Path, bytes: &[u8]) -> Result<Scan, StorageError> {
         };
         // The crc matched, so these are the bytes that were written: a record that does not
         // decode, or is out of order, is not a torn write but a bug or a foreign file.
-        let txn: Txn = serde_json::from_slice(payload)
-            .map_err(|e| corrupt(at, format!("record does not decode as a txn: {e}")))?;
+        let txn: Txn = match serde_json::from_slice(payload) {
+            Ok(txn) => txn,
+            Err(e) => {
+                scan.corrupt = Some((at as u64, format!("record does not decode as a txn: {e}")));
+                break;
+            }
+        };
         if let Some(prev) = last
             && txn.zxid <= prev
         {
-            return Err(corrupt(
-                at,
+            scan.corrupt = Some((
+                at as u64,
                 format!("record zxid {:#x} does not follow zxid {prev:#x}", txn.zxid),
             ));
+            break;
         }
         last = Some(txn.zxid);
         scan.index.push((txn.zxid, at as u64));
@@ -201,4 +222,16 @@ pub(super) fn scan(path: &Path, bytes: &[u8]) -> Result<Scan, StorageError> {
         scan.end = at as u64;
     }
     Ok(scan)
+}
+
+/// Where the record after the one at `at` starts, when the frame at `at` is intact (only its
+/// payload is damaged) and the record is all in the file. Used by `corrupt-log-served` only.
+fn skippable(bytes: &[u8], at: usize) -> Option<usize> {
+    let frame = bytes.get(at..at + FRAME_BYTES)?;
+    let word = |i: usize| u32::from_le_bytes(frame[i..i + 4].try_into().expect("4 bytes"));
+    if crc32fast::hash(&frame[0..8]) != word(8) {
+        return None;
+    }
+    let next = at + FRAME_BYTES + word(0) as usize;
+    (next <= bytes.len()).then_some(next)
 }

@@ -39,6 +39,9 @@ pub const MAX_RECORD_BYTES: usize = 64 << 20;
 /// Appends are gathered in memory up to this much before they reach the file without a `sync`.
 const LOG_BUFFER_BYTES: usize = 1 << 20;
 const EPOCHS_FILE: &str = "epochs";
+/// Present while this node's history is cut short by damage and not yet synced again from a
+/// leader; holds why (see `Storage::open_with`).
+pub const DAMAGE_FILE: &str = "damaged";
 const TEMP_SUFFIX: &str = ".tmp";
 
 #[derive(Debug, thiserror::Error)]
@@ -90,6 +93,19 @@ pub struct Storage {
     unsynced: bool,
     fsync: bool,
     failed: bool,
+    /// `DAMAGE_FILE` exists.
+    damaged: bool,
+}
+
+/// How `Storage::open_with` treats damage.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct OpenMode {
+    /// Cut the history at the first damage and report it in `Recovered::damage`, instead of
+    /// failing the open. For a member of an ensemble, which recovers what it lost from the
+    /// others; a standalone server has no other copy and refuses to start.
+    pub repair: bool,
+    /// The injected bug `corrupt-log-served`: skip a damaged record and keep reading.
+    pub skip_corrupt_records: bool,
 }
 
 fn log_name(generation: u64) -> String {
@@ -178,12 +194,88 @@ fn write_whole(
     Ok(file)
 }
 
+/// What `open` found: the newest log (path, scan, generation) and the snapshot it continues
+/// from, or `None` for an empty directory. Damage that leaves no usable base (a log header,
+/// a missing or damaged snapshot, a snapshot without a log) is an error; damage inside the log
+/// is in the scan's `corrupt`.
+fn find_state(
+    dir: &Path,
+    listing: &Listing,
+    skip_corrupt: bool,
+) -> Result<Option<(PathBuf, Found, u64)>, StorageError> {
+    let Some(generation) = listing.logs.iter().copied().max() else {
+        if let Some(&g) = listing.snapshots.iter().max() {
+            // Every snapshot is written while a log exists, and a log is deleted only once a
+            // newer one is in place: a snapshot alone means files were lost.
+            return Err(StorageError::Corrupt {
+                path: dir.join(snapshot_name(g)),
+                offset: 0,
+                reason: "a snapshot without any log file; refusing to guess the state".into(),
+            });
+        }
+        return Ok(None);
+    };
+    let path = dir.join(log_name(generation));
+    let bytes = fs::read(&path).map_err(io_err(&path))?;
+    let scan = log::scan(&path, &bytes, skip_corrupt)?;
+    let mut snapshot = None;
+    if let Some(base) = scan.base {
+        let snap_path = dir.join(snapshot_name(base.generation));
+        let snap_bytes = match fs::read(&snap_path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(StorageError::Corrupt {
+                    path,
+                    offset: 0,
+                    reason: format!(
+                        "the log continues {}, which is missing",
+                        snapshot_name(base.generation)
+                    ),
+                });
+            }
+            Err(e) => return Err(io_err(&snap_path)(e)),
+        };
+        let snap = snapshot::decode(&snap_path, &snap_bytes)?;
+        if snap.zxid != base.zxid {
+            return Err(StorageError::Corrupt {
+                path: snap_path,
+                offset: 0,
+                reason: format!(
+                    "snapshot is at zxid {:#x}, {} expects {:#x}",
+                    snap.zxid,
+                    log_name(generation),
+                    base.zxid
+                ),
+            });
+        }
+        snapshot = Some(snap);
+    }
+    Ok(Some((path, Found { scan, snapshot }, generation)))
+}
+
+struct Found {
+    scan: log::Scan,
+    snapshot: Option<Snapshot>,
+}
+
 impl Storage {
     /// Opens (creating if needed) the data directory and recovers the newest snapshot, the log
     /// records after it and the epochs. A torn tail of the log (a last write that never
     /// completed, see `log`) is cut off; a damaged record that was completely written, the
-    /// last one included, is corruption and fails the open, changing nothing on disk.
+    /// last one included, is corruption and fails the open, changing nothing on disk. This is
+    /// the open of a standalone server, which has no other copy of its data: see `open_with`.
     pub fn open(dir: &Path) -> Result<(Storage, Recovered), StorageError> {
+        Storage::open_with(dir, OpenMode::default())
+    }
+
+    /// `open`, with `mode` saying what to do about damage. With `mode.repair` (a member of an
+    /// ensemble), damage does not fail the open: the history is cut to what is intact before
+    /// it (the records before a corrupt one; nothing at all when the snapshot or the log's
+    /// header is damaged or missing), a `damaged` marker is made durable first, and
+    /// `Recovered::damage` says why. The marker stays until the core reports, through
+    /// `Persist::HistoryRestored`, that the node has synced its history from a leader, so a
+    /// crash in between cannot make the cut history look whole.
+    pub fn open_with(dir: &Path, mode: OpenMode) -> Result<(Storage, Recovered), StorageError> {
         fs::create_dir_all(dir).map_err(io_err(dir))?;
         let dir_handle = File::open(dir).map_err(io_err(dir))?;
         let lock =
@@ -208,64 +300,52 @@ impl Storage {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(io_err(&epochs_path)(e)),
         }
-        let generation = listing.logs.iter().copied().max();
-        let mut scan = None;
-        if let Some(generation) = generation {
-            let path = dir.join(log_name(generation));
-            let bytes = fs::read(&path).map_err(io_err(&path))?;
-            let found = log::scan(&path, &bytes)?;
-            if let Some(base) = found.base {
-                let snap_path = dir.join(snapshot_name(base.generation));
-                let snap_bytes = match fs::read(&snap_path) {
-                    Ok(bytes) => bytes,
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                        return Err(StorageError::Corrupt {
-                            path,
-                            offset: 0,
-                            reason: format!(
-                                "the log continues {}, which is missing",
-                                snapshot_name(base.generation)
-                            ),
-                        });
-                    }
-                    Err(e) => return Err(io_err(&snap_path)(e)),
-                };
-                let snap = snapshot::decode(&snap_path, &snap_bytes)?;
-                if snap.zxid != base.zxid {
-                    return Err(StorageError::Corrupt {
-                        path: snap_path,
-                        offset: 0,
-                        reason: format!(
-                            "snapshot is at zxid {:#x}, {} expects {:#x}",
-                            snap.zxid,
-                            log_name(generation),
-                            base.zxid
-                        ),
-                    });
-                }
-                recovered.snapshot = Some(snap);
+        let marker = dir.join(DAMAGE_FILE);
+        let earlier_damage = match fs::read(&marker) {
+            Ok(bytes) => Some(String::from_utf8_lossy(&bytes).into_owned()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(io_err(&marker)(e)),
+        };
+        let (scan, mut damage) = match find_state(dir, &listing, mode.skip_corrupt_records) {
+            Ok(found) => (found, None),
+            Err(e @ StorageError::Corrupt { .. }) if mode.repair => (None, Some(e.to_string())),
+            Err(e) => return Err(e),
+        };
+        if let Some((path, found, _)) = &scan
+            && let Some((offset, reason)) = &found.scan.corrupt
+        {
+            let e = StorageError::Corrupt {
+                path: path.clone(),
+                offset: *offset,
+                reason: reason.clone(),
+            };
+            if !mode.repair {
+                return Err(e);
             }
-            scan = Some((path, found));
-        } else if let Some(&g) = listing.snapshots.iter().max() {
-            // Every snapshot is written while a log exists, and a log is deleted only once a
-            // newer one is in place: a snapshot alone means files were lost.
-            return Err(StorageError::Corrupt {
-                path: dir.join(snapshot_name(g)),
-                offset: 0,
-                reason: "a snapshot without any log file; refusing to guess the state".into(),
-            });
+            damage = Some(e.to_string());
         }
+        if let Some(reason) = &damage {
+            // Durable before anything is cut: from here on, this node may lack transactions it
+            // acknowledged, and must not vote until it has them again (see `core`).
+            tracing::error!(
+                "damaged data: {reason}; cutting the history before it and recovering it from the ensemble"
+            );
+            write_whole(dir, DAMAGE_FILE, true, |out| {
+                out.write_all(reason.as_bytes())
+            })?;
+        }
+        let damaged = damage.is_some() || earlier_damage.is_some();
+        recovered.damage = damage.or(earlier_damage);
 
-        // Sound: now clean up what the committed state does not refer to.
+        // Sound (or to be repaired): now clean up what the committed state does not refer to.
         let mut removed = false;
         for temp in &listing.temps {
             remove(temp)?;
             removed = true;
         }
         let (generation, log_path, log_file, end, index, base) = match scan {
-            Some((path, found)) => {
-                let generation = generation.expect("a log was scanned");
-                let base_generation = found.base.map(|b| b.generation);
+            Some((path, found, generation)) => {
+                let base_generation = found.scan.base.map(|b| b.generation);
                 for &g in listing.logs.iter().filter(|&&g| g != generation) {
                     remove(&dir.join(log_name(g)))?;
                     removed = true;
@@ -283,25 +363,53 @@ impl Storage {
                     .write(true)
                     .open(&path)
                     .map_err(io_err(&path))?;
-                if let Some((offset, reason)) = &found.torn {
+                // A torn tail, or (repairing) everything from the first damaged record on.
+                if let Some((offset, reason)) =
+                    found.scan.torn.as_ref().or(found.scan.corrupt.as_ref())
+                {
                     tracing::warn!(
                         file = %path.display(),
                         offset,
                         reason = %reason,
-                        "cutting a torn tail off the log"
+                        "cutting the log's tail"
                     );
-                    file.set_len(found.end).map_err(io_err(&path))?;
+                    file.set_len(found.scan.end).map_err(io_err(&path))?;
                     file.sync_all().map_err(io_err(&path))?;
                 }
-                recovered.log = found.txns;
-                (generation, path, file, found.end, found.index, found.base)
+                if let Some(snapshot) = found.snapshot {
+                    recovered.snapshot = Some(snapshot);
+                }
+                recovered.log = found.scan.txns;
+                (
+                    generation,
+                    path,
+                    file,
+                    found.scan.end,
+                    found.scan.index,
+                    found.scan.base,
+                )
             }
             None => {
-                let generation = 1;
+                // A new, empty history; above every generation present, so that it is the one
+                // a later open picks even if removing the damaged files below is cut short.
+                let generation = listing
+                    .logs
+                    .iter()
+                    .chain(&listing.snapshots)
+                    .max()
+                    .map_or(1, |g| g + 1);
                 let name = log_name(generation);
                 let file = write_whole(dir, &name, true, |out| {
                     out.write_all(&log::encode_header(None))
                 })?;
+                for &g in &listing.logs {
+                    remove(&dir.join(log_name(g)))?;
+                    removed = true;
+                }
+                for &g in &listing.snapshots {
+                    remove(&dir.join(snapshot_name(g)))?;
+                    removed = true;
+                }
                 (
                     generation,
                     dir.join(name),
@@ -327,6 +435,7 @@ impl Storage {
             unsynced: false,
             fsync: true,
             failed: false,
+            damaged,
         };
         let path = storage.log_path.clone();
         storage
@@ -348,25 +457,50 @@ impl Storage {
                 accepted_epoch,
                 current_epoch,
             } => s.write_epochs(*accepted_epoch, *current_epoch),
+            Persist::HistoryRestored => s.clear_damage(),
         })
     }
 
     /// Group commit: makes every append so far durable. The shell calls it once per batch,
     /// before anything that depends on durability leaves the process.
     pub fn sync(&mut self) -> Result<(), StorageError> {
-        self.guard(|s| {
-            if !s.unsynced {
-                return Ok(());
-            }
-            s.log.flush().map_err(io_err(&s.log_path))?;
-            // BUG(no-fsync): the appends reach the kernel, so they survive a kill -9, but are
-            // never fsynced: a power loss (schism's `power-loss`) loses acknowledged writes.
-            if s.fsync {
-                s.log.get_ref().sync_data().map_err(io_err(&s.log_path))?;
-            }
-            s.unsynced = false;
-            Ok(())
-        })
+        self.guard(Storage::sync_log)
+    }
+
+    fn sync_log(&mut self) -> Result<(), StorageError> {
+        if !self.unsynced {
+            return Ok(());
+        }
+        self.log.flush().map_err(io_err(&self.log_path))?;
+        // BUG(no-fsync): the appends reach the kernel, so they survive a kill -9, but are
+        // never fsynced: a power loss (schism's `power-loss`) loses acknowledged writes.
+        if self.fsync {
+            self.log
+                .get_ref()
+                .sync_data()
+                .map_err(io_err(&self.log_path))?;
+        }
+        self.unsynced = false;
+        Ok(())
+    }
+
+    /// The history is whole again (synced from a leader): the log, appends of this batch
+    /// included, is made durable first, and only then the damage marker removed.
+    fn clear_damage(&mut self) -> Result<(), StorageError> {
+        if !self.damaged {
+            return Ok(());
+        }
+        self.sync_log()?;
+        remove(&self.dir.join(DAMAGE_FILE))?;
+        fsync_dir(&self.dir)?;
+        self.damaged = false;
+        tracing::info!("history restored from the ensemble; the damage marker is removed");
+        Ok(())
+    }
+
+    /// Whether the history is cut short by damage and not yet restored (`DAMAGE_FILE`).
+    pub fn is_damaged(&self) -> bool {
+        self.damaged
     }
 
     /// Saves a snapshot of the applied tree and drops the log records it covers (zxid <=
