@@ -37,7 +37,7 @@ run: build
 # simulator with injected bugs, and real `schism test` runs of every workload (netns + docker).
 test: build build-bugs
 	$(CARGO) test --workspace --no-fail-fast -- --test-threads=2
-	$(CARGO) test -p keeper --features bugs --test sim --test tree_model
+	$(CARGO) test --workspace --features keeper/bugs,schism/bugs --test sim --test tree_model --test sim_seeds --test sim_cli
 	$(CARGO) test -p schism --test e2e -- --include-ignored --test-threads=1
 
 lint:
