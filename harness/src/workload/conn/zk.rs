@@ -87,9 +87,10 @@ impl Prober {
 
     /// After the client went quiet: waits, then asks the server whether the session is gone,
     /// until it is (reported to `sink`) or `cancel`. Each probe that finds the session alive
-    /// renews it, so probes are further apart than the session timeout.
+    /// renews it, so probes are further apart than the server lets a silent session live:
+    /// ZooKeeper one timeout, keeper two of its leader's clock (docs/FAULTS.md).
     async fn until_expired(&self, cancel: &CancellationToken, sink: &impl Fn(ConnEvent)) {
-        let period = self.session_timeout * 3 / 2;
+        let period = self.session_timeout * QUIET_PROBE_TIMEOUTS;
         loop {
             tokio::select! {
                 _ = cancel.cancelled() => return,
@@ -105,6 +106,9 @@ impl Prober {
         }
     }
 }
+
+/// Session timeouts between two probes of a quiet session (see `Prober::until_expired`).
+const QUIET_PROBE_TIMEOUTS: u32 = 3;
 
 impl ZkConn {
     /// Opens a session on the server at `addr` (`IP:PORT`).
