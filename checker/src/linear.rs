@@ -100,6 +100,25 @@ impl Budget {
         self.stop.load(Ordering::Relaxed)
     }
 
+    /// Runs `work` on the items `0..count` on `threads` threads, each taking the next item until
+    /// none is left or the budget is stopped (a violation found elsewhere).
+    pub fn share_out(&self, count: usize, threads: usize, work: impl Fn(usize) + Sync) {
+        let next = AtomicUsize::new(0);
+        std::thread::scope(|scope| {
+            for _ in 0..threads {
+                scope.spawn(|| {
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        if i >= count || self.stopped() {
+                            break;
+                        }
+                        work(i);
+                    }
+                });
+            }
+        });
+    }
+
     pub fn exceeded(&self) -> Option<Unknown> {
         if self.stopped() {
             return Some(Unknown::Stopped);
@@ -1370,28 +1389,17 @@ pub fn check<M: Model>(
     keys.sort_by(|a, b| b.1.len().cmp(&a.1.len()).then(a.0.cmp(b.0)));
     let budget = Budget::new(limits.time_limit, limits.memory_limit_bytes);
     let threads = limits.threads(keys.len());
-    let next_key = AtomicUsize::new(0);
     let reports: Vec<std::sync::Mutex<Option<KeyReport>>> =
         keys.iter().map(|_| std::sync::Mutex::new(None)).collect();
-    std::thread::scope(|scope| {
-        for _ in 0..threads {
-            scope.spawn(|| {
-                loop {
-                    let k = next_key.fetch_add(1, Ordering::Relaxed);
-                    if k >= keys.len() || budget.stopped() {
-                        break;
-                    }
-                    let (key, indices) = &keys[k];
-                    let report = if budget.exceeded().is_some() {
-                        KeyReport::skipped(key, indices.len(), &budget)
-                    } else {
-                        check_key(model, ops, indices, key, &budget)
-                    };
-                    if let Ok(mut slot) = reports[k].lock() {
-                        *slot = Some(report);
-                    }
-                }
-            });
+    budget.share_out(keys.len(), threads, |k| {
+        let (key, indices) = &keys[k];
+        let report = if budget.exceeded().is_some() {
+            KeyReport::skipped(key, indices.len(), &budget)
+        } else {
+            check_key(model, ops, indices, key, &budget)
+        };
+        if let Ok(mut slot) = reports[k].lock() {
+            *slot = Some(report);
         }
     });
     let reports = reports

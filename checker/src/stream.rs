@@ -594,31 +594,20 @@ fn search_files<M: Model>(
 ) -> Result<Vec<Option<KeyReport>>, String> {
     let budget = Budget::new(limits.time_limit, limits.memory_limit_bytes);
     let threads = limits.threads(files.len());
-    let next = AtomicUsize::new(0);
     let files: Vec<Mutex<Option<SpillFile>>> =
         files.into_iter().map(|f| Mutex::new(Some(f))).collect();
     let reports: Vec<Mutex<Option<KeyReport>>> =
         ctx.names.iter().map(|_| Mutex::new(None)).collect();
     let failure: Mutex<Option<String>> = Mutex::new(None);
-    std::thread::scope(|scope| {
-        for _ in 0..threads {
-            scope.spawn(|| {
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    if i >= files.len() || budget.stopped() {
-                        break;
-                    }
-                    let Some((file, keys)) = files[i].lock().ok().and_then(|mut f| f.take()) else {
-                        continue;
-                    };
-                    if let Err(e) = search_file(model, file, &keys, ctx, &budget, &reports) {
-                        budget.stop();
-                        if let Ok(mut f) = failure.lock() {
-                            f.get_or_insert(e);
-                        }
-                    }
-                }
-            });
+    budget.share_out(files.len(), threads, |i| {
+        let Some((file, keys)) = files[i].lock().ok().and_then(|mut f| f.take()) else {
+            return;
+        };
+        if let Err(e) = search_file(model, file, &keys, ctx, &budget, &reports) {
+            budget.stop();
+            if let Ok(mut f) = failure.lock() {
+                f.get_or_insert(e);
+            }
         }
     });
     if let Some(e) = failure.into_inner().ok().flatten() {

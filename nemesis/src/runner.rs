@@ -237,12 +237,8 @@ impl Outcome {
 
     /// Sets `node`'s clock, logging the control file's new line as the action's detail.
     fn set_clock(&mut self, spec: &cluster::ClusterSpec, node: NodeId, setting: ClockSetting) {
-        let r = cluster::clock::set(spec, node, setting);
-        let line = r.as_ref().ok().cloned();
-        self.action(node, "set-clock", r.map(|_| ()));
-        if let Some(line) = line {
-            self.detail(node, format!("faketime {line}"));
-        }
+        let r = cluster::clock::set(spec, node, setting).map(|line| format!("faketime {line}"));
+        self.action_with_detail(node, "set-clock", r);
     }
 
     async fn command<C: Backend>(&mut self, cluster: &C, node: NodeId, argv: Vec<String>) {
@@ -271,9 +267,18 @@ impl Outcome {
     }
 
     /// Attaches what the last action on `node` reported.
-    fn detail(&mut self, node: NodeId, detail: String) {
-        if let Some(last) = self.actions.iter_mut().rev().find(|a| a.node == node) {
-            last.detail = Some(detail);
+    /// An action whose success says what it did (the bytes a power loss dropped, the region a
+    /// corruption damaged): logged with that as its detail.
+    fn action_with_detail(
+        &mut self,
+        node: NodeId,
+        action: &'static str,
+        result: cluster::Result<String>,
+    ) {
+        let detail = result.as_ref().ok().cloned();
+        self.action(node, action, result.map(|_| ()));
+        if let Some(last) = self.actions.last_mut() {
+            last.detail = detail;
         }
     }
 
@@ -320,6 +325,14 @@ async fn resolve_targets<C: Backend>(
             (vec![leader], Some(resolution))
         }
     }
+}
+
+/// The nodes a fault's targets name, and its outcome with how the targets were resolved.
+async fn targeted<C: Backend>(cluster: &C, targets: &Targets) -> (Vec<NodeId>, Outcome) {
+    let (nodes, resolution) = resolve_targets(cluster, targets).await;
+    let mut out = Outcome::new(nodes.clone());
+    out.resolution = resolution;
+    (nodes, out)
 }
 
 async fn start_fault<C: Backend>(cluster: &C, fault: &Fault) -> Outcome {
@@ -376,9 +389,7 @@ async fn start_fault<C: Backend>(cluster: &C, fault: &Fault) -> Outcome {
             out
         }
         Fault::Kill { targets } => {
-            let (nodes, resolution) = resolve_targets(cluster, targets).await;
-            let mut out = Outcome::new(nodes.clone());
-            out.resolution = resolution;
+            let (nodes, mut out) = targeted(cluster, targets).await;
             for node in nodes {
                 let r = cluster.kill(node).await;
                 out.action(node, "kill", r);
@@ -386,9 +397,7 @@ async fn start_fault<C: Backend>(cluster: &C, fault: &Fault) -> Outcome {
             out
         }
         Fault::PowerLoss { targets } => {
-            let (nodes, resolution) = resolve_targets(cluster, targets).await;
-            let mut out = Outcome::new(nodes.clone());
-            out.resolution = resolution;
+            let (nodes, mut out) = targeted(cluster, targets).await;
             // Killed first, so nothing the node does after the loss can reach its disk; the
             // process and its unsynced writes then die together, as at a power cut.
             for &node in &nodes {
@@ -397,11 +406,7 @@ async fn start_fault<C: Backend>(cluster: &C, fault: &Fault) -> Outcome {
             }
             for &node in &nodes {
                 let r = cluster.lose_unsynced(node).await;
-                let detail = r.as_ref().ok().cloned();
-                out.action(node, "lose-unsynced", r.map(|_| ()));
-                if let Some(detail) = detail {
-                    out.detail(node, detail);
-                }
+                out.action_with_detail(node, "lose-unsynced", r);
             }
             out
         }
@@ -411,9 +416,7 @@ async fn start_fault<C: Backend>(cluster: &C, fault: &Fault) -> Outcome {
             damage,
             seed,
         } => {
-            let (nodes, resolution) = resolve_targets(cluster, targets).await;
-            let mut out = Outcome::new(nodes.clone());
-            out.resolution = resolution;
+            let (nodes, mut out) = targeted(cluster, targets).await;
             // Down first, so the node neither reads nor rewrites the file while it is damaged,
             // and finds the damage when it starts again at heal.
             for &node in &nodes {
@@ -424,18 +427,12 @@ async fn start_fault<C: Backend>(cluster: &C, fault: &Fault) -> Outcome {
                 }
                 let dir = cluster.spec().data_dir(node);
                 let r = crate::corrupt::corrupt(&dir, *file, *damage, *seed);
-                let detail = r.as_ref().ok().cloned();
-                out.action(node, "corrupt", r.map(|_| ()));
-                if let Some(detail) = detail {
-                    out.detail(node, detail);
-                }
+                out.action_with_detail(node, "corrupt", r);
             }
             out
         }
         Fault::Pause { targets } => {
-            let (nodes, resolution) = resolve_targets(cluster, targets).await;
-            let mut out = Outcome::new(nodes.clone());
-            out.resolution = resolution;
+            let (nodes, mut out) = targeted(cluster, targets).await;
             for node in nodes {
                 let r = cluster.pause(node).await;
                 out.action(node, "pause", r);
@@ -443,18 +440,14 @@ async fn start_fault<C: Backend>(cluster: &C, fault: &Fault) -> Outcome {
             out
         }
         Fault::ClockSkew { targets, rate } => {
-            let (nodes, resolution) = resolve_targets(cluster, targets).await;
-            let mut out = Outcome::new(nodes.clone());
-            out.resolution = resolution;
+            let (nodes, mut out) = targeted(cluster, targets).await;
             for node in nodes {
                 out.set_clock(cluster.spec(), node, ClockSetting::Rate { rate: *rate });
             }
             out
         }
         Fault::ClockJump { targets, offset_ms } => {
-            let (nodes, resolution) = resolve_targets(cluster, targets).await;
-            let mut out = Outcome::new(nodes.clone());
-            out.resolution = resolution;
+            let (nodes, mut out) = targeted(cluster, targets).await;
             for node in nodes {
                 out.set_clock(
                     cluster.spec(),
@@ -469,9 +462,7 @@ async fn start_fault<C: Backend>(cluster: &C, fault: &Fault) -> Outcome {
             offset_ms,
             period_ms,
         } => {
-            let (nodes, resolution) = resolve_targets(cluster, targets).await;
-            let mut out = Outcome::new(nodes.clone());
-            out.resolution = resolution;
+            let (nodes, mut out) = targeted(cluster, targets).await;
             out.strobe = Some(Strobe::start(
                 cluster.spec().clone(),
                 nodes,
@@ -539,15 +530,11 @@ async fn heal_fault<C: Backend>(cluster: &C, active: &mut Active) -> Outcome {
     if let Some(strobe) = active.strobe.take() {
         let flips = strobe.stop().await;
         for &node in &active.nodes {
-            let detail = flips.as_ref().ok().map(|n| format!("{n} flips"));
             let r = flips
                 .as_ref()
-                .map(|_| ())
+                .map(|n| format!("{n} flips"))
                 .map_err(|e| cluster::ClusterError::Invalid(format!("strobing the clock: {e}")));
-            out.action(node, "stop-strobe", r);
-            if let Some(detail) = detail {
-                out.detail(node, detail);
-            }
+            out.action_with_detail(node, "stop-strobe", r);
         }
     }
     for &node in &active.nodes {
