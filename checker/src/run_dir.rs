@@ -19,7 +19,7 @@
 //! names the file and the line.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{BufWriter, Write};
+use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -117,43 +117,93 @@ pub fn parse_jsonl<T: DeserializeOwned>(
     file: &Path,
     expected: &str,
 ) -> Result<Jsonl<T>, ReadError> {
-    let mut out = Jsonl {
-        values: Vec::new(),
-        lines: Vec::new(),
-        cut_off: None,
-    };
-    let total = text.lines().count();
-    for (i, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
+    collect_jsonl(text.as_bytes(), file, expected)
+}
+
+/// Reads and parses a JSON-lines file (see [`parse_jsonl`]).
+pub fn read_jsonl<T: DeserializeOwned>(path: &Path, expected: &str) -> Result<Jsonl<T>, ReadError> {
+    let file = File::open(path).map_err(|e| io_error(path, e))?;
+    collect_jsonl(BufReader::new(file), path, expected)
+}
+
+fn collect_jsonl<T: DeserializeOwned>(
+    input: impl BufRead,
+    file: &Path,
+    expected: &str,
+) -> Result<Jsonl<T>, ReadError> {
+    let mut values = Vec::new();
+    let mut lines = Vec::new();
+    let cut_off = each_jsonl(input, file, expected, |line, v| {
+        values.push(v);
+        lines.push(line);
+    })?;
+    Ok(Jsonl {
+        values,
+        lines,
+        cut_off,
+    })
+}
+
+/// Reads a JSON-lines file one line at a time, handing each value and its line number (counted
+/// from one) to `each`, without holding the file: the way to read a history of gigabytes. The
+/// same rule as [`parse_jsonl`]; returns the cut-off last line, if there was one.
+pub fn for_each_jsonl<T: DeserializeOwned>(
+    path: &Path,
+    expected: &str,
+    each: impl FnMut(usize, T),
+) -> Result<Option<(usize, String)>, ReadError> {
+    let file = File::open(path).map_err(|e| io_error(path, e))?;
+    each_jsonl(
+        BufReader::with_capacity(1 << 20, file),
+        path,
+        expected,
+        each,
+    )
+}
+
+fn io_error(path: &Path, e: std::io::Error) -> ReadError {
+    ReadError::Io {
+        file: path.to_path_buf(),
+        message: e.to_string(),
+    }
+}
+
+/// The one reader behind the forms above.
+fn each_jsonl<T: DeserializeOwned>(
+    mut input: impl BufRead,
+    file: &Path,
+    expected: &str,
+    mut each: impl FnMut(usize, T),
+) -> Result<Option<(usize, String)>, ReadError> {
+    let mut buf = Vec::new();
+    let mut number = 0;
+    loop {
+        buf.clear();
+        let read = input
+            .read_until(b'\n', &mut buf)
+            .map_err(|e| io_error(file, e))?;
+        if read == 0 {
+            return Ok(None);
+        }
+        number += 1;
+        let complete = buf.last() == Some(&b'\n');
+        let line = buf.trim_ascii();
+        if line.is_empty() {
             continue;
         }
-        match serde_json::from_str::<T>(line) {
-            Ok(v) => {
-                out.values.push(v);
-                out.lines.push(i + 1);
-            }
-            Err(err) if i + 1 == total && !text.ends_with('\n') => {
-                out.cut_off = Some((i + 1, err.to_string()));
-            }
+        match serde_json::from_slice::<T>(line) {
+            Ok(v) => each(number, v),
+            // Only the very last line can be cut off: it alone lacks its newline.
+            Err(err) if !complete => return Ok(Some((number, err.to_string()))),
             Err(err) => {
                 return Err(ReadError::Malformed {
                     file: file.to_path_buf(),
-                    line: i + 1,
+                    line: number,
                     expected: format!("{expected} ({err})"),
                 });
             }
         }
     }
-    Ok(out)
-}
-
-/// Reads and parses a JSON-lines file (see [`parse_jsonl`]).
-pub fn read_jsonl<T: DeserializeOwned>(path: &Path, expected: &str) -> Result<Jsonl<T>, ReadError> {
-    let text = fs::read_to_string(path).map_err(|e| ReadError::Io {
-        file: path.to_path_buf(),
-        message: e.to_string(),
-    })?;
-    parse_jsonl(&text, path, expected)
 }
 
 /// Writes `value` as pretty JSON to `path` through a temporary file, so a reader never sees
@@ -240,5 +290,25 @@ mod tests {
         assert!(matches!(bad, ReadError::Malformed { line: 1, .. }), "{bad}");
         // A bad last line that did end with its newline was written whole: it is an error.
         assert!(parse_jsonl::<Value>("{\"a\":1}\nnope\n", file, "x").is_err());
+    }
+
+    /// The streamed form reads a file with the same rule, value by value.
+    #[test]
+    fn the_streamed_reader_follows_the_same_rule() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("h.jsonl");
+        fs::write(&path, "{\"a\":1}\n\n{\"a\":2}\n{\"a\"").unwrap();
+        let mut seen = Vec::new();
+        let cut = for_each_jsonl(&path, "x", |line, v: Value| {
+            seen.push((line, v["a"].clone()))
+        })
+        .unwrap();
+        assert_eq!(seen, vec![(1, 1.into()), (3, 2.into())]);
+        assert_eq!(cut.map(|c| c.0), Some(4));
+        fs::write(&path, "{\"a\":1}\nnope\n{\"a\":2}\n").unwrap();
+        let err = for_each_jsonl(&path, "x", |_, _: Value| {}).unwrap_err();
+        assert!(matches!(err, ReadError::Malformed { line: 2, .. }), "{err}");
+        let missing = for_each_jsonl(&dir.path().join("none"), "x", |_, _: Value| {});
+        assert!(matches!(missing, Err(ReadError::Io { .. })));
     }
 }

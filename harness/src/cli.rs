@@ -8,7 +8,9 @@ use crate::config::{
 use crate::output::{outcome_to_junit, print_matrix, print_summary, write_junit};
 use crate::progress::Progress;
 use crate::runner::{self, RunOutcome, RunRequest};
+use crate::store::RunDir;
 use crate::verdict::{EXIT_BAD_ARGUMENTS, EXIT_HARNESS_FAILURE, EXIT_VALID, combined_exit_code};
+use anyhow::Context;
 use checker::WorkloadKind;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::ffi::OsString;
@@ -38,6 +40,8 @@ pub enum Command {
     Check(checker::cli::CheckArgs),
     /// Run a stored test again: same configuration, seed and fault schedule.
     Replay(ReplayArgs),
+    /// Write a stored run's report.html again (from its results.json and history).
+    Report(ReportArgs),
     /// Serve a web view of the results store.
     Serve(ServeArgs),
     /// Remove what killed runs left behind (namespaces, rules, containers, processes).
@@ -176,6 +180,38 @@ pub struct TestAllArgs {
 }
 
 #[derive(Args, Debug)]
+pub struct ReportArgs {
+    /// Run directories (each with its results.json: `schism check DIR` writes one).
+    #[arg(required = true)]
+    pub runs: Vec<PathBuf>,
+}
+
+/// `schism report`: the page of each run again, in one pass over its history (an hour-long
+/// run's is read line by line, not held).
+fn report(args: &ReportArgs) -> i32 {
+    let mut code = EXIT_VALID;
+    for path in &args.runs {
+        let written = RunDir::open(path).and_then(|run| {
+            let results = run.read_results().with_context(|| {
+                format!(
+                    "{} has no readable results.json (was the run cut off before its check?)",
+                    path.display()
+                )
+            })?;
+            crate::report::write_for_run(&run, &results)
+        });
+        match written {
+            Ok(page) => println!("{}", page.display()),
+            Err(e) => {
+                eprintln!("schism: {e:#}");
+                code = EXIT_HARNESS_FAILURE;
+            }
+        }
+    }
+    code
+}
+
+#[derive(Args, Debug)]
 pub struct ReplayArgs {
     /// A run directory (results/<workload>/<run>).
     pub dir: PathBuf,
@@ -222,6 +258,7 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> i32 {
     // The checker's commands own their output and exit codes, and need no runtime.
     match &cli.command {
         Command::Check(args) => return checker::cli::run(args),
+        Command::Report(args) => return report(args),
         Command::BenchChecker(args) => return checker::cli::bench(args),
         Command::Sim(args) => return crate::sim::run(args),
         _ => {}
@@ -346,7 +383,7 @@ async fn run_command(
             Ok(outcome.exit_code())
         }
         // CPU-bound and synchronous: handled before the runtime starts (see main_with_args).
-        Command::Check(_) | Command::BenchChecker(_) | Command::Sim(_) => {
+        Command::Check(_) | Command::Report(_) | Command::BenchChecker(_) | Command::Sim(_) => {
             anyhow::bail!("internal: the checker commands run without a runtime")
         }
         Command::Serve(args) => {

@@ -99,3 +99,29 @@ fn a_history_cut_off_mid_line_is_still_reported() {
         "no checker: not valid"
     );
 }
+
+/// `schism report DIR` writes a stored run's page again; a directory that is not a run, or one
+/// without results, gets one line and a harness-failure exit, and the others are still written.
+#[test]
+fn schism_report_rewrites_the_page_and_names_what_it_cannot() {
+    let root = tempfile::tempdir().unwrap();
+    let run = common::write_run(root.path(), true);
+    let results = schism::check::check_run(&run).unwrap();
+    run.write_results(&results).unwrap();
+    let page = run.file(schism::store::REPORT_FILE);
+    assert!(!page.exists());
+    let not_a_run = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_schism"))
+        .arg("report")
+        .arg(not_a_run.path())
+        .arg(&run.path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(255), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("is not a run directory"), "{stderr}");
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(html.contains(r#"id="counterexample""#));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("report.html"));
+}

@@ -4,7 +4,7 @@
 
 use checker::generate::{self, GenConfig};
 use checker::{FaultPeriod, ModelKind};
-use schism::report::{ReportInput, render};
+use schism::report::{Digest, Focus, ReportInput, render};
 use schism::verdict::Results;
 
 /// The page of a generated cas-register history of `ops` operations (20% info, so failures and
@@ -36,10 +36,11 @@ fn page(ops: usize) -> String {
     let v = checker::check_history(&events, None, &opts).unwrap();
     assert!(v.counterexample().is_some());
     let results = Results::new(v.checkers);
+    let history = Digest::of_events(&events, Focus::of(&results, &faults));
     render(&ReportInput {
         record: None,
         results: &results,
-        events: &events,
+        history: &history,
         faults: &faults,
         counterexample_html: None,
         notes: &[],

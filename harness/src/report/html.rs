@@ -1,7 +1,6 @@
 //! The page itself: plain HTML and inline SVG, no scripts, nothing fetched.
 
 use super::ReportInput;
-use super::ops::{completed_ops, quantiles};
 use super::{plot, timeline};
 use crate::verdict::Verdict;
 pub use checker::html::escape;
@@ -137,8 +136,8 @@ pub fn render(input: &ReportInput<'_>) -> String {
         h.push_str("</table>");
     }
 
-    let ops = completed_ops(input.events);
-    let end_ns = input.events.last().map(|e| e.time).unwrap_or(0).max(
+    let history = input.history;
+    let end_ns = history.last_event_ns.max(
         input
             .faults
             .iter()
@@ -146,24 +145,29 @@ pub fn render(input: &ReportInput<'_>) -> String {
             .max()
             .unwrap_or(0),
     );
-    let counts = |k: checker::history::EventType| ops.iter().filter(|o| o.kind == k).count();
     let _ = write!(
         h,
         "<h2>Operations</h2><p>{} operations: {} ok, {} fail, {} info (indeterminate). {} faults.</p>",
-        ops.len(),
-        counts(checker::history::EventType::Ok),
-        counts(checker::history::EventType::Fail),
-        counts(checker::history::EventType::Info),
+        history.ops,
+        history.ok,
+        history.fail,
+        history.info,
         input.faults.len()
     );
 
     h.push_str("<h2>Latency</h2><p>Each operation is a point at its invocation time; shaded bands are fault periods.</p>");
-    push_svg(&mut h, plot::latency_svg(&ops, input.faults, end_ns));
+    push_svg(
+        &mut h,
+        plot::latency_svg(&history.latency_points, input.faults, end_ns),
+    );
     h.push_str("<h2>Throughput</h2>");
-    push_svg(&mut h, plot::throughput_svg(&ops, input.faults, end_ns));
+    push_svg(
+        &mut h,
+        plot::throughput_svg(&history.completions_per_s, input.faults, end_ns),
+    );
 
     h.push_str("<h2>Latency quantiles (ms)</h2><table><tr><th>f</th><th>outcome</th><th>count</th><th>p50</th><th>p90</th><th>p99</th><th>max</th></tr>");
-    for q in quantiles(&ops) {
+    for q in &history.quantiles {
         let _ = write!(
             h,
             r#"<tr><td>{}</td><td>{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td></tr>"#,
@@ -195,18 +199,7 @@ pub fn render(input: &ReportInput<'_>) -> String {
     }
 
     h.push_str("<h2>Timeline per process</h2><p class=\"legend\"><span style=\"color:rgb(46,160,67)\">■ ok</span><span style=\"color:rgb(207,34,46)\">■ fail</span><span style=\"color:rgb(191,135,0)\">■ info</span> Hover a bar for the operation.</p>");
-    let violation = results
-        .checkers
-        .iter()
-        .filter_map(|c| c.counterexample.as_ref())
-        .flat_map(|cx| cx.ops.iter().map(|o| o.invoke_time))
-        .min();
-    let focus = match (violation, input.faults.iter().map(|f| f.start_ns).min()) {
-        (Some(t), _) => timeline::Focus::Violation(t),
-        (None, Some(t)) => timeline::Focus::Fault(t),
-        (None, None) => timeline::Focus::Start,
-    };
-    let (svg, omitted) = timeline::timeline_svg(&ops, input.faults, focus);
+    let (svg, omitted) = timeline::timeline_svg(history, input.faults);
     if let Some(sentence) = omitted {
         let _ = write!(h, "<p>{}</p>", escape(&sentence));
     }

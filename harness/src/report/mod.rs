@@ -3,26 +3,29 @@
 //! time with the fault periods shaded, latency quantiles, a per-process timeline, and the
 //! checker's counterexample for a violation.
 
+mod digest;
 mod html;
-mod ops;
 mod plot;
 mod timeline;
 
 pub use checker::faults::FaultPeriod;
+pub use digest::{CompletedOp, Digest, Digester, LatencyPoint, Quantiles};
 pub use html::{escape, render};
-pub use ops::{CompletedOp, Quantiles, completed_ops, quantiles};
+pub use timeline::Focus;
 
 use crate::store::{
-    COUNTEREXAMPLE_FILE, HISTORY_FILE, NEMESIS_FILE, REPORT_FILE, RunDir, TestRecord, read_jsonl,
+    COUNTEREXAMPLE_FILE, HISTORY_FILE, NEMESIS_FILE, REPORT_FILE, RunDir, TestRecord,
 };
 use crate::verdict::Results;
 use checker::history::Event;
+use checker::run_dir::for_each_jsonl;
 
 /// Everything the page shows.
 pub struct ReportInput<'a> {
     pub record: Option<&'a TestRecord>,
     pub results: &'a Results,
-    pub events: &'a [Event],
+    /// The history, digested (see [`Digest`]).
+    pub history: &'a Digest,
     pub faults: &'a [FaultPeriod],
     /// The checker's counterexample page, shown inline.
     pub counterexample_html: Option<&'a str>,
@@ -30,27 +33,28 @@ pub struct ReportInput<'a> {
     pub notes: &'a [String],
 }
 
-/// Reads a run directory and writes its `report.html`. Returns the page's path.
+/// Reads a run directory and writes its `report.html`. Returns the page's path. The history
+/// is read in one pass, line by line: memory does not grow with the run (see [`Digest`]).
 pub fn write_for_run(run: &RunDir, results: &Results) -> anyhow::Result<std::path::PathBuf> {
     let mut notes = Vec::new();
     let record = run.read_test_record().ok();
-    let events: Vec<Event> = match read_jsonl(&run.file(HISTORY_FILE), "one history event") {
-        Ok(read) => {
-            if read.cut_off.is_some() {
-                notes.push(format!(
-                    "{HISTORY_FILE} ends with a partial line (the run was cut off)"
-                ));
-            }
-            read.values
-        }
-        Err(e) => {
-            notes.push(format!("{e:#}"));
-            Vec::new()
-        }
-    };
     let fault_log = checker::faults::read_fault_log(&run.file(NEMESIS_FILE));
     notes.extend(fault_log.note());
     let faults = fault_log.periods;
+    let mut digester = Digester::new(Focus::of(results, &faults));
+    match for_each_jsonl(
+        &run.file(HISTORY_FILE),
+        "one history event",
+        |_, e: Event| digester.push(&e),
+    ) {
+        Ok(None) => {}
+        Ok(Some(_)) => notes.push(format!(
+            "{HISTORY_FILE} ends with a partial line (the run was cut off)"
+        )),
+        // What was read before the bad line is drawn; the note says where it stopped.
+        Err(e) => notes.push(format!("{e:#}")),
+    }
+    let history = digester.finish();
     let counterexample = results
         .counterexample
         .as_deref()
@@ -59,7 +63,7 @@ pub fn write_for_run(run: &RunDir, results: &Results) -> anyhow::Result<std::pat
     let page = render(&ReportInput {
         record: record.as_ref(),
         results,
-        events: &events,
+        history: &history,
         faults: &faults,
         counterexample_html: counterexample.as_deref(),
         notes: &notes,

@@ -1,15 +1,16 @@
 //! The report's charts, drawn by plotters into SVG strings that the page inlines.
 
-use super::ops::CompletedOp;
+use super::digest::LatencyPoint;
 use checker::faults::FaultPeriod;
 use checker::history::EventType;
 use plotters::prelude::*;
 
-/// Most points the latency plot draws; beyond it `ok` points are thinned evenly (failures and
-/// indeterminate operations are always drawn: they are the interesting ones).
+/// Most points the latency plot draws; beyond it points are thinned evenly.
 pub const MAX_PLOT_POINTS: usize = 20_000;
-/// Points of the latency plot for operations that did not end `ok`, at most.
-const MAX_OTHER_POINTS: usize = MAX_PLOT_POINTS / 4;
+/// Points of the latency plot for operations that did not end `ok`, at most: failures and
+/// indeterminate operations are the rarer, telling points, so they are thinned apart from the
+/// `ok` ones and keep up to a quarter of the plot however many `ok` ones there are.
+pub const MAX_OTHER_POINTS: usize = MAX_PLOT_POINTS / 4;
 /// Most buckets of the throughput plot.
 const MAX_THROUGHPUT_BUCKETS: usize = 600;
 const WIDTH_PX: u32 = 1100;
@@ -32,42 +33,16 @@ fn secs(ns: u64) -> f64 {
     ns as f64 / 1e9
 }
 
-/// Each operation a point at (invocation time, latency), coloured by outcome; log scale.
+/// Each operation a point at (invocation time, latency), coloured by outcome; log scale. The
+/// points are the digest's sample (see `digest::Digester`).
 pub fn latency_svg(
-    ops: &[CompletedOp],
+    points: &[LatencyPoint],
     faults: &[FaultPeriod],
     end_ns: u64,
 ) -> Result<String, String> {
-    let timed: Vec<&CompletedOp> = ops.iter().filter(|o| o.end_ns.is_some()).collect();
-    let ok_count = timed.iter().filter(|o| o.kind == EventType::Ok).count();
-    let others = timed.len() - ok_count;
-    // Failures and indeterminate operations are the rarer, telling points: all of them while
-    // they fit in a quarter of the points, every n-th beyond; `ok` ones fill the rest. So the
-    // page stays the same size however long the run.
-    let others_stride = others.div_ceil(MAX_OTHER_POINTS).max(1);
-    let others_shown = others / others_stride;
-    let ok_stride = ok_count
-        .div_ceil(MAX_PLOT_POINTS.saturating_sub(others_shown).max(1))
-        .max(1);
-    let (mut ok_seen, mut others_seen) = (0usize, 0usize);
-    let shown: Vec<(f64, f64, EventType)> = timed
+    let shown: Vec<(f64, f64, EventType)> = points
         .iter()
-        .filter(|o| {
-            let (seen, stride) = if o.kind == EventType::Ok {
-                (&mut ok_seen, ok_stride)
-            } else {
-                (&mut others_seen, others_stride)
-            };
-            *seen += 1;
-            seen.is_multiple_of(stride)
-        })
-        .map(|o| {
-            (
-                secs(o.start_ns),
-                o.latency_ns().unwrap_or(0) as f64 / 1e6,
-                o.kind,
-            )
-        })
+        .map(|p| (secs(p.start_ns), p.latency_ns as f64 / 1e6, p.kind))
         .collect();
     let max_ms = shown.iter().map(|p| p.1).fold(1.0f64, f64::max) * 2.0;
     let min_ms = shown
@@ -121,27 +96,27 @@ pub fn latency_svg(
     Ok(svg)
 }
 
-/// Completions per second over time, one line per outcome.
+/// Completions per second over time, one line per outcome: the digest's per-second counts,
+/// summed into at most [`MAX_THROUGHPUT_BUCKETS`] buckets of whole seconds.
 pub fn throughput_svg(
-    ops: &[CompletedOp],
+    completions_per_s: &[[u64; 3]],
     faults: &[FaultPeriod],
     end_ns: u64,
 ) -> Result<String, String> {
     let x_end = secs(end_ns).max(1.0);
-    let bucket_s = (x_end / MAX_THROUGHPUT_BUCKETS as f64).max(1.0);
-    let buckets = (x_end / bucket_s).ceil() as usize + 1;
-    let mut counts = vec![[0u64; 3]; buckets];
-    for op in ops {
-        if let Some(end) = op.end_ns {
-            let b = ((secs(end) / bucket_s) as usize).min(buckets - 1);
-            let slot = match op.kind {
-                EventType::Ok => 0,
-                EventType::Fail => 1,
-                _ => 2,
-            };
-            counts[b][slot] += 1;
-        }
-    }
+    let bucket_secs = (x_end / MAX_THROUGHPUT_BUCKETS as f64).ceil().max(1.0) as usize;
+    let bucket_s = bucket_secs as f64;
+    let counts: Vec<[u64; 3]> = completions_per_s
+        .chunks(bucket_secs)
+        .map(|seconds| {
+            seconds.iter().fold([0u64; 3], |mut sum, c| {
+                for (s, c) in sum.iter_mut().zip(c) {
+                    *s += c;
+                }
+                sum
+            })
+        })
+        .collect();
     let rate = |c: u64| c as f64 / bucket_s;
     let max_rate = counts
         .iter()

@@ -1,8 +1,9 @@
 //! The per-process timeline: one row per Jepsen process, one bar per operation from its
 //! invocation to its completion, coloured by outcome, with a tooltip naming it.
 
-use super::ops::CompletedOp;
+use super::digest::{CompletedOp, Digest};
 use super::plot::{FAIL_COLOR, INFO_COLOR, OK_COLOR};
+use crate::verdict::Results;
 use checker::faults::FaultPeriod;
 use checker::history::EventType;
 use checker::html::escape;
@@ -23,48 +24,52 @@ fn css(c: RGBColor) -> String {
 }
 
 /// Where the timeline of a long run is centred: the violation's first operation, or else the
-/// first fault, or else the start.
-#[derive(Clone, Copy, Debug, PartialEq)]
+/// first fault, or else the start. Known before the history is read (from the checkers' results
+/// and the nemesis log), so the window is chosen in the one pass over it.
+#[derive(Clone, Copy, Debug, PartialEq, Default)]
 pub enum Focus {
     /// Invocation time (ns) of the counterexample's first operation.
     Violation(u64),
     /// Start (ns) of the first fault.
     Fault(u64),
+    #[default]
     Start,
 }
 
-/// An SVG timeline of at most [`MAX_TIMELINE_OPS`] operations (`ops` in invocation order):
-/// all of a short run; of a long one, those around `focus`, with a sentence saying what was
-/// left out.
-pub fn timeline_svg(
-    ops: &[CompletedOp],
-    faults: &[FaultPeriod],
-    focus: Focus,
-) -> (String, Option<String>) {
-    let (from, what) = match focus {
-        Focus::Violation(t) => (t, "the violation's first operation"),
-        Focus::Fault(t) => (t, "the first fault"),
-        Focus::Start => (0, ""),
+impl Focus {
+    pub fn of(results: &Results, faults: &[FaultPeriod]) -> Focus {
+        let violation = results
+            .checkers
+            .iter()
+            .filter_map(|c| c.counterexample.as_ref())
+            .flat_map(|cx| cx.ops.iter().map(|o| o.invoke_time))
+            .min();
+        match (violation, faults.iter().map(|f| f.start_ns).min()) {
+            (Some(t), _) => Focus::Violation(t),
+            (None, Some(t)) => Focus::Fault(t),
+            (None, None) => Focus::Start,
+        }
+    }
+}
+
+/// An SVG timeline of the digest's window (at most [`MAX_TIMELINE_OPS`] operations): all of
+/// a short run; of a long one, those around `focus`, with a sentence saying what was left out.
+pub fn timeline_svg(history: &Digest, faults: &[FaultPeriod]) -> (String, Option<String>) {
+    let what = match history.focus {
+        Focus::Violation(_) => "the violation's first operation",
+        Focus::Fault(_) => "the first fault",
+        Focus::Start => "",
     };
-    let at = ops.partition_point(|o| o.start_ns < from);
-    // A third before the focus, the rest after it.
-    let start = at
-        .saturating_sub(MAX_TIMELINE_OPS / 3)
-        .min(ops.len().saturating_sub(MAX_TIMELINE_OPS));
-    let shown = &ops[start..(start + MAX_TIMELINE_OPS).min(ops.len())];
-    let omitted = (ops.len() > shown.len()).then(|| {
+    let shown: &[CompletedOp] = &history.window;
+    let (start, total) = (history.window_start, history.ops);
+    let omitted = (total > shown.len() as u64).then(|| {
         if start == 0 {
-            format!(
-                "Showing the first {} of {} operations.",
-                shown.len(),
-                ops.len()
-            )
+            format!("Showing the first {} of {total} operations.", shown.len())
         } else {
             format!(
-                "Showing operations {} to {} of {}, around {what}.",
+                "Showing operations {} to {} of {total}, around {what}.",
                 start + 1,
-                start + shown.len(),
-                ops.len()
+                start + shown.len() as u64,
             )
         }
     });
