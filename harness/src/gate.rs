@@ -575,11 +575,49 @@ pub async fn gate(
     if cancel.is_cancelled() {
         return Ok(EXIT_HARNESS_FAILURE);
     }
+    // The rows that failed, last: a CI log cut to its tail still says what went wrong.
+    for line in failed_rows(&report) {
+        println!("gate: not as it must be: {line}");
+    }
     println!("gate: {}", if pass { "PASS" } else { "FAIL" });
     Ok(if pass { EXIT_VALID } else { EXIT_INVALID })
 }
 
 /// docs/GATE.md: generated from a gate run's report, never edited by hand.
+/// One line per row that is not as it must be: what it was, what it got, where its runs are.
+pub fn failed_rows(report: &GateReport) -> Vec<String> {
+    let real = report.rows.iter().filter(|r| !r.pass).map(|r| {
+        let what = match &r.bug {
+            Some(bug) => format!("{bug} ({} + {})", r.workload, r.faults),
+            None => format!("correct server ({} + {})", r.workload, r.faults),
+        };
+        format!(
+            "{what}: {} after {} run(s), seeds {:?}; checkers: {}; runs: {}",
+            r.verdict,
+            r.runs,
+            r.seeds,
+            r.checkers.join(", "),
+            r.run_dirs
+                .iter()
+                .map(|d| d.display().to_string())
+                .collect::<Vec<_>>()
+                .join(" ")
+        )
+    });
+    let simulated = report.sim.iter().filter(|r| !r.pass).map(|r| {
+        format!(
+            "simulated {}: {} over {} seeds from {} ({} invalid, {} unknown)",
+            r.bug.as_deref().unwrap_or("correct server"),
+            r.verdict,
+            r.seeds,
+            r.first_seed,
+            r.invalid,
+            r.unknown
+        )
+    });
+    real.chain(simulated).collect()
+}
+
 pub fn render_doc(report: &GateReport) -> String {
     let mut out = String::from(
         "# The catch matrix
@@ -1325,5 +1363,16 @@ mod tests {
             doc.contains("| early-ack | linearizable | caught | 3 | 9 | linearizable |"),
             "{doc}"
         );
+        assert!(failed_rows(&report).is_empty());
+        let mut missed = report.clone();
+        missed.rows[0].pass = false;
+        missed.rows[0].verdict = "valid".into();
+        missed.sim[0].pass = false;
+        let lines = failed_rows(&missed);
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert!(
+            lines[0].starts_with("watch-drop (watch + none): valid after 1 run(s), seeds [707]")
+        );
+        assert!(lines[1].starts_with("simulated early-ack"), "{lines:?}");
     }
 }

@@ -89,7 +89,8 @@ pub async fn run_worker(shared: WorkerShared, worker: usize) {
 }
 
 /// Runs `generator` to its end as one worker, retrying nothing (the final reads). Returns the
-/// completions, so the caller can retry what did not succeed.
+/// completions, so the caller can retry what did not succeed. Operations still to go when
+/// `shared.deadline` passes are not issued (they complete as failures, unrecorded).
 pub async fn run_ops(
     shared: &WorkerShared,
     process: u64,
@@ -102,6 +103,12 @@ pub async fn run_ops(
     };
     let mut completions = Vec::with_capacity(ops.len());
     for op in &ops {
+        // Past the deadline nothing more is issued: against a cluster that never answers, a
+        // round of one operation timeout per key would otherwise overrun the bound by minutes.
+        if Instant::now() >= shared.deadline || shared.cancel.is_cancelled() {
+            completions.push(Completion::fail("not issued: the deadline had passed"));
+            continue;
+        }
         if slot.client.is_none() {
             match open_client(shared, &node, slot.process).await {
                 Ok(client) => slot.client = Some((client, node.clone())),
