@@ -3,6 +3,7 @@
 mod bench;
 mod ensemble;
 mod shell;
+mod zk_bench;
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
@@ -83,6 +84,28 @@ enum Mode {
         #[arg(long)]
         skip_isolation: bool,
     },
+    /// The same write load over ZooKeeper's client protocol against a 3-node ensemble of real
+    /// ZooKeeper and one of keeperd (its ZooKeeper port), one after the other: writes/s at 1 and
+    /// 32 clients, side by side.
+    BenchZk {
+        /// Which systems, in this order.
+        #[arg(
+            long,
+            value_enum,
+            value_delimiter = ',',
+            default_value = "zookeeper,keeper"
+        )]
+        systems: Vec<zk_bench::BenchSystem>,
+        /// The keeperd binary (default: next to keeper-cli).
+        #[arg(long)]
+        keeperd: Option<std::path::PathBuf>,
+        /// Length of each load.
+        #[arg(long, default_value_t = 10)]
+        duration_secs: u64,
+        /// Ports are BASE+1.. (see the command's documentation).
+        #[arg(long, default_value_t = 24_000)]
+        base_port: u16,
+    },
 }
 
 fn main() -> ExitCode {
@@ -130,14 +153,8 @@ fn main() -> ExitCode {
                 base_port,
                 skip_isolation,
             }) => {
-                let keeperd = keeperd.unwrap_or_else(|| {
-                    std::env::current_exe()
-                        .ok()
-                        .and_then(|exe| exe.parent().map(|d| d.join("keeperd")))
-                        .unwrap_or_else(|| "keeperd".into())
-                });
                 let config = ensemble::EnsembleConfig {
-                    keeperd,
+                    keeperd: keeperd.unwrap_or_else(keeperd_beside_us),
                     trials,
                     duration: Duration::from_secs(duration_secs),
                     base_port,
@@ -156,12 +173,45 @@ fn main() -> ExitCode {
                     }
                 }
             }
+            Some(Mode::BenchZk {
+                systems,
+                keeperd,
+                duration_secs,
+                base_port,
+            }) => {
+                let config = zk_bench::ZkBenchConfig {
+                    systems,
+                    keeperd: keeperd.unwrap_or_else(keeperd_beside_us),
+                    duration: Duration::from_secs(duration_secs),
+                    base_port,
+                };
+                // Ctrl-C drops the run, which kills the nodes and removes their files.
+                let outcome = tokio::select! {
+                    outcome = zk_bench::run(config) => outcome,
+                    _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+                };
+                match outcome {
+                    Ok(()) => EXIT_OK,
+                    Err(e) => {
+                        eprintln!("keeper-cli bench-zk: {e:#}");
+                        EXIT_COMMAND_FAILED
+                    }
+                }
+            }
             None => run_shell(config).await,
         }
     });
     // Background tasks may still wait on sockets; do not let them hold the exit.
     runtime.shutdown_timeout(Duration::from_millis(100));
     ExitCode::from(code)
+}
+
+/// The keeperd next to this keeper-cli (both are built into the same target directory).
+fn keeperd_beside_us() -> std::path::PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|d| d.join("keeperd")))
+        .unwrap_or_else(|| "keeperd".into())
 }
 
 async fn run_shell(config: ClientConfig) -> u8 {
