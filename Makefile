@@ -38,7 +38,7 @@ run: build
 test: build build-bugs
 	$(CARGO) test --workspace --no-fail-fast -- --test-threads=2
 	$(CARGO) test --workspace --features keeper/bugs,schism/bugs --test sim --test tree_model --test sim_seeds --test sim_cli
-	$(CARGO) test -p schism --test e2e -- --include-ignored --test-threads=1
+	$(CARGO) test --workspace --test e2e -- --include-ignored --test-threads=1
 
 lint:
 	$(CARGO) fmt --all --check
