@@ -90,7 +90,7 @@ pub struct RunOptions {
     #[arg(long, default_value = "2s", value_parser = parse_duration)]
     pub op_timeout: Duration,
     /// How a process picks its node.
-    #[arg(long, value_enum, default_value_t = NodeChoice::Random)]
+    #[arg(long, value_enum, default_value_t = NodeChoice::Spread)]
     pub node_choice: NodeChoice,
     /// How long the cluster may take to recover after healing.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]

@@ -42,6 +42,12 @@ pub enum NodeChoice {
     Random,
     /// Process p always talks to node p mod n.
     Pinned,
+    /// Worker w always talks to node w mod n, whatever its process: the clients stay spread
+    /// evenly over the nodes for the whole run. With `random`, the clients of a node cut off by a
+    /// partition time out, reopen elsewhere, and those on the majority never move back: after a
+    /// few partitions the nodes that were cut off have no clients left, and a fault on them
+    /// shows nothing (a stale read on a minority node needs a client there to read it).
+    Spread,
 }
 
 /// The whole configuration of one run.

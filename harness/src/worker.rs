@@ -70,7 +70,7 @@ pub async fn run_worker(shared: WorkerShared, worker: usize) {
         if !sleep_until(next_at, &shared).await {
             break;
         }
-        if !ensure_client(&shared, &mut slot, &mut node_rng).await {
+        if !ensure_client(&shared, worker, &mut slot, &mut node_rng).await {
             break;
         }
         let ctx = Context {
@@ -187,7 +187,12 @@ async fn perform(shared: &WorkerShared, slot: &mut Slot, op: &Op) -> Completion 
 }
 
 /// Opens a client for the slot's process if it has none. False when the run ended first.
-async fn ensure_client(shared: &WorkerShared, slot: &mut Slot, node_rng: &mut ChaCha8Rng) -> bool {
+async fn ensure_client(
+    shared: &WorkerShared,
+    worker: usize,
+    slot: &mut Slot,
+    node_rng: &mut ChaCha8Rng,
+) -> bool {
     while slot.client.is_none() {
         if shared.cancel.is_cancelled() || Instant::now() >= shared.deadline {
             return false;
@@ -196,6 +201,7 @@ async fn ensure_client(shared: &WorkerShared, slot: &mut Slot, node_rng: &mut Ch
         let index = match shared.node_choice {
             NodeChoice::Pinned => (slot.process % nodes.len() as u64) as usize,
             NodeChoice::Random => node_rng.random_range(0..nodes.len()),
+            NodeChoice::Spread => worker % nodes.len(),
         };
         let node = nodes[index].clone();
         match open_client(shared, &node, slot.process).await {
