@@ -970,11 +970,13 @@ impl Core {
                 self.current_epoch = epoch;
                 if self.cfg.has_bug(Bug::NewleaderAckBeforeDurable) {
                     // BUG(newleader-ack-before-durable): the ack below leaves before anything
-                    // of the sync is on disk, as ZooKeeper's follower did when it queued the
-                    // synced proposals for its asynchronous log and acked NEWLEADER at once
-                    // (ZOOKEEPER-4646; ZOOKEEPER-4685 is the same race seen from the
-                    // leader). The history stays in memory (`install_sync`) and the epoch is
-                    // written with UPTODATE: the leader counts a copy that a crash loses.
+                    // of the sync is on disk, as ZooKeeper's follower did when it logged the
+                    // synced proposals only on UPTODATE (ZOOKEEPER-3911), and later when it
+                    // queued them for its asynchronous log and acked NEWLEADER at once
+                    // (ZOOKEEPER-4646; ZOOKEEPER-4685: the acks of those proposals then
+                    // overtook the NEWLEADER ack). The history stays in memory
+                    // (`install_sync`) and the epoch is written with UPTODATE: the leader
+                    // counts a copy that a crash loses.
                 } else {
                     // With `epoch-before-log`, this epoch reaches disk while the history that
                     // `install_sync` took stays in memory only.
@@ -1128,11 +1130,13 @@ impl Core {
                 if self.cfg.has_bug(Bug::SnapshotInMemory) {
                     // BUG(snapshot-in-memory): the leader's tree is taken into memory only and
                     // NEWLEADER is acked with nothing of it on disk, as ZooKeeper's follower did
-                    // before ZOOKEEPER-3104 (it snapshotted after the ack) and ZOOKEEPER-3642
-                    // (a SNAP in memory, then an election on its zxid). The disk keeps the old
-                    // snapshot and log, and the proposals that follow are appended to that old
-                    // log: until this node's next own snapshot, a restart replays a history
-                    // with the leader's snapshot missing from its middle.
+                    // before ZOOKEEPER-3104 (it wrote the snapshot after the ack). In
+                    // ZOOKEEPER-3642 the SNAP's leader died before NEWLEADER, the next leader
+                    // synced the follower by DIFF from the snapshot's zxid, and nothing ever
+                    // wrote the snapshot. Here the disk keeps the old snapshot and log, and
+                    // the proposals that follow are appended to that old log: until this
+                    // node's next own snapshot, a restart replays a history with the leader's
+                    // snapshot missing from its middle.
                 } else {
                     self.persist(Persist::Snapshot(snapshot));
                 }
@@ -1143,11 +1147,13 @@ impl Core {
         if self.cfg.has_bug(Bug::NewleaderAckBeforeDurable) || self.cfg.has_bug(Bug::EpochBeforeLog)
         {
             // BUG(newleader-ack-before-durable), BUG(epoch-before-log): the synced history is
-            // taken into memory and never logged (ZooKeeper before ZOOKEEPER-3911 did not log
-            // a DIFF at all; after it, logged it only after acking, ZOOKEEPER-4646, or after
-            // writing the new epoch, ZOOKEEPER-4643). Only this node's next own snapshot
-            // would make it durable; until then the proposals that follow are logged after a
-            // hole, and a restart replays a history missing exactly what the leader synced.
+            // taken into memory and not logged. ZooKeeper logged it late: after the NEWLEADER
+            // ack (ZOOKEEPER-3911, ZOOKEEPER-4646) or after the new epoch (ZOOKEEPER-4643), a
+            // window a crash had to hit. Here the window stays open until this node's next
+            // own snapshot, so that the gate's kills reach it: the proposals that follow are
+            // logged after a hole, and a restart replays a history missing exactly what the
+            // leader synced. (`newleader-ack-before-durable` also holds back the epoch, see
+            // NEWLEADER; `epoch-before-log` writes it at once.)
             self.append_in_memory(&txns);
         } else {
             self.append(txns);
