@@ -130,6 +130,30 @@ pub const BUG_MATRIX: &[BugEntry] = &[
         keeperd_args: &[],
         why: "a node skips a log record whose checksum fails and serves the rest: its tree lacks a create, so it hands out a sequence number again and its digest differs",
     },
+    BugEntry {
+        bug: "newleader-ack-before-durable",
+        workload: "register",
+        faults: "kill",
+        must_flag: &["linearizable", "convergence"],
+        keeperd_args: &[],
+        why: "a restarted follower acks NEWLEADER with the synced history only in memory; killed again, it comes back without it and its replica diverges",
+    },
+    BugEntry {
+        bug: "epoch-before-log",
+        workload: "register",
+        faults: "kill",
+        must_flag: &["linearizable", "convergence"],
+        keeperd_args: &[],
+        why: "a restarted follower writes the new epoch but not the synced history; killed again, it claims the epoch with a hole in its log and diverges",
+    },
+    BugEntry {
+        bug: "snapshot-in-memory",
+        workload: "register",
+        faults: "kill",
+        must_flag: &["linearizable", "convergence"],
+        keeperd_args: &["--snapshot-every=300", "--log-retain-txns=0"],
+        why: "frequent snapshots and no retained log make a restarted follower sync by SNAP, which it keeps in memory; killed again, it replays its old log with the snapshot missing",
+    },
 ];
 
 /// The correct server must be valid under every workload with each of these fault sets.

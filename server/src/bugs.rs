@@ -22,10 +22,19 @@ pub enum Bug {
     /// The leader expires sessions by its own clock without a margin (clock-skew).
     LeaseOnFastClock,
     CorruptLogServed,
+    /// A follower acks NEWLEADER before the history the leader synced it is on disk
+    /// (ZOOKEEPER-4646, ZOOKEEPER-4685).
+    NewleaderAckBeforeDurable,
+    /// A follower makes its new current epoch durable before the history the leader synced it
+    /// (ZOOKEEPER-4643).
+    EpochBeforeLog,
+    /// A follower takes a SNAP sync into memory and acks it before the snapshot is on disk
+    /// (ZOOKEEPER-3642, ZOOKEEPER-3104).
+    SnapshotInMemory,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 12] = [
+    pub const ALL: [Bug; 15] = [
         Bug::StaleRead,
         Bug::EarlyAck,
         Bug::NoFsync,
@@ -38,6 +47,9 @@ impl Bug {
         Bug::ElectionNeverSettles,
         Bug::LeaseOnFastClock,
         Bug::CorruptLogServed,
+        Bug::NewleaderAckBeforeDurable,
+        Bug::EpochBeforeLog,
+        Bug::SnapshotInMemory,
     ];
 
     pub fn name(self) -> &'static str {
@@ -54,6 +66,9 @@ impl Bug {
             Bug::ElectionNeverSettles => "election-never-settles",
             Bug::LeaseOnFastClock => "lease-on-fast-clock",
             Bug::CorruptLogServed => "corrupt-log-served",
+            Bug::NewleaderAckBeforeDurable => "newleader-ack-before-durable",
+            Bug::EpochBeforeLog => "epoch-before-log",
+            Bug::SnapshotInMemory => "snapshot-in-memory",
         }
     }
 

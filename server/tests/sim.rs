@@ -816,7 +816,15 @@ fn a_fault_free_ensemble_elects_quickly_and_commits() {
 #[test]
 fn the_simulator_catches_injected_protocol_bugs() {
     use keeper::core::Bug;
-    for bug in [Bug::EarlyAck, Bug::SplitBrain, Bug::SyncNoTrunc] {
+    // The durability bugs of the sync (a history acked or an epoch taken before the history is
+    // on disk) show when a node that synced crashes and restarts from its disk.
+    for bug in [
+        Bug::EarlyAck,
+        Bug::SplitBrain,
+        Bug::SyncNoTrunc,
+        Bug::NewleaderAckBeforeDurable,
+        Bug::EpochBeforeLog,
+    ] {
         let caught = (0..40u64).find(|seed| {
             std::panic::catch_unwind(|| simulate_with(5_000 + seed, 3, 20_000, Some(bug))).is_err()
         });

@@ -160,6 +160,27 @@ fn append_sync_reopen_recovers_log_epochs_and_snapshot() {
 }
 
 #[test]
+fn the_epochs_never_reach_disk_before_the_appends_of_their_batch() {
+    // A follower's NEWLEADER batch appends the synced history, then records the new epoch.
+    // The epochs file is durable as soon as it is written, so the log must be written first:
+    // read from disk before the batch's `sync`, the log already holds the history.
+    let dir = tempfile::tempdir().unwrap();
+    let (mut s, _) = open(dir.path());
+    s.persist(&Persist::Append(txns(1..=3))).unwrap();
+    s.persist(&Persist::Epochs {
+        accepted_epoch: 2,
+        current_epoch: 2,
+    })
+    .unwrap();
+    let on_disk = fs::read(log_path(dir.path())).unwrap();
+    assert_eq!(
+        records(&on_disk).len(),
+        3,
+        "the epochs are durable while the history before them is not"
+    );
+}
+
+#[test]
 fn a_second_open_of_a_directory_in_use_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let (_s, _) = open(dir.path());

@@ -45,6 +45,10 @@ pub const SIMULATED_BUGS: &[Bug] = &[
     Bug::VoteIgnoresEpoch,
     Bug::SyncNoTrunc,
     Bug::ElectionNeverSettles,
+    // A synced history held only in memory: the simulated disk keeps what was persisted, and a
+    // crash after the sync restarts the node without it.
+    Bug::NewleaderAckBeforeDurable,
+    Bug::EpochBeforeLog,
 ];
 
 /// Whether this build can inject server bugs (keeper's `bugs` feature, through ours).

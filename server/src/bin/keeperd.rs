@@ -50,9 +50,13 @@ struct Args {
     /// Largest znode data, in bytes.
     #[arg(long)]
     max_data_bytes: Option<usize>,
-    /// Applied transactions between two snapshots.
+    /// Transactions written to the log between two snapshots.
     #[arg(long)]
     snapshot_every: Option<u64>,
+    /// Transactions a snapshot leaves in memory for followers that are behind: one further
+    /// behind is synced with the whole tree (SNAP) [default: 1000].
+    #[arg(long)]
+    log_retain_txns: Option<usize>,
     /// A request not answered within this long gets an indeterminate `timeout`.
     #[arg(long)]
     request_timeout_ms: Option<u64>,
@@ -85,6 +89,7 @@ struct FileConfig {
     tick_ms: Option<u64>,
     max_data_bytes: Option<usize>,
     snapshot_every: Option<u64>,
+    log_retain_txns: Option<usize>,
     request_timeout_ms: Option<u64>,
     bug: Option<String>,
     zk_addr: Option<SocketAddr>,
@@ -182,6 +187,9 @@ fn server_config(args: Args) -> Result<ServerConfig, String> {
     }
     if let Some(v) = args.snapshot_every.or(file.snapshot_every) {
         config.snapshot_every = v;
+    }
+    if let Some(v) = args.log_retain_txns.or(file.log_retain_txns) {
+        config.log_retain_txns = v;
     }
     if let Some(v) = args.request_timeout_ms.or(file.request_timeout_ms) {
         config.request_timeout_ms = v;

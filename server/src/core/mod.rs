@@ -26,7 +26,7 @@ pub use crate::bugs::Bug;
 /// time (see `Core::expiry_wait_ms`, and docs/FAULTS.md for what the clock faults do).
 pub const SESSION_CLOCK_MARGIN: u64 = 2;
 pub use msg::{PeerMsg, SyncMode, Vote};
-pub use node::Core;
+pub use node::{Core, LOG_RETAIN_TXNS};
 
 use crate::api::{
     Consistency, KeeperError, NodeId, Op, OpResult, SessionId, Stat, WatchEvent, Zxid,

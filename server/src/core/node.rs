@@ -283,12 +283,12 @@ impl Core {
     }
 
     /// The shell saved a snapshot at `zxid`; the in-memory log may forget what precedes it,
-    /// all but the last `LOG_RETAIN_TXNS` transactions (kept so that followers a little behind
-    /// still sync by DIFF).
-    pub fn compact(&mut self, zxid: Zxid) {
+    /// all but the last `retain_txns` transactions (kept so that followers a little behind
+    /// still sync by DIFF; `LOG_RETAIN_TXNS` by default).
+    pub fn compact(&mut self, zxid: Zxid, retain_txns: usize) {
         let upto = zxid.min(self.tree.last_applied());
         let droppable = self.log.partition_point(|t| t.zxid <= upto);
-        let drop = droppable.saturating_sub(LOG_RETAIN_TXNS);
+        let drop = droppable.saturating_sub(retain_txns);
         if drop > 0 {
             self.log_start = self.log[drop - 1].zxid;
             self.log.drain(..drop);
@@ -357,7 +357,14 @@ impl Core {
         if txns.is_empty() {
             return;
         }
-        for t in &txns {
+        self.append_in_memory(&txns);
+        self.persist(Persist::Append(txns));
+    }
+
+    /// Puts transactions in the in-memory log only. Every correct path goes through `append`,
+    /// which also logs them; the injected durability bugs call this alone.
+    pub(super) fn append_in_memory(&mut self, txns: &[Txn]) {
+        for t in txns {
             assert!(
                 t.zxid > self.last_zxid(),
                 "log append out of order: {:#x} after {:#x}",
@@ -366,7 +373,6 @@ impl Core {
             );
             self.log.push(t.clone());
         }
-        self.persist(Persist::Append(txns));
     }
 
     /// Drops logged transactions after `zxid` (they were never committed).

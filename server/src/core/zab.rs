@@ -968,7 +968,20 @@ impl Core {
                 // or this one: the shell makes it durable before this ack leaves, as ZAB
                 // requires ("a follower acks NEWLEADER only after the proposals are on disk").
                 self.current_epoch = epoch;
-                self.persist_epochs();
+                if self.cfg.has_bug(Bug::NewleaderAckBeforeDurable) {
+                    // BUG(newleader-ack-before-durable): the ack below leaves before anything
+                    // of the sync is on disk, as ZooKeeper's follower did when it logged the
+                    // synced proposals only on UPTODATE (ZOOKEEPER-3911), and later when it
+                    // queued them for its asynchronous log and acked NEWLEADER at once
+                    // (ZOOKEEPER-4646; ZOOKEEPER-4685: the acks of those proposals then
+                    // overtook the NEWLEADER ack). The history stays in memory
+                    // (`install_sync`) and the epoch is written with UPTODATE: the leader
+                    // counts a copy that a crash loses.
+                } else {
+                    // With `epoch-before-log`, this epoch reaches disk while the history that
+                    // `install_sync` took stays in memory only.
+                    self.persist_epochs();
+                }
                 if self.recovering {
                     // The history of a leader that a quorum elected without this node is now
                     // ours and durable with this batch (the storage syncs the log before it
@@ -987,6 +1000,10 @@ impl Core {
                 }
                 f.last_heard = now;
                 f.stage = FollowerStage::UpToDate;
+                if self.cfg.has_bug(Bug::NewleaderAckBeforeDurable) {
+                    // BUG(newleader-ack-before-durable): the epoch, late (see NEWLEADER).
+                    self.persist_epochs();
+                }
                 self.commit_to(committed);
             }
             PeerMsg::Proposal { epoch, txn } => {
@@ -1110,12 +1127,37 @@ impl Core {
                 self.log.clear();
                 self.log_start = snapshot.zxid;
                 self.committed = snapshot.zxid;
-                self.persist(Persist::Snapshot(snapshot));
+                if self.cfg.has_bug(Bug::SnapshotInMemory) {
+                    // BUG(snapshot-in-memory): the leader's tree is taken into memory only and
+                    // NEWLEADER is acked with nothing of it on disk, as ZooKeeper's follower did
+                    // before ZOOKEEPER-3104 (it wrote the snapshot after the ack). In
+                    // ZOOKEEPER-3642 the SNAP's leader died before NEWLEADER, the next leader
+                    // synced the follower by DIFF from the snapshot's zxid, and nothing ever
+                    // wrote the snapshot. Here the disk keeps the old snapshot and log, and
+                    // the proposals that follow are appended to that old log: until this
+                    // node's next own snapshot, a restart replays a history with the leader's
+                    // snapshot missing from its middle.
+                } else {
+                    self.persist(Persist::Snapshot(snapshot));
+                }
             }
         }
         let last = self.last_zxid();
         let txns: Vec<Txn> = txns.into_iter().filter(|t| t.zxid > last).collect();
-        self.append(txns);
+        if self.cfg.has_bug(Bug::NewleaderAckBeforeDurable) || self.cfg.has_bug(Bug::EpochBeforeLog)
+        {
+            // BUG(newleader-ack-before-durable), BUG(epoch-before-log): the synced history is
+            // taken into memory and not logged. ZooKeeper logged it late: after the NEWLEADER
+            // ack (ZOOKEEPER-3911, ZOOKEEPER-4646) or after the new epoch (ZOOKEEPER-4643), a
+            // window a crash had to hit. Here the window stays open until this node's next
+            // own snapshot, so that the gate's kills reach it: the proposals that follow are
+            // logged after a hole, and a restart replays a history missing exactly what the
+            // leader synced. (`newleader-ack-before-durable` also holds back the epoch, see
+            // NEWLEADER; `epoch-before-log` writes it at once.)
+            self.append_in_memory(&txns);
+        } else {
+            self.append(txns);
+        }
     }
 
     fn commit_to(&mut self, zxid: Zxid) {

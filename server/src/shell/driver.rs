@@ -12,11 +12,10 @@
 
 use super::peer::Transport;
 use super::sse::EventHub;
-use crate::api::{
-    DigestReply, ErrorCode, KeeperError, NodeId, SessionId, Status, Zxid, counter_of, epoch_of,
-};
+use crate::api::{DigestReply, ErrorCode, KeeperError, NodeId, SessionId, Status, Zxid};
 use crate::core::{
-    Bug, ClientRequest, Config, Core, Input, Millis, Output, PeerMsg, Ready, RequestId, Response,
+    Bug, ClientRequest, Config, Core, Input, Millis, Output, PeerMsg, Persist, Ready, RequestId,
+    Response,
 };
 use crate::storage::{OpenMode, Storage};
 use std::collections::HashMap;
@@ -198,6 +197,7 @@ pub struct DriverConfig {
     pub core: Config,
     pub data_dir: PathBuf,
     pub snapshot_every: u64,
+    pub log_retain_txns: usize,
     pub fsync: bool,
 }
 
@@ -293,7 +293,9 @@ struct Driver {
     /// Messages the core addressed to this node itself, stepped in the next batch.
     loopback: Vec<PeerMsg>,
     snapshot_every: u64,
-    applied_since_snapshot: u64,
+    log_retain_txns: usize,
+    /// Transactions written to the log since the last snapshot on disk.
+    logged_since_snapshot: u64,
     last_applied: Zxid,
     /// The clock's reading at the last batch, to notice a leap (see `MAX_CLOCK_STEP_MS`).
     last_batch_at: Millis,
@@ -356,7 +358,8 @@ impl Driver {
             pending: HashMap::new(),
             loopback: Vec::new(),
             snapshot_every: config.snapshot_every,
-            applied_since_snapshot: 0,
+            log_retain_txns: config.log_retain_txns,
+            logged_since_snapshot: 0,
             last_applied,
             last_batch_at: now,
         })
@@ -491,6 +494,7 @@ impl Driver {
                 .sync()
                 .map_err(|e| anyhow::anyhow!("storage failed (fsync): {e}"))?;
         }
+        self.count_logged(&ready.persist);
 
         // In the core's order: a watch event reaches the session's queue before the reply
         // that follows it.
@@ -541,22 +545,24 @@ impl Driver {
         self.maybe_snapshot()
     }
 
-    /// Snapshot policy: after every `snapshot_every` applied transactions, save the applied
-    /// tree and let the core forget the log it covers.
-    fn maybe_snapshot(&mut self) -> anyhow::Result<()> {
-        let applied = self.core.applied_zxid();
-        if applied == self.last_applied {
-            return Ok(());
+    /// Keeps `logged_since_snapshot` for the snapshot policy.
+    fn count_logged(&mut self, persisted: &[Persist]) {
+        for p in persisted {
+            match p {
+                Persist::Append(txns) => self.logged_since_snapshot += txns.len() as u64,
+                Persist::Snapshot(_) => self.logged_since_snapshot = 0,
+                _ => {}
+            }
         }
-        // Counters restart with each epoch, so a new epoch counts from its own start.
-        let delta = if epoch_of(applied) == epoch_of(self.last_applied) {
-            counter_of(applied).saturating_sub(counter_of(self.last_applied))
-        } else {
-            counter_of(applied)
-        };
-        self.applied_since_snapshot += delta as u64;
-        self.last_applied = applied;
-        if self.applied_since_snapshot < self.snapshot_every {
+    }
+
+    /// Snapshot policy: after every `snapshot_every` transactions written to the log, save the
+    /// applied tree and let the core forget the log it covers. Counted as ZooKeeper's snapCount
+    /// counts, by what the log grew: a SNAP sync brings its own snapshot and restarts the
+    /// count (`count_logged`), so the node does not write the same tree again at once.
+    fn maybe_snapshot(&mut self) -> anyhow::Result<()> {
+        self.last_applied = self.core.applied_zxid();
+        if self.logged_since_snapshot < self.snapshot_every {
             return Ok(());
         }
         let snapshot = self.core.snapshot();
@@ -564,8 +570,8 @@ impl Driver {
         self.storage
             .save_snapshot(&snapshot)
             .map_err(|e| anyhow::anyhow!("storage failed (snapshot): {e}"))?;
-        self.core.compact(zxid);
-        self.applied_since_snapshot = 0;
+        self.core.compact(zxid, self.log_retain_txns);
+        self.logged_since_snapshot = 0;
         tracing::info!(
             id = self.id,
             zxid = format_args!("{zxid:#x}"),

@@ -46,7 +46,7 @@ use tokio_util::sync::CancellationToken;
 
 /// Default `--tick-ms`.
 pub const DEFAULT_TICK_MS: u64 = 200;
-/// Default `--snapshot-every`: applied transactions between two snapshots.
+/// Default `--snapshot-every`: transactions written to the log between two snapshots.
 pub const DEFAULT_SNAPSHOT_EVERY: u64 = 10_000;
 /// Default `--request-timeout-ms`.
 pub const DEFAULT_REQUEST_TIMEOUT_MS: u64 = 5_000;
@@ -67,8 +67,11 @@ pub struct ServerConfig {
     pub peers: BTreeMap<NodeId, SocketAddr>,
     pub tick_ms: u64,
     pub max_data_bytes: usize,
-    /// Applied transactions between two snapshots.
+    /// Transactions written to the log between two snapshots.
     pub snapshot_every: u64,
+    /// Transactions a snapshot leaves in the in-memory log, so that a follower that far
+    /// behind still syncs by DIFF; one further behind gets the whole tree (SNAP).
+    pub log_retain_txns: usize,
     pub request_timeout_ms: u64,
     pub bug: Option<Bug>,
     /// Where ZooKeeper clients connect (`crate::zk`); `None`: no ZooKeeper port.
@@ -91,6 +94,7 @@ impl ServerConfig {
             tick_ms: DEFAULT_TICK_MS,
             max_data_bytes: crate::api::DEFAULT_MAX_DATA_BYTES,
             snapshot_every: DEFAULT_SNAPSHOT_EVERY,
+            log_retain_txns: crate::core::LOG_RETAIN_TXNS,
             request_timeout_ms: DEFAULT_REQUEST_TIMEOUT_MS,
             bug: None,
             zk_addr: None,
@@ -247,6 +251,7 @@ pub async fn start(config: ServerConfig, shutdown: CancellationToken) -> anyhow:
             core: config.core_config(),
             data_dir: config.data_dir.clone(),
             snapshot_every: config.snapshot_every,
+            log_retain_txns: config.log_retain_txns,
             fsync: config.bug != Some(Bug::NoFsync),
         },
         transport,

@@ -692,11 +692,17 @@ impl Storage {
         Ok(())
     }
 
+    /// Records the epochs. The appends before them in the batch are made durable first: the
+    /// epochs file is fsynced as it is written, and a crash between it and the batch's group
+    /// commit would otherwise leave a node claiming an epoch whose history it lacks, which can
+    /// then win an election and truncate committed transactions (ZOOKEEPER-4643; the ZAB rule
+    /// is that a follower's history is on disk before it takes the leader's epoch).
     fn write_epochs(
         &mut self,
         accepted_epoch: u32,
         current_epoch: u32,
     ) -> Result<(), StorageError> {
+        self.sync_log()?;
         let bytes = epochs::encode(accepted_epoch, current_epoch);
         write_whole(&self.dir, EPOCHS_FILE, self.fsync, |out| {
             out.write_all(&bytes)
