@@ -11,6 +11,7 @@ fn config(seed: u64) -> SimConfig {
         bug: None,
         lossy_links: false,
         clocks: None,
+        disks: None,
         trace: false,
     }
 }
@@ -62,6 +63,7 @@ fn a_seed_with_skewed_and_jumping_clocks_replays_bit_for_bit() {
     for seed in 0..4 {
         let skewed = SimConfig {
             clocks: Some(true),
+            disks: None,
             ..config(seed)
         };
         let a = run_seed(&skewed);
@@ -74,6 +76,7 @@ fn a_seed_with_skewed_and_jumping_clocks_replays_bit_for_bit() {
         assert!(a.swarm.skew_ppm.iter().any(|s| *s != 0));
         let exact = run_seed(&SimConfig {
             clocks: Some(false),
+            disks: None,
             ..config(seed)
         });
         assert_ne!(
@@ -91,6 +94,7 @@ fn the_correct_server_is_safe_under_clock_faults() {
     for seed in 200..230 {
         let o = run_seed(&SimConfig {
             clocks: Some(true),
+            disks: None,
             ..config(seed)
         });
         for c in &o.verdict.checkers {
