@@ -127,11 +127,12 @@ impl Disk {
     }
 
     /// The power fails: what the disk has not made durable is lost, but for a prefix the
-    /// drive happened to write.
-    pub(crate) fn power_loss(&mut self, rng: &mut ChaCha8Rng, how: PowerLoss) {
+    /// drive happened to write. Returns the bytes lost, and whether a record was torn.
+    pub(crate) fn power_loss(&mut self, rng: &mut ChaCha8Rng, how: PowerLoss) -> (usize, bool) {
         if !self.has_unsynced() {
-            return;
+            return (0, false);
         }
+        let before = self.log.len();
         let boundaries: Vec<usize> = std::iter::once(self.synced)
             .chain(
                 self.index
@@ -152,8 +153,12 @@ impl Disk {
             let zeros = rng.random_range(1..=block_end - keep);
             self.log.resize(keep + zeros, 0);
         }
+        // A tail the reopen will cut: part of a record, or zeros.
+        let torn = self.log.len() > keep || !self.index.iter().any(|&(_, offset)| offset == keep);
+        let torn = torn && keep < before;
         self.index.retain(|&(_, offset)| offset < keep);
         self.synced = self.log.len();
+        (before - keep, torn)
     }
 
     /// Flips 1 to `MAX_FLIPPED_BITS` bits within one `BITFLIP_REGION_BYTES` region of the

@@ -26,7 +26,7 @@ use checker::run_dir::HEAL_ALL;
 use checker::{CheckOptions, RunVerdict};
 use keeper::api::{Consistency, ErrorCode, KeeperError, Op, Role, SessionId, Zxid};
 use keeper::core::{
-    ClientRequest, Config, Core, Input, Output, PeerMsg, Read, Recovered, Response,
+    ClientRequest, Config, Core, Input, Output, PeerMsg, Read, Ready, Recovered, Response,
 };
 use keeper::storage::OpenMode;
 use rand::{RngExt, SeedableRng};
@@ -376,6 +376,23 @@ struct OpenFaults {
     paused: BTreeMap<u64, usize>,
 }
 
+/// What the simulated disks went through in one seed: evidence that their faults happened.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct DiskEvents {
+    /// Power losses (of running or stopped nodes).
+    pub power_losses: u64,
+    /// Power losses that lost bytes not yet fsynced...
+    pub lost_unsynced: u64,
+    /// ... of which left a record torn (cut inside it).
+    pub torn: u64,
+    /// Bit flips in a stopped node's log or snapshot.
+    pub corruptions: u64,
+    /// Restarts whose storage found damage and cut the history (`Recovered::damage`).
+    pub damaged_opens: u64,
+    /// Batches whose outputs waited for a simulated fsync.
+    pub delayed_fsyncs: u64,
+}
+
 /// The outcome of one seed.
 #[derive(Debug)]
 pub struct SimOutcome {
@@ -391,6 +408,7 @@ pub struct SimOutcome {
     pub history_hash: u64,
     /// Simulated ms the seed covered.
     pub simulated_ms: u64,
+    pub disk_events: DiskEvents,
 }
 
 pub struct Sim {
@@ -430,6 +448,7 @@ pub struct Sim {
     corrupted: BTreeSet<u64>,
     /// The operation kinds that succeeded at least once.
     succeeded: BTreeSet<&'static str>,
+    disk_events: DiskEvents,
 }
 
 fn node_name(id: u64) -> String {
@@ -480,6 +499,7 @@ impl Sim {
             next_step: 0,
             corrupted: BTreeSet::new(),
             succeeded: BTreeSet::new(),
+            disk_events: DiskEvents::default(),
             swarm,
         };
         for (i, &id) in ids.iter().enumerate() {
@@ -543,11 +563,24 @@ impl Sim {
     // ---- nodes -------------------------------------------------------------------------
 
     fn input(&mut self, id: u64, input: Input) {
+        self.batch(id, vec![input]);
+    }
+
+    /// Steps node `id`'s core with `inputs` as one batch, as the shell's driver does with what
+    /// queued while it was busy: one fsync for the whole batch (group commit).
+    fn batch(&mut self, id: u64, inputs: Vec<Input>) {
         let node = self.nodes.get_mut(&id).expect("a known node");
         let now = node.clock.read(self.now);
         if node.paused_until.is_some() || node.syncing.is_some() {
-            if !matches!(input, Input::Tick) {
-                node.held.push(input);
+            for input in inputs {
+                // A paused process misses its ticks; a driver in fsync ticks once it is done.
+                let tick = matches!(input, Input::Tick);
+                if !tick
+                    || (node.syncing.is_some()
+                        && !node.held.iter().any(|i| matches!(i, Input::Tick)))
+                {
+                    node.held.push(input);
+                }
             }
             return;
         }
@@ -555,18 +588,22 @@ impl Sim {
             return;
         };
         let trace = self.trace;
-        if trace {
-            let st = core.status();
-            eprintln!(
-                "{now} n{id} [{:?} e{} z{:#x} c{:#x}] <- {input:?}",
-                st.role, st.epoch, st.last_zxid, st.committed_zxid
-            );
-        }
-        let mut ready = core.step(now, input);
-        if trace {
-            for o in &ready.after_persist {
-                eprintln!("    -> {o:?}");
+        let mut ready = Ready::default();
+        for input in inputs {
+            if trace {
+                let st = core.status();
+                eprintln!(
+                    "{now} n{id} [{:?} e{} z{:#x} c{:#x}] <- {input:?}",
+                    st.role, st.epoch, st.last_zxid, st.committed_zxid
+                );
             }
+            let step = core.step(now, input);
+            if trace {
+                for o in &step.after_persist {
+                    eprintln!("    -> {o:?}");
+                }
+            }
+            ready.append(step);
         }
         // As the shell's driver: a leader's proposals leave first (they may precede the
         // fsync), then the batch is written and fsynced, and only then does the rest leave.
@@ -585,6 +622,7 @@ impl Sim {
             };
             let node = self.nodes.get_mut(&id).expect("a known node");
             if fsync_ms > 0 {
+                self.disk_events.delayed_fsyncs += 1;
                 node.syncing = Some((self.now + fsync_ms, ready.after_persist));
                 return;
             }
@@ -624,9 +662,7 @@ impl Sim {
             node.disk.sync();
             let held = std::mem::take(&mut node.held);
             self.carry_out(id, outputs);
-            for input in held {
-                self.input(id, input);
-            }
+            self.batch(id, held);
         }
     }
 
@@ -681,7 +717,10 @@ impl Sim {
         node.syncing = None;
         node.held.clear();
         if let Some(how) = power {
-            node.disk.power_loss(&mut self.disk_rng, how);
+            let (lost, torn) = node.disk.power_loss(&mut self.disk_rng, how);
+            self.disk_events.power_losses += 1;
+            self.disk_events.lost_unsynced += u64::from(lost > 0);
+            self.disk_events.torn += u64::from(torn);
         }
         if let Some(step) = self.open.paused.remove(&id) {
             self.log_heal(step, "pause", format!("pause {}", node_name(id)), vec![id]);
@@ -731,6 +770,9 @@ impl Sim {
         let now = node.clock.read(self.now);
         match node.disk.open(Path::new(&node_name(id)), mode) {
             Ok(recovered) => {
+                if recovered.damage.is_some() && self.corrupted.contains(&id) {
+                    self.disk_events.damaged_opens += 1;
+                }
                 self.corrupted.remove(&id);
                 node.start_error = None;
                 node.core = Some(Core::new(cfg, recovered, now));
@@ -743,9 +785,7 @@ impl Sim {
         let node = self.nodes.get_mut(&id).expect("a known node");
         node.paused_until = None;
         let held = std::mem::take(&mut node.held);
-        for input in held {
-            self.input(id, input);
-        }
+        self.batch(id, held);
     }
 
     // ---- faults ------------------------------------------------------------------------
@@ -980,6 +1020,7 @@ impl Sim {
         let node = self.nodes.get_mut(&id).expect("a known node");
         let what = node.disk.bitflip(&mut self.disk_rng, snapshot);
         self.corrupted.insert(id);
+        self.disk_events.corruptions += 1;
         self.log_instant(
             "corrupt",
             format!("corrupt {}: {what}", node_name(id)),
@@ -1660,5 +1701,6 @@ pub fn run_seed(cfg: &SimConfig) -> SimOutcome {
         recovery,
         verdict,
         simulated_ms,
+        disk_events: sim.disk_events,
     }
 }
