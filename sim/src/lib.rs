@@ -946,7 +946,20 @@ impl Sim {
                 self.heal_cut_at = Some(self.now + heal_in);
             }
             2 | 5 => {
-                let id = self.random_node();
+                let syncing: Vec<u64> = self
+                    .nodes
+                    .iter()
+                    .filter(|(_, n)| n.syncing.is_some())
+                    .map(|(id, _)| *id)
+                    .collect();
+                // Half the power losses strike a node in its fsync: the window in which a
+                // leader's proposals are out but not yet durable, which a uniformly drawn
+                // moment would rarely hit.
+                let id = if kind == 5 && !syncing.is_empty() && self.disk_rng.random_bool(0.5) {
+                    syncing[self.disk_rng.random_range(0..syncing.len())]
+                } else {
+                    self.random_node()
+                };
                 // A power loss of a node already down still loses what its kernel held.
                 let (fault, power) = if kind == 5 {
                     let how = if self.swarm.torn_writes && self.disk_rng.random_bool(0.5) {
