@@ -38,10 +38,10 @@ use serde_json::{Value, json};
 /// depending on the server crate itself.
 pub use keeper::bugs::Bug;
 
-/// The catch matrix's bugs that act in the core and show to this simulation's checkers
-/// (`linearizable`, `single-leader`, `convergence`, `recovery`). The others need what is not
-/// simulated: a real disk's fsync (`no-fsync`), ephemeral nodes, sequential children,
-/// snapshots on a schedule or watches.
+/// The catch matrix's bugs that act in the core or the storage's reopen and show to this
+/// simulation's checkers (`linearizable`, `single-leader`, `convergence`, `recovery`). The
+/// others need what is not simulated: a real disk's fsync setting (`no-fsync`), ephemeral
+/// nodes, sequential children, snapshots on a schedule or watches (`watch-drop`).
 pub const SIMULATED_BUGS: &[Bug] = &[
     Bug::StaleRead,
     Bug::EarlyAck,
@@ -49,6 +49,8 @@ pub const SIMULATED_BUGS: &[Bug] = &[
     Bug::VoteIgnoresEpoch,
     Bug::SyncNoTrunc,
     Bug::ElectionNeverSettles,
+    // The simulated disk's bit flips, read back by the real scan with its injected skip.
+    Bug::CorruptLogServed,
 ];
 
 /// Whether this build can inject server bugs (keeper's `bugs` feature, through ours).
@@ -387,8 +389,11 @@ pub struct DiskEvents {
     pub torn: u64,
     /// Bit flips in a stopped node's log or snapshot.
     pub corruptions: u64,
-    /// Restarts whose storage found damage and cut the history (`Recovered::damage`).
+    /// Restarts after bit flips whose storage found damage and cut the history
+    /// (`Recovered::damage`)...
     pub damaged_opens: u64,
+    /// ... and that found none (a flip crc32 cannot see, or that hit no record).
+    pub undetected_corruptions: u64,
     /// Batches whose outputs waited for a simulated fsync.
     pub delayed_fsyncs: u64,
 }
@@ -770,8 +775,12 @@ impl Sim {
         let now = node.clock.read(self.now);
         match node.disk.open(Path::new(&node_name(id)), mode) {
             Ok(recovered) => {
-                if recovered.damage.is_some() && self.corrupted.contains(&id) {
-                    self.disk_events.damaged_opens += 1;
+                if self.corrupted.contains(&id) {
+                    if recovered.damage.is_some() {
+                        self.disk_events.damaged_opens += 1;
+                    } else {
+                        self.disk_events.undetected_corruptions += 1;
+                    }
                 }
                 self.corrupted.remove(&id);
                 node.start_error = None;

@@ -144,6 +144,7 @@ fn the_correct_server_is_safe_under_disk_faults() {
         total.torn += e.torn;
         total.corruptions += e.corruptions;
         total.damaged_opens += e.damaged_opens;
+        total.undetected_corruptions += e.undetected_corruptions;
         total.delayed_fsyncs += e.delayed_fsyncs;
     }
     eprintln!("disk events over 30 seeds: {total:?}");
@@ -155,6 +156,10 @@ fn the_correct_server_is_safe_under_disk_faults() {
     assert!(
         total.damaged_opens > 0,
         "no corruption was found on restart: {total:?}"
+    );
+    assert_eq!(
+        total.undetected_corruptions, 0,
+        "a bit flip went unseen: {total:?}"
     );
     assert!(
         total.delayed_fsyncs > 0,
