@@ -260,6 +260,7 @@ pub fn run_seeds(args: &SimArgs, stop: &AtomicBool) -> Result<SimSummary, SimErr
                         bug,
                         lossy_links: args.lossy_links,
                         clocks: None,
+                        disks: None,
                         trace: args.trace,
                     };
                     let r = match run_one(&cfg, args) {

@@ -11,6 +11,7 @@ fn config(seed: u64) -> SimConfig {
         bug: None,
         lossy_links: false,
         clocks: None,
+        disks: None,
         trace: false,
     }
 }
@@ -62,6 +63,7 @@ fn a_seed_with_skewed_and_jumping_clocks_replays_bit_for_bit() {
     for seed in 0..4 {
         let skewed = SimConfig {
             clocks: Some(true),
+            disks: None,
             ..config(seed)
         };
         let a = run_seed(&skewed);
@@ -74,6 +76,7 @@ fn a_seed_with_skewed_and_jumping_clocks_replays_bit_for_bit() {
         assert!(a.swarm.skew_ppm.iter().any(|s| *s != 0));
         let exact = run_seed(&SimConfig {
             clocks: Some(false),
+            disks: None,
             ..config(seed)
         });
         assert_ne!(
@@ -91,6 +94,7 @@ fn the_correct_server_is_safe_under_clock_faults() {
     for seed in 200..230 {
         let o = run_seed(&SimConfig {
             clocks: Some(true),
+            disks: None,
             ..config(seed)
         });
         for c in &o.verdict.checkers {
@@ -103,6 +107,64 @@ fn the_correct_server_is_safe_under_clock_faults() {
             );
         }
     }
+}
+
+/// Disk faults happen (power losses that lose unsynced bytes and tear records, bit flips that
+/// a restart finds as damage, batches waiting for their fsync while a leader's proposals
+/// leave), the correct server stays safe and live through them, and a seed with them replays
+/// bit for bit.
+#[test]
+fn the_correct_server_is_safe_under_disk_faults() {
+    let mut total = sim::DiskEvents::default();
+    for seed in 300..330 {
+        let cfg = SimConfig {
+            disks: Some(true),
+            ..config(seed)
+        };
+        let o = run_seed(&cfg);
+        for c in &o.verdict.checkers {
+            assert_ne!(
+                c.verdict,
+                Verdict::Invalid,
+                "seed {seed} (disk faults): {} {}",
+                c.name,
+                c.summary
+            );
+        }
+        if seed < 303 {
+            assert_eq!(
+                o.history_hash,
+                run_seed(&cfg).history_hash,
+                "seed {seed} with disk faults is not deterministic"
+            );
+        }
+        let e = &o.disk_events;
+        total.power_losses += e.power_losses;
+        total.lost_unsynced += e.lost_unsynced;
+        total.torn += e.torn;
+        total.corruptions += e.corruptions;
+        total.damaged_opens += e.damaged_opens;
+        total.undetected_corruptions += e.undetected_corruptions;
+        total.delayed_fsyncs += e.delayed_fsyncs;
+    }
+    eprintln!("disk events over 30 seeds: {total:?}");
+    assert!(
+        total.lost_unsynced > 0,
+        "no power loss lost a write: {total:?}"
+    );
+    assert!(total.torn > 0, "no power loss tore a record: {total:?}");
+    assert!(
+        total.damaged_opens > 0,
+        "no corruption was found on restart: {total:?}"
+    );
+    assert_eq!(
+        total.undetected_corruptions, 0,
+        "a bit flip went unseen: {total:?}"
+    );
+    assert!(
+        total.delayed_fsyncs > 0,
+        "no batch waited for its fsync: {total:?}"
+    );
 }
 
 /// The fault log pairs every start with a heal at or after it, and ends with a heal of

@@ -20,6 +20,7 @@
 //! dropped the dirty pages, and a retry that "succeeds" would be a lie (fsyncgate).
 
 mod epochs;
+pub mod image;
 mod log;
 mod snapshot;
 
@@ -217,23 +218,42 @@ fn find_state(
     };
     let path = dir.join(log_name(generation));
     let bytes = fs::read(&path).map_err(io_err(&path))?;
-    let scan = log::scan(&path, &bytes, skip_corrupt)?;
+    let found = read_state(
+        dir,
+        &path,
+        &bytes,
+        skip_corrupt,
+        |snap_path| match fs::read(snap_path) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_err(snap_path)(e)),
+        },
+    )?;
+    Ok(Some((path, found, generation)))
+}
+
+/// The pure half of `find_state`, shared with `image::recover`: scans the log's bytes and
+/// checks the snapshot its header names, which `read_snapshot` fetches (`None`: missing).
+fn read_state(
+    dir: &Path,
+    path: &Path,
+    bytes: &[u8],
+    skip_corrupt: bool,
+    read_snapshot: impl FnOnce(&Path) -> Result<Option<Vec<u8>>, StorageError>,
+) -> Result<Found, StorageError> {
+    let scan = log::scan(path, bytes, skip_corrupt)?;
     let mut snapshot = None;
     if let Some(base) = scan.base {
         let snap_path = dir.join(snapshot_name(base.generation));
-        let snap_bytes = match fs::read(&snap_path) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(StorageError::Corrupt {
-                    path,
-                    offset: 0,
-                    reason: format!(
-                        "the log continues {}, which is missing",
-                        snapshot_name(base.generation)
-                    ),
-                });
-            }
-            Err(e) => return Err(io_err(&snap_path)(e)),
+        let Some(snap_bytes) = read_snapshot(&snap_path)? else {
+            return Err(StorageError::Corrupt {
+                path: path.to_path_buf(),
+                offset: 0,
+                reason: format!(
+                    "the log continues {}, which is missing",
+                    snapshot_name(base.generation)
+                ),
+            });
         };
         let snap = snapshot::decode(&snap_path, &snap_bytes)?;
         if snap.zxid != base.zxid {
@@ -243,14 +263,44 @@ fn find_state(
                 reason: format!(
                     "snapshot is at zxid {:#x}, {} expects {:#x}",
                     snap.zxid,
-                    log_name(generation),
+                    path.file_name()
+                        .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
                     base.zxid
                 ),
             });
         }
         snapshot = Some(snap);
     }
-    Ok(Some((path, Found { scan, snapshot }, generation)))
+    Ok(Found { scan, snapshot })
+}
+
+/// How `open_with` judges what `find_state` found, shared with `image::recover`: damage fails
+/// the open unless `mode.repair`, which cuts the history before it (nothing at all when no
+/// usable base was found) and says why in the second value.
+#[allow(clippy::type_complexity)]
+fn judge_state<T>(
+    state: Result<Option<(PathBuf, Found, T)>, StorageError>,
+    mode: OpenMode,
+) -> Result<(Option<(PathBuf, Found, T)>, Option<String>), StorageError> {
+    let (state, mut damage) = match state {
+        Ok(found) => (found, None),
+        Err(e @ StorageError::Corrupt { .. }) if mode.repair => (None, Some(e.to_string())),
+        Err(e) => return Err(e),
+    };
+    if let Some((path, found, _)) = &state
+        && let Some((offset, reason)) = &found.scan.corrupt
+    {
+        let e = StorageError::Corrupt {
+            path: path.clone(),
+            offset: *offset,
+            reason: reason.clone(),
+        };
+        if !mode.repair {
+            return Err(e);
+        }
+        damage = Some(e.to_string());
+    }
+    Ok((state, damage))
 }
 
 struct Found {
@@ -306,24 +356,8 @@ impl Storage {
             Err(e) if e.kind() == io::ErrorKind::NotFound => None,
             Err(e) => return Err(io_err(&marker)(e)),
         };
-        let (scan, mut damage) = match find_state(dir, &listing, mode.skip_corrupt_records) {
-            Ok(found) => (found, None),
-            Err(e @ StorageError::Corrupt { .. }) if mode.repair => (None, Some(e.to_string())),
-            Err(e) => return Err(e),
-        };
-        if let Some((path, found, _)) = &scan
-            && let Some((offset, reason)) = &found.scan.corrupt
-        {
-            let e = StorageError::Corrupt {
-                path: path.clone(),
-                offset: *offset,
-                reason: reason.clone(),
-            };
-            if !mode.repair {
-                return Err(e);
-            }
-            damage = Some(e.to_string());
-        }
+        let (scan, damage) =
+            judge_state(find_state(dir, &listing, mode.skip_corrupt_records), mode)?;
         if let Some(reason) = &damage {
             // Durable before anything is cut: from here on, this node may lack transactions it
             // acknowledged, and must not vote until it has them again (see `core`).
