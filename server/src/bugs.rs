@@ -22,10 +22,18 @@ pub enum Bug {
     /// The leader expires sessions by its own clock without a margin (clock-skew).
     LeaseOnFastClock,
     CorruptLogServed,
+    /// A watch event is delivered twice (etcd #17247).
+    WatchDuplicate,
+    /// A node that rejoins the ensemble re-arms its sessions' watches against a zxid older than
+    /// the one each was set at, and fires them for changes already seen (etcd #15271).
+    WatchStaleAfterReconnect,
+    /// A deposed leader reports its applied zxid, not its logged one, when it follows the next
+    /// leader: its uncommitted proposals escape truncation and are applied (ZOOKEEPER-2845).
+    OldLeaderKeepsUncommitted,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 12] = [
+    pub const ALL: [Bug; 15] = [
         Bug::StaleRead,
         Bug::EarlyAck,
         Bug::NoFsync,
@@ -38,6 +46,9 @@ impl Bug {
         Bug::ElectionNeverSettles,
         Bug::LeaseOnFastClock,
         Bug::CorruptLogServed,
+        Bug::WatchDuplicate,
+        Bug::WatchStaleAfterReconnect,
+        Bug::OldLeaderKeepsUncommitted,
     ];
 
     pub fn name(self) -> &'static str {
@@ -54,6 +65,9 @@ impl Bug {
             Bug::ElectionNeverSettles => "election-never-settles",
             Bug::LeaseOnFastClock => "lease-on-fast-clock",
             Bug::CorruptLogServed => "corrupt-log-served",
+            Bug::WatchDuplicate => "watch-duplicate",
+            Bug::WatchStaleAfterReconnect => "watch-stale-after-reconnect",
+            Bug::OldLeaderKeepsUncommitted => "old-leader-keeps-uncommitted",
         }
     }
 
