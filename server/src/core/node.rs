@@ -77,8 +77,9 @@ pub struct Core {
     pub(super) out: Ready,
     /// Counts watch events, for the `watch-drop` and `watch-duplicate` faults.
     pub(super) events_fired: u64,
-    /// The last epoch this node established as leader (0: none since it started), for the
-    /// `old-leader-keeps-uncommitted` fault: its log's tail of that epoch is its own proposals.
+    /// The last epoch this node established as leader (0: none since it started), kept only
+    /// with the `old-leader-keeps-uncommitted` fault: its log's tail of that epoch is its own
+    /// proposals.
     pub(super) led_epoch: u32,
     /// Counts attempts to follow, so that two attempts never share an id.
     pub(super) follow_attempts: u64,

@@ -343,7 +343,11 @@ impl Core {
                 up.push(*id);
             }
         }
-        self.led_epoch = epoch;
+        // Kept for the fault alone, so that a correct node's state (which the model checker
+        // enumerates) is what it was without it.
+        if self.cfg.has_bug(Bug::OldLeaderKeepsUncommitted) {
+            self.led_epoch = epoch;
+        }
         for n in up {
             self.send(
                 n,
