@@ -154,6 +154,30 @@ pub const BUG_MATRIX: &[BugEntry] = &[
         keeperd_args: &["--snapshot-every=300", "--log-retain-txns=0"],
         why: "frequent snapshots and no retained log make a restarted follower sync by SNAP, which it keeps in memory; killed again, it replays its old log with the snapshot missing",
     },
+    BugEntry {
+        bug: "watch-duplicate",
+        workload: "watch",
+        faults: "none",
+        must_flag: &["watches"],
+        keeperd_args: &[],
+        why: "some watch events are delivered twice: the copy has no watch pending (etcd #17247)",
+    },
+    BugEntry {
+        bug: "watch-stale-after-reconnect",
+        workload: "watch",
+        faults: "kill-leader",
+        must_flag: &["watches"],
+        keeperd_args: &[],
+        why: "once the survivors of a dead leader elect the next, each fires its sessions' watches for changes they had already read, with the old zxid (etcd #15271). Not a partition: a follower cut off holds its clients' writes until it gives up on the leader, and every session with one in flight ends before the node rejoins",
+    },
+    BugEntry {
+        bug: "old-leader-keeps-uncommitted",
+        workload: "register",
+        faults: "partition-leader",
+        must_flag: &["linearizable", "convergence"],
+        keeperd_args: &[],
+        why: "the isolated leader's unacked proposals escape the new leader's TRUNC (it reports only what it applied) and are applied with the next commit: replicas diverge (ZOOKEEPER-2845)",
+    },
 ];
 
 /// The correct server must be valid under every workload with each of these fault sets.

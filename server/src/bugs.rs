@@ -31,10 +31,18 @@ pub enum Bug {
     /// A follower takes a SNAP sync into memory and acks it before the snapshot is on disk
     /// (ZOOKEEPER-3642, ZOOKEEPER-3104).
     SnapshotInMemory,
+    /// A watch event is delivered twice (etcd #17247).
+    WatchDuplicate,
+    /// A node that rejoins the ensemble re-arms its sessions' watches against a zxid older than
+    /// the one each was set at, and fires them for changes already seen (etcd #15271).
+    WatchStaleAfterReconnect,
+    /// A deposed leader reports its applied zxid, not its logged one, when it follows the next
+    /// leader: its uncommitted proposals escape truncation and are applied (ZOOKEEPER-2845).
+    OldLeaderKeepsUncommitted,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 15] = [
+    pub const ALL: [Bug; 18] = [
         Bug::StaleRead,
         Bug::EarlyAck,
         Bug::NoFsync,
@@ -50,6 +58,9 @@ impl Bug {
         Bug::NewleaderAckBeforeDurable,
         Bug::EpochBeforeLog,
         Bug::SnapshotInMemory,
+        Bug::WatchDuplicate,
+        Bug::WatchStaleAfterReconnect,
+        Bug::OldLeaderKeepsUncommitted,
     ];
 
     pub fn name(self) -> &'static str {
@@ -69,6 +80,9 @@ impl Bug {
             Bug::NewleaderAckBeforeDurable => "newleader-ack-before-durable",
             Bug::EpochBeforeLog => "epoch-before-log",
             Bug::SnapshotInMemory => "snapshot-in-memory",
+            Bug::WatchDuplicate => "watch-duplicate",
+            Bug::WatchStaleAfterReconnect => "watch-stale-after-reconnect",
+            Bug::OldLeaderKeepsUncommitted => "old-leader-keeps-uncommitted",
         }
     }
 

@@ -5,7 +5,7 @@
 //! converge. Seeded: a failure prints the seed, and `SIM_SEED=N cargo test --test sim` replays it.
 //! `SIM_SEEDS=N` runs more seeds (the default is a quick check for `make test`).
 
-use keeper::api::{Op, Role, SessionId, Zxid};
+use keeper::api::{Op, Role, SessionId, WatchEvent, Zxid};
 use keeper::core::{
     ClientRequest, Config, Core, Input, Output, PeerMsg, Persist, Read, Recovered, Response,
 };
@@ -115,6 +115,8 @@ struct Sim {
     damage: DiskDamage,
     /// When a disk was last damaged: one damaged node at a time, as schism's `corrupt`.
     last_damage_at: u64,
+    /// Every watch event a node sent: (node, session, event).
+    events: Vec<(u64, SessionId, WatchEvent)>,
 }
 
 /// The simulator's `corrupt`: a crash that also cuts the node's disk, as keeper's storage does
@@ -164,6 +166,7 @@ impl Sim {
             applied: BTreeMap::new(),
             damage: DiskDamage::Off,
             last_damage_at: 0,
+            events: Vec::new(),
         };
         for &id in &ids {
             sim.disks.insert(id, Disk::default());
@@ -227,6 +230,7 @@ impl Sim {
                 Output::Reply {
                     request, result, ..
                 } => self.reply(id, request, result),
+                Output::Event { session, event } => self.events.push((id, session, event)),
                 _ => {}
             }
         }
@@ -824,6 +828,7 @@ fn the_simulator_catches_injected_protocol_bugs() {
         Bug::SyncNoTrunc,
         Bug::NewleaderAckBeforeDurable,
         Bug::EpochBeforeLog,
+        Bug::OldLeaderKeepsUncommitted,
     ] {
         let caught = (0..40u64).find(|seed| {
             std::panic::catch_unwind(|| simulate_with(5_000 + seed, 3, 20_000, Some(bug))).is_err()
@@ -888,4 +893,153 @@ fn a_follower_that_loses_its_leaders_link_answers_in_flight_writes_at_once() {
         other => panic!("the write in flight is answered indeterminate at once, got {other:?}"),
     }
     assert_eq!(core.status().role, Role::Looking);
+}
+
+/// Sends `body` to `node` as a client request and runs the ensemble (fault-free) until it was
+/// answered, at most `CLIENT_WAIT_MS`.
+#[cfg(feature = "bugs")]
+fn ask(sim: &mut Sim, node: u64, body: ClientRequest) {
+    const CLIENT_WAIT_MS: u64 = 3_000;
+    let request = sim.next_request;
+    sim.next_request += 1;
+    sim.requests.insert((node, request), body.clone());
+    sim.input(node, Input::Client { request, body });
+    for _ in 0..CLIENT_WAIT_MS / 50 {
+        if !sim.requests.contains_key(&(node, request)) {
+            return;
+        }
+        sim.run_for(50, 0, 0);
+    }
+    panic!("node {node} did not answer request {request}");
+}
+
+/// A session on a follower of a fault-free ensemble: it creates `/w`, changes it, and sets a
+/// watch on it after reading it. Returns (ensemble, follower, session).
+#[cfg(feature = "bugs")]
+fn a_watch_set_after_the_last_change(bug: Option<keeper::core::Bug>) -> (Sim, u64, SessionId) {
+    let mut sim = Sim::with_bug(21, 3, bug);
+    sim.faults = false;
+    sim.run_for(3_000, 0, 0);
+    let leader = sim.leader().expect("a leader after a fault-free start");
+    let follower = *sim.ids.iter().find(|&&n| n != leader).unwrap();
+    ask(
+        &mut sim,
+        follower,
+        ClientRequest::CreateSession {
+            timeout_ms: 60_000,
+            last_zxid: 0,
+        },
+    );
+    let session = *sim.sessions.last().expect("the session was created");
+    let write = |op| ClientRequest::Write {
+        session,
+        last_zxid: 0,
+        op,
+    };
+    ask(
+        &mut sim,
+        follower,
+        write(Op::Create {
+            path: "/w".to_string(),
+            data: "a".to_string(),
+            mode: keeper::api::CreateMode::Persistent,
+        }),
+    );
+    ask(
+        &mut sim,
+        follower,
+        write(Op::SetData {
+            path: "/w".to_string(),
+            data: "b".to_string(),
+            version: -1,
+        }),
+    );
+    ask(&mut sim, follower, exists_and_watch(session, "/w"));
+    (sim, follower, session)
+}
+
+#[cfg(feature = "bugs")]
+fn exists_and_watch(session: SessionId, path: &str) -> ClientRequest {
+    ClientRequest::Read {
+        session,
+        last_zxid: 0,
+        read: Read::Exists {
+            path: path.to_string(),
+        },
+        watch: true,
+        consistency: keeper::api::Consistency::Sync,
+    }
+}
+
+/// `watch-duplicate` is reachable by any watch: of three watches that each fire once, one
+/// event comes twice (the fault's period is three events of a node).
+#[cfg(feature = "bugs")]
+#[test]
+fn the_watch_duplicate_fault_sends_an_event_twice() {
+    use keeper::core::Bug;
+    const FIRINGS: usize = 3;
+    for bug in [None, Some(Bug::WatchDuplicate)] {
+        let (mut sim, follower, session) = a_watch_set_after_the_last_change(bug);
+        sim.events.clear();
+        for round in 0..FIRINGS {
+            if round > 0 {
+                ask(&mut sim, follower, exists_and_watch(session, "/w"));
+            }
+            ask(
+                &mut sim,
+                follower,
+                ClientRequest::Write {
+                    session,
+                    last_zxid: 0,
+                    op: Op::SetData {
+                        path: "/w".to_string(),
+                        data: format!("c{round}"),
+                        version: -1,
+                    },
+                },
+            );
+        }
+        // Only the follower holds the session's watch: the other nodes send it nothing.
+        let got = sim
+            .events
+            .iter()
+            .filter(|(n, s, _)| (*n, *s) == (follower, session))
+            .count();
+        let expected = FIRINGS + usize::from(bug.is_some());
+        assert_eq!(
+            got, expected,
+            "{bug:?}: events of {FIRINGS} one-shot watches"
+        );
+    }
+}
+
+/// `watch-stale-after-reconnect` is reachable when the leader dies: the follower that rejoins
+/// the next leader fires a watch for a change its session had read before setting it; the
+/// correct follower fires nothing, as nothing changed.
+#[cfg(feature = "bugs")]
+#[test]
+fn the_stale_watch_fault_fires_an_old_change_after_the_leader_dies() {
+    use keeper::core::Bug;
+    for bug in [None, Some(Bug::WatchStaleAfterReconnect)] {
+        let (mut sim, follower, session) = a_watch_set_after_the_last_change(bug);
+        let seen = sim.nodes[&follower].as_ref().unwrap().applied_zxid();
+        sim.events.clear();
+        let leader = sim.leader().unwrap();
+        sim.crash(leader);
+        sim.run_for(5_000, 0, 0);
+        assert!(
+            sim.leader().is_some_and(|l| l != leader),
+            "{bug:?}: the survivors elected a leader"
+        );
+        let stale: Vec<_> = sim
+            .events
+            .iter()
+            .filter(|(n, s, e)| (*n, *s) == (follower, session) && e.zxid <= seen)
+            .collect();
+        assert_eq!(
+            stale.is_empty(),
+            bug.is_none(),
+            "{bug:?}: events of changes at or before zxid {seen:#x}: {stale:?}"
+        );
+    }
 }

@@ -75,8 +75,12 @@ pub struct Core {
     pub(super) now: Millis,
     /// What the current step asks of the shell; handed out (and emptied) at the end of `step`.
     pub(super) out: Ready,
-    /// Counts watch events, for the `watch-drop` fault.
+    /// Counts watch events, for the `watch-drop` and `watch-duplicate` faults.
     pub(super) events_fired: u64,
+    /// The last epoch this node established as leader (0: none since it started), kept only
+    /// with the `old-leader-keeps-uncommitted` fault: its log's tail of that epoch is its own
+    /// proposals.
+    pub(super) led_epoch: u32,
     /// Counts attempts to follow, so that two attempts never share an id.
     pub(super) follow_attempts: u64,
     /// The storage cut this node's history at damage (`Recovered::damage`), so it may lack
@@ -139,6 +143,7 @@ impl Core {
             now,
             out: Ready::default(),
             events_fired: 0,
+            led_epoch: 0,
             follow_attempts: 0,
             recovering,
         };
@@ -490,14 +495,23 @@ impl Core {
             if self.cfg.has_bug(Bug::WatchDrop) && self.events_fired.is_multiple_of(3) {
                 continue;
             }
-            self.out.after_persist.push(Output::Event {
-                session,
-                event: WatchEvent {
-                    kind,
-                    path: path.to_string(),
-                    zxid,
-                },
-            });
+            let event = WatchEvent {
+                kind,
+                path: path.to_string(),
+                zxid,
+            };
+            // BUG(watch-duplicate): every third watch event is queued twice, as etcd's
+            // robustness tests caught etcd delivering one event twice on a watch (etcd #17247).
+            // A watch here is one-shot: the copy is an event with no watch behind it.
+            if self.cfg.has_bug(Bug::WatchDuplicate) && self.events_fired.is_multiple_of(3) {
+                self.out.after_persist.push(Output::Event {
+                    session,
+                    event: event.clone(),
+                });
+            }
+            self.out
+                .after_persist
+                .push(Output::Event { session, event });
         }
     }
 
@@ -686,6 +700,47 @@ impl Core {
             self.out.after_persist.push(Output::Event {
                 session,
                 event: WatchEvent { kind, path, zxid },
+            });
+        }
+    }
+
+    /// A node has just rejoined the ensemble after it lost its leader (a partition, the
+    /// leader's death): it is up to date with the new leader, or has become it. The watches
+    /// its sessions hold need nothing: each already fired for every change the node applied
+    /// while it synced.
+    pub(super) fn rearm_watches_after_rejoin(&mut self) {
+        // BUG(watch-stale-after-reconnect): the node re-checks its sessions' watches as
+        // `set_watches` does for a reconnecting client, in case they changed while it was cut
+        // off. It has no record of the zxid each watch was set at, so it checks against the zxid
+        // the session was created at (its id) and fires every watch whose node changed after
+        // that, with the zxid of the node's last change: one the session had already read
+        // when it set the watch. A session is told of a change older than what it has seen, as
+        // when a watch resumed on an etcd member that had fallen behind delivered an old
+        // revision (etcd #15271; etcd #20221).
+        if !self.cfg.has_bug(Bug::WatchStaleAfterReconnect) {
+            return;
+        }
+        for (kind, path, session) in self.watches.armed() {
+            // A session's id is the zxid of the transaction that created it.
+            let relative_zxid = session;
+            let Some((_, stat)) = self.tree.get(&path) else {
+                continue;
+            };
+            let (event, changed_at) = match kind {
+                WatchKind::Child => (EventKind::ChildrenChanged, stat.pzxid),
+                _ => (EventKind::DataChanged, stat.mzxid),
+            };
+            if changed_at <= relative_zxid {
+                continue;
+            }
+            self.watches.remove(&path, session, kind, false);
+            self.out.after_persist.push(Output::Event {
+                session,
+                event: WatchEvent {
+                    kind: event,
+                    path,
+                    zxid: changed_at,
+                },
             });
         }
     }

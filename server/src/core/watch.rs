@@ -110,6 +110,21 @@ impl Watches {
         }
     }
 
+    /// Every watch held: (`Child` or `Data`, path, session), in path order.
+    pub(crate) fn armed(&self) -> Vec<(super::WatchKind, String, SessionId)> {
+        use super::WatchKind;
+        let listed = |kind: WatchKind, map: &BTreeMap<String, BTreeSet<SessionId>>| {
+            map.iter()
+                .flat_map(move |(path, sessions)| {
+                    sessions.iter().map(move |s| (kind, path.clone(), *s))
+                })
+                .collect::<Vec<_>>()
+        };
+        let mut all = listed(WatchKind::Data, &self.data);
+        all.extend(listed(WatchKind::Child, &self.child));
+        all
+    }
+
     pub(crate) fn len(&self) -> usize {
         self.count
     }
@@ -156,6 +171,22 @@ mod tests {
         assert!(w.remove("/a", 1, WatchKind::Any, false));
         assert_eq!(w.len(), 0);
         assert!(w.fire(EventKind::Deleted, "/a").is_empty());
+    }
+
+    #[test]
+    fn armed_lists_each_watch_once_with_its_kind() {
+        use crate::core::WatchKind;
+        let mut w = Watches::default();
+        w.add_data("/a", 1);
+        w.add_data("/a", 1);
+        w.add_child("/a", 2);
+        assert_eq!(
+            w.armed(),
+            vec![
+                (WatchKind::Data, "/a".to_string(), 1),
+                (WatchKind::Child, "/a".to_string(), 2)
+            ]
+        );
     }
 
     #[test]

@@ -343,6 +343,11 @@ impl Core {
                 up.push(*id);
             }
         }
+        // Kept for the fault alone, so that a correct node's state (which the model checker
+        // enumerates) is what it was without it.
+        if self.cfg.has_bug(Bug::OldLeaderKeepsUncommitted) {
+            self.led_epoch = epoch;
+        }
         for n in up {
             self.send(
                 n,
@@ -353,6 +358,7 @@ impl Core {
             );
         }
         self.apply_committed();
+        self.rearm_watches_after_rejoin();
         // Every session gets a full timeout from the new leader (ZooKeeper does the same:
         // the old leader's view of when clients last spoke is lost).
         let sessions: Vec<(SessionId, u64)> = self
@@ -939,7 +945,7 @@ impl Core {
                     self.accepted_epoch = epoch;
                     self.persist_epochs();
                 }
-                let (current_epoch, last_zxid) = (self.current_epoch, self.last_zxid());
+                let (current_epoch, last_zxid) = (self.current_epoch, self.history_reported());
                 self.send(
                     from,
                     PeerMsg::AckEpoch {
@@ -1005,6 +1011,7 @@ impl Core {
                     self.persist_epochs();
                 }
                 self.commit_to(committed);
+                self.rearm_watches_after_rejoin();
             }
             PeerMsg::Proposal { epoch, txn } => {
                 if epoch != f.epoch || f.stage < FollowerStage::Synced {
@@ -1082,6 +1089,27 @@ impl Core {
             }
             _ => {}
         }
+    }
+
+    /// The last zxid of this node's history, as ACKEPOCH reports it to a new leader, which
+    /// decides from it how to sync us: DIFF when the leader has it, else TRUNC.
+    fn history_reported(&self) -> Zxid {
+        let uncommitted_own_proposals = self.led_epoch != 0
+            && epoch_of(self.last_zxid()) == self.led_epoch
+            && self.tree.last_applied() < self.last_zxid();
+        if self.cfg.has_bug(Bug::OldLeaderKeepsUncommitted) && uncommitted_own_proposals {
+            // BUG(old-leader-keeps-uncommitted): a deposed leader reports the zxid its tree has
+            // applied, not the last one in its log: its log also holds the proposals it made
+            // before it lost its quorum, which no quorum acked. The new leader has that applied
+            // zxid and syncs by an empty DIFF instead of a TRUNC, so those proposals stay in
+            // the log under the new epoch's and are applied with its next commit (and replayed
+            // at a restart). ZOOKEEPER-2845: a leader that kept its in-memory database through
+            // the election reported its last processed zxid, not its last logged one, so a
+            // proposal only it had logged survived and reappeared. Unlike `sync-no-trunc`,
+            // the follower obeys the leader here; it is the leader that is misled.
+            return self.tree.last_applied();
+        }
+        self.last_zxid()
     }
 
     /// Makes the leader's history ours: `mode`, then `txns` appended.
