@@ -160,18 +160,7 @@ fn main() -> ExitCode {
                     base_port,
                     skip_isolation,
                 };
-                // Ctrl-C drops the run, which kills the nodes and removes the iptables rules.
-                let outcome = tokio::select! {
-                    outcome = ensemble::run(config) => outcome,
-                    _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
-                };
-                match outcome {
-                    Ok(()) => EXIT_OK,
-                    Err(e) => {
-                        eprintln!("keeper-cli bench-ensemble: {e:#}");
-                        EXIT_COMMAND_FAILED
-                    }
-                }
+                run_ensemble_bench("bench-ensemble", ensemble::run(config)).await
             }
             Some(Mode::BenchZk {
                 systems,
@@ -185,18 +174,7 @@ fn main() -> ExitCode {
                     duration: Duration::from_secs(duration_secs),
                     base_port,
                 };
-                // Ctrl-C drops the run, which kills the nodes and removes their files.
-                let outcome = tokio::select! {
-                    outcome = zk_bench::run(config) => outcome,
-                    _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
-                };
-                match outcome {
-                    Ok(()) => EXIT_OK,
-                    Err(e) => {
-                        eprintln!("keeper-cli bench-zk: {e:#}");
-                        EXIT_COMMAND_FAILED
-                    }
-                }
+                run_ensemble_bench("bench-zk", zk_bench::run(config)).await
             }
             None => run_shell(config).await,
         }
@@ -204,6 +182,25 @@ fn main() -> ExitCode {
     // Background tasks may still wait on sockets; do not let them hold the exit.
     runtime.shutdown_timeout(Duration::from_millis(100));
     ExitCode::from(code)
+}
+
+/// Runs a bench that starts its own ensemble until it ends or Ctrl-C: either way the run is
+/// dropped, which kills the nodes and removes their files (and any iptables rules).
+async fn run_ensemble_bench(
+    name: &str,
+    bench: impl std::future::Future<Output = anyhow::Result<()>>,
+) -> u8 {
+    let outcome = tokio::select! {
+        outcome = bench => outcome,
+        _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+    };
+    match outcome {
+        Ok(()) => EXIT_OK,
+        Err(e) => {
+            eprintln!("keeper-cli {name}: {e:#}");
+            EXIT_COMMAND_FAILED
+        }
+    }
 }
 
 /// The keeperd next to this keeper-cli (both are built into the same target directory).
