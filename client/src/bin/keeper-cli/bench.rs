@@ -7,7 +7,7 @@ use keeper_client::{ClientConfig, Session};
 use keeper_wire::{ANY_VERSION, CreateMode, ErrorCode};
 
 /// Latency samples kept per worker; beyond it writes are counted but not sampled.
-const MAX_SAMPLES_PER_WORKER: usize = 2_000_000;
+pub const MAX_SAMPLES_PER_WORKER: usize = 2_000_000;
 /// Largest payload a bench write may carry (the server's default data limit).
 const MAX_DATA_BYTES: usize = keeper_wire::DEFAULT_MAX_DATA_BYTES;
 const BENCH_ROOT: &str = "/keeper-bench";
@@ -44,6 +44,26 @@ pub struct BenchSummary {
     pub p50_ms: f64,
     pub p99_ms: f64,
     pub max_ms: f64,
+}
+
+impl BenchSummary {
+    /// The figures of `writes` acknowledged in `elapsed_s` seconds, from their latencies (µs).
+    pub fn of(writes: u64, elapsed_s: f64, mut samples_us: Vec<u64>) -> BenchSummary {
+        samples_us.sort_unstable();
+        let quantile = |q: f64| -> f64 {
+            if samples_us.is_empty() {
+                return 0.0;
+            }
+            let rank = ((samples_us.len() as f64 * q).ceil() as usize).max(1) - 1;
+            samples_us[rank.min(samples_us.len() - 1)] as f64 / 1000.0
+        };
+        BenchSummary {
+            per_sec: writes as f64 / elapsed_s,
+            p50_ms: quantile(0.50),
+            p99_ms: quantile(0.99),
+            max_ms: quantile(1.0),
+        }
+    }
 }
 
 pub async fn run(config: BenchConfig) -> anyhow::Result<()> {
@@ -93,14 +113,7 @@ pub async fn measure(config: BenchConfig) -> anyhow::Result<BenchSummary> {
         total.first_error = total.first_error.or(result.first_error);
     }
     let elapsed = started.elapsed().as_secs_f64();
-    total.samples_us.sort_unstable();
-    let quantile = |q: f64| -> f64 {
-        if total.samples_us.is_empty() {
-            return 0.0;
-        }
-        let rank = ((total.samples_us.len() as f64 * q).ceil() as usize).max(1) - 1;
-        total.samples_us[rank.min(total.samples_us.len() - 1)] as f64 / 1000.0
-    };
+    let summary = BenchSummary::of(total.ok, elapsed, std::mem::take(&mut total.samples_us));
     let op = match config.op {
         BenchOp::Set => "set",
         BenchOp::Create => "create",
@@ -111,16 +124,11 @@ pub async fn measure(config: BenchConfig) -> anyhow::Result<BenchSummary> {
     );
     println!(
         "writes: {} ok ({:.1}/s), {} failed, {} indeterminate",
-        total.ok,
-        total.ok as f64 / elapsed,
-        total.definite,
-        total.indeterminate
+        total.ok, summary.per_sec, total.definite, total.indeterminate
     );
     println!(
         "latency ms: p50 {:.2}  p99 {:.2}  max {:.2}",
-        quantile(0.50),
-        quantile(0.99),
-        quantile(1.0)
+        summary.p50_ms, summary.p99_ms, summary.max_ms
     );
     if let Some(error) = total.first_error {
         println!("first error: {error}");
@@ -128,12 +136,7 @@ pub async fn measure(config: BenchConfig) -> anyhow::Result<BenchSummary> {
     if total.ok == 0 {
         bail!("no write succeeded");
     }
-    Ok(BenchSummary {
-        per_sec: total.ok as f64 / elapsed,
-        p50_ms: quantile(0.50),
-        p99_ms: quantile(0.99),
-        max_ms: quantile(1.0),
-    })
+    Ok(summary)
 }
 
 async fn run_worker(

@@ -4,7 +4,7 @@
 //! none. Needs root for the isolation (it runs the nodes under their own group ids so that an
 //! iptables owner match can tell the leader's outgoing connections apart on loopback).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -35,7 +35,8 @@ const PROBE_TIMEOUT_MS: u64 = 10_000;
 /// The probe session's requested timeout (the server clamps it to 20 ticks).
 const PROBE_SESSION_MS: u64 = 10_000;
 const STATUS_POLL_MS: u64 = 20;
-const DATA_BYTES: usize = 100;
+/// The payload of every ensemble bench's writes.
+pub const DATA_BYTES: usize = 100;
 /// Set: keep the data directory and the nodes' logs (at level info) for a look afterwards.
 const KEEP_ENV: &str = "KEEPER_BENCH_KEEP";
 
@@ -53,6 +54,8 @@ struct Node {
     id: NodeId,
     client_port: u16,
     peer_port: u16,
+    /// Its ZooKeeper-protocol port, when the ensemble serves one (`bench-zk`).
+    zk_port: Option<u16>,
     child: Option<Child>,
 }
 
@@ -62,11 +65,23 @@ impl Node {
     }
 }
 
+/// What an ensemble is started with besides keeperd's defaults.
+pub struct Launch {
+    /// Client ports are `base_port + id`, peer ports `+ 10`, ZooKeeper ports `+ 20`.
+    pub base_port: u16,
+    /// Each node also serves ZooKeeper's protocol.
+    pub zk_ports: bool,
+    /// Each node runs under its own group id, so that iptables can tell its connections apart
+    /// (needs root; the isolation trials need it).
+    pub own_gids: bool,
+}
+
 /// The running ensemble. Dropping it kills the processes and removes their data.
-struct Ensemble {
+pub struct Ensemble {
     keeperd: PathBuf,
     dir: PathBuf,
     nodes: Vec<Node>,
+    own_gids: bool,
 }
 
 impl Drop for Ensemble {
@@ -83,11 +98,11 @@ impl Drop for Ensemble {
 }
 
 impl Ensemble {
-    fn start(config: &EnsembleConfig) -> anyhow::Result<Ensemble> {
-        if !config.keeperd.is_file() {
+    pub fn start(keeperd: &Path, launch: &Launch) -> anyhow::Result<Ensemble> {
+        if !keeperd.is_file() {
             bail!(
                 "no keeperd at {} (build it with `cargo build --release -p keeper`, or pass --keeperd)",
-                config.keeperd.display()
+                keeperd.display()
             );
         }
         let dir = std::env::temp_dir().join(format!("keeper-bench-{}", std::process::id()));
@@ -96,15 +111,17 @@ impl Ensemble {
         let nodes = (1..=NODES)
             .map(|id| Node {
                 id,
-                client_port: config.base_port + id as u16,
-                peer_port: config.base_port + 10 + id as u16,
+                client_port: launch.base_port + id as u16,
+                peer_port: launch.base_port + 10 + id as u16,
+                zk_port: launch.zk_ports.then_some(launch.base_port + 20 + id as u16),
                 child: None,
             })
             .collect();
         let mut ensemble = Ensemble {
-            keeperd: config.keeperd.clone(),
+            keeperd: keeperd.to_path_buf(),
             dir,
             nodes,
+            own_gids: launch.own_gids,
         };
         for id in 1..=NODES {
             ensemble.launch(id)?;
@@ -114,6 +131,14 @@ impl Ensemble {
 
     fn node(&self, id: NodeId) -> &Node {
         &self.nodes[(id - 1) as usize]
+    }
+
+    /// Each node's ZooKeeper-protocol address (`IP:PORT`), in node order, if it serves one.
+    pub fn zk_addrs(&self) -> Vec<String> {
+        self.nodes
+            .iter()
+            .filter_map(|n| n.zk_port.map(|p| format!("127.0.0.1:{p}")))
+            .collect()
     }
 
     /// Starts node `id` (again) on its own data directory.
@@ -130,7 +155,8 @@ impl Ensemble {
             .create(true)
             .append(true)
             .open(self.dir.join(format!("n{id}.log")))?;
-        let child = Command::new(&self.keeperd)
+        let mut command = Command::new(&self.keeperd);
+        command
             .arg("--id")
             .arg(id.to_string())
             .arg("--data-dir")
@@ -140,7 +166,14 @@ impl Ensemble {
             .arg("--peer-addr")
             .arg(format!("127.0.0.1:{}", node.peer_port))
             .arg("--peers")
-            .arg(&peers)
+            .arg(&peers);
+        if let Some(port) = node.zk_port {
+            command.arg("--zk-addr").arg(format!("127.0.0.1:{port}"));
+        }
+        if self.own_gids {
+            command.gid(NODE_GID_BASE + id as u32);
+        }
+        let child = command
             .env(
                 "RUST_LOG",
                 if std::env::var_os(KEEP_ENV).is_some() {
@@ -153,7 +186,6 @@ impl Ensemble {
             .stdout(Stdio::null())
             .stderr(log)
             .process_group(0)
-            .gid(NODE_GID_BASE + id as u32)
             .kill_on_drop(true)
             .spawn()
             .with_context(|| format!("cannot start {}", self.keeperd.display()))?;
@@ -171,7 +203,7 @@ impl Ensemble {
     }
 
     /// Waits until one node leads and every node serves; returns the leader.
-    async fn ready(&self) -> anyhow::Result<NodeId> {
+    pub async fn ready(&self) -> anyhow::Result<NodeId> {
         let deadline = Instant::now() + Duration::from_millis(READY_TIMEOUT_MS);
         let clients: Vec<NodeClient> = self
             .nodes
@@ -496,7 +528,14 @@ pub async fn run(config: EnsembleConfig) -> anyhow::Result<()> {
     if config.trials == 0 {
         bail!("--trials must be at least 1");
     }
-    let mut ensemble = Ensemble::start(&config)?;
+    let mut ensemble = Ensemble::start(
+        &config.keeperd,
+        &Launch {
+            base_port: config.base_port,
+            zk_ports: false,
+            own_gids: true,
+        },
+    )?;
     let leader = ensemble.ready().await?;
     println!(
         "ensemble: 3 keeperd on loopback ({}), fsync on, data in {}",

@@ -16,6 +16,9 @@ use anyhow::{Context, bail};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, Command};
 
+use crate::bench::{BenchSummary, MAX_SAMPLES_PER_WORKER};
+use crate::ensemble::{self, DATA_BYTES, Launch};
+
 const NODES: u16 = 3;
 /// Debian's JDK and ZooKeeper's jars (the jar's manifest brings its other dependencies).
 const JAVA: &str = "/usr/bin/java";
@@ -34,9 +37,6 @@ const FOUR_LETTER_TIMEOUT_MS: u64 = 1_000;
 const SESSION_TIMEOUT_MS: u64 = 10_000;
 /// A write that takes longer than this ends the run with an error: the ensemble is not well.
 const WRITE_TIMEOUT_MS: u64 = 10_000;
-/// Latency samples kept per worker; beyond it writes are counted but not sampled.
-const MAX_SAMPLES_PER_WORKER: usize = 2_000_000;
-const DATA_BYTES: usize = 100;
 /// Unmeasured load before each measured one: the JVM compiles ZooKeeper's hot paths in its
 /// first seconds, and a figure of the interpreter would flatter keeper.
 const WARMUP_MS: u64 = 5_000;
@@ -53,7 +53,7 @@ pub struct ZkBenchConfig {
     pub keeperd: PathBuf,
     pub duration: Duration,
     /// ZooKeeper client ports are `base_port + id`, quorum `+ 10`, election `+ 20`; keeperd's
-    /// HTTP ports `+ 30`, peer `+ 40`, ZooKeeper port `+ 50`.
+    /// ports are `bench-ensemble`'s from `base_port + 30` (its ZooKeeper ports `+ 50`).
     pub base_port: u16,
 }
 
@@ -66,24 +66,23 @@ impl Drop for Process {
     }
 }
 
-/// A running 3-node ensemble: its processes, each node's ZooKeeper-protocol address, and the
-/// scratch directory removed when dropped.
-struct Ensemble {
+/// A running 3-node ZooKeeper ensemble: its processes, each node's address, and the scratch
+/// directory removed when dropped.
+struct ZkEnsemble {
     dir: PathBuf,
     zk_addrs: Vec<String>,
     processes: Vec<Process>,
 }
 
-impl Drop for Ensemble {
+impl Drop for ZkEnsemble {
     fn drop(&mut self) {
         self.processes.clear();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
-fn scratch_dir(system: BenchSystem) -> anyhow::Result<PathBuf> {
-    let dir =
-        std::env::temp_dir().join(format!("keeper-bench-zk-{system:?}-{}", std::process::id()));
+fn scratch_dir() -> anyhow::Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("keeper-bench-zookeeper-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     Ok(dir)
@@ -93,8 +92,8 @@ fn log_file(dir: &Path, id: u16) -> anyhow::Result<std::fs::File> {
     Ok(std::fs::File::create(dir.join(format!("n{id}.log")))?)
 }
 
-impl Ensemble {
-    fn start_zookeeper(base_port: u16) -> anyhow::Result<Ensemble> {
+impl ZkEnsemble {
+    fn start(base_port: u16) -> anyhow::Result<ZkEnsemble> {
         for path in std::iter::once(JAVA).chain(ZOOKEEPER_JARS) {
             if !Path::new(path).is_file() {
                 bail!(
@@ -102,7 +101,7 @@ impl Ensemble {
                 );
             }
         }
-        let dir = scratch_dir(BenchSystem::Zookeeper)?;
+        let dir = scratch_dir()?;
         let servers: String = (1..=NODES)
             .map(|id| {
                 format!(
@@ -112,7 +111,7 @@ impl Ensemble {
                 )
             })
             .collect();
-        let mut ensemble = Ensemble {
+        let mut ensemble = ZkEnsemble {
             dir: dir.clone(),
             zk_addrs: Vec::new(),
             processes: Vec::new(),
@@ -152,53 +151,8 @@ impl Ensemble {
         Ok(ensemble)
     }
 
-    fn start_keeper(keeperd: &Path, base_port: u16) -> anyhow::Result<Ensemble> {
-        if !keeperd.is_file() {
-            bail!(
-                "no keeperd at {} (build it with `cargo build --release -p keeper`, or pass --keeperd)",
-                keeperd.display()
-            );
-        }
-        let dir = scratch_dir(BenchSystem::Keeper)?;
-        let peers = (1..=NODES)
-            .map(|id| format!("{id}=127.0.0.1:{}", base_port + 40 + id))
-            .collect::<Vec<_>>()
-            .join(",");
-        let mut ensemble = Ensemble {
-            dir: dir.clone(),
-            zk_addrs: Vec::new(),
-            processes: Vec::new(),
-        };
-        for id in 1..=NODES {
-            let zk_addr = format!("127.0.0.1:{}", base_port + 50 + id);
-            let child = Command::new(keeperd)
-                .arg("--id")
-                .arg(id.to_string())
-                .arg("--data-dir")
-                .arg(dir.join(format!("n{id}")))
-                .arg("--client-addr")
-                .arg(format!("127.0.0.1:{}", base_port + 30 + id))
-                .arg("--peer-addr")
-                .arg(format!("127.0.0.1:{}", base_port + 40 + id))
-                .arg("--peers")
-                .arg(&peers)
-                .arg("--zk-addr")
-                .arg(&zk_addr)
-                .env("RUST_LOG", "warn")
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(log_file(&dir, id)?)
-                .kill_on_drop(true)
-                .spawn()
-                .with_context(|| format!("cannot start {}", keeperd.display()))?;
-            ensemble.processes.push(Process(child));
-            ensemble.zk_addrs.push(zk_addr);
-        }
-        Ok(ensemble)
-    }
-
-    /// Waits until one node leads and the others follow (ZooKeeper's `srvr` word, which keeper's
-    /// ZooKeeper port answers too); returns the leader's index.
+    /// Waits until one node leads and the others follow (ZooKeeper's `srvr` word); returns the
+    /// leader's index.
     async fn ready(&self) -> anyhow::Result<usize> {
         let deadline = Instant::now() + Duration::from_millis(READY_TIMEOUT_MS);
         loop {
@@ -241,14 +195,6 @@ async fn mode(addr: &str) -> anyhow::Result<String> {
         .to_string())
 }
 
-/// What one load measured.
-struct Figures {
-    per_sec: f64,
-    p50_ms: f64,
-    p99_ms: f64,
-    max_ms: f64,
-}
-
 async fn connect(addr: &str) -> anyhow::Result<zookeeper_client::Client> {
     zookeeper_client::Client::connector()
         .with_session_timeout(Duration::from_millis(SESSION_TIMEOUT_MS))
@@ -259,7 +205,11 @@ async fn connect(addr: &str) -> anyhow::Result<zookeeper_client::Client> {
 
 /// `workers` sessions, worker k on `addrs[k % len]`, each writing its own znode back to back
 /// for [`WARMUP_MS`], then for `duration` measured (the writes that start in it).
-async fn load(addrs: &[String], workers: usize, duration: Duration) -> anyhow::Result<Figures> {
+async fn load(
+    addrs: &[String],
+    workers: usize,
+    duration: Duration,
+) -> anyhow::Result<BenchSummary> {
     let setup = connect(&addrs[0]).await?;
     let anyone =
         zookeeper_client::CreateMode::Persistent.with_acls(zookeeper_client::Acls::anyone_all());
@@ -314,44 +264,46 @@ async fn load(addrs: &[String], workers: usize, duration: Duration) -> anyhow::R
         writes += w;
         samples.extend(s);
     }
-    let elapsed = duration.as_secs_f64();
-    samples.sort_unstable();
-    let at = |q: f64| {
-        samples
-            .get(((samples.len().max(1) - 1) as f64 * q) as usize)
-            .map_or(0.0, |us| *us as f64 / 1000.0)
-    };
-    Ok(Figures {
-        per_sec: writes as f64 / elapsed,
-        p50_ms: at(0.5),
-        p99_ms: at(0.99),
-        max_ms: at(1.0),
-    })
+    Ok(BenchSummary::of(writes, duration.as_secs_f64(), samples))
 }
 
 pub async fn run(config: ZkBenchConfig) -> anyhow::Result<()> {
     let mut lines = Vec::new();
     for &system in &config.systems {
-        let ensemble = match system {
-            BenchSystem::Zookeeper => Ensemble::start_zookeeper(config.base_port)?,
-            BenchSystem::Keeper => Ensemble::start_keeper(&config.keeperd, config.base_port)?,
-        };
-        let leader = ensemble.ready().await?;
-        let follower = (leader + 1) % ensemble.zk_addrs.len();
+        // Either kind of ensemble stops its nodes and removes their files when dropped.
+        let (_running, zk_addrs, leader): (Box<dyn std::any::Any>, Vec<String>, usize) =
+            match system {
+                BenchSystem::Zookeeper => {
+                    let ensemble = ZkEnsemble::start(config.base_port)?;
+                    let leader = ensemble.ready().await?;
+                    let addrs = ensemble.zk_addrs.clone();
+                    (Box::new(ensemble), addrs, leader)
+                }
+                BenchSystem::Keeper => {
+                    let ensemble = ensemble::Ensemble::start(
+                        &config.keeperd,
+                        &Launch {
+                            base_port: config.base_port + 30,
+                            zk_ports: true,
+                            own_gids: false,
+                        },
+                    )?;
+                    let leader = (ensemble.ready().await? - 1) as usize;
+                    let addrs = ensemble.zk_addrs();
+                    (Box::new(ensemble), addrs, leader)
+                }
+            };
+        let follower = (leader + 1) % zk_addrs.len();
         println!(
             "{system:?}: 3 nodes on loopback, leader at {}",
-            ensemble.zk_addrs[leader]
+            zk_addrs[leader]
         );
-        let mut spread = ensemble.zk_addrs.clone();
+        let mut spread = zk_addrs.clone();
         spread.rotate_left(leader);
         for (addrs, workers, name) in [
+            (vec![zk_addrs[leader].clone()], 1, "1 client on the leader"),
             (
-                vec![ensemble.zk_addrs[leader].clone()],
-                1,
-                "1 client on the leader",
-            ),
-            (
-                vec![ensemble.zk_addrs[follower].clone()],
+                vec![zk_addrs[follower].clone()],
                 1,
                 "1 client on a follower",
             ),
