@@ -345,8 +345,8 @@ impl Digester {
     }
 }
 
-/// The throughput plot's slot of an outcome.
-pub fn slot(kind: EventType) -> usize {
+/// An outcome's slot in `completions_per_s` (the throughput plot draws them in this order).
+fn slot(kind: EventType) -> usize {
     match kind {
         EventType::Ok => 0,
         EventType::Fail => 1,

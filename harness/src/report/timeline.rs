@@ -2,10 +2,9 @@
 //! invocation to its completion, coloured by outcome, with a tooltip naming it.
 
 use super::digest::{CompletedOp, Digest};
-use super::plot::{FAIL_COLOR, INFO_COLOR, OK_COLOR};
+use super::plot::color_of;
 use crate::verdict::Results;
 use checker::faults::FaultPeriod;
-use checker::history::EventType;
 use checker::html::escape;
 use plotters::style::RGBColor;
 use std::collections::BTreeMap;
@@ -118,11 +117,7 @@ pub fn timeline_svg(history: &Digest, faults: &[FaultPeriod]) -> (String, Option
     for op in shown {
         let row = rows[&op.process] as u32;
         let (a, b) = (x(op.start_ns), x(op.end_ns.unwrap_or(t1)));
-        let color = match op.kind {
-            EventType::Ok => OK_COLOR,
-            EventType::Fail => FAIL_COLOR,
-            _ => INFO_COLOR,
-        };
+        let color = color_of(op.kind);
         let latency = op
             .latency_ns()
             .map(|l| format!("{:.2} ms", l as f64 / 1e6))
