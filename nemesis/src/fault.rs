@@ -36,11 +36,11 @@ pub enum FaultKind {
     /// Lose every write a node did not fsync (its data directory is a lazyfs mount), SIGKILL
     /// it, and restart it at heal, as a power failure would.
     PowerLoss,
-    /// Make nodes' clocks run fast or slow (libfaketime's rate), true again at heal.
+    /// Make nodes' clocks run fast or slow (libfaketime's rate), at the true rate again at heal.
     ClockSkew,
-    /// Jump nodes' clocks forward or back, true again at heal.
+    /// Jump nodes' clocks forward or back; at heal one behind steps forward to true time.
     ClockJump,
-    /// Flip nodes' clocks between true time and a jump every few milliseconds, until heal.
+    /// Flip nodes' clocks by a jump and back every few milliseconds, until heal.
     ClockStrobe,
     /// SIGKILL one node, damage its newest WAL or snapshot (flip bits in a region or cut its
     /// end: Jepsen's bitflip-wal, bitflip-snap and truncate), restart it at heal.
@@ -297,7 +297,7 @@ pub enum Fault {
         targets: Targets,
         offset_ms: i64,
     },
-    /// The targets' clocks flip between true time and `offset_ms` every `period_ms`.
+    /// The targets' clocks flip by `offset_ms` and back every `period_ms`.
     ClockStrobe {
         targets: Targets,
         offset_ms: i64,

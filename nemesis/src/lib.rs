@@ -7,7 +7,8 @@
 //! shapes ([`grudge`]); slow links are tc `tbf`; random loss is iptables `statistic` (no kernel
 //! module needed); delay and reordering are tc `netem`, refused where the kernel lacks it.
 //! Clock faults rewrite a node's libfaketime control file ([`cluster::clock`]): its time runs
-//! fast or slow, jumps, or strobes, and is true again at heal; the machine's clock is untouched.
+//! fast or slow, jumps, or strobes, and runs at the true rate again at heal, never stepped back
+//! (a monotonic clock never goes back); the machine's clock is untouched.
 //! This crate does not choose *which* faults a test uses: the harness passes the set.
 
 pub mod corrupt;

@@ -169,7 +169,8 @@ struct Strobe {
 }
 
 impl Strobe {
-    /// Flips `nodes`' clocks between `offset_ms` and true time every `period_ms`.
+    /// Flips `nodes`' clocks `offset_ms` away and back every `period_ms`, from where each
+    /// clock read at the start; when stopped, leaves them back there.
     fn start(
         spec: cluster::ClusterSpec,
         nodes: Vec<NodeId>,
@@ -180,21 +181,24 @@ impl Strobe {
         let token = stop.clone();
         let task = tokio::spawn(async move {
             let mut flips = 0u64;
-            let mut jumped = false;
             loop {
-                jumped = !jumped;
-                let setting = if jumped {
-                    ClockSetting::Offset { ms: offset_ms }
-                } else {
-                    ClockSetting::True
-                };
+                let away = flips % 2 == 0;
+                let ms = if away { offset_ms } else { -offset_ms };
                 for &node in &nodes {
-                    cluster::clock::set(&spec, node, setting)?;
+                    cluster::clock::set(&spec, node, ClockSetting::Jump { ms })?;
                 }
                 flips += 1;
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_millis(period_ms)) => {}
-                    _ = token.cancelled() => return Ok(flips),
+                    _ = token.cancelled() => {
+                        if away {
+                            for &node in &nodes {
+                                cluster::clock::set(&spec, node, ClockSetting::Jump { ms: -offset_ms })?;
+                            }
+                            flips += 1;
+                        }
+                        return Ok(flips);
+                    }
                 }
             }
         });
@@ -449,11 +453,7 @@ async fn start_fault<C: Backend>(cluster: &C, fault: &Fault) -> Outcome {
         Fault::ClockJump { targets, offset_ms } => {
             let (nodes, mut out) = targeted(cluster, targets).await;
             for node in nodes {
-                out.set_clock(
-                    cluster.spec(),
-                    node,
-                    ClockSetting::Offset { ms: *offset_ms },
-                );
+                out.set_clock(cluster.spec(), node, ClockSetting::Jump { ms: *offset_ms });
             }
             out
         }
@@ -540,7 +540,7 @@ async fn heal_fault<C: Backend>(cluster: &C, active: &mut Active) -> Outcome {
     for &node in &active.nodes {
         match active.kind {
             FaultKind::ClockSkew | FaultKind::ClockJump | FaultKind::ClockStrobe => {
-                out.set_clock(cluster.spec(), node, ClockSetting::True);
+                out.set_clock(cluster.spec(), node, ClockSetting::Heal);
             }
             FaultKind::Partition | FaultKind::PartitionLeader | FaultKind::Flaky => {
                 for cmd in flush_commands() {
@@ -622,7 +622,7 @@ pub async fn heal_all<C: Backend>(cluster: &C, log: &mut FaultLog) -> Result<(),
     }
     if cluster.spec().faketime {
         for &node in &nodes {
-            out.set_clock(cluster.spec(), node, ClockSetting::True);
+            out.set_clock(cluster.spec(), node, ClockSetting::Heal);
         }
     }
     if cluster.kind() != BackendKind::Local {
