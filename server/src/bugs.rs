@@ -39,10 +39,14 @@ pub enum Bug {
     /// A deposed leader reports its applied zxid, not its logged one, when it follows the next
     /// leader: its uncommitted proposals escape truncation and are applied (ZOOKEEPER-2845).
     OldLeaderKeepsUncommitted,
+    /// A snapshot taken right after a multi holds the tree as it was before the multi's writes
+    /// while claiming the multi's zxid, as a fuzzy snapshot cut through a multi does
+    /// (ZOOKEEPER-3127): a node restored from it skips the multi on replay.
+    FuzzySnapshotMulti,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 18] = [
+    pub const ALL: [Bug; 19] = [
         Bug::StaleRead,
         Bug::EarlyAck,
         Bug::NoFsync,
@@ -61,6 +65,7 @@ impl Bug {
         Bug::WatchDuplicate,
         Bug::WatchStaleAfterReconnect,
         Bug::OldLeaderKeepsUncommitted,
+        Bug::FuzzySnapshotMulti,
     ];
 
     pub fn name(self) -> &'static str {
@@ -83,6 +88,7 @@ impl Bug {
             Bug::WatchDuplicate => "watch-duplicate",
             Bug::WatchStaleAfterReconnect => "watch-stale-after-reconnect",
             Bug::OldLeaderKeepsUncommitted => "old-leader-keeps-uncommitted",
+            Bug::FuzzySnapshotMulti => "fuzzy-snapshot-multi",
         }
     }
 

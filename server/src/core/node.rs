@@ -81,6 +81,9 @@ pub struct Core {
     /// with the `old-leader-keeps-uncommitted` fault: its log's tail of that epoch is its own
     /// proposals.
     pub(super) led_epoch: u32,
+    /// Kept only with the `fuzzy-snapshot-multi` fault: the zxid of the last multi applied and
+    /// the tree as it was before it.
+    pub(super) before_last_multi: Option<(Zxid, crate::tree::Snapshot)>,
     /// Counts attempts to follow, so that two attempts never share an id.
     pub(super) follow_attempts: u64,
     /// The storage cut this node's history at damage (`Recovered::damage`), so it may lack
@@ -144,6 +147,7 @@ impl Core {
             out: Ready::default(),
             events_fired: 0,
             led_epoch: 0,
+            before_last_multi: None,
             follow_attempts: 0,
             recovering,
         };
@@ -284,6 +288,15 @@ impl Core {
 
     /// The applied tree, for the shell to save as a snapshot.
     pub fn snapshot(&self) -> crate::tree::Snapshot {
+        if let Some((multi, before)) = &self.before_last_multi
+            && *multi == self.tree.last_applied()
+        {
+            // BUG(fuzzy-snapshot-multi): the snapshot claims the multi it was cut through.
+            return crate::tree::Snapshot {
+                zxid: *multi,
+                ..before.clone()
+            };
+        }
         self.tree.to_snapshot()
     }
 
@@ -438,6 +451,10 @@ impl Core {
     }
 
     fn apply_one(&mut self, txn: &Txn) {
+        if self.cfg.has_bug(Bug::FuzzySnapshotMulti) {
+            self.before_last_multi = matches!(txn.body, TxnBody::Multi { .. })
+                .then(|| (txn.zxid, self.tree.to_snapshot()));
+        }
         let applied = self.tree.apply(txn);
         let zxid = txn.zxid;
         for (kind, path) in &applied.events {
