@@ -305,11 +305,27 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> i32 {
 }
 
 /// First Ctrl-C: cancel the run (it tears down and checks what it has). Second: say it is
-/// still tearing down. Third: leave now, `schism clean` removes the rest.
+/// still tearing down. Third: leave now, `schism clean` removes the rest. SIGTERM counts as a
+/// Ctrl-C: it is what a CI job's timeout, `timeout(1)`, `kill` and systemd send, and a run
+/// they stop must not leave namespaces, rules and nodes behind either.
 fn install_interrupt_handler(cancel: CancellationToken) {
     tokio::spawn(async move {
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
         let mut presses = 0;
-        while tokio::signal::ctrl_c().await.is_ok() {
+        loop {
+            let signalled = tokio::select! {
+                r = tokio::signal::ctrl_c() => r.is_ok(),
+                r = async {
+                    match terminate.as_mut() {
+                        Some(s) => s.recv().await,
+                        None => std::future::pending().await,
+                    }
+                } => r.is_some(),
+            };
+            if !signalled {
+                break;
+            }
             presses += 1;
             match presses {
                 1 => {

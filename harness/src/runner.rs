@@ -197,7 +197,7 @@ async fn run_test_at<B: Backend + 'static>(
     };
     if cancel.is_cancelled() {
         outcome.interrupted = true;
-        notes.push("the run was interrupted (Ctrl-C) before its end".into());
+        notes.push("the run was interrupted (Ctrl-C or SIGTERM) before its end".into());
     }
     if req.config.workload.needs_linearizable_reads()
         && req.config.read_consistency != keeper_wire::Consistency::Linearizable

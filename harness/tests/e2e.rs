@@ -283,3 +283,75 @@ fn replay_repeats_the_configuration_and_the_fault_schedule() {
     };
     assert_eq!(config(&first), config(&second));
 }
+
+/// Processes whose command line names `dir` (the nodes: their data directories are in it).
+fn processes_under(dir: &Path) -> Vec<String> {
+    let needle = dir.display().to_string();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.contains(&needle))
+        .collect()
+}
+
+fn namespaces() -> std::collections::BTreeSet<String> {
+    let out = Command::new("ip").args(["netns", "list"]).output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+        .collect()
+}
+
+/// SIGTERM (a CI job's timeout, `timeout(1)`, `kill`) stops a run as Ctrl-C does: the nodes,
+/// namespaces and rules are gone when schism exits, and what ran is checked, never `valid`.
+#[test]
+#[ignore = "needs root for network namespaces; run with --include-ignored"]
+fn sigterm_tears_the_run_down_and_checks_what_it_has() {
+    let _one = serial();
+    build_keeperd();
+    let results = tempfile::tempdir().unwrap();
+    let before = namespaces();
+    let child = Command::new(SCHISM)
+        .args(["test", "--backend", "netns", "--nodes", "3"])
+        .args([
+            "--nemesis",
+            "partition",
+            "--time-limit",
+            "120s",
+            "--seed",
+            "7",
+        ])
+        .arg("--results")
+        .arg(results.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Until the nodes run and the workload has begun.
+    let started = std::time::Instant::now();
+    while processes_under(results.path()).len() < 3 {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "the nodes never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    std::thread::sleep(std::time::Duration::from_secs(8));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("interrupted; tearing down"), "{stderr}");
+    // Unknown (3) at best: a partial run proves less than was asked.
+    assert_ne!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(stdout.contains("verdict: "), "{stdout}\n{stderr}");
+    assert_eq!(processes_under(results.path()), Vec::<String>::new());
+    let left: Vec<String> = namespaces().difference(&before).cloned().collect();
+    assert!(left.is_empty(), "namespaces left behind: {left:?}");
+}
