@@ -65,6 +65,10 @@ impl EventType {
 /// session's expiry). They are written as a single `ok` line with no `invoke` and never pair.
 pub const OBSERVATION_FS: [&str; 2] = ["event", "expired"];
 
+/// The operation that sets a watch (a read with a watch: `exists`, `get_data` or
+/// `get_children`); the watches checker judges it, not the linearizability models.
+pub const WATCH_F: &str = "watch";
+
 impl Event {
     /// An event with the mandatory fields; the optional ones are `None`.
     pub fn new(

@@ -674,7 +674,9 @@ impl Model for ZnodeModel {
         }
     }
     fn translate(&self, op: &Op<'_>, vals: &mut Interner) -> Result<Option<Step<Znode>>, String> {
-        if info_read(op) {
+        // A watch's read is judged by the watches checker (its result is the watch's, not a
+        // register read's `[data, version]`).
+        if info_read(op) || op.f() == crate::history::WATCH_F {
             return Ok(None);
         }
         let ok = op.kind() == EventType::Ok;

@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::faults::FaultLog;
-use crate::history::{self, Event, EventType, Op};
+use crate::history::{self, Event, EventType, Op, WATCH_F};
 use crate::invariants;
 use crate::linear::{self, Limits, TranslateError};
 use crate::model::{
@@ -176,7 +176,13 @@ fn check_events(
         },
     })?;
     let mut results = Vec::new();
-    for name in checker_names(opts, workload) {
+    let mut names = checker_names(opts, workload);
+    // A history whose clients also set watches (`schism sim`'s register clients do) is evidence
+    // for the watches checker, whatever its workload's own checkers are.
+    if !names.contains(&"watches") && ops.iter().any(|o| o.f() == WATCH_F) {
+        names.push("watches");
+    }
+    for name in names {
         let r = match name {
             "linearizable" => {
                 let Some(kind) =

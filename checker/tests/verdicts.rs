@@ -365,3 +365,65 @@ fn a_watch_clients_recovery_closes_need_not_succeed() {
     let v = check_history(&h, Some("session"), &opts(None)).unwrap();
     assert_eq!(named(&v, "stats").verdict, Verdict::Unknown, "{v:?}");
 }
+
+/// A register history whose clients also set watches (`schism sim`'s) gets the watches checker
+/// beside the register's, and the `watch` operations do not trouble the znode model; without
+/// watches the register's checkers are all it gets.
+#[test]
+fn a_register_history_with_watches_is_also_judged_by_the_watches_checker() {
+    let mut h = all_completed_as("write", EventType::Ok, 2);
+    let plain = check_history(&h, Some("register"), &opts(None)).unwrap();
+    assert!(plain.checkers.iter().all(|c| c.name != "watches"));
+    let i = h.len() as u64;
+    let mut watch = Event::new(
+        i,
+        i * 1000,
+        7,
+        EventType::Invoke,
+        "watch",
+        json!({"kind": "exists"}),
+    );
+    watch.key = Some("/r".into());
+    watch.session = Some(9);
+    h.push(watch.clone());
+    let mut set = Event::new(
+        i + 1,
+        (i + 1) * 1000,
+        7,
+        EventType::Ok,
+        "watch",
+        json!({"kind": "exists", "result": {"exists": true}}),
+    );
+    set.key = Some("/r".into());
+    set.session = Some(9);
+    set.zxid = Some(10);
+    h.push(set);
+    // One event for the watch (the write at zxid 11), and a second copy that answers no watch.
+    for k in 0..2 {
+        let j = h.len() as u64;
+        let mut e = Event::new(
+            j,
+            j * 1000,
+            7,
+            EventType::Ok,
+            "event",
+            json!({"path": "/r", "type": "data_changed", "zxid": 11}),
+        );
+        e.key = Some("/r".into());
+        e.session = Some(9);
+        e.zxid = Some(11);
+        h.push(e);
+        let v = check_history(&h, Some("register"), &opts(None)).unwrap();
+        let expected = if k == 0 {
+            Verdict::Valid
+        } else {
+            Verdict::Invalid
+        };
+        assert_eq!(named(&v, "watches").verdict, expected, "{:?}", v.checkers);
+        // The znode model skips the `watch` operations (it would refuse an unknown `f`).
+        assert_eq!(
+            named(&v, "linearizable").verdict,
+            named(&plain, "linearizable").verdict
+        );
+    }
+}

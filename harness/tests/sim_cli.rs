@@ -23,6 +23,7 @@ fn every_simulated_bug_has_a_matrix_row_the_simulation_can_flag() {
         "convergence",
         "recovery",
         "monotonic-reads",
+        "watches",
     ];
     for (bug, must_flag) in &rows {
         assert!(
@@ -84,7 +85,7 @@ fn a_failing_seed_opens_like_a_real_run_and_replays() {
     let run = |results: &std::path::Path| {
         let summary = results.join("summary.json");
         let status = Command::new(schism())
-            .args(["sim", "--server-bug", "early-ack", "--seeds", "10"])
+            .args(["sim", "--server-bug", "early-ack", "--seeds", "20"])
             .arg("--results")
             .arg(results)
             .arg("--summary")

@@ -1043,3 +1043,42 @@ fn the_stale_watch_fault_fires_an_old_change_after_the_leader_dies() {
         );
     }
 }
+
+/// A node whose accepted epoch is above the leader's cannot follow it: it refuses the leader's
+/// LEADERINFO, as ZooKeeper's Learner does ("Leaders epoch is less than accepted epoch"). It
+/// took that epoch from a discovery of its own whose LEADERINFO was lost, while the others
+/// established a lower one without it. The leader must step down when it hears that accepted
+/// epoch, so that the next election proposes one above it; otherwise the node looks, finds the
+/// same leader and is refused again, forever, and the ensemble never has every node following.
+#[test]
+fn a_leader_below_a_followers_accepted_epoch_steps_down_so_that_all_follow() {
+    let mut sim = Sim::new(31, 3);
+    sim.faults = false;
+    // n3 took accepted epoch 2 (its own discovery's) and went down before anyone heard of it.
+    sim.crash(3);
+    sim.disks.get_mut(&3).unwrap().accepted_epoch = 2;
+    sim.run_for(3_000, 0, 0);
+    let leader = sim.leader().expect("n1 and n2 elect a leader");
+    let established = sim.nodes[&leader].as_ref().unwrap().status().epoch;
+    assert!(
+        established < 2,
+        "the scenario needs a leader below n3's accepted epoch, got epoch {established}"
+    );
+    sim.restart(3);
+    sim.run_for(5_000, 5, 0);
+    let statuses: Vec<_> = sim
+        .ids
+        .iter()
+        .map(|id| sim.nodes[id].as_ref().unwrap().status())
+        .collect();
+    let leaders: BTreeSet<_> = statuses.iter().map(|s| s.leader).collect();
+    assert!(
+        statuses.iter().all(|s| s.serving) && leaders.len() == 1 && !leaders.contains(&None),
+        "every node follows one leader: {statuses:?}"
+    );
+    let epoch = statuses[0].epoch;
+    assert!(
+        epoch >= 2,
+        "the new epoch is at least n3's accepted one, got {epoch}"
+    );
+}

@@ -3,21 +3,26 @@
 //! Jepsen's shapes, one-way cuts), simulated disks (`disk`: the real storage's bytes, with fsync
 //! latency, power losses that lose unsynced and tear the last writes, bit flips found by crc),
 //! crashes, restarts and pauses, while simulated clients run the register workload (reads, writes
-//! and cas on a few keys, through random nodes, with sessions). Everything is drawn from one seed
+//! and cas on a few keys, through random nodes, with sessions) and set one-shot watches on the
+//! keys (`watch`: ZooKeeper's client library's behaviour, set again on every reconnect, each
+//! event recorded as a real run's watch client records it). Everything is drawn from one seed
 //! (`ChaCha8Rng`), and each seed draws its own fault mix, cluster size and intensities (swarm
 //! testing). The clients' history, status samples and a recovery record are checked by schism's
-//! real checkers, so a failing seed is an ordinary results directory.
+//! real checkers (the register's, and `watches` for the watches), so a failing seed is an
+//! ordinary results directory.
 //!
 //! Deliberately not here: a wall clock, OS randomness, unordered maps (iteration order would leak
 //! into the schedule), threads. The harness (`schism sim`) owns those. Not simulated (yet):
-//! watches, ephemeral and sequential nodes, the HTTP shell.
+//! child watches, ephemeral and sequential nodes, the HTTP shell.
 
 mod disk;
+mod watch;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use disk::{Disk, PowerLoss};
+use watch::ClientWatches;
 
 use checker::history::{Event, EventType};
 use checker::liveness::{NodeEnd, Recovery};
@@ -39,9 +44,10 @@ use serde_json::{Value, json};
 pub use keeper::bugs::Bug;
 
 /// The catch matrix's bugs that act in the core or the storage's reopen and show to this
-/// simulation's checkers (`linearizable`, `single-leader`, `convergence`, `recovery`). The
-/// others need what is not simulated: a real disk's fsync setting (`no-fsync`), ephemeral
-/// nodes, sequential children, snapshots on a schedule or watches (`watch-drop`).
+/// simulation's checkers (`linearizable`, `single-leader`, `convergence`, `recovery`,
+/// `watches`). The others need what is not simulated: a real disk's fsync setting
+/// (`no-fsync`), ephemeral nodes, sequential children, snapshots on a schedule, or the
+/// sessions checker (`lease-on-fast-clock`).
 pub const SIMULATED_BUGS: &[Bug] = &[
     Bug::StaleRead,
     Bug::EarlyAck,
@@ -55,6 +61,11 @@ pub const SIMULATED_BUGS: &[Bug] = &[
     Bug::EpochBeforeLog,
     // The simulated disk's bit flips, read back by the real scan with its injected skip.
     Bug::CorruptLogServed,
+    // The clients' watches, judged by the watches checker.
+    Bug::WatchDrop,
+    Bug::WatchDuplicate,
+    // A follower that rejoins after its leader died or it was cut off.
+    Bug::WatchStaleAfterReconnect,
 ];
 
 /// Whether this build can inject server bugs (keeper's `bugs` feature, through ours).
@@ -84,8 +95,8 @@ const QUIET_MIN_MS: u64 = 2_000;
 /// ... and until every operation kind has succeeded once (evidence for every checker), or
 /// this long at most.
 const QUIET_MAX_MS: u64 = 15_000;
-/// The register workload's operation kinds.
-const OP_KINDS: [&str; 3] = ["read", "write", "cas"];
+/// The operation kinds: the register workload's, and the watches the clients set beside it.
+const OP_KINDS: [&str; 4] = ["read", "write", "cas", checker::history::WATCH_F];
 /// Bounds on the simulated network delay of one message, in ms.
 const MAX_DELAY_MS: u64 = 60;
 /// Time budget of the linearizability search per seed.
@@ -317,6 +328,9 @@ struct Node {
 enum Pending {
     Session,
     Heartbeat,
+    /// Setting the watches on these paths again after a reconnect (not an operation of the
+    /// history).
+    SetWatches(Vec<String>),
     /// An operation of the history: its f, key and invocation value.
     Op {
         f: &'static str,
@@ -335,6 +349,7 @@ struct Client {
     last_sent_ms: u64,
     /// The version this client last saw per key, for its next cas.
     versions: BTreeMap<String, i32>,
+    watches: ClientWatches,
 }
 
 /// Who waits for a request's reply.
@@ -537,6 +552,7 @@ impl Sim {
                 pending: None,
                 last_sent_ms: 0,
                 versions: BTreeMap::new(),
+                watches: ClientWatches::default(),
             });
         }
         sim
@@ -650,7 +666,12 @@ impl Sim {
                     zxid,
                     result,
                 } => self.reply(id, request, zxid, result),
-                _ => {}
+                Output::Event { session, event } => self.watch_event(id, session, event),
+                Output::SessionEnded {
+                    session,
+                    expired,
+                    zxid,
+                } => self.session_ended(id, session, expired, zxid),
             }
         }
     }
@@ -746,6 +767,7 @@ impl Sim {
             let err = KeeperError::new(ErrorCode::ConnectionLoss, "node crashed");
             self.complete(waiter, k.0, 0, Err(err));
         }
+        self.watches_node_died(id);
     }
 
     fn restart(&mut self, id: u64) {
@@ -1152,6 +1174,19 @@ impl Sim {
             }
             return;
         };
+        if let Some(body) = self.rewatch(c, session) {
+            let ClientRequest::SetWatches { data, exist, .. } = &body else {
+                unreachable!("rewatch asks for SetWatches");
+            };
+            let paths = data.iter().chain(exist).cloned().collect();
+            self.clients[c].last_sent_ms = now;
+            self.clients[c].pending = Some((node, 0, Pending::SetWatches(paths), deadline));
+            let r = self.request(node, Waiter::Client(c), body);
+            if let Some(p) = self.clients[c].pending.as_mut() {
+                p.1 = r;
+            }
+            return;
+        }
         let last_zxid = self.clients[c].last_zxid;
         if !issue_op {
             if now >= self.clients[c].last_sent_ms + SESSION_TIMEOUT_MS / 3 {
@@ -1167,6 +1202,9 @@ impl Sim {
                 }
             }
             return;
+        }
+        if let Some((f, key, inv, body)) = self.draw_watch(c, session) {
+            return self.invoke(c, f, key, inv, body);
         }
         let key = key_name(self.rng.random_range(0..self.swarm.keys));
         let roll = self.rng.random_range(0..100);
@@ -1215,13 +1253,20 @@ impl Sim {
                 },
             )
         };
-        let process = self.clients[c].process;
-        let mut e = Event::new(0, 0, process, EventType::Invoke, f, inv.clone());
+        self.invoke(c, f, key, inv, body);
+    }
+
+    /// Client `c` invokes an operation of the history.
+    fn invoke(&mut self, c: usize, f: &'static str, key: String, inv: Value, body: ClientRequest) {
+        let (node, now) = (self.clients[c].node, self.now);
+        let client = &self.clients[c];
+        let mut e = Event::new(0, 0, client.process, EventType::Invoke, f, inv.clone());
         e.key = Some(key.clone());
         e.node = Some(node_name(node));
-        e.session = Some(session);
+        e.session = client.session;
         self.record(e);
         self.clients[c].last_sent_ms = now;
+        let deadline = now + OP_TIMEOUT_MS;
         self.clients[c].pending = Some((node, 0, Pending::Op { f, key, value: inv }, deadline));
         let r = self.request(node, Waiter::Client(c), body);
         if let Some(p) = self.clients[c].pending.as_mut() {
@@ -1237,6 +1282,9 @@ impl Sim {
         result: Result<Response, KeeperError>,
     ) {
         if let Some(w) = self.waiters.remove(&(node, request)) {
+            if let Waiter::Client(c) = w {
+                self.replied(c, node);
+            }
             self.complete(w, node, zxid, result);
         }
     }
@@ -1264,12 +1312,12 @@ impl Sim {
         let Some((_, _, pending, _)) = self.clients[c].pending.take() else {
             return;
         };
-        if let Err(e) = &result {
-            // Try another node next time: this one may be down, partitioned or behind.
+        let expired = matches!(&result, Err(e) if e.error == ErrorCode::SessionExpired);
+        if result.is_err() {
+            // Try another node next time: this one may be down, partitioned or behind. The
+            // connection is dropped, and the watches are set again on the next one.
+            self.disconnect(c);
             self.clients[c].node = self.random_node();
-            if e.error == ErrorCode::SessionExpired {
-                self.clients[c].session = None;
-            }
         }
         if result.is_ok() {
             self.clients[c].last_zxid = self.clients[c].last_zxid.max(zxid);
@@ -1278,15 +1326,34 @@ impl Sim {
             Pending::Session => {
                 if let Ok(Response::Session { session, .. }) = result {
                     self.clients[c].session = Some(session);
+                    self.clients[c].watches = ClientWatches::default();
                 }
                 return;
             }
-            Pending::Heartbeat => return,
+            Pending::SetWatches(paths) => {
+                self.rewatched(c, node, &paths, &result);
+                if expired {
+                    self.session_gone(c, true);
+                }
+                return;
+            }
+            Pending::Heartbeat => {
+                if expired {
+                    self.session_gone(c, true);
+                }
+                return;
+            }
             Pending::Op { f, key, value } => (f, key, value),
         };
         let client = &self.clients[c];
         let (process, session) = (client.process, client.session);
         let mut e = match result {
+            Ok(resp) if f == checker::history::WATCH_F => {
+                let value = self.watch_set(c, node, &key, &inv, resp);
+                let mut e = Event::new(0, 0, process, EventType::Ok, f, value);
+                e.zxid = Some(zxid);
+                e
+            }
             Ok(resp) => {
                 let value = match resp {
                     Response::Data { data, stat } => {
@@ -1329,6 +1396,15 @@ impl Sim {
         e.session = session;
         let info = e.kind == EventType::Info;
         self.record(e);
+        self.flush_observed(c);
+        if expired {
+            self.session_gone(c, true);
+        } else if info && f == checker::history::WATCH_F {
+            // Whether the node took this watch is unknown: a later event could answer it or
+            // not. The real worker opens a new client (and session) after an `info`; so does
+            // this one after an unknown watch.
+            self.session_gone(c, false);
+        }
         if info {
             // Jepsen: a process that got `info` never invokes again.
             self.clients[c].process = self.next_process;

@@ -55,6 +55,30 @@ fn the_correct_server_is_safe() {
     assert!(checked as u64 >= seeds * 4, "too few checkers said valid");
 }
 
+/// Every seed's clients set watches and see them fire, and the watches checker judges them
+/// with evidence: a seed whose watches were never set or never fired would test nothing.
+#[test]
+fn every_seed_sets_watches_and_the_watches_checker_judges_them() {
+    for seed in 0..10 {
+        let o = run_seed(&config(seed));
+        let watches = o
+            .verdict
+            .checkers
+            .iter()
+            .find(|c| c.name == "watches")
+            .unwrap_or_else(|| panic!("seed {seed}: no watches checker"));
+        assert_eq!(
+            watches.verdict,
+            Verdict::Valid,
+            "seed {seed}: {}",
+            watches.summary
+        );
+        let count = |k: &str| watches.details.get(k).and_then(|v| v.as_u64()).unwrap_or(0);
+        assert!(count("watches") > 0, "seed {seed}: {}", watches.summary);
+        assert!(count("events") > 0, "seed {seed}: {}", watches.summary);
+    }
+}
+
 /// Skewed and jumping clocks reach the cores (a seed's history changes with them), and a seed
 /// with them still replays bit for bit.
 #[test]

@@ -388,6 +388,20 @@ impl Core {
                 last_zxid: _,
                 attempt,
             } => {
+                if l.phase != LeaderPhase::Discovery && accepted_epoch > epoch {
+                    // This follower accepted an epoch above ours (a would-be leader's discovery
+                    // that never established it, its LEADERINFO lost to the others), so it
+                    // refuses our LEADERINFO, as ZooKeeper's Learner does ("Leaders epoch is
+                    // less than accepted epoch"), looks, finds us leading again, and never
+                    // follows. Step down: the next discovery hears its accepted epoch and
+                    // proposes one above it. (An equal accepted epoch is the normal case of a
+                    // follower that acked ours; during discovery the epoch is not chosen yet and
+                    // `check_discovery` already goes above every accepted epoch it hears.)
+                    tracing::info!(
+                        "node {from} accepted epoch {accepted_epoch}, above ours ({epoch}): stepping down so that the next epoch is above it"
+                    );
+                    return self.start_looking();
+                }
                 if l.learners.get(&from).is_some_and(|x| x.attempt == attempt) {
                     // A resent FOLLOWERINFO of an attempt already under way.
                     if let Some(x) = l.learners.get_mut(&from) {
