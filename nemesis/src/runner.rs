@@ -182,7 +182,7 @@ impl Strobe {
         let task = tokio::spawn(async move {
             let mut flips = 0u64;
             loop {
-                let away = flips % 2 == 0;
+                let away = flips.is_multiple_of(2);
                 let ms = if away { offset_ms } else { -offset_ms };
                 for &node in &nodes {
                     cluster::clock::set(&spec, node, ClockSetting::Jump { ms })?;
