@@ -298,6 +298,45 @@ fn setwatches_after_a_reconnect_fires_what_the_client_missed() {
     assert_eq!(r.string().unwrap(), "/m3");
 }
 
+/// A session keeps its watches on a node across connections (ZooKeeper drops them with the
+/// connection): when `SetWatches` reports a change as missed, the registration it still held
+/// there for that watch goes with the event, or the next change would fire it a second time.
+#[test]
+fn a_watch_setwatches_reports_as_missed_does_not_fire_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_node, addr) = start_node(&dir);
+    let mut other = Wire::open(addr);
+    other.handshake(0, 0, &[0; 16]).unwrap();
+    let mut a = Wire::open(addr);
+    let c = a.handshake(0, 0, &[0; 16]).unwrap();
+    let seen = a.create("/d", "v0", 0).zxid;
+    let set = other.call(op::SET_DATA, |w| _ = w.string("/d").buffer(b"v1").int(-1));
+    assert_eq!(set.err, code::OK);
+    // The watch registered here, after the change...
+    assert_eq!(a.get_data("/d", true).err, code::OK);
+    drop(a);
+    // ... and a client that resumes from a zxid before it: the change is reported as missed.
+    let mut b = Wire::open(addr);
+    b.handshake(seen, c.session, &c.password).unwrap();
+    let xid = b.request(op::SET_WATCHES, |w| {
+        w.long(seen);
+        w.strings(&["/d".into()]);
+        w.strings(&[]);
+        w.strings(&[]);
+    });
+    let mut events = 0;
+    while b.next().xid != xid {
+        events += 1;
+    }
+    assert_eq!(events, 1, "the missed change is reported once");
+    // The next change: no watch is left, so no event before the reply that follows it.
+    let set = other.call(op::SET_DATA, |w| _ = w.string("/d").buffer(b"v2").int(-1));
+    assert_eq!(set.err, code::OK);
+    let probe = b.request(op::EXISTS, |w| _ = w.string("/d").bool(false));
+    let f = b.next();
+    assert_eq!(f.xid, probe, "an event fired for a watch already reported");
+}
+
 #[test]
 fn bad_frames_close_only_their_own_connection() {
     let dir = tempfile::tempdir().unwrap();

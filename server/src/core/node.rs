@@ -678,7 +678,9 @@ impl Core {
     /// ZooKeeper's `DataTree.setWatches`: each watch the client held before it reconnected is
     /// set again, unless what it watches changed after `relative_zxid`, the last zxid the
     /// client saw; then the event it missed fires at once (in this reply's batch, so before
-    /// the reply).
+    /// the reply). A watch fires once: a registration the session still holds here for it (a
+    /// session keeps its watches on a node across connections, where ZooKeeper drops them
+    /// with the connection) goes with that event, or it would fire a second time later.
     fn set_watches(
         &mut self,
         session: SessionId,
@@ -690,30 +692,31 @@ impl Core {
         let mut missed = Vec::new();
         for path in data {
             match self.tree.get(&path) {
-                None => missed.push((EventKind::Deleted, path)),
+                None => missed.push((EventKind::Deleted, path, WatchKind::Data)),
                 Some((_, stat)) if stat.mzxid > relative_zxid => {
-                    missed.push((EventKind::DataChanged, path))
+                    missed.push((EventKind::DataChanged, path, WatchKind::Data))
                 }
                 Some(_) => _ = self.watches.add_data(&path, session),
             }
         }
         for path in exist {
             match self.tree.get(&path) {
-                Some(_) => missed.push((EventKind::Created, path)),
+                Some(_) => missed.push((EventKind::Created, path, WatchKind::Data)),
                 None => _ = self.watches.add_data(&path, session),
             }
         }
         for path in child {
             match self.tree.get(&path) {
-                None => missed.push((EventKind::Deleted, path)),
+                None => missed.push((EventKind::Deleted, path, WatchKind::Child)),
                 Some((_, stat)) if stat.pzxid > relative_zxid => {
-                    missed.push((EventKind::ChildrenChanged, path))
+                    missed.push((EventKind::ChildrenChanged, path, WatchKind::Child))
                 }
                 Some(_) => _ = self.watches.add_child(&path, session),
             }
         }
         let zxid = self.tree.last_applied();
-        for (kind, path) in missed {
+        for (kind, path, watch) in missed {
+            self.watches.remove(&path, session, watch, false);
             self.out.after_persist.push(Output::Event {
                 session,
                 event: WatchEvent { kind, path, zxid },
