@@ -15,7 +15,7 @@ const REJOIN_TIMEOUT_MS: u64 = 30_000;
 
 fn lazyfs_binary() -> PathBuf {
     let status = std::process::Command::new(env!("CARGO"))
-        .args(["build", "-p", "lazyfs", "--bin", "schism-lazyfs"])
+        .args(["build", "--workspace", "--bin", "schism-lazyfs"])
         .current_dir(workspace())
         .status()
         .expect("cargo runs");

@@ -407,7 +407,7 @@ async fn local_zookeeper_on_lazyfs_rejoins_after_a_power_loss() {
 
 fn lazyfs_binary() -> std::path::PathBuf {
     let status = std::process::Command::new(env!("CARGO"))
-        .args(["build", "-p", "lazyfs", "--bin", "schism-lazyfs"])
+        .args(["build", "--workspace", "--bin", "schism-lazyfs"])
         .current_dir(workspace())
         .status()
         .expect("cargo runs");

@@ -30,7 +30,7 @@ fn workspace() -> PathBuf {
 fn build_keeperd() {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)
-        .args(["build", "-p", "keeper", "--bin", "keeperd"])
+        .args(["build", "--workspace", "--bin", "keeperd"])
         .current_dir(workspace())
         .status()
         .unwrap();

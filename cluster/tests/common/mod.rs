@@ -31,7 +31,7 @@ pub fn keeperd() -> PathBuf {
             return PathBuf::from(p);
         }
         let status = std::process::Command::new(env!("CARGO"))
-            .args(["build", "-p", "keeper", "--bin", "keeperd"])
+            .args(["build", "--workspace", "--bin", "keeperd"])
             .current_dir(workspace())
             .status()
             .expect("cargo runs");
