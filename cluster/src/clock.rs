@@ -189,7 +189,7 @@ impl ClockSetting {
                 let ahead_s = current.ahead_s(age_s);
                 if ahead_s > 0.0 {
                     ControlLine {
-                        offset_s: round_to_ms(ahead_s),
+                        offset_s: ahead_s,
                         rate: 1.0,
                     }
                 } else {
@@ -214,11 +214,7 @@ impl ClockSetting {
     }
 }
 
-/// The control file keeps milliseconds; rounding here keeps a heal's line free of float noise.
-fn round_to_ms(s: f64) -> f64 {
-    (s * 1000.0).round() / 1000.0
-}
-
+/// To the millisecond, which is what the control file keeps.
 fn signed_seconds(s: f64) -> String {
     if s < 0.0 {
         format!("-{:.3}", -s)

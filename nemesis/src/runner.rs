@@ -180,21 +180,21 @@ impl Strobe {
         let stop = CancellationToken::new();
         let token = stop.clone();
         let task = tokio::spawn(async move {
+            let jump = |ms| {
+                nodes.iter().try_for_each(|&node| {
+                    cluster::clock::set(&spec, node, ClockSetting::Jump { ms }).map(drop)
+                })
+            };
             let mut flips = 0u64;
             loop {
                 let away = flips.is_multiple_of(2);
-                let ms = if away { offset_ms } else { -offset_ms };
-                for &node in &nodes {
-                    cluster::clock::set(&spec, node, ClockSetting::Jump { ms })?;
-                }
+                jump(if away { offset_ms } else { -offset_ms })?;
                 flips += 1;
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_millis(period_ms)) => {}
                     _ = token.cancelled() => {
                         if away {
-                            for &node in &nodes {
-                                cluster::clock::set(&spec, node, ClockSetting::Jump { ms: -offset_ms })?;
-                            }
+                            jump(-offset_ms)?;
                             flips += 1;
                         }
                         return Ok(flips);

@@ -1157,20 +1157,13 @@ impl Sim {
             return;
         }
         let now = self.now;
-        let node = self.clients[c].node;
-        let deadline = now + OP_TIMEOUT_MS;
         let Some(session) = self.clients[c].session else {
             if now >= self.clients[c].last_sent_ms + 200 {
-                self.clients[c].last_sent_ms = now;
-                self.clients[c].pending = Some((node, 0, Pending::Session, deadline));
                 let body = ClientRequest::CreateSession {
                     timeout_ms: SESSION_TIMEOUT_MS,
                     last_zxid: self.clients[c].last_zxid,
                 };
-                let r = self.request(node, Waiter::Client(c), body);
-                if let Some(p) = self.clients[c].pending.as_mut() {
-                    p.1 = r;
-                }
+                self.client_send(c, Pending::Session, body);
             }
             return;
         };
@@ -1179,27 +1172,13 @@ impl Sim {
                 unreachable!("rewatch asks for SetWatches");
             };
             let paths = data.iter().chain(exist).cloned().collect();
-            self.clients[c].last_sent_ms = now;
-            self.clients[c].pending = Some((node, 0, Pending::SetWatches(paths), deadline));
-            let r = self.request(node, Waiter::Client(c), body);
-            if let Some(p) = self.clients[c].pending.as_mut() {
-                p.1 = r;
-            }
-            return;
+            return self.client_send(c, Pending::SetWatches(paths), body);
         }
         let last_zxid = self.clients[c].last_zxid;
         if !issue_op {
             if now >= self.clients[c].last_sent_ms + SESSION_TIMEOUT_MS / 3 {
-                self.clients[c].last_sent_ms = now;
-                self.clients[c].pending = Some((node, 0, Pending::Heartbeat, deadline));
-                let r = self.request(
-                    node,
-                    Waiter::Client(c),
-                    ClientRequest::Heartbeat { session, last_zxid },
-                );
-                if let Some(p) = self.clients[c].pending.as_mut() {
-                    p.1 = r;
-                }
+                let body = ClientRequest::Heartbeat { session, last_zxid };
+                self.client_send(c, Pending::Heartbeat, body);
             }
             return;
         }
@@ -1258,17 +1237,23 @@ impl Sim {
 
     /// Client `c` invokes an operation of the history.
     fn invoke(&mut self, c: usize, f: &'static str, key: String, inv: Value, body: ClientRequest) {
-        let (node, now) = (self.clients[c].node, self.now);
         let client = &self.clients[c];
         let mut e = Event::new(0, 0, client.process, EventType::Invoke, f, inv.clone());
         e.key = Some(key.clone());
-        e.node = Some(node_name(node));
+        e.node = Some(node_name(client.node));
         e.session = client.session;
         self.record(e);
-        self.clients[c].last_sent_ms = now;
-        let deadline = now + OP_TIMEOUT_MS;
-        self.clients[c].pending = Some((node, 0, Pending::Op { f, key, value: inv }, deadline));
+        self.client_send(c, Pending::Op { f, key, value: inv }, body);
+    }
+
+    /// Client `c` sends `body` to its node and waits, as `pending`, for the reply or
+    /// `OP_TIMEOUT_MS`.
+    fn client_send(&mut self, c: usize, pending: Pending, body: ClientRequest) {
+        let node = self.clients[c].node;
+        self.clients[c].last_sent_ms = self.now;
+        self.clients[c].pending = Some((node, 0, pending, self.now + OP_TIMEOUT_MS));
         let r = self.request(node, Waiter::Client(c), body);
+        // A node that is down answers at once, which takes the pending request away.
         if let Some(p) = self.clients[c].pending.as_mut() {
             p.1 = r;
         }
