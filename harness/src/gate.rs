@@ -1222,6 +1222,8 @@ async fn torture_sim(args: &TortureArgs, cancel: CancellationToken) -> anyhow::R
         first_seed,
         seed: None,
         nodes: None,
+        // A night covers every workload: each seed draws one (or the simulation's own clients).
+        workload: Some(crate::sim::SimWorkload::Any),
         jobs: args.jobs,
         duration: Some(args.duration),
         server_bug: None,

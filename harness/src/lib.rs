@@ -27,6 +27,7 @@ pub mod report;
 pub mod runner;
 pub mod serve;
 pub mod sim;
+pub mod sim_run;
 pub mod status;
 pub mod store;
 pub mod system;

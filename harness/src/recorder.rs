@@ -1,5 +1,5 @@
 //! The history recorder: gives every event its index and time and streams it to
-//! `history.jsonl`.
+//! `history.jsonl` (or, in a simulated run, keeps it in memory).
 //!
 //! Index and time are assigned under one lock, so the file is ordered by both, as the checker
 //! requires. The file is flushed and synced every [`SYNC_INTERVAL_MS`] by a background task,
@@ -11,11 +11,14 @@ use std::fs::File;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 /// The run's clock: monotonic nanoseconds since the run started. Every file of a run
-/// (history, nemesis, status) uses this one origin.
+/// (history, nemesis, status) uses this one origin. It is tokio's clock, which is the real
+/// monotonic clock except in a simulated run, where the runtime's paused clock is the
+/// simulation's time (`crate::sim_run`).
 #[derive(Clone, Copy, Debug)]
 pub struct RunClock {
     start: Instant,
@@ -27,14 +30,18 @@ impl RunClock {
             start: Instant::now(),
         }
     }
-    pub fn start(&self) -> Instant {
-        self.start
+    pub fn start(&self) -> std::time::Instant {
+        self.start.into_std()
     }
     pub fn now_ns(&self) -> u64 {
         u64::try_from(self.start.elapsed().as_nanos()).unwrap_or(u64::MAX)
     }
-    pub fn ns_at(&self, at: Instant) -> u64 {
-        u64::try_from(at.saturating_duration_since(self.start).as_nanos()).unwrap_or(u64::MAX)
+    pub fn ns_at(&self, at: std::time::Instant) -> u64 {
+        u64::try_from(
+            at.saturating_duration_since(self.start.into_std())
+                .as_nanos(),
+        )
+        .unwrap_or(u64::MAX)
     }
 }
 
@@ -60,8 +67,15 @@ impl Counters {
     }
 }
 
+/// Where the recorded events go.
+enum Sink {
+    File(JsonlWriter),
+    /// A simulated run's history, checked in memory and written only if it fails.
+    Memory(Vec<Event>),
+}
+
 struct State {
-    writer: JsonlWriter,
+    sink: Sink,
     next_index: u64,
     /// The first write error; the run fails with it at the end.
     error: Option<String>,
@@ -72,7 +86,7 @@ struct State {
 pub struct Recorder {
     clock: RunClock,
     state: Arc<Mutex<State>>,
-    file: Arc<File>,
+    file: Option<Arc<File>>,
     counters: Arc<Counters>,
 }
 
@@ -83,13 +97,36 @@ impl Recorder {
         Ok(Recorder {
             clock,
             state: Arc::new(Mutex::new(State {
-                writer,
+                sink: Sink::File(writer),
                 next_index: 0,
                 error: None,
             })),
-            file,
+            file: Some(file),
             counters: Arc::new(Counters::default()),
         })
+    }
+
+    /// A recorder that keeps the history in memory ([`Recorder::take_events`]).
+    pub fn in_memory(clock: RunClock) -> Recorder {
+        Recorder {
+            clock,
+            state: Arc::new(Mutex::new(State {
+                sink: Sink::Memory(Vec::new()),
+                next_index: 0,
+                error: None,
+            })),
+            file: None,
+            counters: Arc::new(Counters::default()),
+        }
+    }
+
+    /// The events an in-memory recorder holds, taken out (none for a file's).
+    pub fn take_events(&self) -> Vec<Event> {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        match &mut state.sink {
+            Sink::Memory(events) => std::mem::take(events),
+            Sink::File(_) => Vec::new(),
+        }
     }
 
     pub fn clock(&self) -> RunClock {
@@ -121,7 +158,14 @@ impl Recorder {
         event.index = state.next_index;
         event.time = self.clock.now_ns();
         state.next_index += 1;
-        if let Err(e) = state.writer.append(&event)
+        let appended = match &mut state.sink {
+            Sink::File(writer) => writer.append(&event),
+            Sink::Memory(events) => {
+                events.push(event.clone());
+                Ok(())
+            }
+        };
+        if let Err(e) = appended
             && state.error.is_none()
         {
             state.error = Some(format!("{e:#}"));
@@ -133,9 +177,13 @@ impl Recorder {
     pub fn sync(&self) -> anyhow::Result<()> {
         {
             let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-            state.writer.flush()?;
+            if let Sink::File(writer) = &mut state.sink {
+                writer.flush()?;
+            }
         }
-        self.file.sync_data()?;
+        if let Some(file) = &self.file {
+            file.sync_data()?;
+        }
         Ok(())
     }
 

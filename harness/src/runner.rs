@@ -399,6 +399,7 @@ async fn run_workload_phases<B: Backend + 'static>(
         read_consistency: config.read_consistency,
         seed: config.seed,
         concurrency: config.concurrency,
+        sim: None,
     });
     let workload: Arc<dyn Workload> = Arc::from(workload::by_kind(config.workload));
     tokio::select! {
@@ -429,7 +430,7 @@ async fn run_workload_phases<B: Backend + 'static>(
         background.clone(),
     );
 
-    let deadline = clock.start() + config.time_limit();
+    let deadline = tokio::time::Instant::from_std(clock.start()) + config.time_limit();
     let shared = WorkerShared {
         workload: workload.clone(),
         env: env.clone(),
@@ -483,7 +484,7 @@ async fn run_workload_phases<B: Backend + 'static>(
     }
     if failure.is_none() && !cancel.is_cancelled() {
         progress.phase("final reads");
-        final_reads(&shared, workload.as_ref(), config, notes).await;
+        final_reads(&shared, workload.as_ref(), config.recovery_timeout(), notes).await;
     }
     if failure.is_none() && !cancel.is_cancelled() {
         // The replicas must end up applying the same transactions; the sampler records their
@@ -533,17 +534,19 @@ const MAX_FINAL_ROUNDS: usize = 10;
 
 /// Runs the workload's final operations, each on the nodes in turn until it succeeds, within
 /// the recovery timeout.
-async fn final_reads(
+/// The workload's final operations (`Workload::final_ops`), each retried on one node after
+/// another until it succeeds or `within` runs out; a note for those that never did.
+pub(crate) async fn final_reads(
     shared: &WorkerShared,
     workload: &dyn Workload,
-    config: &TestConfig,
+    within: Duration,
     notes: &mut Vec<String>,
 ) {
     let ops = workload.final_ops();
     if ops.is_empty() {
         return;
     }
-    let deadline = Instant::now() + config.recovery_timeout();
+    let deadline = tokio::time::Instant::now() + within;
     let final_shared = WorkerShared {
         concurrency: 1,
         deadline,
@@ -552,7 +555,10 @@ async fn final_reads(
     let mut process = shared.recorder.fresh_process();
     let mut pending = ops;
     for round in 0..MAX_FINAL_ROUNDS * shared.env.nodes.len() {
-        if pending.is_empty() || Instant::now() >= deadline || shared.cancel.is_cancelled() {
+        if pending.is_empty()
+            || tokio::time::Instant::now() >= deadline
+            || shared.cancel.is_cancelled()
+        {
             break;
         }
         let node = shared.env.nodes[round % shared.env.nodes.len()].clone();

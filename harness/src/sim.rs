@@ -19,6 +19,7 @@ use crate::store::{
     STATUS_FILE, TEST_FILE,
 };
 use crate::verdict::{EXIT_BAD_ARGUMENTS, EXIT_HARNESS_FAILURE, Results, Verdict};
+use checker::WorkloadKind;
 
 /// The first seed of a `--seeds N` run unless `--first-seed` says otherwise.
 const DEFAULT_FIRST_SEED: u64 = 0;
@@ -37,6 +38,11 @@ pub struct SimArgs {
     /// Cluster size, 3 or 5 [default: each seed draws one].
     #[arg(long)]
     pub nodes: Option<usize>,
+    /// Run schism's own workload W (register, sequential, election, session, watch) through a
+    /// simulated transport, judged by its checkers; `any`: each seed draws one. Without it,
+    /// the simulation's own clients run (register operations and watches: the fastest).
+    #[arg(long, value_parser = parse_sim_workload)]
+    pub workload: Option<SimWorkload>,
     /// Threads running seeds.
     #[arg(long, default_value_t = 1)]
     pub jobs: usize,
@@ -64,6 +70,51 @@ pub struct SimArgs {
     /// Where failing seeds are written (under `sim/`).
     #[arg(long, default_value = "results")]
     pub results: PathBuf,
+}
+
+/// What `--workload` asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SimWorkload {
+    One(WorkloadKind),
+    /// Each seed draws one of the workloads, or the simulation's own clients.
+    Any,
+}
+
+fn parse_sim_workload(text: &str) -> Result<SimWorkload, String> {
+    if text == "any" {
+        return Ok(SimWorkload::Any);
+    }
+    WorkloadKind::from_name(text)
+        .map(SimWorkload::One)
+        .ok_or_else(|| {
+            format!(
+                "unknown workload `{text}`: one of {}, any",
+                WorkloadKind::names()
+            )
+        })
+}
+
+impl SimWorkload {
+    /// The workload seed `seed` runs (`None`: the simulation's own clients). `any` picks by
+    /// the seed's hash, apart from everything the seed draws in the simulation.
+    pub fn for_seed(self, seed: u64) -> Option<WorkloadKind> {
+        match self {
+            SimWorkload::One(kind) => Some(kind),
+            SimWorkload::Any => {
+                let pick = sim::fnv1a(&seed.to_le_bytes()) % (WorkloadKind::ALL.len() as u64 + 1);
+                WorkloadKind::ALL.get(pick as usize).copied()
+            }
+        }
+    }
+}
+
+/// Runs one seed: with a workload of schism's through the simulated transport, or with the
+/// simulation's own clients.
+pub fn run_seed(cfg: &sim::SimConfig, workload: Option<WorkloadKind>) -> sim::SimOutcome {
+    match workload {
+        Some(kind) => crate::sim_run::run_seed(cfg, kind),
+        None => sim::run_seed(cfg),
+    }
 }
 
 /// One seed's outcome as the run loop keeps it.
@@ -315,11 +366,12 @@ pub fn run_seeds(args: &SimArgs, stop: &AtomicBool) -> Result<SimSummary, SimErr
 }
 
 fn run_one(cfg: &sim::SimConfig, args: &SimArgs) -> Result<SeedResult, String> {
-    let outcome = sim::run_seed(cfg);
+    let workload = args.workload.and_then(|w| w.for_seed(cfg.seed));
+    let outcome = run_seed(cfg, workload);
     let mut verdict = outcome.verdict.verdict;
     let mut notes = Vec::new();
     if args.check_determinism {
-        let again = sim::run_seed(cfg);
+        let again = run_seed(cfg, workload);
         if again.history_hash != outcome.history_hash {
             verdict = Verdict::Invalid;
             notes.push(format!(
@@ -344,10 +396,12 @@ fn run_one(cfg: &sim::SimConfig, args: &SimArgs) -> Result<SeedResult, String> {
             .map(|c| format!("{} {}: {}", c.name, c.verdict.as_str(), c.summary))
             .collect();
         Some(format!(
-            "seed {}: {} ({} nodes, history {:#018x}){}{}",
+            "seed {}: {} ({}, {} nodes, {} events, history {:#018x}){}{}",
             cfg.seed,
             verdict.as_str(),
+            outcome.workload,
             outcome.swarm.nodes,
+            outcome.history.len(),
             outcome.history_hash,
             dir.as_ref()
                 .map(|d| format!(" -> {}", d.display()))
@@ -415,8 +469,13 @@ fn write_run(o: &sim::SimOutcome, cfg: &sim::SimConfig, args: &SimArgs) -> Resul
         let p = dir.join(name);
         std::fs::write(&p, text).map_err(|e| io(&p, e))
     };
+    // The workload the seed ran (`any` drew it): the replay names it.
+    let workload = args
+        .workload
+        .map(|_| format!(" --workload {}", o.workload))
+        .unwrap_or_default();
     let replay = format!(
-        "{} sim --seed {}{}{}{}",
+        "{} sim --seed {}{workload}{}{}{}",
         if cfg.bug.is_some() {
             "schism-bugs"
         } else {
@@ -436,7 +495,7 @@ fn write_run(o: &sim::SimOutcome, cfg: &sim::SimConfig, args: &SimArgs) -> Resul
         }
     );
     let test = json!({
-        "workload": "register",
+        "workload": o.workload,
         "simulated": true,
         "seed": o.seed,
         "server_bug": cfg.bug.map(|b| b.name()),

@@ -16,7 +16,8 @@ use checker::history::{Event, EventType};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 /// How much longer than the operation's own timeout the worker waits before it gives up on
@@ -244,11 +245,11 @@ async fn close_client(client: Box<dyn Client>) {
 /// Sleeps until `at`; false if the deadline or a cancellation comes first.
 async fn sleep_until(at: Instant, shared: &WorkerShared) -> bool {
     if at >= shared.deadline {
-        let _ = tokio::time::timeout_at(shared.deadline.into(), shared.cancel.cancelled()).await;
+        let _ = tokio::time::timeout_at(shared.deadline, shared.cancel.cancelled()).await;
         return false;
     }
     tokio::select! {
-        _ = tokio::time::sleep_until(at.into()) => !shared.cancel.is_cancelled(),
+        _ = tokio::time::sleep_until(at) => !shared.cancel.is_cancelled(),
         _ = shared.cancel.cancelled() => false,
     }
 }

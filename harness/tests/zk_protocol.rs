@@ -545,6 +545,7 @@ async fn every_workload_speaks_zookeepers_protocol_to_a_keeper_ensemble() {
             read_consistency: keeper_wire::Consistency::Local,
             seed: 1,
             concurrency: 2,
+            sim: None,
         },
         recorder: Recorder::create(&history, RunClock::start_now()).unwrap(),
         history,

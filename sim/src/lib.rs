@@ -16,23 +16,25 @@
 //! child watches, ephemeral and sequential nodes, the HTTP shell.
 
 mod disk;
+mod port;
 mod watch;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use disk::{Disk, PowerLoss};
+/// What a port's clients send and get: the core's own request and response types.
+pub use keeper::core::{ClientRequest, Read, Response};
+pub use port::{PortMsg, PortOutcome, Ticket};
 use watch::ClientWatches;
 
+use checker::RunVerdict;
 use checker::history::{Event, EventType};
 use checker::liveness::{NodeEnd, Recovery};
 use checker::reader::StatusSample;
 use checker::run_dir::HEAL_ALL;
-use checker::{CheckOptions, RunVerdict};
 use keeper::api::{Consistency, ErrorCode, KeeperError, Op, Role, SessionId, Zxid};
-use keeper::core::{
-    ClientRequest, Config, Core, Input, Output, PeerMsg, Read, Ready, Recovered, Response,
-};
+use keeper::core::{Config, Core, Input, Output, PeerMsg, Ready, Recovered};
 use keeper::storage::OpenMode;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -357,6 +359,8 @@ struct Client {
 enum Waiter {
     Client(usize),
     Probe,
+    /// A client outside the simulation (`port`): the request id is its ticket.
+    Port,
 }
 
 /// The liveness phase's probe: session, then write, then linearizable read.
@@ -422,6 +426,9 @@ pub struct DiskEvents {
 pub struct SimOutcome {
     pub seed: u64,
     pub swarm: Swarm,
+    /// The workload whose checkers judged the history (`register` for the simulation's own
+    /// clients).
+    pub workload: String,
     pub history: Vec<Event>,
     pub status: Vec<StatusSample>,
     /// Every fault's start and heal, in time order.
@@ -436,6 +443,7 @@ pub struct SimOutcome {
 }
 
 pub struct Sim {
+    seed: u64,
     rng: ChaCha8Rng,
     /// Draws clocks only (its own stream of the seed).
     clock_rng: ChaCha8Rng,
@@ -473,6 +481,9 @@ pub struct Sim {
     /// The operation kinds that succeeded at least once.
     succeeded: BTreeSet<&'static str>,
     disk_events: DiskEvents,
+    /// What the nodes said to clients outside the simulation, when they are the clients
+    /// (`Sim::with_port`); `None` when the simulation's own clients run.
+    port: Option<Vec<PortMsg>>,
 }
 
 fn node_name(id: u64) -> String {
@@ -495,6 +506,7 @@ impl Sim {
         swarm.draw_disks(&mut disk_rng, cfg.disks);
         let ids: Vec<u64> = (1..=swarm.nodes as u64).collect();
         let mut sim = Sim {
+            seed: cfg.seed,
             rng,
             clock_rng,
             disk_rng,
@@ -524,6 +536,7 @@ impl Sim {
             corrupted: BTreeSet::new(),
             succeeded: BTreeSet::new(),
             disk_events: DiskEvents::default(),
+            port: None,
             swarm,
         };
         for (i, &id) in ids.iter().enumerate() {
@@ -666,12 +679,27 @@ impl Sim {
                     zxid,
                     result,
                 } => self.reply(id, request, zxid, result),
-                Output::Event { session, event } => self.watch_event(id, session, event),
+                Output::Event { session, event } => match self.port.as_mut() {
+                    Some(port) => port.push(PortMsg::Watch {
+                        node: id,
+                        session,
+                        event,
+                    }),
+                    None => self.watch_event(id, session, event),
+                },
                 Output::SessionEnded {
                     session,
                     expired,
                     zxid,
-                } => self.session_ended(id, session, expired, zxid),
+                } => match self.port.as_mut() {
+                    Some(port) => port.push(PortMsg::SessionEnded {
+                        node: id,
+                        session,
+                        expired,
+                        zxid,
+                    }),
+                    None => self.session_ended(id, session, expired, zxid),
+                },
             }
         }
     }
@@ -764,8 +792,15 @@ impl Sim {
             .collect();
         for k in lost {
             let waiter = self.waiters.remove(&k).expect("listed");
+            if let Waiter::Port = waiter {
+                self.port_done(k.1, k.0, PortOutcome::Lost);
+                continue;
+            }
             let err = KeeperError::new(ErrorCode::ConnectionLoss, "node crashed");
             self.complete(waiter, k.0, 0, Err(err));
+        }
+        if let Some(port) = self.port.as_mut() {
+            port.push(PortMsg::NodeDown { node: id });
         }
         self.watches_node_died(id);
     }
@@ -1141,6 +1176,9 @@ impl Sim {
         let running = self.nodes[&node].core.is_some();
         if running {
             self.input(node, Input::Client { request, body });
+        } else if let Waiter::Port = waiter {
+            self.waiters.remove(&(node, request));
+            self.port_done(request, node, PortOutcome::Refused);
         } else {
             self.waiters.remove(&(node, request));
             let err = KeeperError::new(ErrorCode::ConnectionLoss, "connection refused");
@@ -1266,11 +1304,17 @@ impl Sim {
         zxid: Zxid,
         result: Result<Response, KeeperError>,
     ) {
-        if let Some(w) = self.waiters.remove(&(node, request)) {
-            if let Waiter::Client(c) = w {
-                self.replied(c, node);
+        match self.waiters.remove(&(node, request)) {
+            Some(Waiter::Port) => {
+                self.port_done(request, node, PortOutcome::Reply { zxid, result })
             }
-            self.complete(w, node, zxid, result);
+            Some(w) => {
+                if let Waiter::Client(c) = w {
+                    self.replied(c, node);
+                }
+                self.complete(w, node, zxid, result);
+            }
+            None => {}
         }
     }
 
@@ -1284,6 +1328,8 @@ impl Sim {
         match waiter {
             Waiter::Client(c) => self.client_complete(c, node, zxid, result),
             Waiter::Probe => self.probe_complete(result),
+            // Port requests end through `port_done`, where the request id is known.
+            Waiter::Port => unreachable!("a port request completes through port_done"),
         }
     }
 
@@ -1758,36 +1804,6 @@ pub fn run_seed(cfg: &SimConfig) -> SimOutcome {
     sim.heal_all();
     let recovery = sim.liveness();
     sim.quiet_workload();
-    let simulated_ms = sim.now - START_MS;
-    let opts = CheckOptions {
-        time_limit: Some(std::time::Duration::from_secs(CHECK_TIME_LIMIT_S)),
-        threads: Some(1),
-        ..CheckOptions::default()
-    };
-    let mut verdict = match checker::check_history(&sim.history, Some("register"), &opts) {
-        Ok(v) => v,
-        Err(e) => {
-            // A history the checker cannot read is the simulator's bug: say so as unknown.
-            let mut v = RunVerdict::from_checkers(Some("register".into()), 0, vec![]);
-            v.verdict = checker::Verdict::Unknown;
-            v.warnings.push(format!("cannot check the history: {e}"));
-            v
-        }
-    };
-    verdict.push(checker::check_status(&sim.status));
-    verdict.push(checker::invariants::convergence(&sim.status));
-    verdict.push(checker::liveness::recovery(&recovery));
-    let text = history_jsonl(&sim.history);
-    SimOutcome {
-        seed: cfg.seed,
-        swarm: sim.swarm.clone(),
-        history_hash: fnv1a(text.as_bytes()),
-        history: sim.history,
-        status: sim.status,
-        faults: sim.fault_log,
-        recovery,
-        verdict,
-        simulated_ms,
-        disk_events: sim.disk_events,
-    }
+    let history = std::mem::take(&mut sim.history);
+    sim.outcome(history, "register", recovery)
 }

@@ -239,6 +239,9 @@ impl ElectionClient {
             }
             let recheck = Instant::now() + Duration::from_millis(RECHECK_INTERVAL_MS);
             tokio::select! {
+                // Events first when both are ready: a simulated run must not depend on
+                // select!'s random order.
+                biased;
                 event = self.events.recv() => match event {
                     Some(ConnEvent::Watch(_)) | Some(ConnEvent::Disconnected) => {}
                     Some(ConnEvent::Ended(_)) | None => {

@@ -29,6 +29,9 @@ pub struct Env {
     pub read_consistency: Consistency,
     pub seed: u64,
     pub concurrency: usize,
+    /// Set in a simulated run (`schism sim --workload`): every connection goes to the
+    /// simulated cluster, whatever `protocol` says.
+    pub sim: Option<conn::SimLink>,
 }
 
 /// What a client is opened with.

@@ -1,15 +1,17 @@
 //! A process's connection: one session on exactly one node, whichever protocol the run's
 //! clients speak ([`Protocol`]): keeper's HTTP API ([`http`]) or ZooKeeper's own client
-//! protocol ([`zk`]). Neither transport fails over or retries, so every request goes where the
+//! protocol ([`zk`]); in a simulated run, the simulated cluster's port ([`simulated`]). Neither transport fails over or retries, so every request goes where the
 //! worker chose. Workloads see one [`Conn`] with typed methods; each reply carries what the
 //! protocol tells (over ZooKeeper's protocol a reply's zxid is not known: `None`), and every
 //! failure is one [`ConnError`], so [`completion_of`] stays the one mapping onto `fail`/`info`.
 
 mod http;
 mod observer;
+mod simulated;
 mod zk;
 
 pub use observer::Observer;
+pub use simulated::{SimLink, node_id as sim_node_id};
 
 use super::{Env, Node};
 use crate::client::Completion;
@@ -147,6 +149,7 @@ pub enum ConnEvent {
 enum Transport {
     Http(http::HttpConn),
     Zk(zk::ZkConn),
+    Sim(simulated::SimConn),
 }
 
 /// One session on one node. Every request is bounded by the run's operation timeout.
@@ -160,13 +163,20 @@ macro_rules! dispatch {
         match &$self.transport {
             Transport::Http(c) => c.$method($($arg),*).await,
             Transport::Zk(c) => c.$method($($arg),*).await,
+            Transport::Sim(c) => c.$method($($arg),*).await,
         }
     };
 }
 
 impl Conn {
-    /// Opens a session on `node` over the run's protocol.
+    /// Opens a session on `node` over the run's protocol (or the simulated cluster's port).
     pub async fn open(env: &Env, node: &Node) -> Result<Conn, String> {
+        if let Some(link) = &env.sim {
+            let conn = simulated::SimConn::open(link, &node.name, env.op_timeout).await?;
+            return Ok(Conn {
+                transport: Transport::Sim(conn),
+            });
+        }
         let transport = match env.protocol {
             Protocol::Http => {
                 Transport::Http(http::HttpConn::open(&node.url, env.op_timeout).await?)
@@ -181,6 +191,7 @@ impl Conn {
         match &self.transport {
             Transport::Http(c) => c.session(),
             Transport::Zk(c) => c.session(),
+            Transport::Sim(c) => c.session(),
         }
     }
 
@@ -269,6 +280,7 @@ impl Conn {
         match &self.transport {
             Transport::Http(c) => c.go_quiet(),
             Transport::Zk(c) => c.go_quiet(),
+            Transport::Sim(c) => c.go_quiet(),
         }
     }
 
@@ -278,6 +290,7 @@ impl Conn {
         match &self.transport {
             Transport::Http(c) => c.spawn_events(sink),
             Transport::Zk(c) => c.spawn_events(sink),
+            Transport::Sim(c) => c.spawn_events(sink),
         }
     }
 }

@@ -1,0 +1,151 @@
+//! One seed of `schism sim --workload W`: schism's own workload against the simulated cluster.
+//!
+//! Everything a real run's clients do runs unchanged: the workload's setup, its generator, the
+//! workers (Jepsen processes, `info` on doubt, a new process after it), the workload's client
+//! over a [`Conn`](crate::workload::conn) whose transport is the simulation's port, the final
+//! reads, and the workload's checkers. Only the cluster is simulated (`sim::Sim` with a port:
+//! the real keeper cores under the seed's faults). They share one clock: a current-thread tokio
+//! runtime whose clock is paused, so it moves only when every task waits, straight to the next
+//! timer; a driver task steps the simulation to the runtime's time every `Sim::STEP_MS` and hands
+//! the nodes' replies and events to the clients. No wall clock is read and no task runs on
+//! another thread, so a seed's history is the same on every run.
+
+use crate::client::Node;
+use crate::config::{NodeChoice, Protocol};
+use crate::generator::Pacer;
+use crate::recorder::{Recorder, RunClock};
+use crate::worker::{self, WorkerShared};
+use crate::workload::conn::SimLink;
+use crate::workload::{self, Env, Workload};
+use ::sim::{Sim, SimConfig, SimOutcome};
+use checker::WorkloadKind;
+use checker::liveness::Recovery;
+use keeper_wire::Consistency;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// A client gives up on an operation after this long and records it as indeterminate, as the
+/// simulation's own clients do.
+const OP_TIMEOUT_MS: u64 = 2_000;
+/// How long the final reads may take after the liveness phase.
+const FINAL_READS_MS: u64 = ::sim::RECOVERY_BOUND_MS;
+
+/// Runs seed `cfg.seed` with workload `kind` and checks it with the workload's checkers.
+pub fn run_seed(cfg: &SimConfig, kind: WorkloadKind) -> SimOutcome {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .expect("a current-thread runtime builds");
+    let link = SimLink::new(Sim::with_port(cfg));
+    let (history, recovery, notes) = runtime.block_on(run(link.clone(), cfg.seed, kind));
+    // Every task still holding the link (heartbeats of sessions left open, a workload's
+    // background task) goes with the runtime.
+    drop(runtime);
+    let sim = link
+        .into_sim()
+        .expect("no client holds the simulation once its runtime is gone");
+    let mut outcome = sim.finish(history, kind.name(), recovery);
+    outcome.verdict.warnings.extend(notes);
+    outcome
+}
+
+/// The phases of a real run, in simulated time: warm-up, setup, workload under faults, heal,
+/// liveness, final reads. Returns the history, the recovery record and notes for the verdict.
+async fn run(
+    link: SimLink,
+    seed: u64,
+    kind: WorkloadKind,
+) -> (Vec<checker::history::Event>, Recovery, Vec<String>) {
+    let clock = RunClock::start_now();
+    let stop = CancellationToken::new();
+    let driver = tokio::spawn(drive(link.clone(), clock, stop.clone()));
+    let (ids, swarm) = link.with_sim(|s| (s.node_ids().to_vec(), s.swarm().clone()));
+    let env = Arc::new(Env {
+        nodes: ids
+            .iter()
+            .map(|id| Node {
+                name: format!("n{id}"),
+                url: format!("sim://n{id}"),
+                zk_addr: String::new(),
+            })
+            .collect(),
+        protocol: Protocol::Http,
+        op_timeout: Duration::from_millis(OP_TIMEOUT_MS),
+        read_consistency: Consistency::Linearizable,
+        seed,
+        concurrency: swarm.clients,
+        sim: Some(link.clone()),
+    });
+    let workload: Arc<dyn Workload> = Arc::from(workload::by_kind(kind));
+    let recorder = Recorder::in_memory(clock);
+    let mut notes = Vec::new();
+
+    tokio::time::sleep(Duration::from_millis(Sim::WARMUP_MS)).await;
+    if let Err(e) = workload.setup(&env).await {
+        // A fault-free cluster that cannot create a few znodes: nothing was tested.
+        notes.push(format!("the workload's setup failed: {e:#}"));
+    }
+
+    link.with_sim(Sim::start_faults);
+    let shared = WorkerShared {
+        workload: workload.clone(),
+        env: env.clone(),
+        recorder: recorder.clone(),
+        pacer: Pacer::new(swarm.op_rate as f64, swarm.clients),
+        concurrency: swarm.clients,
+        node_choice: NodeChoice::Random,
+        seed,
+        deadline: Instant::now() + Duration::from_millis(swarm.fault_ms),
+        cancel: CancellationToken::new(),
+    };
+    worker::run_workers(shared.clone()).await;
+
+    // Heal, then the liveness phase, which steps the simulation itself: the runtime's clock
+    // then catches up with it.
+    let recovery = link.with_sim(|s| {
+        s.heal();
+        s.check_liveness()
+    });
+    let behind_ms = link
+        .with_sim(|s| s.elapsed_ms())
+        .saturating_sub(elapsed_ms(clock));
+    tokio::time::advance(Duration::from_millis(behind_ms)).await;
+    link.deliver_pending();
+
+    let final_shared = WorkerShared {
+        deadline: Instant::now() + Duration::from_millis(FINAL_READS_MS),
+        ..shared
+    };
+    crate::runner::final_reads(
+        &final_shared,
+        workload.as_ref(),
+        Duration::from_millis(FINAL_READS_MS),
+        &mut notes,
+    )
+    .await;
+    stop.cancel();
+    let _ = driver.await;
+    (recorder.take_events(), recovery, notes)
+}
+
+fn elapsed_ms(clock: RunClock) -> u64 {
+    clock.now_ns() / 1_000_000
+}
+
+/// Steps the simulation to the runtime's time, one step at a time, and delivers what the
+/// nodes said, until `stop`.
+async fn drive(link: SimLink, clock: RunClock, stop: CancellationToken) {
+    let start = Instant::now() - Duration::from_nanos(clock.now_ns());
+    loop {
+        let next = start + Duration::from_millis(link.with_sim(|s| s.elapsed_ms()) + Sim::STEP_MS);
+        tokio::select! {
+            biased;
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep_until(next) => {}
+        }
+        link.advance_to(elapsed_ms(clock));
+    }
+}
