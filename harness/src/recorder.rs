@@ -120,6 +120,19 @@ impl Recorder {
         }
     }
 
+    /// The operation kinds (`f`) invoked so far, each with whether one ended `ok`: in-memory
+    /// recorders only (a file's says nothing).
+    pub fn outcomes_by_f(&self) -> std::collections::BTreeMap<String, bool> {
+        let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut by_f = std::collections::BTreeMap::new();
+        if let Sink::Memory(events) = &state.sink {
+            for e in events.iter().filter(|e| !e.is_observation()) {
+                *by_f.entry(e.f.clone()).or_insert(false) |= e.kind == EventType::Ok;
+            }
+        }
+        by_f
+    }
+
     /// The events an in-memory recorder holds, taken out (none for a file's).
     pub fn take_events(&self) -> Vec<Event> {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());

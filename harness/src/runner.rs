@@ -439,6 +439,7 @@ async fn run_workload_phases<B: Backend + 'static>(
         concurrency: config.concurrency,
         node_choice: config.node_choice,
         seed: config.seed,
+        process_base: 0,
         deadline,
         cancel: cancel.clone(),
     };

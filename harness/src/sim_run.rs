@@ -29,8 +29,20 @@ use tokio_util::sync::CancellationToken;
 /// A client gives up on an operation after this long and records it as indeterminate, as the
 /// simulation's own clients do.
 const OP_TIMEOUT_MS: u64 = 2_000;
+/// A workload's clients issue this many times the operations per second the seed drew for the
+/// simulation's own clients (10 to 50): a workload's rarer operations (a `resign`, a `delete`
+/// that finds its znode) then succeed in most seeds, as in a real run at its default 200/s.
+const WORKLOAD_RATE_FACTOR: u64 = 4;
 /// How long the final reads may take after the liveness phase.
 const FINAL_READS_MS: u64 = ::sim::RECOVERY_BOUND_MS;
+/// After the liveness phase the workload runs on the healed cluster in rounds this long, until
+/// every operation kind it invoked has succeeded once (so that every checker has evidence: a
+/// seed whose faults kept, say, every `resign` from succeeding would leave `stats` nothing to
+/// judge), ...
+const QUIET_ROUND_MS: u64 = Sim::QUIET_MS;
+/// ... for this long at most; a cluster that cannot serve then leaves the checkers `unknown`
+/// (and `recovery` says why).
+const QUIET_MAX_MS: u64 = 15_000;
 
 /// Runs seed `cfg.seed` with workload `kind` and checks it with the workload's checkers.
 pub fn run_seed(cfg: &SimConfig, kind: WorkloadKind) -> SimOutcome {
@@ -53,7 +65,7 @@ pub fn run_seed(cfg: &SimConfig, kind: WorkloadKind) -> SimOutcome {
 }
 
 /// The phases of a real run, in simulated time: warm-up, setup, workload under faults, heal,
-/// liveness, final reads. Returns the history, the recovery record and notes for the verdict.
+/// liveness, a quiet workload phase, final reads. Returns the history, the recovery record and notes for the verdict.
 async fn run(
     link: SimLink,
     seed: u64,
@@ -94,10 +106,14 @@ async fn run(
         workload: workload.clone(),
         env: env.clone(),
         recorder: recorder.clone(),
-        pacer: Pacer::new(swarm.op_rate as f64, swarm.clients),
+        pacer: Pacer::new(
+            (swarm.op_rate * WORKLOAD_RATE_FACTOR) as f64,
+            swarm.clients,
+        ),
         concurrency: swarm.clients,
         node_choice: NodeChoice::Random,
         seed,
+        process_base: 0,
         deadline: Instant::now() + Duration::from_millis(swarm.fault_ms),
         cancel: CancellationToken::new(),
     };
@@ -114,6 +130,20 @@ async fn run(
         .saturating_sub(elapsed_ms(clock));
     tokio::time::advance(Duration::from_millis(behind_ms)).await;
     link.deliver_pending();
+
+    let quiet_start = Instant::now();
+    loop {
+        let round = WorkerShared {
+            process_base: recorder.fresh_process(),
+            deadline: Instant::now() + Duration::from_millis(QUIET_ROUND_MS),
+            ..shared.clone()
+        };
+        worker::run_workers(round).await;
+        let all_succeeded = recorder.outcomes_by_f().values().all(|ok| *ok);
+        if all_succeeded || quiet_start.elapsed() >= Duration::from_millis(QUIET_MAX_MS) {
+            break;
+        }
+    }
 
     let final_shared = WorkerShared {
         deadline: Instant::now() + Duration::from_millis(FINAL_READS_MS),

@@ -38,6 +38,9 @@ pub struct WorkerShared {
     pub concurrency: usize,
     pub node_choice: NodeChoice,
     pub seed: u64,
+    /// Worker w starts as process `process_base + w` (0 in a run's main phase; a later phase
+    /// starts above every process so far, since one that ended `info` may never invoke again).
+    pub process_base: u64,
     /// No invocation starts at or after this instant.
     pub deadline: Instant,
     /// Ctrl-C or a fatal error elsewhere: stop now.
@@ -58,7 +61,7 @@ pub async fn run_worker(shared: WorkerShared, worker: usize) {
     let mut node_rng = ChaCha8Rng::seed_from_u64(derive_seed(shared.seed, "node", worker as u64));
     let mut generator = shared.workload.generator(worker);
     let mut slot = Slot {
-        process: worker as u64,
+        process: shared.process_base + worker as u64,
         client: None,
     };
     let mut next_at = Instant::now();

@@ -16,19 +16,29 @@ fn schism() -> PathBuf {
 #[test]
 fn every_simulated_bug_has_a_matrix_row_the_simulation_can_flag() {
     let rows = simulated_bug_rows(None);
-    assert_eq!(rows.len(), sim::SIMULATED_BUGS.len(), "{rows:?}");
+    assert_eq!(
+        rows.len(),
+        sim::SIMULATED_BUGS.len() + sim::SIMULATED_WITH_WORKLOAD.len(),
+        "{rows:?}"
+    );
+    // What every seed runs, and what each workload adds (checker::WorkloadKind::checkers).
     let runs = [
-        "linearizable",
         "single-leader",
         "convergence",
         "recovery",
         "monotonic-reads",
         "watches",
     ];
-    for (bug, must_flag) in &rows {
+    for row in &rows {
+        let workload = row.workload.as_deref().unwrap_or("register");
+        let kind = checker::WorkloadKind::from_name(workload).expect("a workload");
         assert!(
-            must_flag.iter().any(|c| runs.contains(&c.as_str())),
-            "{bug}: the simulation runs none of {must_flag:?}"
+            row.must_flag
+                .iter()
+                .any(|c| runs.contains(&c.as_str()) || kind.checkers().contains(&c.as_str())),
+            "{}: the simulation runs none of {:?}",
+            row.bug,
+            row.must_flag
         );
     }
 }
@@ -47,9 +57,12 @@ fn the_correct_server_passes_the_simulated_column() {
         dir.path().to_path_buf(),
     );
     let rows = column.run().expect("the column runs");
-    assert_eq!(rows.len(), 1);
-    assert!(rows[0].pass, "{:?}", rows[0]);
-    assert_eq!(rows[0].seeds, 40);
+    assert_eq!(rows.len(), 2, "own clients, and --workload any");
+    for row in &rows {
+        assert!(row.pass, "{row:?}");
+        assert_eq!(row.seeds, 40);
+    }
+    assert_eq!(rows[1].workload.as_deref(), Some("any"));
 }
 
 /// The gate's simulated column catches every simulable bug, by a checker that must flag it.
@@ -67,7 +80,10 @@ fn the_simulated_column_catches_every_simulable_bug() {
         dir.path().to_path_buf(),
     );
     let rows = column.run().expect("the column runs");
-    assert_eq!(rows.len(), sim::SIMULATED_BUGS.len());
+    assert_eq!(
+        rows.len(),
+        sim::SIMULATED_BUGS.len() + sim::SIMULATED_WITH_WORKLOAD.len()
+    );
     for r in &rows {
         assert!(r.pass, "{r:?}");
         let at = r.caught_at.expect("caught at a seed");
@@ -144,5 +160,102 @@ fn a_failing_seed_opens_like_a_real_run_and_replays() {
     assert_eq!(
         std::fs::read(run_dir.join("nemesis.jsonl")).unwrap(),
         std::fs::read(replayed.join("nemesis.jsonl")).unwrap()
+    );
+}
+
+/// Each of schism's workloads runs in simulation (`schism sim --workload W`): its operations
+/// succeed in the history, each of its checkers judges them valid on the correct server, and a
+/// second run of the seed gives the same history.
+#[test]
+fn every_workload_runs_in_simulation_and_replays_bit_for_bit() {
+    use checker::history::EventType;
+    use schism::verdict::Verdict;
+    for kind in checker::WorkloadKind::ALL {
+        let cfg = sim::SimConfig {
+            seed: 3,
+            nodes: None,
+            bug: None,
+            lossy_links: false,
+            clocks: None,
+            disks: None,
+            trace: false,
+        };
+        let first = schism::sim::run_seed(&cfg, Some(kind));
+        assert_eq!(first.workload, kind.name());
+        assert_eq!(
+            first.verdict.verdict,
+            Verdict::Valid,
+            "{kind:?}: {:?}",
+            first.verdict
+        );
+        for name in kind.checkers() {
+            let c = first.verdict.checkers.iter().find(|c| c.name == *name);
+            assert!(
+                c.is_some_and(|c| c.verdict == Verdict::Valid),
+                "{kind:?}: {name}: {c:?}"
+            );
+        }
+        let done = first
+            .history
+            .iter()
+            .filter(|e| e.kind == EventType::Ok)
+            .count();
+        assert!(done >= 50, "{kind:?}: only {done} operations succeeded");
+        let again = schism::sim::run_seed(&cfg, Some(kind));
+        assert_eq!(first.history_hash, again.history_hash, "{kind:?}");
+    }
+}
+
+/// A bug that only a workload of schism's shows in simulation (ephemeral nodes) is found
+/// through it, its seed's directory names the workload, `schism check` agrees, and the replay
+/// command it records gives the same history.
+#[cfg(feature = "bugs")]
+#[test]
+fn a_workload_seed_fails_checks_and_replays_with_its_workload() {
+    let dir = tempfile::tempdir().unwrap();
+    let summary = dir.path().join("summary.json");
+    let status = Command::new(schism())
+        .args(["sim", "--server-bug", "ephemeral-leak", "--workload", "session"])
+        .args(["--seeds", "20", "--stop-on-failure", "--results"])
+        .arg(dir.path())
+        .arg("--summary")
+        .arg(&summary)
+        .status()
+        .unwrap();
+    assert_eq!(status.code(), Some(1), "ephemeral-leak must be found");
+    let s: schism::sim::SimSummary =
+        serde_json::from_str(&std::fs::read_to_string(summary).unwrap()).unwrap();
+    let failing = s.failing.first().expect("a failing seed");
+    assert!(failing.invalid.contains(&"sessions".to_string()), "{failing:?}");
+    let run_dir = failing.dir.clone().expect("a results directory");
+    let test: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run_dir.join("test.json")).unwrap()).unwrap();
+    assert_eq!(test["workload"], "session");
+    let replay = test["replay"].as_str().unwrap();
+    assert!(replay.contains("--workload session"), "{replay}");
+    let check = Command::new(schism())
+        .arg("check")
+        .arg(&run_dir)
+        .output()
+        .unwrap();
+    assert_eq!(check.status.code(), Some(1), "{check:?}");
+    let again = dir.path().join("again");
+    let args: Vec<&str> = replay.split_whitespace().skip(1).collect();
+    let status = Command::new(schism())
+        .args(&args)
+        .arg("--results")
+        .arg(&again)
+        .status()
+        .unwrap();
+    assert_eq!(status.code(), Some(1));
+    let replayed = std::fs::read_dir(again.join("sim"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    assert_eq!(
+        std::fs::read(run_dir.join("history.jsonl")).unwrap(),
+        std::fs::read(replayed.join("history.jsonl")).unwrap()
     );
 }

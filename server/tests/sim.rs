@@ -117,6 +117,9 @@ struct Sim {
     last_damage_at: u64,
     /// Every watch event a node sent: (node, session, event).
     events: Vec<(u64, SessionId, WatchEvent)>,
+    /// What nodes told sessions' event streams besides events: (node, session, what), with
+    /// `lost` for `WatchesLost` and `ended` for `SessionEnded`.
+    stream_news: Vec<(u64, SessionId, &'static str)>,
 }
 
 /// The simulator's `corrupt`: a crash that also cuts the node's disk, as keeper's storage does
@@ -167,6 +170,7 @@ impl Sim {
             damage: DiskDamage::Off,
             last_damage_at: 0,
             events: Vec::new(),
+            stream_news: Vec::new(),
         };
         for &id in &ids {
             sim.disks.insert(id, Disk::default());
@@ -231,6 +235,10 @@ impl Sim {
                     request, result, ..
                 } => self.reply(id, request, result),
                 Output::Event { session, event } => self.events.push((id, session, event)),
+                Output::WatchesLost { session } => self.stream_news.push((id, session, "lost")),
+                Output::SessionEnded { session, .. } => {
+                    self.stream_news.push((id, session, "ended"))
+                }
                 _ => {}
             }
         }
@@ -897,7 +905,6 @@ fn a_follower_that_loses_its_leaders_link_answers_in_flight_writes_at_once() {
 
 /// Sends `body` to `node` as a client request and runs the ensemble (fault-free) until it was
 /// answered, at most `CLIENT_WAIT_MS`.
-#[cfg(feature = "bugs")]
 fn ask(sim: &mut Sim, node: u64, body: ClientRequest) {
     const CLIENT_WAIT_MS: u64 = 3_000;
     let request = sim.next_request;
@@ -915,7 +922,6 @@ fn ask(sim: &mut Sim, node: u64, body: ClientRequest) {
 
 /// A session on a follower of a fault-free ensemble: it creates `/w`, changes it, and sets a
 /// watch on it after reading it. Returns (ensemble, follower, session).
-#[cfg(feature = "bugs")]
 fn a_watch_set_after_the_last_change(bug: Option<keeper::core::Bug>) -> (Sim, u64, SessionId) {
     let mut sim = Sim::with_bug(21, 3, bug);
     sim.faults = false;
@@ -958,7 +964,6 @@ fn a_watch_set_after_the_last_change(bug: Option<keeper::core::Bug>) -> (Sim, u6
     (sim, follower, session)
 }
 
-#[cfg(feature = "bugs")]
 fn exists_and_watch(session: SessionId, path: &str) -> ClientRequest {
     ClientRequest::Read {
         session,
@@ -1080,5 +1085,81 @@ fn a_leader_below_a_followers_accepted_epoch_steps_down_so_that_all_follow() {
     assert!(
         epoch >= 2,
         "the new epoch is at least n3's accepted one, got {epoch}"
+    );
+}
+
+/// A follower re-synced by SNAP skips the changes in between, so no watch fires for them: it
+/// must tell each session with watches there that they are lost (its stream overflows, and a
+/// ZooKeeper client reconnects and sets them again) and each session that ended meanwhile that
+/// it ended, not leave a watch armed for a change that already happened and a stream open for
+/// a session that is gone (found by `schism sim --workload watch`).
+#[test]
+fn a_snap_sync_tells_its_sessions_their_watches_are_lost_and_ended_sessions_that_they_ended() {
+    let (mut sim, follower, watcher) = a_watch_set_after_the_last_change(None);
+    ask(
+        &mut sim,
+        follower,
+        ClientRequest::CreateSession {
+            timeout_ms: 1_000,
+            last_zxid: 0,
+        },
+    );
+    let short_lived = *sim.sessions.last().unwrap();
+    let leader = sim.leader().unwrap();
+    // The follower is cut off; meanwhile `/w` changes, and the short-lived session, heard from
+    // by nobody, expires.
+    for &other in &sim.ids.clone() {
+        if other != follower {
+            sim.cut.insert((follower, other));
+            sim.cut.insert((other, follower));
+        }
+    }
+    ask(
+        &mut sim,
+        leader,
+        ClientRequest::CreateSession {
+            timeout_ms: 60_000,
+            last_zxid: 0,
+        },
+    );
+    let writer = *sim.sessions.last().unwrap();
+    ask(
+        &mut sim,
+        leader,
+        ClientRequest::Write {
+            session: writer,
+            last_zxid: 0,
+            op: Op::SetData {
+                path: "/w".to_string(),
+                data: "changed while cut off".to_string(),
+                version: -1,
+            },
+        },
+    );
+    // Long enough for the short-lived session to expire (two of its timeouts), not the
+    // watcher's (the ensemble grants it at most 20 ticks).
+    sim.run_for(3_500, 0, 0);
+    // The leader forgets the log the follower lacks, so it can only be synced by SNAP.
+    let core = sim.nodes.get_mut(&leader).unwrap().as_mut().unwrap();
+    core.compact(core.applied_zxid(), 0);
+    sim.events.clear();
+    sim.stream_news.clear();
+    sim.heal();
+    sim.run_for(5_000, 0, 0);
+    let told = |session: SessionId, what: &str| {
+        sim.stream_news
+            .iter()
+            .any(|n| *n == (follower, session, what))
+    };
+    let fired = sim.events.iter().any(|(n, s, _)| (*n, *s) == (follower, watcher));
+    assert!(
+        fired || told(watcher, "lost"),
+        "the watch on /w neither fired nor was reported lost: {:?}",
+        sim.stream_news
+    );
+    assert!(
+        told(short_lived, "ended"),
+        "the expired session was not told it ended: {:?}",
+        sim.stream_news
     );
 }

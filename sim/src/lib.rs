@@ -70,6 +70,16 @@ pub const SIMULATED_BUGS: &[Bug] = &[
     Bug::WatchStaleAfterReconnect,
 ];
 
+/// The catch matrix's bugs the simulation shows only through one of schism's workloads
+/// (`schism sim --workload W`, the catch matrix row's workload): they live in sessions and
+/// ephemeral nodes, which the simulation's own clients do not use.
+pub const SIMULATED_WITH_WORKLOAD: &[Bug] = &[
+    // Sessions that expire keep their ephemeral nodes: the session workload's reads see them.
+    Bug::EphemeralLeak,
+    // A leader whose clock runs fast (the seed's clock skew) expires live sessions.
+    Bug::LeaseOnFastClock,
+];
+
 /// Whether this build can inject server bugs (keeper's `bugs` feature, through ours).
 pub const BUGS_ENABLED: bool = cfg!(feature = "bugs");
 
@@ -323,6 +333,9 @@ struct Node {
     /// Why the last restart failed (the storage refused the disk): the node stays down.
     start_error: Option<String>,
     clock: NodeClock,
+    /// Its clock's reading at the core's last batch, to notice a leap as the shell's driver
+    /// does (`keeper::core::MAX_CLOCK_STEP_MS`): a clock jump, or a pause.
+    last_batch_at: u64,
 }
 
 /// What a client asked and is waiting for.
@@ -551,6 +564,7 @@ impl Sim {
                     syncing: None,
                     held: Vec::new(),
                     start_error: None,
+                    last_batch_at: clock.read(sim.now),
                     clock,
                 },
             );
@@ -625,6 +639,16 @@ impl Sim {
         let Some(core) = node.core.as_mut() else {
             return;
         };
+        // As the shell's driver: a step longer than a normal one is told to the core before it
+        // acts on the new time (its session deadlines move on by the leap).
+        let step = now.saturating_sub(node.last_batch_at);
+        if step > keeper::core::MAX_CLOCK_STEP_MS {
+            if self.trace {
+                eprintln!("{now} n{id} the clock leapt forward {step} ms");
+            }
+            core.clock_leapt(step);
+        }
+        node.last_batch_at = node.last_batch_at.max(now);
         let trace = self.trace;
         let mut ready = Ready::default();
         for input in inputs {
@@ -699,6 +723,13 @@ impl Sim {
                         zxid,
                     }),
                     None => self.session_ended(id, session, expired, zxid),
+                },
+                Output::WatchesLost { session } => match self.port.as_mut() {
+                    Some(port) => port.push(PortMsg::WatchesLost {
+                        node: id,
+                        session,
+                    }),
+                    None => self.watches_lost(id, session),
                 },
             }
         }
@@ -845,6 +876,7 @@ impl Sim {
                 }
                 self.corrupted.remove(&id);
                 node.start_error = None;
+                node.last_batch_at = now;
                 node.core = Some(Core::new(cfg, recovered, now));
             }
             Err(e) => node.start_error = Some(format!("cannot use its data directory: {e}")),

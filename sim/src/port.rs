@@ -55,6 +55,9 @@ pub enum PortMsg {
         expired: bool,
         zxid: Zxid,
     },
+    /// `node` lost `session`'s watches unfired (a SNAP sync replaced its tree): its event
+    /// stream says so, as an overflow.
+    WatchesLost { node: u64, session: SessionId },
     /// `node`'s process died: every connection to it broke.
     NodeDown { node: u64 },
 }

@@ -141,6 +141,21 @@ impl Sim {
         w.resyncing = false;
     }
 
+    /// Node `id` dropped `session`'s watches unfired (a SNAP sync): its stream said so, and the
+    /// client sets them again there, as a ZooKeeper client does after the disconnect it gets.
+    pub(crate) fn watches_lost(&mut self, id: u64, session: SessionId) {
+        let Some(c) = self.clients.iter().position(|x| x.session == Some(session)) else {
+            return;
+        };
+        if self.clients[c].node != id {
+            return;
+        }
+        let w = &mut self.clients[c].watches;
+        w.left.retain(|(n, _), _| *n != id);
+        w.reconnect = true;
+        w.resyncing = false;
+    }
+
     /// Node `id` died: every watch it held is gone, and the clients connected to it lost their
     /// connection.
     pub(crate) fn watches_node_died(&mut self, id: u64) {

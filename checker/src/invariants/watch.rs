@@ -119,6 +119,9 @@ struct Walk<'o, 'e> {
     zxidless: Vec<Watch<'o, 'e>>,
     /// (session, path) -> every event: (position, type, whether it carried a zxid).
     events: HashMap<(u64, &'o str), Vec<Seen>>,
+    /// Session -> its `ok` operations and observations that carry a zxid: (completion
+    /// position, zxid, completion time), by position. Evidence of what its node had applied.
+    applied: HashMap<u64, Vec<(usize, u64, u64)>>,
 }
 
 impl<'o, 'e> Walk<'o, 'e> {
@@ -201,10 +204,23 @@ impl<'o, 'e> Walk<'o, 'e> {
             least = least.min(entry.1);
             entry.1 = least;
         }
+        let mut applied: HashMap<u64, Vec<(usize, u64, u64)>> = HashMap::new();
+        for op in ops {
+            if let (Some(s), Some(z), Some(t), EventType::Ok) =
+                (op.session(), op.zxid(), op.complete_time(), op.kind())
+            {
+                let pos = op.complete_pos.unwrap_or(op.invoke_pos);
+                applied.entry(s).or_default().push((pos, z, t));
+            }
+        }
+        for list in applied.values_mut() {
+            list.sort_unstable();
+        }
         Walk {
             later_zxids,
             changes,
             troubled,
+            applied,
             pending: HashMap::new(),
             last_event_zxid: HashMap::new(),
             zxidless: Vec::new(),
@@ -226,6 +242,17 @@ impl<'o, 'e> Walk<'o, 'e> {
 
     fn troubled_since(&self, session: u64, pos: usize) -> bool {
         self.troubled.get(&session).is_some_and(|&p| p >= pos)
+    }
+
+    /// Had the session's node certainly applied `zxid` after position `after`, early enough
+    /// (by `by_time`) that the event of a watch it fired had time to arrive? A reply or event of
+    /// the session with a zxid at or above it says so. A node cut off from its leader never
+    /// applies the change, and its sessions' watches cannot fire until it does.
+    fn node_applied(&self, session: u64, zxid: u64, after: usize, by_time: u64) -> bool {
+        self.applied.get(&session).is_some_and(|list| {
+            list.iter()
+                .any(|&(pos, z, t)| pos > after && z >= zxid && t <= by_time)
+        })
     }
 
     /// A watch event that carries its zxid: the rules of keeper's HTTP histories. Returns the
@@ -475,7 +502,8 @@ fn take_watch<'o, 'e>(
 /// Watches: each fires at most once, for a change that happened (a write with the event's zxid,
 /// or without zxids one invoked before the event), after
 /// the watch was set; a session's events come in zxid order where they carry one; and a watch
-/// whose triggering change completed well before the end of the run did fire.
+/// whose triggering change completed well before the end of the run did fire, once its node
+/// had applied the change (with zxids: the session later saw one at or above the change's).
 pub fn watches(ops: &[Op<'_>]) -> CheckerResult {
     let end_time = ops
         .iter()
@@ -576,14 +604,23 @@ pub fn watches(ops: &[Op<'_>]) -> CheckerResult {
             if walk.troubled_since(*s, w.op.invoke_pos) || maybe_fired(w, *s, path) {
                 continue;
             }
+            let set_at = w.op.complete_pos.unwrap_or(w.op.invoke_pos);
             let trigger = EVENT_TYPES.iter().find_map(|ty| {
                 if !watch_fires(w.kind, ty) {
                     return None;
                 }
                 walk.changes.get(&(*path, *ty))?.iter().find(|(cz, c)| {
-                    cz.is_some_and(|cz| cz > wz)
-                        && c.complete_time()
-                            .is_some_and(|t| t + WATCH_DELIVERY_GRACE_NS <= end_time)
+                    cz.is_some_and(|cz| {
+                        cz > wz
+                            && walk.node_applied(
+                                *s,
+                                cz,
+                                set_at,
+                                end_time.saturating_sub(WATCH_DELIVERY_GRACE_NS),
+                            )
+                    }) && c
+                        .complete_time()
+                        .is_some_and(|t| t + WATCH_DELIVERY_GRACE_NS <= end_time)
                 })
             });
             if let Some((_, c)) = trigger {

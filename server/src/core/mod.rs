@@ -100,6 +100,12 @@ pub struct Recovered {
     pub damage: Option<String>,
 }
 
+/// Longest step of a node's clock between two batches that its shell takes as time passing
+/// normally (a driver steps the core at least every half tick, 100 ms by default). A longer
+/// step is a clock that leapt forward or a process that did not run, and the shell tells the
+/// core (`Core::clock_leapt`) before it acts on the new time.
+pub const MAX_CLOCK_STEP_MS: u64 = 1_000;
+
 /// What a client asks of the node it is connected to.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum ClientRequest {
@@ -337,4 +343,8 @@ pub enum Output {
         expired: bool,
         zxid: Zxid,
     },
+    /// The session's watches on this node are gone without firing (a SNAP sync replaced the
+    /// tree under them): its event stream must tell the client to set them again, as an
+    /// overflow does (a ZooKeeper client is disconnected and sets them again on reconnect).
+    WatchesLost { session: SessionId },
 }

@@ -765,6 +765,36 @@ impl Core {
         }
     }
 
+    /// A SNAP sync replaced the tree (`before` was it): the changes in between were never
+    /// applied one by one, so no watch fired for them and no session that ended meanwhile was
+    /// told. Every session with watches here loses them and is told so; every session the new
+    /// tree no longer has is told it ended (at the snapshot's zxid, the first this node knows
+    /// it by), as applying its close would have. ZooKeeper gets the same from closing every
+    /// client connection when a follower re-syncs.
+    pub(super) fn watches_lost_to_snapshot(&mut self, before: &crate::tree::DataTree) {
+        let zxid = self.tree.last_applied();
+        let watched: BTreeSet<SessionId> = self.watches.armed().into_iter().map(|w| w.2).collect();
+        for (session, _) in before.sessions() {
+            if self.tree.session(session).is_none() {
+                self.watches.remove_session(session);
+                self.touched.remove(&session);
+                self.out.after_persist.push(Output::SessionEnded {
+                    session,
+                    expired: true,
+                    zxid,
+                });
+            }
+        }
+        for session in watched {
+            if self.tree.session(session).is_some() {
+                self.watches.remove_session(session);
+                self.out
+                    .after_persist
+                    .push(Output::WatchesLost { session });
+            }
+        }
+    }
+
     /// Rejects malformed requests before they cost a transaction.
     fn validate(&self, body: &ClientRequest) -> Result<(), KeeperError> {
         let ops: &[Op] = match body {

@@ -1165,7 +1165,8 @@ impl Core {
                         }
                     };
                 tree.set_bug(self.cfg.bug);
-                self.tree = tree;
+                let before = std::mem::replace(&mut self.tree, tree);
+                self.watches_lost_to_snapshot(&before);
                 self.log.clear();
                 self.log_start = snapshot.zxid;
                 self.committed = snapshot.zxid;

@@ -244,9 +244,6 @@ pub async fn spawn(
     Ok((handle, done_rx))
 }
 
-/// Longest step of the clock between two batches that is taken as time passing normally; the
-/// driver steps the core at least every half tick (100 ms by default).
-const MAX_CLOCK_STEP_MS: u64 = 1_000;
 
 /// Wall-clock time that never goes backwards: the wall clock at startup plus monotonic time.
 struct Clock {
@@ -297,7 +294,7 @@ struct Driver {
     /// Transactions written to the log since the last snapshot on disk.
     logged_since_snapshot: u64,
     last_applied: Zxid,
-    /// The clock's reading at the last batch, to notice a leap (see `MAX_CLOCK_STEP_MS`).
+    /// The clock's reading at the last batch, to notice a leap (see `core::MAX_CLOCK_STEP_MS`).
     last_batch_at: Millis,
 }
 
@@ -432,7 +429,7 @@ impl Driver {
         // forward (or a process that was stopped), and the core is told so before it acts on
         // the new time.
         let step = now.saturating_sub(self.last_batch_at);
-        if step > MAX_CLOCK_STEP_MS {
+        if step > crate::core::MAX_CLOCK_STEP_MS {
             tracing::warn!(step_ms = step, "the clock leapt forward");
             self.core.clock_leapt(step);
         }
@@ -527,6 +524,7 @@ impl Driver {
                     expired,
                     zxid,
                 } => self.hub.end_session(session, expired, zxid),
+                Output::WatchesLost { session } => self.hub.watches_lost(session),
             }
         }
         for d in deferred {

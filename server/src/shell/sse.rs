@@ -116,6 +116,12 @@ impl EventHub {
         self.push(session, Item::Watch(event));
     }
 
+    /// The driver: `session`'s watches on this node are gone unfired (a SNAP sync): its
+    /// stream says `overflow`, as when its queue overflowed, so the client sets them again.
+    pub fn watches_lost(&self, session: SessionId) {
+        self.push(session, Item::Overflow { dropped: 0 });
+    }
+
     /// The driver: `session` ended; its stream sends the `session` event and closes.
     pub fn end_session(&self, session: SessionId, expired: bool, zxid: Zxid) {
         let state = if expired { "expired" } else { "closed" };

@@ -121,6 +121,13 @@ impl SimLink {
                         }));
                     }
                 }
+                // As the HTTP transport takes an `overflow` event.
+                PortMsg::WatchesLost { node, session } => {
+                    let sink = self.lock().sinks.get(&(node, session)).cloned();
+                    if let Some(sink) = sink {
+                        sink(ConnEvent::Disconnected);
+                    }
+                }
                 PortMsg::NodeDown { node } => {
                     let sinks: Vec<Sink> = self
                         .lock()
