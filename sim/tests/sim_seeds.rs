@@ -12,6 +12,7 @@ fn config(seed: u64) -> SimConfig {
         lossy_links: false,
         clocks: None,
         disks: None,
+        snapshots: None,
         trace: false,
     }
 }
