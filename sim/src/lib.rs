@@ -68,6 +68,10 @@ pub const SIMULATED_BUGS: &[Bug] = &[
     Bug::WatchDuplicate,
     // A follower that rejoins after its leader died or it was cut off.
     Bug::WatchStaleAfterReconnect,
+    // A SNAP sync held only in memory: it shows once snapshots on a schedule with no log
+    // retained behind them make a lagging follower's sync a SNAP, and that follower restarts
+    // before its own next snapshot.
+    Bug::SnapshotInMemory,
 ];
 
 /// Whether this build can inject server bugs (keeper's `bugs` feature, through ours).
