@@ -312,6 +312,7 @@ pub fn run_seeds(args: &SimArgs, stop: &AtomicBool) -> Result<SimSummary, SimErr
                         lossy_links: args.lossy_links,
                         clocks: None,
                         disks: None,
+                        snapshots: None,
                         trace: args.trace,
                     };
                     let r = match run_one(&cfg, args) {

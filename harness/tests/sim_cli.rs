@@ -178,6 +178,7 @@ fn every_workload_runs_in_simulation_and_replays_bit_for_bit() {
             lossy_links: false,
             clocks: None,
             disks: None,
+            snapshots: None,
             trace: false,
         };
         let first = schism::sim::run_seed(&cfg, Some(kind));

@@ -239,7 +239,6 @@ impl Sim {
                 Output::SessionEnded { session, .. } => {
                     self.stream_news.push((id, session, "ended"))
                 }
-                _ => {}
             }
         }
         self.check(id);

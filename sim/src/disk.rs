@@ -3,7 +3,8 @@
 //! crash leaves of them modelled on the real shell and storage:
 //!
 //! - Appends are written when persisted and durable only at the batch's fsync (`sync`); a
-//!   truncation, a snapshot (a new log generation), the epochs file and the clearing of the
+//!   truncation, a snapshot (a new log generation, from a SNAP sync or the node's own schedule,
+//!   which copies the log's tail after the snapshot into it), the epochs file and the clearing of the
 //!   damage marker are durable at once (each is fsynced or renamed-after-fsync in place).
 //! - A process crash (`kill`) loses nothing written: the kernel holds it. Unsynced bytes stay
 //!   unsynced across the restart (the real open does not fsync a log it does not cut) until the
@@ -21,6 +22,7 @@ use keeper::api::Zxid;
 use keeper::core::{Persist, Recovered};
 use keeper::storage::OpenMode;
 use keeper::storage::image::{self, Image};
+use keeper::tree::Snapshot;
 use rand::RngExt;
 use rand_chacha::ChaCha8Rng;
 
@@ -92,16 +94,8 @@ impl Disk {
                 // The truncation is fsynced, and with it every append before it.
                 self.sync();
             }
-            Persist::Snapshot(snapshot) => {
-                // A new generation: the snapshot file, then a log naming it, each written whole
-                // and fsynced; the rename of the log is the commit point.
-                self.generation += 1;
-                let bytes = image::snapshot_file(snapshot).expect("a snapshot encodes");
-                self.snapshot = Some((self.generation, snapshot.zxid, bytes));
-                self.log = image::log_header(Some((self.generation, snapshot.zxid)));
-                self.index.clear();
-                self.synced = self.log.len();
-            }
+            // ZAB's SNAP replaces the whole state: the new generation's log is empty.
+            Persist::Snapshot(snapshot) => self.replace(snapshot, false),
             Persist::Epochs {
                 accepted_epoch,
                 current_epoch,
@@ -114,6 +108,51 @@ impl Disk {
                 }
             }
         }
+    }
+
+    /// Saves a snapshot the node took on its own schedule, as `Storage::save_snapshot` does:
+    /// a new generation whose log keeps the records after the snapshot's zxid (compaction).
+    /// A snapshot older than the current one is refused (the real driver then stops the node);
+    /// an equal one changes nothing. Returns whether a new generation was written.
+    pub(crate) fn save_snapshot(&mut self, snapshot: &Snapshot) -> Result<bool, String> {
+        if let Some((_, base, _)) = &self.snapshot {
+            if snapshot.zxid < *base {
+                return Err(format!(
+                    "snapshot at zxid {:#x} is older than the current one at {base:#x}",
+                    snapshot.zxid
+                ));
+            }
+            if snapshot.zxid == *base {
+                return Ok(false);
+            }
+        }
+        self.replace(snapshot, true);
+        Ok(true)
+    }
+
+    /// Makes `snapshot` the base of a new generation (`Storage::replace`): the snapshot file,
+    /// then a log naming it, each written whole and fsynced; the rename of the log is the
+    /// commit point. With `keep_tail`, the records after the snapshot's zxid are copied into
+    /// the new log, so they are durable from then on whether or not they were synced before.
+    fn replace(&mut self, snapshot: &Snapshot, keep_tail: bool) {
+        let keep = if keep_tail {
+            self.index.partition_point(|&(z, _)| z <= snapshot.zxid)
+        } else {
+            self.index.len()
+        };
+        let tail_start = self.index.get(keep).map_or(self.log.len(), |&(_, off)| off);
+        self.generation += 1;
+        let bytes = image::snapshot_file(snapshot).expect("a snapshot encodes");
+        self.snapshot = Some((self.generation, snapshot.zxid, bytes));
+        let mut log = image::log_header(Some((self.generation, snapshot.zxid)));
+        let index = self.index[keep..]
+            .iter()
+            .map(|&(z, off)| (z, off - tail_start + log.len()))
+            .collect();
+        log.extend_from_slice(&self.log[tail_start..]);
+        self.log = log;
+        self.index = index;
+        self.synced = self.log.len();
     }
 
     /// The batch's group commit: every byte of the log is durable.
@@ -333,6 +372,52 @@ mod tests {
             disk.persist(&Persist::HistoryRestored);
             assert_eq!(disk.open(dir(), mode()).expect("opens").damage, None);
         }
+    }
+
+    fn snapshot(zxid: Zxid) -> Snapshot {
+        Snapshot {
+            zxid,
+            ..keeper::tree::DataTree::new().to_snapshot()
+        }
+    }
+
+    #[test]
+    fn a_scheduled_snapshot_keeps_the_tail_after_it_durable() {
+        let mut disk = Disk::default();
+        disk.persist(&Persist::Append((1..=3).map(txn).collect()));
+        disk.sync();
+        disk.persist(&Persist::Append((4..=6).map(txn).collect()));
+        assert_eq!(disk.save_snapshot(&snapshot(3)), Ok(true));
+        // The new generation is written whole and fsynced, its copied tail with it.
+        assert!(!disk.has_unsynced());
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        disk.power_loss(&mut rng, PowerLoss::Torn);
+        let r = disk.open(dir(), mode()).expect("opens");
+        assert_eq!(r.snapshot.as_ref().map(|s| s.zxid), Some(3));
+        assert_eq!(zxids(&r), vec![4, 5, 6]);
+        // The tail's index moved with it: appends and truncations still land right.
+        disk.persist(&Persist::Append(vec![txn(7)]));
+        disk.persist(&Persist::TruncateAfter(5));
+        assert_eq!(zxids(&disk.open(dir(), mode()).expect("opens")), vec![4, 5]);
+        // As the real storage: an older snapshot is refused, an equal one changes nothing.
+        assert!(disk.save_snapshot(&snapshot(2)).is_err());
+        assert_eq!(disk.save_snapshot(&snapshot(3)), Ok(false));
+        // A snapshot past the log's end leaves an empty tail.
+        assert_eq!(disk.save_snapshot(&snapshot(9)), Ok(true));
+        let r = disk.open(dir(), mode()).expect("opens");
+        assert_eq!(r.snapshot.as_ref().map(|s| s.zxid), Some(9));
+        assert!(r.log.is_empty());
+    }
+
+    #[test]
+    fn a_snap_sync_replaces_the_whole_log() {
+        let mut disk = Disk::default();
+        disk.persist(&Persist::Append((1..=6).map(txn).collect()));
+        disk.sync();
+        disk.persist(&Persist::Snapshot(snapshot(4)));
+        let r = disk.open(dir(), mode()).expect("opens");
+        assert_eq!(r.snapshot.as_ref().map(|s| s.zxid), Some(4));
+        assert!(r.log.is_empty(), "a SNAP keeps no tail: {:?}", zxids(&r));
     }
 
     #[test]

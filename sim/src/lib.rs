@@ -34,7 +34,7 @@ use checker::liveness::{NodeEnd, Recovery};
 use checker::reader::StatusSample;
 use checker::run_dir::HEAL_ALL;
 use keeper::api::{Consistency, ErrorCode, KeeperError, Op, Role, SessionId, Zxid};
-use keeper::core::{Config, Core, Input, Output, PeerMsg, Ready, Recovered};
+use keeper::core::{Config, Core, Input, Output, PeerMsg, Persist, Ready, Recovered};
 use keeper::storage::OpenMode;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -48,8 +48,8 @@ pub use keeper::bugs::Bug;
 /// The catch matrix's bugs that act in the core or the storage's reopen and show to this
 /// simulation's checkers (`linearizable`, `single-leader`, `convergence`, `recovery`,
 /// `watches`). The others need what is not simulated: a real disk's fsync setting
-/// (`no-fsync`), ephemeral nodes, sequential children, snapshots on a schedule, or the
-/// sessions checker (`lease-on-fast-clock`).
+/// (`no-fsync`), ephemeral nodes, sequential children, or the sessions checker
+/// (`lease-on-fast-clock`).
 pub const SIMULATED_BUGS: &[Bug] = &[
     Bug::StaleRead,
     Bug::EarlyAck,
@@ -68,6 +68,10 @@ pub const SIMULATED_BUGS: &[Bug] = &[
     Bug::WatchDuplicate,
     // A follower that rejoins after its leader died or it was cut off.
     Bug::WatchStaleAfterReconnect,
+    // A SNAP sync held only in memory: it shows once snapshots on a schedule with no log
+    // retained behind them make a lagging follower's sync a SNAP, and that follower restarts
+    // before its own next snapshot.
+    Bug::SnapshotInMemory,
 ];
 
 /// The catch matrix's bugs the simulation shows only through one of schism's workloads
@@ -78,6 +82,11 @@ pub const SIMULATED_WITH_WORKLOAD: &[Bug] = &[
     Bug::EphemeralLeak,
     // A leader whose clock runs fast (the seed's clock skew) expires live sessions.
     Bug::LeaseOnFastClock,
+    // A node restored from a scheduled snapshot reuses sequence numbers: the sequential
+    // workload's creates.
+    Bug::SequenceReuse,
+    // A snapshot cut right after a multi: the election workload's fenced writes are multis.
+    Bug::FuzzySnapshotMulti,
 ];
 
 /// Whether this build can inject server bugs (keeper's `bugs` feature, through ours).
@@ -134,6 +143,11 @@ const CLOCK_STREAM: u64 = 1;
 const DISK_STREAM: u64 = 2;
 /// A simulated fsync takes up to this long (a seed draws its own bound below it).
 const MAX_FSYNC_MS: u64 = 20;
+/// The stream that draws the snapshot policy, for the same reason.
+const SNAPSHOT_STREAM: u64 = 3;
+/// A seed that takes snapshots takes one every 1 to this many logged transactions: a seed
+/// logs a few hundred, so that most nodes snapshot several times and restart from one.
+const MAX_SNAPSHOT_EVERY_TXNS: u64 = 50;
 
 /// What the user fixes; everything else a seed draws.
 #[derive(Clone, Debug, Serialize)]
@@ -154,6 +168,10 @@ pub struct SimConfig {
     /// `None` lets the seed draw them, `Some(true)` forces all on, `Some(false)` leaves every
     /// disk perfect (each batch durable at once, as before disks were simulated).
     pub disks: Option<bool>,
+    /// Snapshots on a schedule, as the shell's driver takes them: `None` lets the seed draw a
+    /// policy, `Some(true)` forces one on, `Some(false)` takes none (a node's log then only
+    /// grows, and a SNAP sync is the only snapshot).
+    pub snapshots: Option<bool>,
     /// Print every input each node's core takes, with its role, epoch and zxids, and what the
     /// step sent or answered, to stderr: the way to read how a failing seed went wrong.
     pub trace: bool,
@@ -197,6 +215,13 @@ pub struct Swarm {
     /// A stopped node's log or snapshot may get a bit flip (a minority of voters at most are
     /// damaged at once: beyond that keeper loses availability by design).
     pub corruption: bool,
+    /// Each node saves a snapshot after this many transactions appended to its log
+    /// (keeperd's `--snapshot-every`); `None`: never on its own.
+    pub snapshot_every_txns: Option<u64>,
+    /// After a snapshot, the core keeps this many transactions before it in memory, for
+    /// followers a little behind to sync by DIFF (keeperd's `--log-retain-txns`); 0 sends
+    /// every follower behind the snapshot a SNAP.
+    pub log_retain_txns: usize,
 }
 
 impl Swarm {
@@ -237,6 +262,8 @@ impl Swarm {
             power_loss: false,
             torn_writes: false,
             corruption: false,
+            snapshot_every_txns: None,
+            log_retain_txns: 0,
         };
         // A seed with no fault at all tests little; give it at least partitions.
         if !(s.partitions || s.one_way_cuts || s.crashes || s.pauses) {
@@ -254,6 +281,21 @@ impl Swarm {
         self.power_loss = on(rng, 0.4);
         self.torn_writes = self.power_loss && on(rng, 0.5);
         self.corruption = on(rng, 0.3);
+    }
+
+    /// Draws the snapshot policy from its own stream (`SNAPSHOT_STREAM`): half the policies
+    /// retain no log behind a snapshot (every lagging follower gets a SNAP), half the shell's
+    /// default (such followers sync by DIFF, and restarts still start from snapshots).
+    fn draw_snapshots(&mut self, rng: &mut ChaCha8Rng, snapshots: Option<bool>) {
+        if !snapshots.unwrap_or_else(|| rng.random_bool(0.5)) {
+            return;
+        }
+        self.snapshot_every_txns = Some(rng.random_range(1..=MAX_SNAPSHOT_EVERY_TXNS));
+        self.log_retain_txns = if rng.random_bool(0.5) {
+            0
+        } else {
+            keeper::core::LOG_RETAIN_TXNS
+        };
     }
 
     /// Draws the clocks from their own stream (`CLOCK_STREAM`).
@@ -330,12 +372,30 @@ struct Node {
     /// the shell's driver, the node takes no input meanwhile (they wait in `held`).
     syncing: Option<(u64, Vec<Output>)>,
     held: Vec<Input>,
-    /// Why the last restart failed (the storage refused the disk): the node stays down.
+    /// Why the last restart failed (the storage refused the disk), or why the running node
+    /// stopped (its storage refused a snapshot): the node stays down.
     start_error: Option<String>,
     clock: NodeClock,
     /// Its clock's reading at the core's last batch, to notice a leap as the shell's driver
     /// does (`keeper::core::MAX_CLOCK_STEP_MS`): a clock jump, or a pause.
     last_batch_at: u64,
+    /// Transactions appended to the log since the last snapshot, by this process
+    /// (`Driver::count_logged`): the snapshot policy's count.
+    logged_since_snapshot: u64,
+}
+
+impl Node {
+    /// Keeps `logged_since_snapshot` as the driver does: a SNAP sync's own snapshot restarts
+    /// the count, so the node does not write the same tree again at once.
+    fn count_logged(&mut self, persisted: &[Persist]) {
+        for p in persisted {
+            match p {
+                Persist::Append(txns) => self.logged_since_snapshot += txns.len() as u64,
+                Persist::Snapshot(_) => self.logged_since_snapshot = 0,
+                _ => {}
+            }
+        }
+    }
 }
 
 /// What a client asked and is waiting for.
@@ -432,6 +492,10 @@ pub struct DiskEvents {
     pub undetected_corruptions: u64,
     /// Batches whose outputs waited for a simulated fsync.
     pub delayed_fsyncs: u64,
+    /// Snapshots the nodes saved on their schedule (each a new generation)...
+    pub snapshots: u64,
+    /// ... and restarts whose storage recovered a snapshot (saved or from a SNAP sync).
+    pub snapshot_restarts: u64,
 }
 
 /// The outcome of one seed.
@@ -517,6 +581,9 @@ impl Sim {
         let mut disk_rng = ChaCha8Rng::seed_from_u64(cfg.seed);
         disk_rng.set_stream(DISK_STREAM);
         swarm.draw_disks(&mut disk_rng, cfg.disks);
+        let mut snapshot_rng = ChaCha8Rng::seed_from_u64(cfg.seed);
+        snapshot_rng.set_stream(SNAPSHOT_STREAM);
+        swarm.draw_snapshots(&mut snapshot_rng, cfg.snapshots);
         let ids: Vec<u64> = (1..=swarm.nodes as u64).collect();
         let mut sim = Sim {
             seed: cfg.seed,
@@ -566,6 +633,7 @@ impl Sim {
                     start_error: None,
                     last_batch_at: clock.read(sim.now),
                     clock,
+                    logged_since_snapshot: 0,
                 },
             );
         }
@@ -673,6 +741,7 @@ impl Sim {
         for p in &ready.persist {
             node.disk.persist(p);
         }
+        node.count_logged(&ready.persist);
         let persisted = !ready.persist.is_empty();
         for (to, msg) in early {
             self.send(id, to, msg);
@@ -691,6 +760,47 @@ impl Sim {
             node.disk.sync();
         }
         self.carry_out(id, ready.after_persist);
+        self.maybe_snapshot(id);
+    }
+
+    /// The shell's snapshot policy (`Driver::maybe_snapshot`), once node `id`'s batch is done:
+    /// after `snapshot_every_txns` transactions logged, the applied tree is saved
+    /// (`Disk::save_snapshot`) and the core forgets the log it covers but the last
+    /// `log_retain_txns`. Not while a later batch is in its fsync: the driver snapshots only
+    /// between batches, and this one's turn comes when that batch is done.
+    fn maybe_snapshot(&mut self, id: u64) {
+        let Some(every) = self.swarm.snapshot_every_txns else {
+            return;
+        };
+        let node = self.nodes.get_mut(&id).expect("a known node");
+        if node.syncing.is_some() || node.logged_since_snapshot < every {
+            return;
+        }
+        let Some(core) = node.core.as_mut() else {
+            return;
+        };
+        let snapshot = core.snapshot();
+        match node.disk.save_snapshot(&snapshot) {
+            Ok(saved) => {
+                core.compact(snapshot.zxid, self.swarm.log_retain_txns);
+                node.logged_since_snapshot = 0;
+                self.disk_events.snapshots += u64::from(saved);
+                if self.trace {
+                    eprintln!(
+                        "{} n{id} snapshot at z{:#x} ({})",
+                        node.clock.read(self.now),
+                        snapshot.zxid,
+                        if saved { "saved" } else { "already the base" }
+                    );
+                }
+            }
+            Err(e) => {
+                // The real driver stops on a storage error, and its process exits.
+                self.crash(id, None);
+                let node = self.nodes.get_mut(&id).expect("a known node");
+                node.start_error = Some(format!("storage failed (snapshot): {e}"));
+            }
+        }
     }
 
     /// Lets a batch's outputs out of node `id`, once its persists are durable.
@@ -751,6 +861,7 @@ impl Sim {
             node.disk.sync();
             let held = std::mem::take(&mut node.held);
             self.carry_out(id, outputs);
+            self.maybe_snapshot(id);
             self.batch(id, held);
         }
     }
@@ -875,8 +986,10 @@ impl Sim {
                     }
                 }
                 self.corrupted.remove(&id);
+                self.disk_events.snapshot_restarts += u64::from(recovered.snapshot.is_some());
                 node.start_error = None;
                 node.last_batch_at = now;
+                node.logged_since_snapshot = 0;
                 node.core = Some(Core::new(cfg, recovered, now));
             }
             Err(e) => node.start_error = Some(format!("cannot use its data directory: {e}")),

@@ -12,6 +12,7 @@ fn config(seed: u64) -> SimConfig {
         lossy_links: false,
         clocks: None,
         disks: None,
+        snapshots: None,
         trace: false,
     }
 }
@@ -189,6 +190,64 @@ fn the_correct_server_is_safe_under_disk_faults() {
         total.delayed_fsyncs > 0,
         "no batch waited for its fsync: {total:?}"
     );
+}
+
+/// Snapshots on the shell's schedule happen (nodes save them and restart from them), the
+/// correct server stays safe and live through them, and a seed with them replays bit for bit.
+#[test]
+fn the_correct_server_is_safe_with_snapshots_on_a_schedule() {
+    let mut total = sim::DiskEvents::default();
+    for seed in 400..430 {
+        let cfg = SimConfig {
+            snapshots: Some(true),
+            ..config(seed)
+        };
+        let o = run_seed(&cfg);
+        assert!(o.swarm.snapshot_every_txns.is_some(), "seed {seed}");
+        for c in &o.verdict.checkers {
+            assert_ne!(
+                c.verdict,
+                Verdict::Invalid,
+                "seed {seed} (snapshots): {} {}",
+                c.name,
+                c.summary
+            );
+        }
+        if seed < 403 {
+            assert_eq!(
+                o.history_hash,
+                run_seed(&cfg).history_hash,
+                "seed {seed} with snapshots is not deterministic"
+            );
+        }
+        total.snapshots += o.disk_events.snapshots;
+        total.snapshot_restarts += o.disk_events.snapshot_restarts;
+    }
+    eprintln!("snapshot events over 30 seeds: {total:?}");
+    assert!(total.snapshots > 0, "no node saved a snapshot: {total:?}");
+    assert!(
+        total.snapshot_restarts > 0,
+        "no node restarted from a snapshot: {total:?}"
+    );
+}
+
+/// A SNAP sync held only in memory (`snapshot-in-memory`) is caught, by a checker the catch
+/// matrix names for it, once the nodes snapshot on a schedule.
+#[cfg(feature = "bugs")]
+#[test]
+fn a_snapshot_held_in_memory_is_caught_with_snapshots_on() {
+    let caught = (0..200u64).find(|&seed| {
+        let o = run_seed(&SimConfig {
+            bug: Some(sim::Bug::SnapshotInMemory),
+            snapshots: Some(true),
+            ..config(seed)
+        });
+        o.verdict.checkers.iter().any(|c| {
+            c.verdict == Verdict::Invalid && ["linearizable", "convergence"].contains(&&*c.name)
+        })
+    });
+    eprintln!("snapshot-in-memory with snapshots on: found at seed {caught:?}");
+    assert!(caught.is_some(), "the simulator missed snapshot-in-memory");
 }
 
 /// The fault log pairs every start with a heal at or after it, and ends with a heal of
