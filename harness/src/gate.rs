@@ -947,11 +947,17 @@ impl SimColumn {
             rows.push(row);
         }
         // The simulation's own clients, then schism's workloads drawn per seed.
-        for workload in [None, Some("any")].into_iter().take(if self.correct_seeds > 0 { 2 } else { 0 }) {
+        for workload in [None, Some("any")]
+            .into_iter()
+            .take(if self.correct_seeds > 0 { 2 } else { 0 })
+        {
             eprintln!(
                 "gate: sim, correct server{}: {} seeds from {}",
-                workload.map(|w| format!(" (--workload {w})")).unwrap_or_default(),
-                self.correct_seeds, self.first_seed
+                workload
+                    .map(|w| format!(" (--workload {w})"))
+                    .unwrap_or_default(),
+                self.correct_seeds,
+                self.first_seed
             );
             let s = self.sim(
                 &self.schism,

@@ -106,10 +106,7 @@ async fn run(
         workload: workload.clone(),
         env: env.clone(),
         recorder: recorder.clone(),
-        pacer: Pacer::new(
-            (swarm.op_rate * WORKLOAD_RATE_FACTOR) as f64,
-            swarm.clients,
-        ),
+        pacer: Pacer::new((swarm.op_rate * WORKLOAD_RATE_FACTOR) as f64, swarm.clients),
         concurrency: swarm.clients,
         node_choice: NodeChoice::Random,
         seed,

@@ -216,7 +216,13 @@ fn a_workload_seed_fails_checks_and_replays_with_its_workload() {
     let dir = tempfile::tempdir().unwrap();
     let summary = dir.path().join("summary.json");
     let status = Command::new(schism())
-        .args(["sim", "--server-bug", "ephemeral-leak", "--workload", "session"])
+        .args([
+            "sim",
+            "--server-bug",
+            "ephemeral-leak",
+            "--workload",
+            "session",
+        ])
         .args(["--seeds", "20", "--stop-on-failure", "--results"])
         .arg(dir.path())
         .arg("--summary")
@@ -227,7 +233,10 @@ fn a_workload_seed_fails_checks_and_replays_with_its_workload() {
     let s: schism::sim::SimSummary =
         serde_json::from_str(&std::fs::read_to_string(summary).unwrap()).unwrap();
     let failing = s.failing.first().expect("a failing seed");
-    assert!(failing.invalid.contains(&"sessions".to_string()), "{failing:?}");
+    assert!(
+        failing.invalid.contains(&"sessions".to_string()),
+        "{failing:?}"
+    );
     let run_dir = failing.dir.clone().expect("a results directory");
     let test: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(run_dir.join("test.json")).unwrap()).unwrap();

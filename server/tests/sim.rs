@@ -1150,7 +1150,10 @@ fn a_snap_sync_tells_its_sessions_their_watches_are_lost_and_ended_sessions_that
             .iter()
             .any(|n| *n == (follower, session, what))
     };
-    let fired = sim.events.iter().any(|(n, s, _)| (*n, *s) == (follower, watcher));
+    let fired = sim
+        .events
+        .iter()
+        .any(|(n, s, _)| (*n, *s) == (follower, watcher));
     assert!(
         fired || told(watcher, "lost"),
         "the watch on /w neither fired nor was reported lost: {:?}",

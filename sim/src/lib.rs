@@ -46,10 +46,9 @@ use serde_json::{Value, json};
 pub use keeper::bugs::Bug;
 
 /// The catch matrix's bugs that act in the core or the storage's reopen and show to this
-/// simulation's checkers (`linearizable`, `single-leader`, `convergence`, `recovery`,
-/// `watches`). The others need what is not simulated: a real disk's fsync setting
-/// (`no-fsync`), ephemeral nodes, sequential children, or the sessions checker
-/// (`lease-on-fast-clock`).
+/// simulation's own clients and checkers (`linearizable`, `single-leader`, `convergence`,
+/// `recovery`, `watches`). Those that need sessions, ephemeral or sequential nodes or multis
+/// are in [`SIMULATED_WITH_WORKLOAD`]; `no-fsync` needs a real disk's fsync setting.
 pub const SIMULATED_BUGS: &[Bug] = &[
     Bug::StaleRead,
     Bug::EarlyAck,
@@ -72,11 +71,14 @@ pub const SIMULATED_BUGS: &[Bug] = &[
     // retained behind them make a lagging follower's sync a SNAP, and that follower restarts
     // before its own next snapshot.
     Bug::SnapshotInMemory,
+    // A deposed leader's unacked proposals escape the TRUNC (ZOOKEEPER-2845): partitions of
+    // the leader, then its return.
+    Bug::OldLeaderKeepsUncommitted,
 ];
 
 /// The catch matrix's bugs the simulation shows only through one of schism's workloads
-/// (`schism sim --workload W`, the catch matrix row's workload): they live in sessions and
-/// ephemeral nodes, which the simulation's own clients do not use.
+/// (`schism sim --workload W`, the catch matrix row's workload): they live in sessions,
+/// ephemeral and sequential nodes and multis, which the simulation's own clients do not use.
 pub const SIMULATED_WITH_WORKLOAD: &[Bug] = &[
     // Sessions that expire keep their ephemeral nodes: the session workload's reads see them.
     Bug::EphemeralLeak,
@@ -835,10 +837,7 @@ impl Sim {
                     None => self.session_ended(id, session, expired, zxid),
                 },
                 Output::WatchesLost { session } => match self.port.as_mut() {
-                    Some(port) => port.push(PortMsg::WatchesLost {
-                        node: id,
-                        session,
-                    }),
+                    Some(port) => port.push(PortMsg::WatchesLost { node: id, session }),
                     None => self.watches_lost(id, session),
                 },
             }

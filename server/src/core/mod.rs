@@ -346,5 +346,7 @@ pub enum Output {
     /// The session's watches on this node are gone without firing (a SNAP sync replaced the
     /// tree under them): its event stream must tell the client to set them again, as an
     /// overflow does (a ZooKeeper client is disconnected and sets them again on reconnect).
-    WatchesLost { session: SessionId },
+    WatchesLost {
+        session: SessionId,
+    },
 }

@@ -788,9 +788,7 @@ impl Core {
         for session in watched {
             if self.tree.session(session).is_some() {
                 self.watches.remove_session(session);
-                self.out
-                    .after_persist
-                    .push(Output::WatchesLost { session });
+                self.out.after_persist.push(Output::WatchesLost { session });
             }
         }
     }

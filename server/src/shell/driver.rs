@@ -244,7 +244,6 @@ pub async fn spawn(
     Ok((handle, done_rx))
 }
 
-
 /// Wall-clock time that never goes backwards: the wall clock at startup plus monotonic time.
 struct Clock {
     start_wall_ms: Millis,
