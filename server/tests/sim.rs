@@ -1145,11 +1145,8 @@ fn a_snap_sync_tells_its_sessions_their_watches_are_lost_and_ended_sessions_that
     sim.stream_news.clear();
     sim.heal();
     sim.run_for(5_000, 0, 0);
-    let told = |session: SessionId, what: &str| {
-        sim.stream_news
-            .iter()
-            .any(|n| *n == (follower, session, what))
-    };
+    let told =
+        |session: SessionId, what: &str| sim.stream_news.contains(&(follower, session, what));
     let fired = sim
         .events
         .iter()
