@@ -120,13 +120,17 @@ impl Recorder {
         }
     }
 
-    /// The operation kinds (`f`) invoked so far, each with whether one ended `ok`: in-memory
-    /// recorders only (a file's says nothing).
-    pub fn outcomes_by_f(&self) -> std::collections::BTreeMap<String, bool> {
+    /// The operation kinds (`f`) invoked so far, each with whether one ended `ok`, but for
+    /// `recovery_ops` (which `stats` does not count either: `WorkloadKind::recovery_ops`):
+    /// in-memory recorders only (a file's says nothing).
+    pub fn outcomes_by_f(&self, recovery_ops: &[&str]) -> std::collections::BTreeMap<String, bool> {
         let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let mut by_f = std::collections::BTreeMap::new();
         if let Sink::Memory(events) = &state.sink {
-            for e in events.iter().filter(|e| !e.is_observation()) {
+            for e in events
+                .iter()
+                .filter(|e| !e.is_observation() && !recovery_ops.contains(&e.f.as_str()))
+            {
                 *by_f.entry(e.f.clone()).or_insert(false) |= e.kind == EventType::Ok;
             }
         }

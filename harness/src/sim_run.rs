@@ -136,7 +136,10 @@ async fn run(
             ..shared.clone()
         };
         worker::run_workers(round).await;
-        let all_succeeded = recorder.outcomes_by_f().values().all(|ok| *ok);
+        let all_succeeded = recorder
+            .outcomes_by_f(kind.recovery_ops())
+            .values()
+            .all(|ok| *ok);
         if all_succeeded || quiet_start.elapsed() >= Duration::from_millis(QUIET_MAX_MS) {
             break;
         }
