@@ -382,22 +382,8 @@ struct Node {
     /// does (`keeper::core::MAX_CLOCK_STEP_MS`): a clock jump, or a pause.
     last_batch_at: u64,
     /// Transactions appended to the log since the last snapshot, by this process
-    /// (`Driver::count_logged`): the snapshot policy's count.
+    /// (`Persist::count_logged`, as the driver counts): the snapshot policy's count.
     logged_since_snapshot: u64,
-}
-
-impl Node {
-    /// Keeps `logged_since_snapshot` as the driver does: a SNAP sync's own snapshot restarts
-    /// the count, so the node does not write the same tree again at once.
-    fn count_logged(&mut self, persisted: &[Persist]) {
-        for p in persisted {
-            match p {
-                Persist::Append(txns) => self.logged_since_snapshot += txns.len() as u64,
-                Persist::Snapshot(_) => self.logged_since_snapshot = 0,
-                _ => {}
-            }
-        }
-    }
 }
 
 /// What a client asked and is waiting for.
@@ -743,7 +729,7 @@ impl Sim {
         for p in &ready.persist {
             node.disk.persist(p);
         }
-        node.count_logged(&ready.persist);
+        Persist::count_logged(&mut node.logged_since_snapshot, &ready.persist);
         let persisted = !ready.persist.is_empty();
         for (to, msg) in early {
             self.send(id, to, msg);

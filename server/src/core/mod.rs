@@ -264,6 +264,22 @@ pub enum Persist {
     HistoryRestored,
 }
 
+impl Persist {
+    /// Moves a snapshot policy's count of transactions logged since the last snapshot on by what
+    /// `persisted` writes: appends add theirs, a SNAP sync's own snapshot restarts it (so the
+    /// node does not write the same tree again at once). ZooKeeper's snapCount counts the same
+    /// way. Used by keeperd's driver and the simulation alike.
+    pub fn count_logged(count: &mut u64, persisted: &[Persist]) {
+        for p in persisted {
+            match p {
+                Persist::Append(txns) => *count += txns.len() as u64,
+                Persist::Snapshot(_) => *count = 0,
+                _ => {}
+            }
+        }
+    }
+}
+
 /// What one `step` (or a batch of them, see [`Ready::append`]) asks of the shell, split by
 /// when it may happen: raft-rs's `Ready`. The split *is* the durability rule: `persist` is
 /// written and fsynced first; only then may `after_persist` leave the process, in order.

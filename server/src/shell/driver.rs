@@ -490,7 +490,7 @@ impl Driver {
                 .sync()
                 .map_err(|e| anyhow::anyhow!("storage failed (fsync): {e}"))?;
         }
-        self.count_logged(&ready.persist);
+        Persist::count_logged(&mut self.logged_since_snapshot, &ready.persist);
 
         // In the core's order: a watch event reaches the session's queue before the reply
         // that follows it.
@@ -542,21 +542,10 @@ impl Driver {
         self.maybe_snapshot()
     }
 
-    /// Keeps `logged_since_snapshot` for the snapshot policy.
-    fn count_logged(&mut self, persisted: &[Persist]) {
-        for p in persisted {
-            match p {
-                Persist::Append(txns) => self.logged_since_snapshot += txns.len() as u64,
-                Persist::Snapshot(_) => self.logged_since_snapshot = 0,
-                _ => {}
-            }
-        }
-    }
-
     /// Snapshot policy: after every `snapshot_every` transactions written to the log, save the
     /// applied tree and let the core forget the log it covers. Counted as ZooKeeper's snapCount
     /// counts, by what the log grew: a SNAP sync brings its own snapshot and restarts the
-    /// count (`count_logged`), so the node does not write the same tree again at once.
+    /// count (`Persist::count_logged`), so the node does not write the same tree again at once.
     fn maybe_snapshot(&mut self) -> anyhow::Result<()> {
         self.last_applied = self.core.applied_zxid();
         if self.logged_since_snapshot < self.snapshot_every {
