@@ -96,7 +96,8 @@ pub const BUGS_ENABLED: bool = cfg!(feature = "bugs");
 
 /// The simulated clock advances in steps of this many ms.
 const STEP_MS: u64 = 5;
-/// Every node gets a tick this often (the core needs one at least every `tick_ms`).
+/// Every node gets a tick this often (the core needs one at least every `tick_ms`) in a seed
+/// that draws no timings; the liveness phase looks at the cluster this often.
 const TICK_MS: u64 = 100;
 /// The simulated time the cores start at (ms since the Unix epoch, as the shell would say).
 const START_MS: u64 = 1_000_000;
@@ -131,6 +132,11 @@ const MAX_PROBE_ERRORS: usize = 10;
 /// A skewed node's clock runs up to this many parts per million faster or slower than
 /// simulated time (10%: far beyond a real crystal's 100 ppm, to reach timeouts' edges).
 const MAX_SKEW_PPM: i64 = 100_000;
+/// Of the seeds with skewed clocks, the share where one node's clock runs far fast, from 1.5x
+/// to 3x.
+const FAST_CLOCK_SHARE: f64 = 0.3;
+const MIN_FAST_CLOCK_PPM: i64 = 500_000;
+const MAX_FAST_CLOCK_PPM: i64 = 2_000_000;
 /// A skewed node's clock starts up to this far from simulated time.
 const MAX_CLOCK_OFFSET_MS: i64 = 5_000;
 /// A clock jump moves a running node's clock forward by up to this much (a running process's
@@ -147,6 +153,20 @@ const DISK_STREAM: u64 = 2;
 const MAX_FSYNC_MS: u64 = 20;
 /// The stream that draws the snapshot policy, for the same reason.
 const SNAPSHOT_STREAM: u64 = 3;
+/// The stream that draws the nodes' timeouts (tick, sync and init limits), for the same reason.
+const TIMING_STREAM: u64 = 4;
+/// Ticks a seed may draw, ms (keeperd's default is 200; the simulation's own was 100).
+const TICK_CHOICES_MS: [u64; 3] = [50, 100, 200];
+/// A drawn sync limit leaves at least this long to notice a lost leader or quorum: several
+/// round trips of the slowest simulated link and fsync, as an operator sizes ZooKeeper's
+/// syncLimit above its network's delays.
+const MIN_SYNC_LIMIT_MS: u64 = 400;
+/// The sync and init limits of a seed that draws no timings: keeperd's defaults.
+const DEFAULT_SYNC_LIMIT_TICKS: u64 = 5;
+const DEFAULT_INIT_LIMIT_TICKS: u64 = 10;
+/// Sync and init limits a seed may draw, in ticks.
+const MAX_SYNC_LIMIT_TICKS: u64 = 10;
+const MAX_INIT_LIMIT_TICKS: u64 = 20;
 /// A seed that takes snapshots takes one every 1 to this many logged transactions: a seed
 /// logs a few hundred, so that most nodes snapshot several times and restart from one.
 const MAX_SNAPSHOT_EVERY_TXNS: u64 = 50;
@@ -224,6 +244,11 @@ pub struct Swarm {
     /// followers a little behind to sync by DIFF (keeperd's `--log-retain-txns`); 0 sends
     /// every follower behind the snapshot a SNAP.
     pub log_retain_txns: usize,
+    /// Every node's tick (`Config::tick_ms`), its sync and init limits in ticks: drawn from
+    /// their own stream in half the seeds; the others keep 100 ms, 5 and 10.
+    pub tick_ms: u64,
+    pub sync_limit_ticks: u64,
+    pub init_limit_ticks: u64,
 }
 
 impl Swarm {
@@ -266,6 +291,9 @@ impl Swarm {
             corruption: false,
             snapshot_every_txns: None,
             log_retain_txns: 0,
+            tick_ms: TICK_MS,
+            sync_limit_ticks: DEFAULT_SYNC_LIMIT_TICKS,
+            init_limit_ticks: DEFAULT_INIT_LIMIT_TICKS,
         };
         // A seed with no fault at all tests little; give it at least partitions.
         if !(s.partitions || s.one_way_cuts || s.crashes || s.pauses) {
@@ -300,6 +328,20 @@ impl Swarm {
         };
     }
 
+    /// Draws the timeouts from their own stream (`TIMING_STREAM`): a tick of 50, 100 or 200 ms,
+    /// a sync limit from `MIN_SYNC_LIMIT_MS` up to 10 ticks, an init limit from twice that up
+    /// to 20 ticks (the session timeouts the nodes grant follow the tick: 2 to 20 ticks).
+    fn draw_timings(&mut self, rng: &mut ChaCha8Rng) {
+        if !rng.random_bool(0.5) {
+            return;
+        }
+        self.tick_ms = TICK_CHOICES_MS[rng.random_range(0..TICK_CHOICES_MS.len())];
+        let min_sync = MIN_SYNC_LIMIT_MS.div_ceil(self.tick_ms).max(2);
+        self.sync_limit_ticks = rng.random_range(min_sync..=MAX_SYNC_LIMIT_TICKS.max(min_sync));
+        let min_init = 2 * self.sync_limit_ticks;
+        self.init_limit_ticks = rng.random_range(min_init..=MAX_INIT_LIMIT_TICKS.max(min_init));
+    }
+
     /// Draws the clocks from their own stream (`CLOCK_STREAM`).
     fn draw_clocks(&mut self, rng: &mut ChaCha8Rng, clocks: Option<bool>) {
         self.clock_skew = clocks.unwrap_or_else(|| rng.random_bool(0.5));
@@ -309,6 +351,14 @@ impl Swarm {
                 self.skew_ppm[n] = rng.random_range(-MAX_SKEW_PPM..=MAX_SKEW_PPM);
                 self.clock_offset_ms[n] =
                     rng.random_range(-MAX_CLOCK_OFFSET_MS..=MAX_CLOCK_OFFSET_MS);
+            }
+            // Drawn after every node's, so that the seeds without one draw as before: in some
+            // seeds one node's clock runs far fast (a broken clock source, libfaketime's
+            // rate), which is where a lease that trusts its clock fails; keeper's sessions stay
+            // sound up to a clock 4x fast (two timeouts of its own clock, docs/FAULTS.md).
+            if rng.random_bool(FAST_CLOCK_SHARE) {
+                let n = rng.random_range(0..self.nodes);
+                self.skew_ppm[n] = rng.random_range(MIN_FAST_CLOCK_PPM..=MAX_FAST_CLOCK_PPM);
             }
         }
     }
@@ -326,17 +376,20 @@ struct NodeClock {
     jumped_ms: i64,
     /// The node's next tick, on its own clock.
     next_tick: u64,
+    /// Its tick (`Swarm::tick_ms`).
+    tick_ms: u64,
 }
 
 impl NodeClock {
-    fn new(skew_ppm: i64, offset_ms: i64) -> NodeClock {
+    fn new(skew_ppm: i64, offset_ms: i64, tick_ms: u64) -> NodeClock {
         let mut c = NodeClock {
             skew_ppm,
             offset_ms,
             jumped_ms: 0,
             next_tick: 0,
+            tick_ms,
         };
-        c.next_tick = c.read(START_MS) + TICK_MS;
+        c.next_tick = c.read(START_MS) + tick_ms;
         c
     }
 
@@ -356,9 +409,9 @@ impl NodeClock {
         if local < self.next_tick {
             return false;
         }
-        self.next_tick += TICK_MS;
+        self.next_tick += self.tick_ms;
         if self.next_tick <= local {
-            self.next_tick = local + TICK_MS;
+            self.next_tick = local + self.tick_ms;
         }
         true
     }
@@ -572,6 +625,9 @@ impl Sim {
         let mut snapshot_rng = ChaCha8Rng::seed_from_u64(cfg.seed);
         snapshot_rng.set_stream(SNAPSHOT_STREAM);
         swarm.draw_snapshots(&mut snapshot_rng, cfg.snapshots);
+        let mut timing_rng = ChaCha8Rng::seed_from_u64(cfg.seed);
+        timing_rng.set_stream(TIMING_STREAM);
+        swarm.draw_timings(&mut timing_rng);
         let ids: Vec<u64> = (1..=swarm.nodes as u64).collect();
         let mut sim = Sim {
             seed: cfg.seed,
@@ -608,7 +664,11 @@ impl Sim {
             swarm,
         };
         for (i, &id) in ids.iter().enumerate() {
-            let clock = NodeClock::new(sim.swarm.skew_ppm[i], sim.swarm.clock_offset_ms[i]);
+            let clock = NodeClock::new(
+                sim.swarm.skew_ppm[i],
+                sim.swarm.clock_offset_ms[i],
+                sim.swarm.tick_ms,
+            );
             let core = Core::new(sim.config(id), Recovered::default(), clock.read(sim.now));
             sim.nodes.insert(
                 id,
@@ -643,7 +703,9 @@ impl Sim {
 
     fn config(&self, id: u64) -> Config {
         let mut c = Config::new(id, self.ids.clone());
-        c.tick_ms = TICK_MS;
+        c.tick_ms = self.swarm.tick_ms;
+        c.sync_limit_ticks = self.swarm.sync_limit_ticks;
+        c.init_limit_ticks = self.swarm.init_limit_ticks;
         c.request_timeout_ms = REQUEST_TIMEOUT_MS;
         c.bug = self.bug;
         c
@@ -944,7 +1006,7 @@ impl Sim {
             let back = self.clock_rng.random_range(1..=MAX_CLOCK_STEP_BACK_MS);
             node.clock.jumped_ms -= back as i64;
             let local = node.clock.read(self.now);
-            node.clock.next_tick = local + TICK_MS;
+            node.clock.next_tick = local + node.clock.tick_ms;
             self.log_instant(
                 "clock",
                 format!(

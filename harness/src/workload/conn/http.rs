@@ -86,6 +86,10 @@ impl HttpConn {
         self.session
     }
 
+    pub(super) fn session_timeout(&self) -> Duration {
+        self.timeout
+    }
+
     fn last_zxid(&self) -> Zxid {
         self.last_zxid.load(Ordering::Relaxed)
     }

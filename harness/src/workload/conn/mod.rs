@@ -186,6 +186,16 @@ impl Conn {
         Ok(Conn { transport })
     }
 
+    /// The session timeout the server granted (it clamps the asked [`SESSION_TIMEOUT_MS`] to
+    /// its own bounds: keeper and ZooKeeper to 2–20 ticks).
+    pub fn session_timeout(&self) -> Duration {
+        match &self.transport {
+            Transport::Http(c) => c.session_timeout(),
+            Transport::Zk(c) => c.session_timeout(),
+            Transport::Sim(c) => c.session_timeout(),
+        }
+    }
+
     /// The session id, as the history records it.
     pub fn session(&self) -> u64 {
         match &self.transport {

@@ -182,6 +182,8 @@ pub(super) struct SimConn {
     /// The node's name in errors: `sim://n1`.
     url: String,
     session: SessionId,
+    /// The session timeout the node granted.
+    timeout: Duration,
     op_timeout: Duration,
     last_zxid: Arc<AtomicU64>,
     heartbeats: Arc<AtomicBool>,
@@ -265,12 +267,13 @@ impl SimConn {
             node,
             url,
             session,
+            timeout: Duration::from_millis(timeout_ms),
             op_timeout,
             last_zxid: Arc::new(AtomicU64::new(zxid)),
             heartbeats: Arc::new(AtomicBool::new(true)),
             cancel: CancellationToken::new(),
         };
-        conn.spawn_heartbeats(Duration::from_millis(timeout_ms));
+        conn.spawn_heartbeats(conn.timeout);
         Ok(conn)
     }
 
@@ -310,6 +313,10 @@ impl SimConn {
 
     pub(super) fn session(&self) -> u64 {
         self.session
+    }
+
+    pub(super) fn session_timeout(&self) -> Duration {
+        self.timeout
     }
 
     fn last_zxid(&self) -> Zxid {

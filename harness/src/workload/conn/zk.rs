@@ -147,6 +147,10 @@ impl ZkConn {
         self.id
     }
 
+    pub(super) fn session_timeout(&self) -> Duration {
+        self.prober.session_timeout
+    }
+
     fn client(&self) -> Result<zk::Client, ConnError> {
         self.client
             .lock()
