@@ -947,10 +947,12 @@ impl SimColumn {
             rows.push(row);
         }
         // The simulation's own clients, then schism's workloads drawn per seed.
-        for workload in [None, Some("any")]
-            .into_iter()
-            .take(if self.correct_seeds > 0 { 2 } else { 0 })
-        {
+        let correct_rows: &[Option<&str>] = if self.correct_seeds > 0 {
+            &[None, Some("any")]
+        } else {
+            &[]
+        };
+        for &workload in correct_rows {
             eprintln!(
                 "gate: sim, correct server{}: {} seeds from {}",
                 workload
@@ -960,7 +962,6 @@ impl SimColumn {
                 self.first_seed
             );
             let s = self.sim(
-                &self.schism,
                 None,
                 workload,
                 self.first_seed,
@@ -1030,7 +1031,6 @@ impl SimColumn {
         let mut next = self.first_seed;
         while next < end {
             let s = self.sim(
-                &self.schism_bugs,
                 Some(&b.bug),
                 b.workload.as_deref(),
                 next,
@@ -1060,11 +1060,9 @@ impl SimColumn {
         Ok(row)
     }
 
-    /// One `schism sim` process; its `--summary`.
-    #[allow(clippy::too_many_arguments)]
+    /// One `schism sim` process (`schism-bugs` for a bug); its `--summary`.
     fn sim(
         &self,
-        binary: &Path,
         bug: Option<&str>,
         workload: Option<&str>,
         first_seed: u64,
@@ -1074,6 +1072,11 @@ impl SimColumn {
     ) -> anyhow::Result<crate::sim::SimSummary> {
         let dir = self.results.join("sim");
         std::fs::create_dir_all(&dir)?;
+        let binary = if bug.is_some() {
+            &self.schism_bugs
+        } else {
+            &self.schism
+        };
         let summary = dir.join(format!(
             ".gate-{}-{}-{first_seed}-{}.json",
             bug.unwrap_or("correct"),

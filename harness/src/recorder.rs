@@ -7,6 +7,7 @@
 
 use crate::store::{JsonlWriter, SYNC_INTERVAL_MS};
 use checker::history::{Event, EventType};
+use checker::invariants::StatsTally;
 use std::fs::File;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -120,21 +121,23 @@ impl Recorder {
         }
     }
 
-    /// The operation kinds (`f`) invoked so far, each with whether one ended `ok`, but for
-    /// `recovery_ops` (which `stats` does not count either: `WorkloadKind::recovery_ops`):
-    /// in-memory recorders only (a file's says nothing).
-    pub fn outcomes_by_f(&self, recovery_ops: &[&str]) -> std::collections::BTreeMap<String, bool> {
+    /// The `stats` checker's tally of the operations completed so far (every issued kind but
+    /// `recovery_ops`, `WorkloadKind::recovery_ops`, as the checker counts): in-memory
+    /// recorders only (a file's counts nothing).
+    pub fn stats(&self, recovery_ops: &[&str]) -> StatsTally {
         let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        let mut by_f = std::collections::BTreeMap::new();
+        let mut tally = StatsTally::default();
         if let Sink::Memory(events) = &state.sink {
-            for e in events
-                .iter()
-                .filter(|e| !e.is_observation() && !recovery_ops.contains(&e.f.as_str()))
-            {
-                *by_f.entry(e.f.clone()).or_insert(false) |= e.kind == EventType::Ok;
+            let completed = events.iter().filter(|e| {
+                e.kind != EventType::Invoke
+                    && !e.is_observation()
+                    && !recovery_ops.contains(&e.f.as_str())
+            });
+            for e in completed {
+                tally.add(&e.f, e.kind);
             }
         }
-        by_f
+        tally
     }
 
     /// The events an in-memory recorder holds, taken out (none for a file's).

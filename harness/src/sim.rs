@@ -310,10 +310,8 @@ pub fn run_seeds(args: &SimArgs, stop: &AtomicBool) -> Result<SimSummary, SimErr
                         nodes: args.nodes,
                         bug,
                         lossy_links: args.lossy_links,
-                        clocks: None,
-                        disks: None,
-                        snapshots: None,
                         trace: args.trace,
+                        ..sim::SimConfig::default()
                     };
                     let r = match run_one(&cfg, args) {
                         Ok(r) => r,

@@ -78,9 +78,9 @@ async fn run(
     let env = Arc::new(Env {
         nodes: ids
             .iter()
-            .map(|id| Node {
-                name: format!("n{id}"),
-                url: format!("sim://n{id}"),
+            .map(|&id| Node {
+                name: cluster::node_name(id),
+                url: format!("sim://{}", cluster::node_name(id)),
                 zk_addr: String::new(),
             })
             .collect(),
@@ -120,7 +120,7 @@ async fn run(
     // then catches up with it.
     let recovery = link.with_sim(|s| {
         s.heal();
-        s.check_liveness()
+        s.liveness()
     });
     let behind_ms = link
         .with_sim(|s| s.elapsed_ms())
@@ -136,21 +136,15 @@ async fn run(
             ..shared.clone()
         };
         worker::run_workers(round).await;
-        let all_succeeded = recorder
-            .outcomes_by_f(kind.recovery_ops())
-            .values()
-            .all(|ok| *ok);
+        let all_succeeded =
+            recorder.stats(kind.recovery_ops()).result().verdict == checker::Verdict::Valid;
         if all_succeeded || quiet_start.elapsed() >= Duration::from_millis(QUIET_MAX_MS) {
             break;
         }
     }
 
-    let final_shared = WorkerShared {
-        deadline: Instant::now() + Duration::from_millis(FINAL_READS_MS),
-        ..shared
-    };
     crate::runner::final_reads(
-        &final_shared,
+        &shared,
         workload.as_ref(),
         Duration::from_millis(FINAL_READS_MS),
         &mut notes,
@@ -168,7 +162,7 @@ fn elapsed_ms(clock: RunClock) -> u64 {
 /// Steps the simulation to the runtime's time, one step at a time, and delivers what the
 /// nodes said, until `stop`.
 async fn drive(link: SimLink, clock: RunClock, stop: CancellationToken) {
-    let start = Instant::now() - Duration::from_nanos(clock.now_ns());
+    let start = Instant::from_std(clock.start());
     loop {
         let next = start + Duration::from_millis(link.with_sim(|s| s.elapsed_ms()) + Sim::STEP_MS);
         tokio::select! {

@@ -182,13 +182,7 @@ fn every_workload_runs_in_simulation_and_replays_bit_for_bit() {
     for kind in checker::WorkloadKind::ALL {
         let cfg = sim::SimConfig {
             seed: 3,
-            nodes: None,
-            bug: None,
-            lossy_links: false,
-            clocks: None,
-            disks: None,
-            snapshots: None,
-            trace: false,
+            ..sim::SimConfig::default()
         };
         let first = schism::sim::run_seed(&cfg, Some(kind));
         assert_eq!(first.workload, kind.name());

@@ -171,8 +171,8 @@ const MAX_INIT_LIMIT_TICKS: u64 = 20;
 /// logs a few hundred, so that most nodes snapshot several times and restart from one.
 const MAX_SNAPSHOT_EVERY_TXNS: u64 = 50;
 
-/// What the user fixes; everything else a seed draws.
-#[derive(Clone, Debug, Serialize)]
+/// What the user fixes; everything else a seed draws (`Default`: seed 0, all drawn, no bug).
+#[derive(Clone, Debug, Default, Serialize)]
 pub struct SimConfig {
     pub seed: u64,
     /// 3 or 5; `None`: the seed draws it.
@@ -863,31 +863,16 @@ impl Sim {
                     zxid,
                     result,
                 } => self.reply(id, request, zxid, result),
-                Output::Event { session, event } => match self.port.as_mut() {
-                    Some(port) => port.push(PortMsg::Watch {
-                        node: id,
-                        session,
-                        event,
-                    }),
-                    None => self.watch_event(id, session, event),
-                },
+                // What a session's event stream carries: to the port's clients when they are
+                // the clients.
+                o if self.port.is_some() => self.send_to_port(id, o),
+                Output::Event { session, event } => self.watch_event(id, session, event),
                 Output::SessionEnded {
                     session,
                     expired,
                     zxid,
-                } => match self.port.as_mut() {
-                    Some(port) => port.push(PortMsg::SessionEnded {
-                        node: id,
-                        session,
-                        expired,
-                        zxid,
-                    }),
-                    None => self.session_ended(id, session, expired, zxid),
-                },
-                Output::WatchesLost { session } => match self.port.as_mut() {
-                    Some(port) => port.push(PortMsg::WatchesLost { node: id, session }),
-                    None => self.watches_lost(id, session),
-                },
+                } => self.session_ended(id, session, expired, zxid),
+                Output::WatchesLost { session } => self.watches_lost(id, session),
             }
         }
     }
@@ -979,14 +964,9 @@ impl Sim {
             .filter(|(n, _)| *n == id)
             .copied()
             .collect();
-        for k in lost {
-            let waiter = self.waiters.remove(&k).expect("listed");
-            if let Waiter::Port = waiter {
-                self.port_done(k.1, k.0, PortOutcome::Lost);
-                continue;
-            }
-            let err = KeeperError::new(ErrorCode::ConnectionLoss, "node crashed");
-            self.complete(waiter, k.0, 0, Err(err));
+        for (node, request) in lost {
+            let waiter = self.waiters.remove(&(node, request)).expect("listed");
+            self.complete(waiter, node, request, PortOutcome::Lost);
         }
         if let Some(port) = self.port.as_mut() {
             port.push(PortMsg::NodeDown { node: id });
@@ -1337,7 +1317,8 @@ impl Sim {
         }
     }
 
-    fn heal_all(&mut self) {
+    /// Ends every fault (heals the network, restarts and resumes every node) and draws no more.
+    pub fn heal(&mut self) {
         self.open = OpenFaults::default();
         self.fault_log.push(FaultEvent {
             time_ns: self.elapsed_ns(),
@@ -1368,15 +1349,9 @@ impl Sim {
         let running = self.nodes[&node].core.is_some();
         if running {
             self.input(node, Input::Client { request, body });
-        } else if let Waiter::Port = waiter {
-            self.waiters.remove(&(node, request));
-            self.port_done(request, node, PortOutcome::Refused);
         } else {
             self.waiters.remove(&(node, request));
-            let err = KeeperError::new(ErrorCode::ConnectionLoss, "connection refused");
-            // Refused connections are definite in reality, but a client cannot always tell:
-            // treat as indeterminate, the conservative choice.
-            self.complete(waiter, node, 0, Err(err));
+            self.complete(waiter, node, request, PortOutcome::Refused);
         }
         request
     }
@@ -1496,32 +1471,38 @@ impl Sim {
         zxid: Zxid,
         result: Result<Response, KeeperError>,
     ) {
-        match self.waiters.remove(&(node, request)) {
-            Some(Waiter::Port) => {
-                self.port_done(request, node, PortOutcome::Reply { zxid, result })
+        if let Some(w) = self.waiters.remove(&(node, request)) {
+            if let Waiter::Client(c) = w {
+                self.replied(c, node);
             }
-            Some(w) => {
-                if let Waiter::Client(c) = w {
-                    self.replied(c, node);
-                }
-                self.complete(w, node, zxid, result);
-            }
-            None => {}
+            self.complete(w, node, request, PortOutcome::Reply { zxid, result });
         }
     }
 
-    fn complete(
-        &mut self,
-        waiter: Waiter,
-        node: u64,
-        zxid: Zxid,
-        result: Result<Response, KeeperError>,
-    ) {
+    /// Request `request` to `node` ended: a port's client is told exactly how; the
+    /// simulation's own clients and the probe see a refused or lost connection as
+    /// `connection_loss`, indeterminate (a refused connection is definite in reality, but a
+    /// client cannot always tell: the conservative choice).
+    fn complete(&mut self, waiter: Waiter, node: u64, request: u64, outcome: PortOutcome) {
+        let (zxid, result) = match (waiter, outcome) {
+            (Waiter::Port, outcome) => return self.port_done(request, node, outcome),
+            (_, PortOutcome::Reply { zxid, result }) => (zxid, result),
+            (_, PortOutcome::Refused) => (
+                0,
+                Err(KeeperError::new(
+                    ErrorCode::ConnectionLoss,
+                    "connection refused",
+                )),
+            ),
+            (_, PortOutcome::Lost) => (
+                0,
+                Err(KeeperError::new(ErrorCode::ConnectionLoss, "node crashed")),
+            ),
+        };
         match waiter {
             Waiter::Client(c) => self.client_complete(c, node, zxid, result),
             Waiter::Probe => self.probe_complete(result),
-            // Port requests end through `port_done`, where the request id is known.
-            Waiter::Port => unreachable!("a port request completes through port_done"),
+            Waiter::Port => {}
         }
     }
 
@@ -1767,8 +1748,9 @@ impl Sim {
         }
     }
 
-    /// After the heal: elect, write, read, converge, all within `RECOVERY_BOUND_MS`.
-    fn liveness(&mut self) -> Recovery {
+    /// After the heal: elect, write, read, converge, all within `RECOVERY_BOUND_MS`. Steps
+    /// time itself; a port's requests go on meanwhile.
+    pub fn liveness(&mut self) -> Recovery {
         let healed_at = self.elapsed_ns();
         let start = self.now;
         let mut rec = Recovery {
@@ -1993,9 +1975,9 @@ pub fn run_seed(cfg: &SimConfig) -> SimOutcome {
     sim.faults = true;
     let fault_ms = sim.swarm.fault_ms;
     sim.run_for(fault_ms, true);
-    sim.heal_all();
+    sim.heal();
     let recovery = sim.liveness();
     sim.quiet_workload();
     let history = std::mem::take(&mut sim.history);
-    sim.outcome(history, "register", recovery)
+    sim.finish(history, "register", recovery)
 }

@@ -15,7 +15,7 @@ use checker::CheckOptions;
 use checker::history::Event;
 use checker::liveness::Recovery;
 use keeper::api::{KeeperError, SessionId, WatchEvent, Zxid};
-use keeper::core::{ClientRequest, Response};
+use keeper::core::{ClientRequest, Output, Response};
 
 /// One request through the port, as the driver tells its replies apart.
 pub type Ticket = u64;
@@ -103,18 +103,6 @@ impl Sim {
         self.faults = true;
     }
 
-    /// Ends every fault (heals the network, restarts and resumes every node) and draws no more.
-    pub fn heal(&mut self) {
-        self.heal_all();
-    }
-
-    /// The liveness phase (after [`Sim::heal`]): steps time itself until the cluster elected,
-    /// acknowledged a probe write, served a linearizable read and converged, or the bound ran
-    /// out. The port's requests go on meanwhile.
-    pub fn check_liveness(&mut self) -> Recovery {
-        self.liveness()
-    }
-
     /// Sends `body` to `node` from a client connected to it.
     pub fn submit(&mut self, node: u64, body: ClientRequest) -> Ticket {
         self.request(node, Waiter::Port, body)
@@ -125,10 +113,30 @@ impl Sim {
         self.port.as_mut().map(std::mem::take).unwrap_or_default()
     }
 
-    /// Checks the seed with `workload`'s checkers over `history` (recorded by the port's
-    /// clients on the simulation's clock), the status samples and `recovery`.
-    pub fn finish(self, history: Vec<Event>, workload: &str, recovery: Recovery) -> SimOutcome {
-        self.outcome(history, workload, recovery)
+    /// What `node` sends a session's event stream, to the port.
+    pub(crate) fn send_to_port(&mut self, node: u64, output: Output) {
+        let msg = match output {
+            Output::Event { session, event } => PortMsg::Watch {
+                node,
+                session,
+                event,
+            },
+            Output::SessionEnded {
+                session,
+                expired,
+                zxid,
+            } => PortMsg::SessionEnded {
+                node,
+                session,
+                expired,
+                zxid,
+            },
+            Output::WatchesLost { session } => PortMsg::WatchesLost { node, session },
+            Output::Send { .. } | Output::Reply { .. } => return,
+        };
+        if let Some(port) = self.port.as_mut() {
+            port.push(msg);
+        }
     }
 
     pub(crate) fn port_done(&mut self, ticket: Ticket, node: u64, outcome: PortOutcome) {
@@ -141,13 +149,10 @@ impl Sim {
         }
     }
 
-    /// The checks of a seed, and its outcome.
-    pub(crate) fn outcome(
-        self,
-        history: Vec<Event>,
-        workload: &str,
-        recovery: Recovery,
-    ) -> SimOutcome {
+    /// Checks the seed with `workload`'s checkers over `history` (the simulation's own clients',
+    /// or recorded by the port's clients on the simulation's clock), the status samples and
+    /// `recovery`: the seed's outcome.
+    pub fn finish(self, history: Vec<Event>, workload: &str, recovery: Recovery) -> SimOutcome {
         let opts = CheckOptions {
             time_limit: Some(std::time::Duration::from_secs(CHECK_TIME_LIMIT_S)),
             threads: Some(1),

@@ -7,13 +7,7 @@ use sim::{SimConfig, run_seed};
 fn config(seed: u64) -> SimConfig {
     SimConfig {
         seed,
-        nodes: None,
-        bug: None,
-        lossy_links: false,
-        clocks: None,
-        disks: None,
-        snapshots: None,
-        trace: false,
+        ..SimConfig::default()
     }
 }
 

@@ -467,14 +467,7 @@ impl Core {
                     timeout_ms,
                 } => self.on_session_created(*session, *timeout_ms),
                 Outcome::SessionClosed { session, expired } => {
-                    self.watches.remove_session(*session);
-                    self.touched.remove(session);
-                    self.on_session_closed(*session);
-                    self.out.after_persist.push(Output::SessionEnded {
-                        session: *session,
-                        expired: *expired,
-                        zxid,
-                    });
+                    self.session_ended(*session, *expired, zxid)
                 }
                 _ => {}
             }
@@ -765,6 +758,19 @@ impl Core {
         }
     }
 
+    /// `session` is gone at `zxid` (`expired`, else closed): its watches and what this node
+    /// kept for it go, and its event stream is told.
+    fn session_ended(&mut self, session: SessionId, expired: bool, zxid: Zxid) {
+        self.watches.remove_session(session);
+        self.touched.remove(&session);
+        self.on_session_closed(session);
+        self.out.after_persist.push(Output::SessionEnded {
+            session,
+            expired,
+            zxid,
+        });
+    }
+
     /// A SNAP sync replaced the tree (`before` was it): the changes in between were never
     /// applied one by one, so no watch fired for them and no session that ended meanwhile was
     /// told. Every session with watches here loses them and is told so; every session the new
@@ -776,13 +782,7 @@ impl Core {
         let watched: BTreeSet<SessionId> = self.watches.armed().into_iter().map(|w| w.2).collect();
         for (session, _) in before.sessions() {
             if self.tree.session(session).is_none() {
-                self.watches.remove_session(session);
-                self.touched.remove(&session);
-                self.out.after_persist.push(Output::SessionEnded {
-                    session,
-                    expired: true,
-                    zxid,
-                });
+                self.session_ended(session, true, zxid);
             }
         }
         for session in watched {

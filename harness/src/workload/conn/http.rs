@@ -4,13 +4,12 @@
 
 use super::{
     Children, ConnError, ConnEvent, Created, Data, EVENT_RECONNECT_MS, Existence,
-    SESSION_TIMEOUT_MS, SessionEnd, WatchFired, Written,
+    SESSION_TIMEOUT_MS, SessionEnd, WatchFired, Written, check_and_set_ops, written_by_multi,
 };
 use keeper_client::{NodeClient, StreamEvent};
 use keeper_wire::{
     Consistency, CreateMode, CreateRequest, CreateSessionRequest, DeleteRequest, ErrorCode,
-    HeartbeatRequest, MultiRequest, Op as TxnOp, OpResult, ReadRequest, SessionId, SetDataRequest,
-    Zxid,
+    HeartbeatRequest, MultiRequest, ReadRequest, SessionId, SetDataRequest, Zxid,
 };
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -227,36 +226,11 @@ impl HttpConn {
         let req = MultiRequest {
             session: self.session,
             last_zxid: self.last_zxid(),
-            ops: vec![
-                TxnOp::Check {
-                    path: check.to_string(),
-                    version: keeper_wire::ANY_VERSION,
-                },
-                TxnOp::SetData {
-                    path: path.to_string(),
-                    data: data.to_string(),
-                    version,
-                },
-            ],
+            ops: check_and_set_ops(check, path, data, version),
         };
         let r = self.node.multi(&req).await?;
         self.saw(r.zxid);
-        let stat = r.results.iter().find_map(|r| match r {
-            OpResult::SetData { stat } => Some(stat.clone()),
-            _ => None,
-        });
-        match stat {
-            Some(stat) => Ok(Written {
-                stat,
-                zxid: Some(r.zxid),
-            }),
-            // Applied (the multi succeeded) but the reply lacks its result: the outcome is
-            // known to the server only.
-            None => Err(ConnError::indeterminate(
-                ErrorCode::Internal,
-                "a multi reply without its setData result",
-            )),
-        }
+        written_by_multi(r.results, r.zxid)
     }
 
     /// Streams the session's events into `sink` until the session ends or the connection is

@@ -11,13 +11,15 @@ mod simulated;
 mod zk;
 
 pub use observer::Observer;
-pub use simulated::{SimLink, node_id as sim_node_id};
+pub use simulated::SimLink;
 
 use super::{Env, Node};
 use crate::client::Completion;
 use crate::config::Protocol;
 use futures::FutureExt;
-use keeper_wire::{Consistency, CreateMode, ErrorCode, EventKind, Stat, Zxid};
+use keeper_wire::{
+    Consistency, CreateMode, ErrorCode, EventKind, Op as TxnOp, OpResult, Stat, Zxid,
+};
 use std::time::Duration;
 
 /// Session timeout every process asks for. Long enough to survive a short pause of its node's
@@ -302,6 +304,41 @@ impl Conn {
             Transport::Zk(c) => c.spawn_events(sink),
             Transport::Sim(c) => c.spawn_events(sink),
         }
+    }
+}
+
+/// The operations of [`Conn::check_and_set_data`]'s multi, for the transports that build one.
+fn check_and_set_ops(check: &str, path: &str, data: &str, version: i32) -> Vec<TxnOp> {
+    vec![
+        TxnOp::Check {
+            path: check.to_string(),
+            version: keeper_wire::ANY_VERSION,
+        },
+        TxnOp::SetData {
+            path: path.to_string(),
+            data: data.to_string(),
+            version,
+        },
+    ]
+}
+
+/// What a [`check_and_set_ops`] multi that succeeded wrote: its setData's Stat.
+fn written_by_multi(results: Vec<OpResult>, zxid: Zxid) -> Result<Written, ConnError> {
+    let stat = results.into_iter().find_map(|r| match r {
+        OpResult::SetData { stat } => Some(stat),
+        _ => None,
+    });
+    match stat {
+        Some(stat) => Ok(Written {
+            stat,
+            zxid: Some(zxid),
+        }),
+        // Applied (the multi succeeded) but the reply lacks its result: the outcome is known
+        // to the server only.
+        None => Err(ConnError::indeterminate(
+            ErrorCode::Internal,
+            "a multi reply without its setData result",
+        )),
     }
 }
 

@@ -7,13 +7,11 @@
 
 use super::{
     Children, ConnError, ConnEvent, Created, Data, Existence, SESSION_TIMEOUT_MS, SessionEnd,
-    WatchFired, Written,
+    WatchFired, Written, check_and_set_ops, written_by_multi,
 };
 use ::sim::{ClientRequest, PortMsg, PortOutcome, Read, Response, Sim, Ticket};
 use keeper_client::Error as ClientError;
-use keeper_wire::{
-    ANY_VERSION, Consistency, CreateMode, ErrorCode, Op as TxnOp, OpResult, SessionId, Zxid,
-};
+use keeper_wire::{Consistency, CreateMode, ErrorCode, Op as TxnOp, SessionId, Zxid};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -96,16 +94,15 @@ impl SimLink {
                     node,
                     session,
                     event,
-                } => {
-                    let sink = self.lock().sinks.get(&(node, session)).cloned();
-                    if let Some(sink) = sink {
-                        sink(ConnEvent::Watch(WatchFired {
-                            kind: event.kind,
-                            path: event.path,
-                            zxid: Some(event.zxid),
-                        }));
-                    }
-                }
+                } => self.tell(
+                    node,
+                    session,
+                    ConnEvent::Watch(WatchFired {
+                        kind: event.kind,
+                        path: event.path,
+                        zxid: Some(event.zxid),
+                    }),
+                ),
                 PortMsg::SessionEnded {
                     node,
                     session,
@@ -123,10 +120,7 @@ impl SimLink {
                 }
                 // As the HTTP transport takes an `overflow` event.
                 PortMsg::WatchesLost { node, session } => {
-                    let sink = self.lock().sinks.get(&(node, session)).cloned();
-                    if let Some(sink) = sink {
-                        sink(ConnEvent::Disconnected);
-                    }
+                    self.tell(node, session, ConnEvent::Disconnected)
                 }
                 PortMsg::NodeDown { node } => {
                     let sinks: Vec<Sink> = self
@@ -141,6 +135,15 @@ impl SimLink {
                     }
                 }
             }
+        }
+    }
+
+    /// Passes `event` to the sink of `session` on `node`, if it has one (outside the lock: a
+    /// sink records through the recorder).
+    fn tell(&self, node: u64, session: SessionId, event: ConnEvent) {
+        let sink = self.lock().sinks.get(&(node, session)).cloned();
+        if let Some(sink) = sink {
+            sink(event);
         }
     }
 
@@ -169,11 +172,6 @@ impl SimLink {
             .ok()
             .map(|m| m.into_inner().unwrap_or_else(|p| p.into_inner()).sim)
     }
-}
-
-/// A node's id from its name (`n3` is 3), as the simulation numbers them.
-pub fn node_id(name: &str) -> Option<u64> {
-    name.strip_prefix('n')?.parse().ok()
 }
 
 pub(super) struct SimConn {
@@ -245,7 +243,8 @@ impl SimConn {
         name: &str,
         op_timeout: Duration,
     ) -> Result<SimConn, String> {
-        let node = node_id(name).ok_or_else(|| format!("{name} is not a simulated node"))?;
+        let node =
+            cluster::node_id(name).ok_or_else(|| format!("{name} is not a simulated node"))?;
         let url = format!("sim://{name}");
         let body = ClientRequest::CreateSession {
             timeout_ms: SESSION_TIMEOUT_MS,
@@ -474,36 +473,11 @@ impl SimConn {
         let body = ClientRequest::Multi {
             session: self.session,
             last_zxid: self.last_zxid(),
-            ops: vec![
-                TxnOp::Check {
-                    path: check.to_string(),
-                    version: ANY_VERSION,
-                },
-                TxnOp::SetData {
-                    path: path.to_string(),
-                    data: data.to_string(),
-                    version,
-                },
-            ],
+            ops: check_and_set_ops(check, path, data, version),
         };
-        let (zxid, response) = self.request(body).await?;
-        let Response::Multi { results } = response else {
-            return Err(unexpected(response));
-        };
-        let stat = results.into_iter().find_map(|r| match r {
-            OpResult::SetData { stat } => Some(stat),
-            _ => None,
-        });
-        match stat {
-            Some(stat) => Ok(Written {
-                stat,
-                zxid: Some(zxid),
-            }),
-            // As the HTTP transport: applied, but the reply lacks the result.
-            None => Err(ConnError::indeterminate(
-                ErrorCode::Internal,
-                "a multi reply without its setData result",
-            )),
+        match self.request(body).await? {
+            (zxid, Response::Multi { results }) => written_by_multi(results, zxid),
+            (_, other) => Err(unexpected(other)),
         }
     }
 
