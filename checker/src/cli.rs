@@ -33,6 +33,13 @@ pub struct CheckArgs {
     /// Write the counterexample page (if there is a violation) to this file.
     #[arg(long)]
     pub html: Option<PathBuf>,
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
+
+/// The search's limits, as `check` and `bench-checker` take them.
+#[derive(clap::Args, Debug, Clone)]
+pub struct LimitArgs {
     /// Give up (verdict unknown) after this many seconds.
     #[arg(long, default_value_t = DEFAULT_TIME_LIMIT_S)]
     pub time_limit: u64,
@@ -44,19 +51,27 @@ pub struct CheckArgs {
     pub threads: Option<usize>,
 }
 
-impl CheckArgs {
-    pub fn options(&self) -> CheckOptions {
+impl LimitArgs {
+    /// Check options with these limits, the model and initial value as given.
+    fn options(&self, model: Option<ModelKind>, initial: Value) -> CheckOptions {
         CheckOptions {
-            model: self.model,
-            initial: self
-                .initial
-                .as_deref()
-                .map(|s| serde_json::from_str(s).unwrap_or_else(|_| Value::String(s.to_string())))
-                .unwrap_or(Value::Null),
+            model,
+            initial,
             time_limit: Some(Duration::from_secs(self.time_limit)),
             memory_limit_bytes: Some(self.memory_limit << 20),
             threads: self.threads,
         }
+    }
+}
+
+impl CheckArgs {
+    pub fn options(&self) -> CheckOptions {
+        let initial = self
+            .initial
+            .as_deref()
+            .map(|s| serde_json::from_str(s).unwrap_or_else(|_| Value::String(s.to_string())))
+            .unwrap_or(Value::Null);
+        self.limits.options(self.model, initial)
     }
 }
 
@@ -302,12 +317,8 @@ pub struct BenchArgs {
     /// `znode` or `cas-register`.
     #[arg(long, value_enum, default_value_t = ModelKind::Znode)]
     pub model: ModelKind,
-    #[arg(long, default_value_t = DEFAULT_TIME_LIMIT_S)]
-    pub time_limit: u64,
-    #[arg(long, default_value_t = DEFAULT_MEMORY_LIMIT_MIB)]
-    pub memory_limit: u64,
-    #[arg(long)]
-    pub threads: Option<usize>,
+    #[command(flatten)]
+    pub limits: LimitArgs,
     /// Also write the generated history here (JSON lines).
     #[arg(long)]
     pub write: Option<PathBuf>,
@@ -408,13 +419,7 @@ fn bench_one(args: &BenchArgs) -> i32 {
 }
 
 fn bench_options(args: &BenchArgs) -> CheckOptions {
-    CheckOptions {
-        model: Some(args.model),
-        initial: Value::Null,
-        time_limit: Some(Duration::from_secs(args.time_limit)),
-        memory_limit_bytes: Some(args.memory_limit << 20),
-        threads: args.threads,
-    }
+    args.limits.options(Some(args.model), Value::Null)
 }
 
 /// `bench-checker --streamed`: the history goes to a file as it is generated and is checked
@@ -513,9 +518,7 @@ fn bench_report(args: &BenchArgs, v: &RunVerdict, check_s: f64) -> i32 {
             println!("  slowest keys: {slow}");
         }
     }
-    let threads = opts
-        .threads
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let threads = opts.limits().threads(usize::MAX);
     println!(
         "checked in {check_s:.2} s on {threads} threads; peak memory (VmHWM) {} MiB; verdict {}",
         peak_rss_kib().map_or("?".into(), |k| (k / 1024).to_string()),

@@ -36,6 +36,17 @@ pub struct CheckOptions {
     pub threads: Option<usize>,
 }
 
+impl CheckOptions {
+    /// The linearizability search's limits.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            time_limit: self.time_limit,
+            memory_limit_bytes: self.memory_limit_bytes,
+            threads: self.threads,
+        }
+    }
+}
+
 impl Default for CheckOptions {
     fn default() -> Self {
         CheckOptions {
@@ -103,11 +114,7 @@ fn linearizability(
     kind: ModelKind,
     opts: &CheckOptions,
 ) -> Result<CheckerResult, TranslateError> {
-    let limits = Limits {
-        time_limit: opts.time_limit,
-        memory_limit_bytes: opts.memory_limit_bytes,
-        threads: opts.threads,
-    };
+    let limits = opts.limits();
     fn go<M: Model>(m: &M, ops: &[Op<'_>], l: &Limits) -> Result<CheckerResult, TranslateError> {
         linear::check(m, ops, l)
     }

@@ -489,11 +489,7 @@ fn search_spilled(
     stats: &mut StreamStats,
 ) -> Result<CheckerResult, CheckError> {
     let started = Instant::now();
-    let limits = Limits {
-        time_limit: opts.time_limit,
-        memory_limit_bytes: opts.memory_limit_bytes,
-        threads: opts.threads,
-    };
+    let limits = opts.limits();
     let initial = opts.initial.clone();
     let mut files = Vec::new();
     for (w, keys) in scan.spill.iter_mut().zip(&scan.spill_keys) {

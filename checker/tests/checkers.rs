@@ -581,9 +581,11 @@ fn results_directory_and_exit_codes() {
         initial: None,
         json: true,
         html: None,
-        time_limit: 60,
-        memory_limit: 512,
-        threads: Some(1),
+        limits: checker::cli::LimitArgs {
+            time_limit: 60,
+            memory_limit: 512,
+            threads: Some(1),
+        },
     };
     assert_eq!(checker::cli::run(&args(dir.path())), 0);
     // A planted violation: exit 1, and the page is written.

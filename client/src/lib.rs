@@ -16,11 +16,13 @@
 pub mod error;
 pub mod node;
 pub mod recipes;
+mod request;
 pub mod session;
 pub mod status;
 
 pub use error::{Error, Result};
 pub use keeper_wire as api;
 pub use node::{EventStream, NodeClient, StreamEvent};
+pub use request::normalize_url;
 pub use recipes::{LeaderElection, Lock};
 pub use session::{ClientConfig, Event, Session, SessionState};

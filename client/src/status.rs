@@ -9,7 +9,7 @@ use keeper_wire::{DigestReply, Status};
 use reqwest::Method;
 
 use crate::error::{Error, Result};
-use crate::node::{normalize_url, request};
+use crate::request::{normalize_url, request};
 
 /// Longest a one-off `/status` or `/v1/digest` question may take (who leads? does every node
 /// serve? which zxid has each applied?): a paused or cut-off node never answers, and the

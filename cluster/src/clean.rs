@@ -182,30 +182,16 @@ fn mounts() -> Vec<(RunTag, std::path::PathBuf)> {
         .collect()
 }
 
-/// lazyfs control sockets `<registry>/<tag>-n<i>.lazyfs.sock`.
-fn lazyfs_sockets() -> Vec<(RunTag, std::path::PathBuf)> {
+/// Per-node files a run keeps in the registry, `<registry>/<tag>-n<i><suffix>`: lazyfs control
+/// sockets (`.lazyfs.sock`) and libfaketime control files ([`crate::clock::CONTROL_SUFFIX`]).
+fn registry_files(suffix: &str) -> Vec<(RunTag, std::path::PathBuf)> {
     let Ok(dir) = std::fs::read_dir(ledger::registry_dir()) else {
         return Vec::new();
     };
     dir.flatten()
         .filter_map(|e| {
             let name = e.file_name().into_string().ok()?;
-            let stem = name.strip_suffix(".lazyfs.sock")?;
-            let (tag, _) = stem.rsplit_once("-n")?;
-            Some((RunTag::parse(tag)?, e.path()))
-        })
-        .collect()
-}
-
-/// libfaketime control files `<registry>/<tag>-n<i>.faketime`.
-fn clock_files() -> Vec<(RunTag, std::path::PathBuf)> {
-    let Ok(dir) = std::fs::read_dir(ledger::registry_dir()) else {
-        return Vec::new();
-    };
-    dir.flatten()
-        .filter_map(|e| {
-            let name = e.file_name().into_string().ok()?;
-            let stem = name.strip_suffix(crate::clock::CONTROL_SUFFIX)?;
+            let stem = name.strip_suffix(suffix)?;
             let (tag, _) = stem.rsplit_once("-n")?;
             Some((RunTag::parse(tag)?, e.path()))
         })
@@ -320,7 +306,7 @@ pub async fn list_leftovers() -> Leftovers {
             .map(|(tag, point)| format!("{}-n? on {}", tag.prefix(), point.display())),
     );
     found.clock_files.extend(
-        clock_files()
+        registry_files(crate::clock::CONTROL_SUFFIX)
             .into_iter()
             .map(|(_, path)| path.display().to_string()),
     );
@@ -398,7 +384,7 @@ pub async fn clean_leftovers(options: &CleanOptions) -> CleanReport {
             Err(e) => report.errors.push(e.to_string()),
         }
     }
-    for (tag, socket) in lazyfs_sockets().into_iter().filter(|(t, _)| dead(t)) {
+    for (tag, socket) in registry_files(crate::lazyfs::SOCKET_SUFFIX).into_iter().filter(|(t, _)| dead(t)) {
         if std::fs::remove_file(&socket).is_ok() {
             report
                 .removed
@@ -406,7 +392,7 @@ pub async fn clean_leftovers(options: &CleanOptions) -> CleanReport {
         }
     }
 
-    for (tag, file) in clock_files().into_iter().filter(|(t, _)| dead(t)) {
+    for (tag, file) in registry_files(crate::clock::CONTROL_SUFFIX).into_iter().filter(|(t, _)| dead(t)) {
         if std::fs::remove_file(&file).is_ok() {
             report
                 .removed

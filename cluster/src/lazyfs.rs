@@ -29,10 +29,13 @@ pub fn mount_name(tag: &RunTag, node: NodeId) -> String {
     format!("{}-n{node}", tag.prefix())
 }
 
+/// What a control socket's name ends with (`clean` finds a killed run's sockets by it).
+pub const SOCKET_SUFFIX: &str = ".lazyfs.sock";
+
 /// The daemon's control socket. Kept short and out of the run directory: a unix socket path has
 /// at most 107 bytes.
 pub fn socket_path(tag: &RunTag, node: NodeId) -> PathBuf {
-    crate::ledger::registry_dir().join(format!("{tag}-n{node}.lazyfs.sock"))
+    crate::ledger::registry_dir().join(format!("{tag}-n{node}{SOCKET_SUFFIX}"))
 }
 
 /// Why lazyfs mounts cannot be made here, in one line (see `lazyfs::missing_prerequisite`).

@@ -10,16 +10,13 @@
 //! `-m comment --comment schism-<tag>` so `clean` can find it.
 
 use crate::host::{self, argv, run, run_ok};
-use crate::lazyfs::Disks;
-use crate::ledger::{self, Ledger};
-use crate::process::{self, Launch, Supervisor};
+use crate::ledger::{self, Ledger, LedgerData};
+use crate::process::{Placement, ProcessCluster};
 use crate::{
-    Backend, BackendKind, CLIENT_PORT, ClusterSpec, CommandRecord, NodeAddr, NodeId, NodeState,
-    PEER_PORT, Result, RunTag, ZK_CLIENT_PORT, check_node, fnv1a, node_name,
+    BackendKind, CLIENT_PORT, ClusterSpec, CommandRecord, NodeAddr, NodeId, PEER_PORT, Result,
+    RunTag, ZK_CLIENT_PORT, fnv1a, node_name,
 };
 use std::net::Ipv4Addr;
-use std::path::Path;
-use std::sync::Mutex;
 
 /// The host's address on a run's bridge.
 pub const HOST_OCTET: u8 = 254;
@@ -55,54 +52,40 @@ fn forward_rule(tag: &RunTag) -> Vec<String> {
     ])
 }
 
-pub struct NetnsCluster {
-    spec: ClusterSpec,
+/// The netns backend's placement: a namespace per node, veth pairs to a bridge of the run's
+/// own, and the host rule that lets the bridge forward.
+pub struct Namespaces {
     tag: RunTag,
-    supervisor: Supervisor,
-    ledger: Ledger,
-    disks: Disks,
-    addrs: Mutex<Vec<NodeAddr>>,
 }
 
-impl NetnsCluster {
-    pub fn new(spec: ClusterSpec) -> NetnsCluster {
-        let tag = spec.tag();
-        NetnsCluster {
-            supervisor: Supervisor::new(spec.nodes, tag.as_str()),
-            ledger: Ledger::new(
-                &tag,
-                &spec.run_id,
-                BackendKind::Netns,
-                spec.base_dir.clone(),
-            ),
-            disks: Disks::new(&spec),
-            addrs: Mutex::new(Vec::new()),
-            tag,
-            spec,
-        }
-    }
+pub type NetnsCluster = ProcessCluster<Namespaces>;
 
-    /// The harness's address on the run's bridge (valid after `setup`).
-    pub fn host_ip(&self) -> Option<Ipv4Addr> {
-        self.ledger
-            .snapshot()
-            .subnet
-            .map(|s| Ipv4Addr::new(s[0], s[1], s[2], HOST_OCTET))
-    }
-
+impl Namespaces {
     fn in_ns(&self, node: NodeId, cmd: &[&str]) -> Vec<String> {
         let mut v = argv(&["ip", "netns", "exec", &namespace_name(&self.tag, node)]);
         v.extend(cmd.iter().map(|s| s.to_string()));
         v
     }
+}
 
-    fn launch(&self, node: NodeId) -> Result<Launch> {
-        // `ip netns exec` execs the program after setns, so the child's pid is the node's own
-        // (keeperd or the JVM) and signals to its process group reach it directly.
-        Launch::new(&self.spec, node, &self.addrs(), self.in_ns(node, &[]))
+impl Placement for Namespaces {
+    const KIND: BackendKind = BackendKind::Netns;
+
+    fn new(spec: &ClusterSpec) -> Namespaces {
+        Namespaces { tag: spec.tag() }
     }
 
-    async fn create_network(&self) -> Result<()> {
+    fn wrapper(&self, node: NodeId) -> Vec<String> {
+        self.in_ns(node, &[])
+    }
+
+    async fn run_on_node(&self, node: NodeId, cmd: &[String]) -> Result<CommandRecord> {
+        let mut full = self.in_ns(node, &[]);
+        full.extend(cmd.iter().cloned());
+        run(&full).await
+    }
+
+    async fn place(&self, spec: &ClusterSpec, ledger: &Ledger) -> Result<Vec<NodeAddr>> {
         let taken: Vec<[u8; 3]> = ledger::read_all()
             .into_iter()
             .filter(|l| l.tag != self.tag.0)
@@ -113,7 +96,7 @@ impl NetnsCluster {
         let net = host::choose_subnet(seed, &used, &taken)?;
         let br = bridge_name(&self.tag);
         let rule = forward_rule(&self.tag);
-        self.ledger.update(|l| {
+        ledger.update(|l| {
             l.subnet = Some(net);
             l.links.push(br.clone());
             l.host_rules.push(rule.clone());
@@ -136,11 +119,11 @@ impl NetnsCluster {
         run_ok(&insert).await?;
 
         let mut addrs = Vec::new();
-        for node in self.spec.node_ids() {
+        for node in spec.node_ids() {
             let ns = namespace_name(&self.tag, node);
             let host_end = veth_host_name(&self.tag, node);
             let peer_end = veth_peer_name(&self.tag, node);
-            self.ledger.update(|l| {
+            ledger.update(|l| {
                 l.namespaces.push(ns.clone());
                 l.links.push(host_end.clone());
                 l.links.push(peer_end.clone());
@@ -175,11 +158,31 @@ impl NetnsCluster {
                 client_port: CLIENT_PORT,
                 peer_port: PEER_PORT,
                 zk_port: ZK_CLIENT_PORT,
-                system: self.spec.system,
+                system: spec.system,
             });
         }
-        *self.addrs.lock().unwrap_or_else(|p| p.into_inner()) = addrs;
-        Ok(())
+        Ok(addrs)
+    }
+
+    async fn remove(&self, recorded: &LedgerData) -> Result<()> {
+        let mut first_error = None;
+        for ns in &recorded.namespaces {
+            if let Err(e) = remove_namespace(ns).await {
+                first_error.get_or_insert(e);
+            }
+        }
+        // The bridge last: its ports are gone with the namespaces' veth ends.
+        for link in recorded.links.iter().rev() {
+            if let Err(e) = remove_link(link).await {
+                first_error.get_or_insert(e);
+            }
+        }
+        for rule in &recorded.host_rules {
+            if let Err(e) = remove_host_rule(rule).await {
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
     }
 }
 
@@ -244,97 +247,4 @@ pub(crate) async fn remove_host_rule(rule: &[String]) -> Result<()> {
         run_ok(&delete).await?;
     }
     Ok(())
-}
-
-impl Backend for NetnsCluster {
-    fn kind(&self) -> BackendKind {
-        BackendKind::Netns
-    }
-    fn spec(&self) -> &ClusterSpec {
-        &self.spec
-    }
-    fn addrs(&self) -> Vec<NodeAddr> {
-        self.addrs.lock().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-
-    async fn setup(&self) -> Result<()> {
-        self.ledger.update(|_| {})?;
-        self.create_network().await?;
-        self.disks.setup(&self.spec, &self.ledger).await?;
-        crate::clock::register(&self.spec, &self.ledger)?;
-        for node in self.spec.node_ids() {
-            self.start(node).await?;
-        }
-        Ok(())
-    }
-
-    async fn start(&self, node: NodeId) -> Result<()> {
-        check_node(&self.spec, node)?;
-        let launch = self.launch(node)?;
-        self.supervisor.start(node, launch).await
-    }
-    async fn stop(&self, node: NodeId) -> Result<()> {
-        self.supervisor.stop(node).await
-    }
-    async fn kill(&self, node: NodeId) -> Result<()> {
-        self.supervisor.kill(node).await
-    }
-    async fn pause(&self, node: NodeId) -> Result<()> {
-        self.supervisor.pause(node).await
-    }
-    async fn resume(&self, node: NodeId) -> Result<()> {
-        self.supervisor.resume(node).await
-    }
-    async fn wipe(&self, node: NodeId) -> Result<()> {
-        self.supervisor.wipe(&self.spec, node).await
-    }
-    async fn state(&self, node: NodeId) -> Result<NodeState> {
-        self.supervisor.state(node).await
-    }
-    async fn collect_logs(&self, dir: &Path) -> Result<()> {
-        process::collect_logs(&self.spec, dir)
-    }
-    async fn lose_unsynced(&self, node: NodeId) -> Result<String> {
-        check_node(&self.spec, node)?;
-        let state = self.supervisor.state(node).await?;
-        self.disks.lose_unsynced(node, state).await
-    }
-    async fn run_on_node(&self, node: NodeId, cmd: &[String]) -> Result<CommandRecord> {
-        check_node(&self.spec, node)?;
-        let mut full = self.in_ns(node, &[]);
-        full.extend(cmd.iter().cloned());
-        run(&full).await
-    }
-
-    async fn teardown(&self) -> Result<()> {
-        self.supervisor.kill_all().await;
-        let recorded = self.ledger.snapshot();
-        let mut first_error = self.disks.teardown(&recorded.mounts).await.err();
-        if let Err(e) = crate::clock::remove(&recorded.clock_files) {
-            first_error.get_or_insert(e);
-        }
-        for ns in &recorded.namespaces {
-            if let Err(e) = remove_namespace(ns).await {
-                first_error.get_or_insert(e);
-            }
-        }
-        // The bridge last: its ports are gone with the namespaces' veth ends.
-        for link in recorded.links.iter().rev() {
-            if let Err(e) = remove_link(link).await {
-                first_error.get_or_insert(e);
-            }
-        }
-        for rule in &recorded.host_rules {
-            if let Err(e) = remove_host_rule(rule).await {
-                first_error.get_or_insert(e);
-            }
-        }
-        match first_error {
-            None => {
-                self.ledger.remove();
-                Ok(())
-            }
-            Some(e) => Err(e),
-        }
-    }
 }

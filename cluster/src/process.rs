@@ -1,16 +1,21 @@
-//! Node processes of the local and netns backends: each in its own process group (so a signal
+//! The process backends (local and netns): one [`ProcessCluster`] over a [`Placement`] that
+//! says where the nodes live. Node processes run each in its own process group (so a signal
 //! reaches everything the node started, a JVM's threads included), output appended to the
 //! node's log ([`crate::ClusterSpec::node_log`]), pid next to it, and the run tag in its
 //! environment for `clean`.
 
+use crate::lazyfs::Disks;
+use crate::ledger::{Ledger, LedgerData};
 use crate::system::NodeFile;
 use crate::{
-    ClusterError, ClusterSpec, NodeAddr, NodeId, NodeState, RUN_ENV, Result, STOP_GRACE_MS,
+    Backend, BackendKind, ClusterError, ClusterSpec, CommandRecord, NodeAddr, NodeId, NodeState,
+    RUN_ENV, Result, STOP_GRACE_MS, check_node,
 };
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::Mutex as SyncMutex;
 use std::time::Duration;
 use tokio::process::{Child, Command};
 use tokio::sync::Mutex;
@@ -289,4 +294,145 @@ pub fn copy_log(from: &Path, to: &Path) -> Result<()> {
     std::fs::copy(from, to)
         .map(|_| ())
         .map_err(|e| ClusterError::io(format!("copying {}", from.display()), e))
+}
+
+/// Where a process backend's nodes live, and what it creates for them: loopback addresses
+/// (local: nothing to create, no network faults) or a network namespace per node on a bridge
+/// (netns). Everything else (the processes, their disks and clock files, the ledger) is the
+/// same for both and lives in [`ProcessCluster`].
+pub trait Placement: Send + Sync + Sized {
+    const KIND: BackendKind;
+    fn new(spec: &ClusterSpec) -> Self;
+    /// Chooses the nodes' addresses, creating their network first where there is one. Each
+    /// object is in the ledger before it exists.
+    fn place(
+        &self,
+        spec: &ClusterSpec,
+        ledger: &Ledger,
+    ) -> impl Future<Output = Result<Vec<NodeAddr>>> + Send;
+    /// What a command on the node runs behind (`ip netns exec NS`; nothing on loopback).
+    fn wrapper(&self, node: NodeId) -> Vec<String>;
+    /// Runs `argv` where the node lives (the nemesis's iptables and tc commands).
+    fn run_on_node(
+        &self,
+        node: NodeId,
+        argv: &[String],
+    ) -> impl Future<Output = Result<CommandRecord>> + Send;
+    /// Removes what `place` created, as the ledger recorded it; tries every removal and
+    /// returns the first error.
+    fn remove(&self, recorded: &LedgerData) -> impl Future<Output = Result<()>> + Send;
+}
+
+/// A cluster of node processes on this host, placed by `P`.
+pub struct ProcessCluster<P> {
+    spec: ClusterSpec,
+    placement: P,
+    supervisor: Supervisor,
+    ledger: Ledger,
+    disks: Disks,
+    addrs: SyncMutex<Vec<NodeAddr>>,
+}
+
+impl<P: Placement> ProcessCluster<P> {
+    pub fn new(spec: ClusterSpec) -> ProcessCluster<P> {
+        let tag = spec.tag();
+        ProcessCluster {
+            placement: P::new(&spec),
+            supervisor: Supervisor::new(spec.nodes, tag.as_str()),
+            ledger: Ledger::new(&tag, &spec.run_id, P::KIND, spec.base_dir.clone()),
+            disks: Disks::new(&spec),
+            addrs: SyncMutex::new(Vec::new()),
+            spec,
+        }
+    }
+
+    pub fn placement(&self) -> &P {
+        &self.placement
+    }
+}
+
+impl<P: Placement> Backend for ProcessCluster<P> {
+    fn kind(&self) -> BackendKind {
+        P::KIND
+    }
+    fn spec(&self) -> &ClusterSpec {
+        &self.spec
+    }
+    fn addrs(&self) -> Vec<NodeAddr> {
+        self.addrs.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    async fn setup(&self) -> Result<()> {
+        self.ledger.update(|_| {})?;
+        let addrs = self.placement.place(&self.spec, &self.ledger).await?;
+        *self.addrs.lock().unwrap_or_else(|p| p.into_inner()) = addrs;
+        self.disks.setup(&self.spec, &self.ledger).await?;
+        crate::clock::register(&self.spec, &self.ledger)?;
+        for node in self.spec.node_ids() {
+            self.start(node).await?;
+        }
+        Ok(())
+    }
+
+    async fn start(&self, node: NodeId) -> Result<()> {
+        check_node(&self.spec, node)?;
+        let launch = Launch::new(
+            &self.spec,
+            node,
+            &self.addrs(),
+            self.placement.wrapper(node),
+        )?;
+        self.supervisor.start(node, launch).await
+    }
+    async fn stop(&self, node: NodeId) -> Result<()> {
+        self.supervisor.stop(node).await
+    }
+    async fn kill(&self, node: NodeId) -> Result<()> {
+        self.supervisor.kill(node).await
+    }
+    async fn pause(&self, node: NodeId) -> Result<()> {
+        self.supervisor.pause(node).await
+    }
+    async fn resume(&self, node: NodeId) -> Result<()> {
+        self.supervisor.resume(node).await
+    }
+    async fn wipe(&self, node: NodeId) -> Result<()> {
+        self.supervisor.wipe(&self.spec, node).await
+    }
+    async fn state(&self, node: NodeId) -> Result<NodeState> {
+        self.supervisor.state(node).await
+    }
+    async fn collect_logs(&self, dir: &Path) -> Result<()> {
+        collect_logs(&self.spec, dir)
+    }
+    async fn lose_unsynced(&self, node: NodeId) -> Result<String> {
+        check_node(&self.spec, node)?;
+        let state = self.supervisor.state(node).await?;
+        self.disks.lose_unsynced(node, state).await
+    }
+    async fn run_on_node(&self, node: NodeId, argv: &[String]) -> Result<CommandRecord> {
+        check_node(&self.spec, node)?;
+        self.placement.run_on_node(node, argv).await
+    }
+
+    async fn teardown(&self) -> Result<()> {
+        self.supervisor.kill_all().await;
+        let recorded = self.ledger.snapshot();
+        // Every removal is tried even when one fails; the ledger stays (for `clean`) until
+        // all of them succeeded.
+        let mut first_error = self.disks.teardown(&recorded.mounts).await.err();
+        if let Err(e) = crate::clock::remove(&recorded.clock_files) {
+            first_error.get_or_insert(e);
+        }
+        if let Err(e) = self.placement.remove(&recorded).await {
+            first_error.get_or_insert(e);
+        }
+        match first_error {
+            None => {
+                self.ledger.remove();
+                Ok(())
+            }
+            Some(e) => Err(e),
+        }
+    }
 }

@@ -3,12 +3,51 @@
 //! bounded by the operations in flight, the plots' samples, the timeline's window and a latency
 //! histogram per (function, outcome), not by the run.
 
-use super::plot::{MAX_OTHER_POINTS, MAX_PLOT_POINTS};
-use super::timeline::{Focus, MAX_TIMELINE_OPS};
+use crate::verdict::Results;
+use checker::faults::FaultPeriod;
 use checker::history::{Event, EventType};
 use hdrhistogram::Histogram;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap, VecDeque};
+
+/// Most points the latency plot draws; beyond it points are thinned evenly.
+pub const MAX_PLOT_POINTS: usize = 20_000;
+/// Points of the latency plot for operations that did not end `ok`, at most: failures and
+/// indeterminate operations are the rarer, telling points, so they are thinned apart from the
+/// `ok` ones and keep up to a quarter of the plot however many `ok` ones there are.
+pub const MAX_OTHER_POINTS: usize = MAX_PLOT_POINTS / 4;
+/// Most operations the timeline draws; the rest are summarised in a sentence. Thousands of
+/// bars already make a page slow to scroll.
+pub const MAX_TIMELINE_OPS: usize = 3000;
+
+/// Where the timeline of a long run is centred: the violation's first operation, or else the
+/// first fault, or else the start. Known before the history is read (from the checkers' results
+/// and the nemesis log), so the window is chosen in the one pass over it.
+#[derive(Clone, Copy, Debug, PartialEq, Default)]
+pub enum Focus {
+    /// Invocation time (ns) of the counterexample's first operation.
+    Violation(u64),
+    /// Start (ns) of the first fault.
+    Fault(u64),
+    #[default]
+    Start,
+}
+
+impl Focus {
+    pub fn of(results: &Results, faults: &[FaultPeriod]) -> Focus {
+        let violation = results
+            .checkers
+            .iter()
+            .filter_map(|c| c.counterexample.as_ref())
+            .flat_map(|cx| cx.ops.iter().map(|o| o.invoke_time))
+            .min();
+        match (violation, faults.iter().map(|f| f.start_ns).min()) {
+            (Some(t), _) => Focus::Violation(t),
+            (None, Some(t)) => Focus::Fault(t),
+            (None, None) => Focus::Start,
+        }
+    }
+}
 
 /// Significant decimal digits the latency histograms keep: quantiles are exact to 0.1%, far
 /// below what a millisecond table with two decimals shows.

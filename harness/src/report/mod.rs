@@ -11,7 +11,7 @@ mod timeline;
 pub use checker::faults::FaultPeriod;
 pub use digest::{CompletedOp, Digest, Digester, LatencyPoint, Quantiles};
 pub use html::{escape, render};
-pub use timeline::Focus;
+pub use digest::Focus;
 
 use crate::store::{
     COUNTEREXAMPLE_FILE, HISTORY_FILE, NEMESIS_FILE, REPORT_FILE, RunDir, TestRecord,

@@ -5,12 +5,6 @@ use checker::faults::FaultPeriod;
 use checker::history::EventType;
 use plotters::prelude::*;
 
-/// Most points the latency plot draws; beyond it points are thinned evenly.
-pub const MAX_PLOT_POINTS: usize = 20_000;
-/// Points of the latency plot for operations that did not end `ok`, at most: failures and
-/// indeterminate operations are the rarer, telling points, so they are thinned apart from the
-/// `ok` ones and keep up to a quarter of the plot however many `ok` ones there are.
-pub const MAX_OTHER_POINTS: usize = MAX_PLOT_POINTS / 4;
 /// Most buckets of the throughput plot.
 const MAX_THROUGHPUT_BUCKETS: usize = 600;
 const WIDTH_PX: u32 = 1100;
@@ -84,13 +78,7 @@ pub fn latency_svg(
                 .label(kind.as_str())
                 .legend(move |(x, y)| Circle::new((x, y), 4, color.filled()));
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK.mix(0.3))
-            .draw()
-            .map_err(|e| e.to_string())?;
+        draw_legend(&mut chart)?;
         root.present().map_err(|e| e.to_string())?;
     }
     Ok(svg)
@@ -161,16 +149,25 @@ pub fn throughput_svg(
                     PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2))
                 });
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK.mix(0.3))
-            .draw()
-            .map_err(|e| e.to_string())?;
+        draw_legend(&mut chart)?;
         root.present().map_err(|e| e.to_string())?;
     }
     Ok(svg)
+}
+
+/// The series' legend, in a box at the upper right.
+fn draw_legend<'a, DB, CT>(chart: &mut ChartContext<'a, DB, CT>) -> Result<(), String>
+where
+    DB: DrawingBackend + 'a,
+    CT: CoordTranslate,
+{
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK.mix(0.3))
+        .draw()
+        .map_err(|e| e.to_string())
 }
 
 /// Shades each fault's period and writes its label at the top, staggered in three rows so

@@ -1,18 +1,14 @@
 //! The per-process timeline: one row per Jepsen process, one bar per operation from its
 //! invocation to its completion, coloured by outcome, with a tooltip naming it.
 
-use super::digest::{CompletedOp, Digest};
+use super::digest::{CompletedOp, Digest, Focus, MAX_TIMELINE_OPS};
 use super::plot::color_of;
-use crate::verdict::Results;
 use checker::faults::FaultPeriod;
 use checker::html::escape;
 use plotters::style::RGBColor;
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-/// Most operations the timeline draws; the rest are summarised in a sentence. Thousands of
-/// bars already make a page slow to scroll.
-pub const MAX_TIMELINE_OPS: usize = 3000;
 const ROW_PX: u32 = 16;
 const BAR_PX: u32 = 12;
 const LABEL_PX: u32 = 60;
@@ -20,35 +16,6 @@ const WIDTH_PX: u32 = 1100;
 
 fn css(c: RGBColor) -> String {
     format!("rgb({},{},{})", c.0, c.1, c.2)
-}
-
-/// Where the timeline of a long run is centred: the violation's first operation, or else the
-/// first fault, or else the start. Known before the history is read (from the checkers' results
-/// and the nemesis log), so the window is chosen in the one pass over it.
-#[derive(Clone, Copy, Debug, PartialEq, Default)]
-pub enum Focus {
-    /// Invocation time (ns) of the counterexample's first operation.
-    Violation(u64),
-    /// Start (ns) of the first fault.
-    Fault(u64),
-    #[default]
-    Start,
-}
-
-impl Focus {
-    pub fn of(results: &Results, faults: &[FaultPeriod]) -> Focus {
-        let violation = results
-            .checkers
-            .iter()
-            .filter_map(|c| c.counterexample.as_ref())
-            .flat_map(|cx| cx.ops.iter().map(|o| o.invoke_time))
-            .min();
-        match (violation, faults.iter().map(|f| f.start_ns).min()) {
-            (Some(t), _) => Focus::Violation(t),
-            (None, Some(t)) => Focus::Fault(t),
-            (None, None) => Focus::Start,
-        }
-    }
 }
 
 /// An SVG timeline of the digest's window (at most [`MAX_TIMELINE_OPS`] operations): all of
