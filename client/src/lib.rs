@@ -23,6 +23,6 @@ pub mod status;
 pub use error::{Error, Result};
 pub use keeper_wire as api;
 pub use node::{EventStream, NodeClient, StreamEvent};
-pub use request::normalize_url;
 pub use recipes::{LeaderElection, Lock};
+pub use request::normalize_url;
 pub use session::{ClientConfig, Event, Session, SessionState};

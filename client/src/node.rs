@@ -9,7 +9,7 @@ use eventsource_stream::{EventStreamError, Eventsource};
 use futures::{Stream, StreamExt};
 use keeper_wire::{
     ChildrenReply, CreateReply, CreateRequest, CreateSessionRequest, DataReply, DeleteRequest,
-    DigestReply, ExistsReply, HeartbeatRequest, KeeperError, MultiReply, MultiRequest, ReadRequest,
+    DigestReply, ExistsReply, HeartbeatRequest, MultiReply, MultiRequest, ReadRequest,
     SessionEvent, SessionId, SessionReply, SetDataRequest, StatReply, Status, SyncRequest,
     WatchEvent, ZxidReply,
 };

@@ -384,7 +384,10 @@ pub async fn clean_leftovers(options: &CleanOptions) -> CleanReport {
             Err(e) => report.errors.push(e.to_string()),
         }
     }
-    for (tag, socket) in registry_files(crate::lazyfs::SOCKET_SUFFIX).into_iter().filter(|(t, _)| dead(t)) {
+    for (tag, socket) in registry_files(crate::lazyfs::SOCKET_SUFFIX)
+        .into_iter()
+        .filter(|(t, _)| dead(t))
+    {
         if std::fs::remove_file(&socket).is_ok() {
             report
                 .removed
@@ -392,7 +395,10 @@ pub async fn clean_leftovers(options: &CleanOptions) -> CleanReport {
         }
     }
 
-    for (tag, file) in registry_files(crate::clock::CONTROL_SUFFIX).into_iter().filter(|(t, _)| dead(t)) {
+    for (tag, file) in registry_files(crate::clock::CONTROL_SUFFIX)
+        .into_iter()
+        .filter(|(t, _)| dead(t))
+    {
         if std::fs::remove_file(&file).is_ok() {
             report
                 .removed

@@ -9,9 +9,9 @@ mod plot;
 mod timeline;
 
 pub use checker::faults::FaultPeriod;
+pub use digest::Focus;
 pub use digest::{CompletedOp, Digest, Digester, LatencyPoint, Quantiles};
 pub use html::{escape, render};
-pub use digest::Focus;
 
 use crate::store::{
     COUNTEREXAMPLE_FILE, HISTORY_FILE, NEMESIS_FILE, REPORT_FILE, RunDir, TestRecord,

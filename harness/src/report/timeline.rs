@@ -1,7 +1,7 @@
 //! The per-process timeline: one row per Jepsen process, one bar per operation from its
 //! invocation to its completion, coloured by outcome, with a tooltip naming it.
 
-use super::digest::{CompletedOp, Digest, Focus, MAX_TIMELINE_OPS};
+use super::digest::{CompletedOp, Digest, Focus};
 use super::plot::color_of;
 use checker::faults::FaultPeriod;
 use checker::html::escape;
@@ -18,7 +18,7 @@ fn css(c: RGBColor) -> String {
     format!("rgb({},{},{})", c.0, c.1, c.2)
 }
 
-/// An SVG timeline of the digest's window (at most [`MAX_TIMELINE_OPS`] operations): all of
+/// An SVG timeline of the digest's window (at most [`super::digest::MAX_TIMELINE_OPS`] operations): all of
 /// a short run; of a long one, those around `focus`, with a sentence saying what was left out.
 pub fn timeline_svg(history: &Digest, faults: &[FaultPeriod]) -> (String, Option<String>) {
     let what = match history.focus {
