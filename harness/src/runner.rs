@@ -349,6 +349,16 @@ pub async fn run_phases_on<B: Backend + 'static>(
 }
 
 /// Phases 2 (wait) to 5.
+/// What every phase of a run with a workload looks at.
+struct Phases<'a> {
+    config: &'a TestConfig,
+    run: &'a RunDir,
+    system: &'a dyn System,
+    nodes: &'a [Node],
+    cancel: &'a CancellationToken,
+    progress: &'a Progress,
+}
+
 async fn run_workload_phases<B: Backend + 'static>(
     req: &RunRequest,
     run: &RunDir,
@@ -359,53 +369,16 @@ async fn run_workload_phases<B: Backend + 'static>(
     notes: &mut Vec<String>,
 ) -> Result<bool, PhaseError> {
     let config = &req.config;
-    let nodes: Vec<Node> = cluster
-        .addrs()
-        .into_iter()
-        .map(|a| Node {
-            name: a.name.clone(),
-            url: a.client_url(),
-            zk_addr: a.zk_addr().to_string(),
-        })
-        .collect();
-    if nodes.len() != config.nodes {
-        return Err(PhaseError::BeforeHistory(anyhow!(
-            "the backend reports {} nodes, not {}",
-            nodes.len(),
-            config.nodes
-        )));
-    }
-    let (ready, view) = status::wait_until_serving(
-        system.as_ref(),
-        &nodes,
-        Duration::from_millis(SETUP_READY_TIMEOUT_MS),
+    let nodes = nodes_of(cluster.as_ref(), config.nodes)?;
+    let phases = Phases {
+        config,
+        run,
+        system: system.as_ref(),
+        nodes: &nodes,
         cancel,
-    )
-    .await;
-    if !ready {
-        return Err(PhaseError::BeforeHistory(anyhow!(
-            "the fresh cluster did not serve within {SETUP_READY_TIMEOUT_MS} ms ({} of {} nodes answered, {} serving, leaders: {:?}); see {}/nodes/*/",
-            view.answered,
-            nodes.len(),
-            view.serving,
-            view.leaders,
-            run.path.display()
-        )));
-    }
-    let env = Arc::new(Env {
-        nodes: nodes.clone(),
-        protocol: config.protocol,
-        op_timeout: config.op_timeout(),
-        read_consistency: config.read_consistency,
-        seed: config.seed,
-        concurrency: config.concurrency,
-        sim: None,
-    });
-    let workload: Arc<dyn Workload> = Arc::from(workload::by_kind(config.workload));
-    tokio::select! {
-        r = workload.setup(&env) => r.map_err(|e| PhaseError::BeforeHistory(e.context("preparing the workload")))?,
-        _ = cancel.cancelled() => return Err(PhaseError::BeforeHistory(anyhow!("interrupted during setup"))),
-    }
+        progress,
+    };
+    let (env, workload) = phases.setup().await?;
 
     // From here on there is a history, and everything is checked.
     let clock = RunClock::start_now();
@@ -460,56 +433,8 @@ async fn run_workload_phases<B: Backend + 'static>(
     };
     let mut failure = main_phase.await.err();
     faults.heal_all();
-
-    // The liveness phase: what it sees goes to recovery.json, judged by the `recovery` checker.
-    let healed = Instant::now();
-    let mut recovery = Recovery {
-        timeout_ms: config.recovery_timeout_ms,
-        healed_at: clock.ns_at(healed),
-        ..Recovery::default()
-    };
-    if failure.is_none() && !cancel.is_cancelled() {
-        progress.phase("recovering");
-        if let Err(e) = crate::recovery::until_serving(
-            system.as_ref(),
-            &nodes,
-            healed,
-            config.recovery_timeout(),
-            &mut recovery,
-            cancel,
-        )
-        .await
-        {
-            failure = Some(e);
-        }
-    }
-    if failure.is_none() && !cancel.is_cancelled() {
-        progress.phase("final reads");
-        final_reads(&shared, workload.as_ref(), config.recovery_timeout(), notes).await;
-    }
-    if failure.is_none() && !cancel.is_cancelled() {
-        // The replicas must end up applying the same transactions; the sampler records their
-        // digests meanwhile, for the convergence checker.
-        progress.phase("converging");
-        let timeout = Duration::from_millis(status::CONVERGE_TIMEOUT_MS);
-        match crate::recovery::until_converged(
-            system.as_ref(),
-            &nodes,
-            healed,
-            timeout,
-            &mut recovery,
-            cancel,
-        )
-        .await
-        {
-            Ok(()) => {
-                if let Err(e) = crate::store::write_json_synced(&run.file(RECOVERY_FILE), &recovery)
-                {
-                    failure = Some(e);
-                }
-            }
-            Err(e) => failure = Some(e),
-        }
+    if failure.is_none() {
+        failure = phases.after_heal(&shared, clock, notes).await.err();
     }
 
     background.cancel();
@@ -530,11 +455,128 @@ async fn run_workload_phases<B: Backend + 'static>(
     }
 }
 
+/// The nodes as the workload's clients see them; the backend must report every one.
+fn nodes_of<B: Backend>(cluster: &B, expected: usize) -> Result<Vec<Node>, PhaseError> {
+    let nodes: Vec<Node> = cluster
+        .addrs()
+        .into_iter()
+        .map(|a| Node {
+            name: a.name.clone(),
+            url: a.client_url(),
+            zk_addr: a.zk_addr().to_string(),
+        })
+        .collect();
+    if nodes.len() != expected {
+        return Err(PhaseError::BeforeHistory(anyhow!(
+            "the backend reports {} nodes, not {expected}",
+            nodes.len(),
+        )));
+    }
+    Ok(nodes)
+}
+
+impl Phases<'_> {
+    /// The setup phase, before any history: the fresh cluster serves, then the workload
+    /// prepares its znodes.
+    async fn setup(&self) -> Result<(Arc<Env>, Arc<dyn Workload>), PhaseError> {
+        let (ready, view) = status::wait_until_serving(
+            self.system,
+            self.nodes,
+            Duration::from_millis(SETUP_READY_TIMEOUT_MS),
+            self.cancel,
+        )
+        .await;
+        if !ready {
+            return Err(PhaseError::BeforeHistory(anyhow!(
+                "the fresh cluster did not serve within {SETUP_READY_TIMEOUT_MS} ms ({} of {} nodes answered, {} serving, leaders: {:?}); see {}/nodes/*/",
+                view.answered,
+                self.nodes.len(),
+                view.serving,
+                view.leaders,
+                self.run.path.display()
+            )));
+        }
+        let config = self.config;
+        let env = Arc::new(Env {
+            nodes: self.nodes.to_vec(),
+            protocol: config.protocol,
+            op_timeout: config.op_timeout(),
+            read_consistency: config.read_consistency,
+            seed: config.seed,
+            concurrency: config.concurrency,
+            sim: None,
+        });
+        let workload: Arc<dyn Workload> = Arc::from(workload::by_kind(config.workload));
+        tokio::select! {
+            r = workload.setup(&env) => r.map_err(|e| PhaseError::BeforeHistory(e.context("preparing the workload")))?,
+            _ = self.cancel.cancelled() => return Err(PhaseError::BeforeHistory(anyhow!("interrupted during setup"))),
+        }
+        Ok((env, workload))
+    }
+
+    /// The phases after the heal: liveness (a leader, a write and a read within the recovery
+    /// timeout), the workload's final reads, and convergence (every replica at one applied
+    /// zxid); what they see goes to recovery.json, judged by the `recovery` and `convergence`
+    /// checkers. Interrupted: stops between phases, and writes no recovery.json.
+    async fn after_heal(
+        &self,
+        shared: &WorkerShared,
+        clock: RunClock,
+        notes: &mut Vec<String>,
+    ) -> anyhow::Result<()> {
+        let config = self.config;
+        let healed = Instant::now();
+        let mut recovery = Recovery {
+            timeout_ms: config.recovery_timeout_ms,
+            healed_at: clock.ns_at(healed),
+            ..Recovery::default()
+        };
+        if self.cancel.is_cancelled() {
+            return Ok(());
+        }
+        self.progress.phase("recovering");
+        crate::recovery::until_serving(
+            self.system,
+            self.nodes,
+            healed,
+            config.recovery_timeout(),
+            &mut recovery,
+            self.cancel,
+        )
+        .await?;
+        if self.cancel.is_cancelled() {
+            return Ok(());
+        }
+        self.progress.phase("final reads");
+        final_reads(
+            shared,
+            shared.workload.as_ref(),
+            config.recovery_timeout(),
+            notes,
+        )
+        .await;
+        if self.cancel.is_cancelled() {
+            return Ok(());
+        }
+        // The replicas must end up applying the same transactions; the sampler records their
+        // digests meanwhile, for the convergence checker.
+        self.progress.phase("converging");
+        crate::recovery::until_converged(
+            self.system,
+            self.nodes,
+            healed,
+            Duration::from_millis(status::CONVERGE_TIMEOUT_MS),
+            &mut recovery,
+            self.cancel,
+        )
+        .await?;
+        crate::store::write_json_synced(&self.run.file(RECOVERY_FILE), &recovery)
+    }
+}
+
 /// Most rounds of final reads over all nodes.
 const MAX_FINAL_ROUNDS: usize = 10;
 
-/// Runs the workload's final operations, each on the nodes in turn until it succeeds, within
-/// the recovery timeout.
 /// The workload's final operations (`Workload::final_ops`), each retried on one node after
 /// another until it succeeds or `within` runs out; a note for those that never did.
 pub(crate) async fn final_reads(
