@@ -14,6 +14,7 @@ pub mod invariants;
 pub mod linear;
 pub mod liveness;
 pub mod model;
+pub mod plan;
 pub mod reader;
 pub mod run;
 pub mod run_dir;

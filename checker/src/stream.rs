@@ -30,8 +30,8 @@ use crate::model::{
     CasRegisterModel, KvModel, Model, ModelGuess, ModelKind, MultiRegisterModel, MutexModel,
     RegisterModel, ZnodeModel,
 };
+use crate::plan::{self, CheckError, CheckOptions, checker_names, model_to_check};
 use crate::reader::ReadError;
-use crate::run::{self, CheckError, CheckOptions, checker_names, model_to_check};
 use crate::verdict::{CheckerResult, OpView, RunVerdict, Verdict};
 
 /// Files at least this large are checked streamed by `schism check` (smaller ones are read
@@ -242,7 +242,7 @@ pub fn check_file(
     let file = File::open(path).map_err(|e| io_error(path, e))?;
     let spill_files = cfg.spill_files.clamp(1, MAX_SPILL_FILES);
     let mut scan = Scan {
-        recovery_ops: workload.map_or(&[], run::workload_recovery_ops),
+        recovery_ops: workload.map_or(&[], plan::workload_recovery_ops),
         spill: (0..spill_files).map(|_| None).collect(),
         spill_keys: vec![Vec::new(); spill_files],
         key_ids: HashMap::new(),
