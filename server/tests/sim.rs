@@ -16,7 +16,8 @@ use rand_chacha::ChaCha8Rng;
 use std::collections::{BTreeMap, BTreeSet};
 
 const TICK_MS: u64 = 100;
-/// How often a leader's step that sends proposals ends in a crash before its fsync.
+/// How often a step that sends messages early (`PeerMsg::may_precede_fsync`) and persists
+/// something ends in a crash before its fsync.
 const CRASH_BEFORE_FSYNC_ODDS: f64 = 0.02;
 
 /// What a node has on disk.
@@ -207,8 +208,9 @@ impl Sim {
                 }
             }
         }
-        // The shell sends a leader's proposals before its fsync: sometimes the node dies right
-        // then, with the proposals out and nothing of the step on disk.
+        // The shell sends some messages (a leader's proposals and commits, a follower's
+        // forwards) before its fsync: sometimes the node dies right then, with those out and
+        // nothing of the step on disk.
         let early = |o: &Output| matches!(o, Output::Send { msg, .. } if msg.may_precede_fsync());
         if self.faults
             && ready.after_persist.iter().any(early)

@@ -227,8 +227,9 @@ pub struct Swarm {
     pub skew_ppm: Vec<i64>,
     /// Per node: its clock minus simulated time at the start, ms.
     pub clock_offset_ms: Vec<i64>,
-    /// Each fsync takes 0 to this many ms; the batch's outputs wait for it, a leader's early
-    /// proposals (`PeerMsg::may_precede_fsync`) do not. 0: durable at once.
+    /// Each fsync takes 0 to this many ms; the batch's outputs wait for it, its early sends
+    /// (`PeerMsg::may_precede_fsync`: a leader's proposals and commits, a follower's forwards)
+    /// do not. 0: durable at once.
     pub max_fsync_ms: u64,
     /// A crash may be a power loss: what was not fsynced is lost (a prefix may survive).
     pub power_loss: bool,
@@ -785,8 +786,9 @@ impl Sim {
             }
             ready.append(step);
         }
-        // As the shell's driver: a leader's proposals leave first (they may precede the
-        // fsync), then the batch is written and fsynced, and only then does the rest leave.
+        // As the shell's driver: the sends that may precede the fsync leave first (a leader's
+        // proposals and commits, a follower's forwards), then the batch is written and fsynced,
+        // and only then does the rest leave.
         let early = ready.take_early_sends(id);
         for p in &ready.persist {
             node.disk.persist(p);

@@ -10,7 +10,8 @@
 //! (written and fsynced) before any [`Output`] of that batch (`Ready::after_persist`: sends,
 //! replies, events) leaves the process. The core relies on it: a follower's ACK of a proposal,
 //! and its ACK of NEWLEADER, are only ever sent after the proposals they acknowledge are on
-//! disk. The one exception is a leader's PROPOSAL, which may leave before the fsync
+//! disk. The exceptions are messages that promise nothing about the batch's writes (a leader's
+//! PROPOSAL and COMMIT, a follower's FORWARD), which may leave before the fsync
 //! ([`Ready::take_early_sends`]; [`PeerMsg::may_precede_fsync`] says why that is safe).
 
 mod election;
@@ -307,10 +308,12 @@ impl Ready {
         self.after_persist.extend(later.after_persist);
     }
 
-    /// Removes and returns the sends that may leave before the fsync: a leader's proposals to
-    /// other nodes ([`PeerMsg::may_precede_fsync`]), so that the followers' fsyncs overlap the
-    /// leader's own. A link stays FIFO: once one message to a peer must wait for the fsync, so
-    /// do all after it. `me` is the node's own id (its messages to itself wait too).
+    /// Removes and returns the sends that may leave before the fsync
+    /// ([`PeerMsg::may_precede_fsync`]): a leader's proposals, so that the followers' fsyncs
+    /// overlap the leader's own, and the commits and forwarded writes, which need no fsync of
+    /// this batch, so that they do not wait for one. A link stays FIFO: once one message to a
+    /// peer must wait for the fsync, so do all after it. `me` is the node's own id (its
+    /// messages to itself wait too).
     pub fn take_early_sends(&mut self, me: NodeId) -> Vec<(NodeId, PeerMsg)> {
         let mut held: Vec<NodeId> = Vec::new();
         let mut early = Vec::new();

@@ -145,14 +145,32 @@ pub enum PeerMsg {
 
 impl PeerMsg {
     /// Whether the shell may send this message before the batch that produced it is durable:
-    /// only a leader's PROPOSAL (ZooKeeper's leader, too, sends a proposal to its followers
-    /// while logging it). It promises nothing about the leader's disk: the leader counts its
-    /// own ack at once, but a commit also needs a follower's ACK, which can only arrive in a
-    /// later batch, after this one's fsync. If the leader dies before its fsync, the proposal
-    /// is one that a quorum may hold and a later leader may commit, like any proposal whose
-    /// commit was not yet known; its client was never answered.
+    /// only those that promise nothing about what the batch wrote.
+    ///
+    /// - A leader's PROPOSAL (ZooKeeper's leader, too, sends a proposal to its followers while
+    ///   logging it). The leader counts its own ack at once, but a commit also needs a
+    ///   follower's ACK, which can only arrive in a later batch, after this one's fsync. If the
+    ///   leader dies before its fsync, the proposal is one that a quorum may hold and a later
+    ///   leader may commit, like any proposal whose commit was not yet known; its client was
+    ///   never answered.
+    /// - A leader's COMMIT. It says a quorum holds the proposal, and that was true before this
+    ///   batch began: a follower acks (ACK, or NEWLEADER's ack through its last zxid) only what
+    ///   it received, it receives a proposal only once the batch that logged it on the leader
+    ///   has been stepped, and the shell steps no batch before the previous one is durable. So
+    ///   the leader's own ack of every proposal a follower's ack helps commit is on its disk
+    ///   already. Only a single voter commits on its own ack alone, in the batch that logged
+    ///   the proposal, and it has no follower to send a COMMIT to. (ZooKeeper's leader, too,
+    ///   sends COMMIT as the acks arrive, not after its log's next fsync.)
+    /// - A follower's FORWARD: a client's write relayed to the leader, which says nothing
+    ///   about the follower's disk (ZooKeeper's follower forwards a request as it arrives).
+    ///
+    /// Every other message waits: an ACK promises the follower's disk holds the proposal, and
+    /// the rest may follow from state this batch changed.
     pub fn may_precede_fsync(&self) -> bool {
-        matches!(self, PeerMsg::Proposal { .. })
+        matches!(
+            self,
+            PeerMsg::Proposal { .. } | PeerMsg::Commit { .. } | PeerMsg::Forward { .. }
+        )
     }
 
     /// A short name for logs.

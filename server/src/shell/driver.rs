@@ -473,7 +473,8 @@ impl Driver {
         }
 
         // A leader's proposals leave before the fsync, so that the followers' fsyncs overlap
-        // the leader's own (`Ready::take_early_sends` keeps each link in order).
+        // the leader's own, and so do commits and forwarded writes, which need no fsync of this
+        // batch (`Ready::take_early_sends` keeps each link in order).
         for (to, msg) in ready.take_early_sends(self.id) {
             self.transport.send(to, msg);
         }
