@@ -11,6 +11,9 @@
 //! - [`local::LocalCluster`]: plain processes on distinct 127.x.y.z addresses, for users without
 //!   root; it refuses network commands (and thus partitions and shaping).
 //!
+//! The netns and local backends are one [`process::ProcessCluster`] with different
+//! [`process::Placement`]s: they differ only in where a node's process lives.
+//!
 //! Everything a run creates is named from its [`RunTag`] (`schism-<tag>...`, `sch<tag>...`,
 //! label `schism.run=<tag>`) and recorded in a ledger before it is created, so that
 //! [`Backend::teardown`] and [`clean::clean_leftovers`] remove exactly what schism made and
@@ -25,7 +28,7 @@ pub mod ledger;
 pub mod local;
 pub mod netns;
 pub mod preflight;
-mod process;
+pub mod process;
 pub mod status;
 pub mod system;
 pub mod zookeeper;
