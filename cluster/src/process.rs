@@ -345,10 +345,6 @@ impl<P: Placement> ProcessCluster<P> {
             spec,
         }
     }
-
-    pub fn placement(&self) -> &P {
-        &self.placement
-    }
 }
 
 impl<P: Placement> Backend for ProcessCluster<P> {
