@@ -384,25 +384,17 @@ pub async fn clean_leftovers(options: &CleanOptions) -> CleanReport {
             Err(e) => report.errors.push(e.to_string()),
         }
     }
-    for (tag, socket) in registry_files(crate::lazyfs::SOCKET_SUFFIX)
-        .into_iter()
-        .filter(|(t, _)| dead(t))
-    {
-        if std::fs::remove_file(&socket).is_ok() {
-            report
-                .removed
-                .push(format!("socket {} (run {tag})", socket.display()));
-        }
-    }
-
-    for (tag, file) in registry_files(crate::clock::CONTROL_SUFFIX)
-        .into_iter()
-        .filter(|(t, _)| dead(t))
-    {
-        if std::fs::remove_file(&file).is_ok() {
-            report
-                .removed
-                .push(format!("clock control file {} (run {tag})", file.display()));
+    let registry = [
+        (crate::lazyfs::SOCKET_SUFFIX, "socket"),
+        (crate::clock::CONTROL_SUFFIX, "clock control file"),
+    ];
+    for (suffix, what) in registry {
+        for (tag, file) in registry_files(suffix).into_iter().filter(|(t, _)| dead(t)) {
+            if std::fs::remove_file(&file).is_ok() {
+                report
+                    .removed
+                    .push(format!("{what} {} (run {tag})", file.display()));
+            }
         }
     }
 

@@ -76,11 +76,13 @@ impl Placement for Namespaces {
     }
 
     fn wrapper(&self, node: NodeId) -> Vec<String> {
+        // `ip netns exec` execs the program after setns, so the child's pid is the node's own
+        // (keeperd or the JVM) and signals to its process group reach it directly.
         self.in_ns(node, &[])
     }
 
     async fn run_on_node(&self, node: NodeId, cmd: &[String]) -> Result<CommandRecord> {
-        let mut full = self.in_ns(node, &[]);
+        let mut full = self.wrapper(node);
         full.extend(cmd.iter().cloned());
         run(&full).await
     }
