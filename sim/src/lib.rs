@@ -180,8 +180,8 @@ pub struct SimConfig {
     /// A server bug to inject (needs the `bugs` feature).
     pub bug: Option<Bug>,
     /// Also lose single messages and reorder them within a link, which TCP never does. The
-    /// core's contract says it tolerates both, but seeds with them lose liveness (see
-    /// docs/SIM.md), so they are off unless asked for.
+    /// core's contract says it tolerates both (docs/SIM.md says what that took); they are off
+    /// unless asked for, as a real link never does either.
     pub lossy_links: bool,
     /// Clock skew and jumps: `None` lets the seed draw them, `Some(true)` forces both on every
     /// node, `Some(false)` leaves every clock exact.
@@ -786,18 +786,16 @@ impl Sim {
             }
             ready.append(step);
         }
-        // As the shell's driver: the sends that may precede the fsync leave first (a leader's
-        // proposals and commits, a follower's forwards), then the batch is written and fsynced,
-        // and only then does the rest leave.
-        let early = ready.take_early_sends(id);
+        // As the shell's driver: what may precede the fsync leaves first (a leader's proposals
+        // and commits, a follower's forwards, and in an ensemble what clients are told), then
+        // the batch is written and fsynced, and only then does the rest leave.
+        let early = ready.take_early(id, core.answers_precede_fsync());
         for p in &ready.persist {
             node.disk.persist(p);
         }
         Persist::count_logged(&mut node.logged_since_snapshot, &ready.persist);
         let persisted = !ready.persist.is_empty();
-        for (to, msg) in early {
-            self.send(id, to, msg);
-        }
+        self.carry_out(id, early);
         if persisted {
             let fsync_ms = match self.swarm.max_fsync_ms {
                 0 => 0,
@@ -982,7 +980,8 @@ impl Sim {
         if node.core.is_some() {
             return;
         }
-        if self.swarm.clock_jumps && self.clock_rng.random_bool(0.5) {
+        // Not on the restarts of `heal`, which draws no more faults.
+        if self.faults && self.swarm.clock_jumps && self.clock_rng.random_bool(0.5) {
             // The wall clock was stepped back while the node was down (NTP): its new shell
             // starts from the earlier time.
             let back = self.clock_rng.random_range(1..=MAX_CLOCK_STEP_BACK_MS);

@@ -11,8 +11,10 @@
 //! replies, events) leaves the process. The core relies on it: a follower's ACK of a proposal,
 //! and its ACK of NEWLEADER, are only ever sent after the proposals they acknowledge are on
 //! disk. The exceptions are messages that promise nothing about the batch's writes (a leader's
-//! PROPOSAL and COMMIT, a follower's FORWARD), which may leave before the fsync
-//! ([`Ready::take_early_sends`]; [`PeerMsg::may_precede_fsync`] says why that is safe).
+//! PROPOSAL and COMMIT, a follower's FORWARD; [`PeerMsg::may_precede_fsync`] says why), and, in
+//! an ensemble of several voters, what clients are told, which rests only on transactions a
+//! quorum held before the batch began ([`Core::answers_precede_fsync`] says why). Both leave
+//! before the fsync through [`Ready::take_early`].
 
 mod election;
 mod msg;
@@ -290,8 +292,8 @@ pub struct Ready {
     /// Written in order and fsynced before anything in `after_persist` leaves.
     pub persist: Vec<Persist>,
     /// Messages, replies and events, in the core's order (a watch event before the reply that
-    /// follows it). None may leave before `persist` is durable, except the sends that
-    /// [`Ready::take_early_sends`] hands out first.
+    /// follows it). None may leave before `persist` is durable, except what
+    /// [`Ready::take_early`] hands out first.
     pub after_persist: Vec<Output>,
 }
 
@@ -308,13 +310,18 @@ impl Ready {
         self.after_persist.extend(later.after_persist);
     }
 
-    /// Removes and returns the sends that may leave before the fsync
-    /// ([`PeerMsg::may_precede_fsync`]): a leader's proposals, so that the followers' fsyncs
-    /// overlap the leader's own, and the commits and forwarded writes, which need no fsync of
-    /// this batch, so that they do not wait for one. A link stays FIFO: once one message to a
-    /// peer must wait for the fsync, so do all after it. `me` is the node's own id (its
-    /// messages to itself wait too).
-    pub fn take_early_sends(&mut self, me: NodeId) -> Vec<(NodeId, PeerMsg)> {
+    /// Removes and returns, in order, what may leave before the batch's fsync:
+    ///
+    /// - the sends of [`PeerMsg::may_precede_fsync`]: a leader's proposals, so that the
+    ///   followers' fsyncs overlap the leader's own, and the commits and forwarded writes, which
+    ///   need no fsync of this batch, so that they do not wait for one. A link stays FIFO: once
+    ///   one message to a peer must wait for the fsync, so do all after it. `me` is the node's
+    ///   own id (its messages to itself wait too);
+    /// - when `answers` ([`Core::answers_precede_fsync`]), every reply, watch event and session
+    ///   notice, in the core's order (so a session's event still comes before the reply that
+    ///   follows it), so that a client whose write committed is not kept waiting for this
+    ///   node's fsync of other clients' proposals.
+    pub fn take_early(&mut self, me: NodeId, answers: bool) -> Vec<Output> {
         let mut held: Vec<NodeId> = Vec::new();
         let mut early = Vec::new();
         let mut rest = Vec::with_capacity(self.after_persist.len());
@@ -323,12 +330,13 @@ impl Ready {
                 Output::Send { to, msg }
                     if to != me && msg.may_precede_fsync() && !held.contains(&to) =>
                 {
-                    early.push((to, msg));
+                    early.push(Output::Send { to, msg });
                 }
                 Output::Send { to, msg } => {
                     held.push(to);
                     rest.push(Output::Send { to, msg });
                 }
+                answer if answers => early.push(answer),
                 other => rest.push(other),
             }
         }

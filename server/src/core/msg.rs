@@ -116,11 +116,13 @@ pub enum PeerMsg {
         seq: u64,
         committed: Zxid,
     },
-    /// Follower -> leader, answering a ping; carries the sessions its clients touched.
+    /// Follower -> leader, answering a ping; carries the sessions its clients touched, and
+    /// acks every proposal through `last_zxid`, the follower's last logged zxid.
     Pong {
         epoch: u32,
         seq: u64,
         touched: Vec<SessionId>,
+        last_zxid: Zxid,
     },
     /// Follower -> leader: a client write to propose. The leader fills in the zxid and time.
     Forward {
@@ -164,8 +166,9 @@ impl PeerMsg {
     /// - A follower's FORWARD: a client's write relayed to the leader, which says nothing
     ///   about the follower's disk (ZooKeeper's follower forwards a request as it arrives).
     ///
-    /// Every other message waits: an ACK promises the follower's disk holds the proposal, and
-    /// the rest may follow from state this batch changed.
+    /// Every other message waits: an ACK, and a PONG (which acks through the follower's last
+    /// zxid), promise that the follower's disk holds the proposals, and the rest may follow
+    /// from state this batch changed.
     pub fn may_precede_fsync(&self) -> bool {
         matches!(
             self,

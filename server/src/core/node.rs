@@ -327,6 +327,26 @@ impl Core {
         self.log_start
     }
 
+    /// Whether what this node tells its clients (replies, watch events, session notices) may
+    /// leave before the fsync of the batch that produced it ([`Ready::take_early`]).
+    ///
+    /// It may in an ensemble of several voters. Clients are only ever shown committed state
+    /// (the tree holds committed transactions alone; a write is answered once its transaction
+    /// is applied), and there a commit needs a follower's ACK, which the follower sends only
+    /// once its disk holds the proposal and which the leader steps only in a batch after the
+    /// one that logged the proposal, once that one is durable (see [`PeerMsg::may_precede_fsync`]
+    /// on COMMIT). So whatever a batch tells clients was on a quorum's disks before the batch
+    /// began; this node's own copy adds nothing to that. A follower that crashes before its
+    /// fsync comes back with a shorter log and serves nothing before a leader has synced it.
+    /// ZooKeeper's follower, too, answers a write when the COMMIT arrives, not after its own
+    /// log's next flush.
+    ///
+    /// A single voter commits on its own ack, in the batch that logs the proposal: its answers
+    /// wait for that batch's fsync.
+    pub fn answers_precede_fsync(&self) -> bool {
+        self.cfg.voters.len() > 1
+    }
+
     // ---- shared helpers -----------------------------------------------------------------
 
     pub(super) fn last_zxid(&self) -> Zxid {

@@ -15,7 +15,7 @@ use super::node::State;
 use super::*;
 use crate::api::{counter_of, epoch_of};
 use crate::txn::{Origin, TxnBody};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub(crate) enum FollowerStage {
@@ -106,6 +106,9 @@ pub(crate) struct Leading {
     /// Outstanding proposals and who has them on disk.
     acks: BTreeMap<Zxid, BTreeSet<NodeId>>,
     ping_seq: u64,
+    /// The tick pings sent within the sync limit, oldest first: (seq, sent at). At most one
+    /// per tick, so at most `sync_limit_ticks + 1` of them.
+    pings: VecDeque<(u64, Millis)>,
     readers: Vec<ReadWaiter>,
     /// Session deadlines: the leader alone decides expiry.
     deadlines: BTreeMap<SessionId, Millis>,
@@ -128,6 +131,17 @@ pub(crate) struct Leading {
 impl Leading {
     pub fn is_established(&self) -> bool {
         self.phase == LeaderPhase::Broadcast
+    }
+
+    /// When the ping a PONG of `seq` answers was sent, at the latest: the last tick ping at or
+    /// before it (a read's ping goes out between two). `None` when that ping is older than
+    /// the sync limit.
+    fn ping_sent_at(&self, seq: u64) -> Option<Millis> {
+        self.pings
+            .iter()
+            .rev()
+            .find(|(sent, _)| *sent <= seq)
+            .map(|(_, at)| *at)
     }
 
     pub fn synced_followers(&self) -> Vec<NodeId> {
@@ -182,6 +196,7 @@ impl Core {
             counter: 0,
             acks: BTreeMap::new(),
             ping_seq: 0,
+            pings: VecDeque::new(),
             readers: Vec::new(),
             deadlines: BTreeMap::new(),
             closing: BTreeSet::new(),
@@ -511,7 +526,6 @@ impl Core {
                 if e != epoch || x.stage < LearnerStage::AckedNewLeader {
                     return;
                 }
-                x.last_heard = now;
                 if let Some(have) = l.acks.get_mut(&zxid) {
                     have.insert(from);
                 }
@@ -521,18 +535,37 @@ impl Core {
                 epoch: e,
                 seq,
                 touched,
+                last_zxid,
             } => {
+                let sent_at = l.ping_sent_at(seq);
                 let Some(x) = l.learners.get_mut(&from) else {
                     return;
                 };
                 if e != epoch {
                     return;
                 }
-                x.last_heard = now;
+                // Only a PONG says when a follower was last alive, and as of the ping it
+                // answers, not of its own arrival: any message may have waited in a link that a
+                // partition cut, and TCP delivers it when the link heals, seconds later. Counted
+                // at its arrival, such a backlog kept a leader that had been paused and
+                // replaced leading for seconds after it resumed (`schism sim --seed 10520`).
+                if let Some(at) = sent_at {
+                    x.last_heard = x.last_heard.max(at);
+                }
                 x.pong_seq = x.pong_seq.max(seq);
+                // A PONG is an ACK of everything through the follower's last zxid (its log is
+                // a gap-free copy of ours, on its disk when the PONG left): this recovers lost
+                // ACKs, as PINGs recover lost COMMITs. Without it, one lost ACK from each
+                // follower stalled every commit for good (`schism sim --lossy-links --seed 681`).
+                if x.stage >= LearnerStage::AckedNewLeader {
+                    for (_, have) in l.acks.range_mut(..=last_zxid) {
+                        have.insert(from);
+                    }
+                }
                 for s in touched {
                     self.leader_touch(s);
                 }
+                self.try_commit();
                 self.check_readers();
             }
             PeerMsg::Forward {
@@ -548,9 +581,6 @@ impl Core {
                 if e != epoch || l.phase != LeaderPhase::Broadcast || !serving {
                     // The follower times the request out: its outcome is unknown to it.
                     return;
-                }
-                if let Some(x) = l.learners.get_mut(&from) {
-                    x.last_heard = now;
                 }
                 // A forwarded request is its session speaking: touch it here, so an acknowledged
                 // write always extends its session, even when the follower loses this leader
@@ -573,9 +603,6 @@ impl Core {
                 request,
                 linearizable,
             } if e == epoch => {
-                if let Some(x) = l.learners.get_mut(&from) {
-                    x.last_heard = now;
-                }
                 self.leader_sync_request(from, request, linearizable);
             }
             _ => {}
@@ -606,8 +633,10 @@ impl Core {
             origin,
             body,
         };
-        // The leader's own ack counts at once: the shell makes the append durable before
-        // anything of this batch (a commit, a reply) leaves the process.
+        // The leader's own ack counts at once: a commit also needs a follower's ACK, which the
+        // leader steps only in a later batch, once this one's append is durable. A single
+        // voter commits at once, and its answers wait for this batch's fsync
+        // (`Core::answers_precede_fsync`).
         self.append(vec![txn.clone()]);
         for n in receivers {
             self.send(
@@ -816,6 +845,14 @@ impl Core {
         if now >= l.next_ping_at {
             l.next_ping_at = now + tick_ms;
             l.ping_seq += 1;
+            l.pings.push_back((l.ping_seq, now));
+            while l
+                .pings
+                .front()
+                .is_some_and(|&(_, at)| now.saturating_sub(at) > sync_ms)
+            {
+                l.pings.pop_front();
+            }
             let (epoch, seq, committed) = (l.epoch, l.ping_seq, self.committed);
             for n in self.leading().receivers() {
                 self.send(
@@ -1081,12 +1118,16 @@ impl Core {
                 self.commit_to(committed.min(self.last_zxid()));
                 let touched: Vec<SessionId> =
                     std::mem::take(&mut self.touched).into_iter().collect();
+                // Sent after this batch is durable (the shell's batch rule), so `last_zxid`
+                // is on disk when the leader counts it as an ack.
+                let last_zxid = self.last_zxid();
                 self.send(
                     from,
                     PeerMsg::Pong {
                         epoch,
                         seq,
                         touched,
+                        last_zxid,
                     },
                 );
             }

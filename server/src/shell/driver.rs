@@ -474,9 +474,11 @@ impl Driver {
 
         // A leader's proposals leave before the fsync, so that the followers' fsyncs overlap
         // the leader's own, and so do commits and forwarded writes, which need no fsync of this
-        // batch (`Ready::take_early_sends` keeps each link in order).
-        for (to, msg) in ready.take_early_sends(self.id) {
-            self.transport.send(to, msg);
+        // batch, and, in an ensemble, what clients are told, which rests on a quorum's disks
+        // already (`Ready::take_early` keeps each link and each session in order).
+        let answers = self.core.answers_precede_fsync();
+        for output in ready.take_early(self.id, answers) {
+            self.carry_out(output);
         }
 
         // The durability rule: every Persist of the batch is on disk before any of its other
@@ -496,36 +498,7 @@ impl Driver {
         // In the core's order: a watch event reaches the session's queue before the reply
         // that follows it.
         for output in ready.after_persist {
-            match output {
-                Output::Send { to, msg } => {
-                    if to == self.id {
-                        self.loopback.push(msg);
-                    } else {
-                        self.transport.send(to, msg);
-                    }
-                }
-                Output::Reply {
-                    request,
-                    zxid,
-                    result,
-                } => match self.pending.remove(&request) {
-                    Some((session, tx)) => {
-                        let flush = session.and_then(|s| self.hub.flush_mark(s));
-                        let _ = tx.send(Answer {
-                            reply: (zxid, result),
-                            flush,
-                        });
-                    }
-                    None => tracing::debug!(request, "reply for a request nobody waits for"),
-                },
-                Output::Event { session, event } => self.hub.push_watch(session, event),
-                Output::SessionEnded {
-                    session,
-                    expired,
-                    zxid,
-                } => self.hub.end_session(session, expired, zxid),
-                Output::WatchesLost { session } => self.hub.watches_lost(session),
-            }
+            self.carry_out(output);
         }
         for d in deferred {
             match d {
@@ -541,6 +514,41 @@ impl Driver {
             }
         }
         self.maybe_snapshot()
+    }
+
+    /// Lets one of the core's outputs out: to a peer (or to this node's next batch), to the
+    /// handler waiting for a reply, or to a session's event stream.
+    fn carry_out(&mut self, output: Output) {
+        match output {
+            Output::Send { to, msg } => {
+                if to == self.id {
+                    self.loopback.push(msg);
+                } else {
+                    self.transport.send(to, msg);
+                }
+            }
+            Output::Reply {
+                request,
+                zxid,
+                result,
+            } => match self.pending.remove(&request) {
+                Some((session, tx)) => {
+                    let flush = session.and_then(|s| self.hub.flush_mark(s));
+                    let _ = tx.send(Answer {
+                        reply: (zxid, result),
+                        flush,
+                    });
+                }
+                None => tracing::debug!(request, "reply for a request nobody waits for"),
+            },
+            Output::Event { session, event } => self.hub.push_watch(session, event),
+            Output::SessionEnded {
+                session,
+                expired,
+                zxid,
+            } => self.hub.end_session(session, expired, zxid),
+            Output::WatchesLost { session } => self.hub.watches_lost(session),
+        }
     }
 
     /// Snapshot policy: after every `snapshot_every` transactions written to the log, save the
