@@ -211,7 +211,7 @@ impl Sim {
         // The shell lets some outputs out before its fsync (a leader's proposals and commits, a
         // follower's forwards, and in an ensemble what clients are told): sometimes the node
         // dies right then, with those out and nothing of the step on disk.
-        let early = ready.take_early(id, core.answers_precede_fsync());
+        let early = ready.take_early(core);
         if self.faults
             && !early.is_empty()
             && !ready.persist.is_empty()
@@ -981,7 +981,7 @@ fn what_vouches_for_a_batchs_appends_waits_for_its_fsync() {
             .any(|p| matches!(p, Persist::Append(t) if t.iter().any(|t| t.zxid == zxid))),
         "the batch logs the proposal: {batch:?}"
     );
-    for o in batch.take_early(follower, core.answers_precede_fsync()) {
+    for o in batch.take_early(core) {
         if let Output::Send { msg, .. } = o {
             assert!(
                 !matches!(

@@ -789,7 +789,7 @@ impl Sim {
         // As the shell's driver: what may precede the fsync leaves first (a leader's proposals
         // and commits, a follower's forwards, and in an ensemble what clients are told), then
         // the batch is written and fsynced, and only then does the rest leave.
-        let early = ready.take_early(id, core.answers_precede_fsync());
+        let early = ready.take_early(core);
         for p in &ready.persist {
             node.disk.persist(p);
         }

@@ -310,18 +310,20 @@ impl Ready {
         self.after_persist.extend(later.after_persist);
     }
 
-    /// Removes and returns, in order, what may leave before the batch's fsync:
+    /// Removes and returns, in order, what `core`'s batch may let out before its fsync:
     ///
     /// - the sends of [`PeerMsg::may_precede_fsync`]: a leader's proposals, so that the
     ///   followers' fsyncs overlap the leader's own, and the commits and forwarded writes, which
     ///   need no fsync of this batch, so that they do not wait for one. A link stays FIFO: once
-    ///   one message to a peer must wait for the fsync, so do all after it. `me` is the node's
-    ///   own id (its messages to itself wait too);
-    /// - when `answers` ([`Core::answers_precede_fsync`]), every reply, watch event and session
-    ///   notice, in the core's order (so a session's event still comes before the reply that
-    ///   follows it), so that a client whose write committed is not kept waiting for this
-    ///   node's fsync of other clients' proposals.
-    pub fn take_early(&mut self, me: NodeId, answers: bool) -> Vec<Output> {
+    ///   one message to a peer must wait for the fsync, so do all after it (the node's messages
+    ///   to itself wait too);
+    /// - when [`Core::answers_precede_fsync`], every reply, watch event and session notice, in
+    ///   the core's order (so a session's event still comes before the reply that follows it),
+    ///   so that a client whose write committed is not kept waiting for this node's fsync of
+    ///   other clients' proposals.
+    pub fn take_early(&mut self, core: &Core) -> Vec<Output> {
+        let me = core.cfg.id;
+        let answers = core.answers_precede_fsync();
         let mut held: Vec<NodeId> = Vec::new();
         let mut early = Vec::new();
         let mut rest = Vec::with_capacity(self.after_persist.len());

@@ -144,6 +144,15 @@ impl Leading {
             .map(|(_, at)| *at)
     }
 
+    /// Counts `from`'s ack of every outstanding proposal through `through`: a claim about its
+    /// disk that a follower makes in a NEWLEADER ack and in each PONG (its log is a gap-free
+    /// copy of ours, durable when either leaves it).
+    fn ack_through(&mut self, from: NodeId, through: Zxid) {
+        for (_, have) in self.acks.range_mut(..=through) {
+            have.insert(from);
+        }
+    }
+
     pub fn synced_followers(&self) -> Vec<NodeId> {
         self.learners
             .iter()
@@ -507,9 +516,7 @@ impl Core {
                     // duplicate of an older ack claims nothing false. Without this, proposals
                     // outstanding when a quorum of followers re-synced never gain a quorum and
                     // commits stall for ever (found by `schism sim`, seed 113).
-                    for (_, have) in l.acks.range_mut(..=through) {
-                        have.insert(from);
-                    }
+                    l.ack_through(from, through);
                     let committed = self.committed;
                     self.send(from, PeerMsg::UpToDate { epoch, committed });
                     self.try_commit();
@@ -558,9 +565,7 @@ impl Core {
                 // ACKs, as PINGs recover lost COMMITs. Without it, one lost ACK from each
                 // follower stalled every commit for good (`schism sim --lossy-links --seed 681`).
                 if x.stage >= LearnerStage::AckedNewLeader {
-                    for (_, have) in l.acks.range_mut(..=last_zxid) {
-                        have.insert(from);
-                    }
+                    l.ack_through(from, last_zxid);
                 }
                 for s in touched {
                     self.leader_touch(s);

@@ -476,8 +476,7 @@ impl Driver {
         // the leader's own, and so do commits and forwarded writes, which need no fsync of this
         // batch, and, in an ensemble, what clients are told, which rests on a quorum's disks
         // already (`Ready::take_early` keeps each link and each session in order).
-        let answers = self.core.answers_precede_fsync();
-        for output in ready.take_early(self.id, answers) {
+        for output in ready.take_early(&self.core) {
             self.carry_out(output);
         }
 
